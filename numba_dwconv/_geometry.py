@@ -1,0 +1,314 @@
+"""Argument normalisation, validation, padding and output shapes.
+
+This module is the single place where the meaning of ``padding``, ``strides``,
+``dilation_rate`` and ``data_format`` is decided.  It imports no numba: the
+kernels receive plain integers (``pad_left``, ``stride``, ``dilation``) and only
+do arithmetic.  Every error raised here names the argument and the value.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+PADDINGS_1D = ("valid", "same", "causal")
+PADDINGS_2D = ("valid", "same")
+DATA_FORMATS = ("channels_last", "channels_first")
+DEVICES = ("auto", "cpu", "cuda")
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class AxisGeometry(NamedTuple):
+    """Geometry of one spatial axis of a convolution.
+
+    Attributes
+    ----------
+    length : int
+        Input length along the axis.
+    kernel_size : int
+        Number of kernel taps ``K``.
+    stride : int
+        Step between consecutive output positions.
+    dilation : int
+        Step between consecutive kernel taps.
+    pad_left : int
+        Zeros virtually prepended to the input.
+    pad_right : int
+        Zeros virtually appended to the input.
+    out_length : int
+        Output length along the axis.
+    """
+
+    length: int
+    kernel_size: int
+    stride: int
+    dilation: int
+    pad_left: int
+    pad_right: int
+    out_length: int
+
+
+def as_positive_int(value, name: str) -> int:
+    """Return ``value`` as an int if it is an integral, strictly positive number."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Invalid value for argument `{name}`: expected a positive integer. Received {name}={value!r}")
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a positive integer. Received {name}={value!r}"
+        ) from None
+    if as_int <= 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a strictly positive value. Received {name}={value!r}"
+        )
+    return as_int
+
+
+def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of ``n`` strictly positive ints (Keras' rule).
+
+    An int is repeated ``n`` times; a tuple or list must hold exactly ``n`` ints.
+    Anything else (floats, bools, strings, wrong lengths, values <= 0) raises a
+    ValueError that names the argument and the value received.
+    """
+    message = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(message)
+    if isinstance(value, (int, np.integer)):
+        values = (int(value),) * n
+    elif isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(message)
+        values = []
+        for item in value:
+            if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+                raise ValueError(message + f", including {item!r} that is not an integer")
+            values.append(int(item))
+        values = tuple(values)
+    else:
+        raise ValueError(message)
+    bad = {v for v in values if v <= 0}
+    if bad:
+        raise ValueError(message + f", including values {bad} that do not satisfy `value > 0`")
+    return values
+
+
+def normalize_padding(padding, allowed: tuple[str, ...] = PADDINGS_1D) -> str:
+    """Return the lower-cased padding string, or raise ValueError."""
+    if not isinstance(padding, str) or padding.lower() not in allowed:
+        raise ValueError(
+            f"The `padding` argument must be one of {', '.join(repr(p) for p in allowed)}. Received padding={padding!r}"
+        )
+    return padding.lower()
+
+
+def normalize_data_format(data_format) -> str:
+    """Return the lower-cased data format, or raise ValueError."""
+    if not isinstance(data_format, str) or data_format.lower() not in DATA_FORMATS:
+        raise ValueError(
+            "The `data_format` argument must be one of 'channels_last', 'channels_first'. "
+            f"Received data_format={data_format!r}"
+        )
+    return data_format.lower()
+
+
+def normalize_device(device) -> str:
+    """Return the lower-cased device string, or raise ValueError."""
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"The `device` argument must be one of 'auto', 'cpu', 'cuda'. Received device={device!r}")
+    return device.lower()
+
+
+def axis_geometry(length: int, kernel_size: int, stride: int, dilation: int, padding: str) -> AxisGeometry:
+    """Padding and output length of one axis (see SEMANTICS.md).
+
+    ``out_length`` may come out <= 0 for ``valid`` padding; callers turn that into
+    an error with :func:`check_output_size`, which knows the full shapes.
+    """
+    extent = (kernel_size - 1) * dilation + 1
+    if padding == "valid":
+        out_length = (length - extent) // stride + 1 if length >= extent else 0
+        pad_left = pad_right = 0
+    elif padding == "same":
+        out_length = -(-length // stride)
+        total = max((out_length - 1) * stride + extent - length, 0)
+        pad_left = total // 2
+        pad_right = total - pad_left
+    elif padding == "causal":
+        out_length = -(-length // stride)
+        pad_left = extent - 1
+        pad_right = 0
+    else:  # pragma: no cover - normalize_padding rejects everything else first
+        raise ValueError(f"Unknown padding={padding!r}")
+    return AxisGeometry(length, kernel_size, stride, dilation, pad_left, pad_right, out_length)
+
+
+def check_output_size(axes, input_shape, kernel_shape, strides, dilation_rate, padding) -> None:
+    """Raise ValueError if any axis has an output size <= 0."""
+    if any(axis.out_length <= 0 for axis in axes):
+        raise ValueError(
+            "Computed output size would be zero or negative. Received "
+            f"inputs shape={tuple(input_shape)}, kernel shape={tuple(kernel_shape)}, "
+            f"dilation_rate={tuple(dilation_rate)}, strides={tuple(strides)}, padding={padding!r}."
+        )
+
+
+def check_float_dtype(name: str, dtype) -> np.dtype:
+    """Return ``dtype`` if it is float32 or float64, else raise TypeError."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"`{name}` must have dtype float32 or float64. Received {name}.dtype={dtype}")
+    return dtype
+
+
+def check_rank(name: str, shape, rank: int, layout: str) -> None:
+    """Raise ValueError if ``shape`` does not have ``rank`` dimensions."""
+    if len(shape) != rank:
+        raise ValueError(
+            f"`{name}` must be a {rank}D array of shape {layout}. Received {name} with shape={tuple(shape)}"
+        )
+
+
+class Conv1DProblem(NamedTuple):
+    """Everything a 1D kernel launcher needs, decided once.
+
+    Attributes
+    ----------
+    batch, channels, multiplier : int
+        Batch size ``B``, input channels ``C`` and depth multiplier ``m``.
+    axis : AxisGeometry
+        Geometry of the length axis.
+    channels_last : bool
+        True for ``(batch, length, channels)``, False for ``(batch, channels, length)``.
+    dtype : numpy.dtype
+        Computation and result dtype.
+    """
+
+    batch: int
+    channels: int
+    multiplier: int
+    axis: AxisGeometry
+    channels_last: bool
+    dtype: np.dtype
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of the inputs (and of their gradient)."""
+        if self.channels_last:
+            return (self.batch, self.axis.length, self.channels)
+        return (self.batch, self.channels, self.axis.length)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """Shape of the outputs (and of their gradient)."""
+        out_channels = self.channels * self.multiplier
+        if self.channels_last:
+            return (self.batch, self.axis.out_length, out_channels)
+        return (self.batch, out_channels, self.axis.out_length)
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int]:
+        """Shape of the kernel, Keras layout ``(K, C, m)``."""
+        return (self.axis.kernel_size, self.channels, self.multiplier)
+
+
+def _kernel_dims(kernel_shape, channels: int, channels_name: str) -> tuple[int, int, int]:
+    check_rank("kernel", kernel_shape, 3, "(kernel_size, channels, depth_multiplier)")
+    kernel_size, kernel_channels, multiplier = (int(v) for v in kernel_shape)
+    if kernel_size <= 0 or multiplier <= 0:
+        raise ValueError(
+            "`kernel` must have a positive kernel size and depth multiplier. "
+            f"Received kernel with shape={tuple(kernel_shape)}"
+        )
+    if kernel_channels != channels:
+        raise ValueError(
+            f"`kernel` has {kernel_channels} channels but {channels_name} has {channels}. "
+            f"Received kernel with shape={tuple(kernel_shape)}"
+        )
+    return kernel_size, kernel_channels, multiplier
+
+
+def conv1d_problem(
+    input_shape,
+    kernel_shape,
+    strides,
+    padding,
+    data_format,
+    dilation_rate,
+    dtype,
+    *,
+    input_name: str = "inputs",
+) -> Conv1DProblem:
+    """Validate the arguments of a 1D depthwise convolution and decide its geometry.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Shape of the inputs, ``(B, L, C)`` or ``(B, C, L)`` depending on ``data_format``.
+    kernel_shape : tuple of int
+        Shape of the kernel, ``(K, C, m)``.
+    strides, padding, data_format, dilation_rate
+        As in :func:`numba_dwconv.depthwise_conv1d`.
+    dtype : numpy.dtype
+        Computation dtype (already checked).
+    input_name : str
+        Name used for the inputs in error messages.
+
+    Returns
+    -------
+    Conv1DProblem
+    """
+    data_format = normalize_data_format(data_format)
+    padding = normalize_padding(padding, PADDINGS_1D)
+    (stride,) = normalize_tuple(strides, 1, "strides")
+    (dilation,) = normalize_tuple(dilation_rate, 1, "dilation_rate")
+    channels_last = data_format == "channels_last"
+    layout = "(batch, length, channels)" if channels_last else "(batch, channels, length)"
+    check_rank(input_name, input_shape, 3, layout)
+    if channels_last:
+        batch, length, channels = (int(v) for v in input_shape)
+    else:
+        batch, channels, length = (int(v) for v in input_shape)
+    kernel_size, _, multiplier = _kernel_dims(kernel_shape, channels, input_name)
+    axis = axis_geometry(length, kernel_size, stride, dilation, padding)
+    check_output_size([axis], input_shape, kernel_shape, (stride,), (dilation,), padding)
+    return Conv1DProblem(batch, channels, multiplier, axis, channels_last, np.dtype(dtype))
+
+
+def result_dtype(*named_dtypes) -> np.dtype:
+    """Check each ``(name, dtype)`` pair is float32/float64; return their promotion."""
+    dtypes = [check_float_dtype(name, dtype) for name, dtype in named_dtypes if dtype is not None]
+    return np.result_type(*dtypes)
+
+
+def check_shape(name: str, shape, expected) -> None:
+    """Raise ValueError if ``shape`` differs from ``expected``."""
+    if tuple(shape) != tuple(expected):
+        raise ValueError(f"`{name}` must have shape {tuple(expected)}. Received {name} with shape={tuple(shape)}")
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Ceiling of ``numerator / denominator`` for a positive denominator."""
+    return -(-numerator // denominator)
+
+
+__all__ = [
+    "AxisGeometry",
+    "Conv1DProblem",
+    "as_positive_int",
+    "axis_geometry",
+    "ceil_div",
+    "check_float_dtype",
+    "check_output_size",
+    "check_rank",
+    "check_shape",
+    "conv1d_problem",
+    "normalize_data_format",
+    "normalize_device",
+    "normalize_padding",
+    "normalize_tuple",
+    "result_dtype",
+]

@@ -1,0 +1,236 @@
+"""The bench report: ``python -m numba_dwconv``.
+
+Runs the public shape set, prints a table (ms, GB/s, % of the copy roofline,
+backward/forward ratio, speed-up over PyTorch when it is importable) and checks
+every shape against the slow NumPy reference on a slice.
+
+All ratios are measured in the same run: the copy roofline is the bandwidth of a
+large ``np.copyto`` (bytes read + bytes written) measured right before the
+table, and every time is the best of ``repeat`` runs (the machine is shared and
+noisy; the minimum is the least disturbed run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import ops
+
+
+class Shape(NamedTuple):
+    """One benchmark problem: (batch, length, channels, kernel_size, padding)."""
+
+    batch: int
+    length: int
+    channels: int
+    kernel_size: int
+    padding: str
+
+    def label(self) -> str:
+        return f"B{self.batch} L{self.length} C{self.channels} K{self.kernel_size} {self.padding}"
+
+
+PUBLIC_SHAPES = (
+    Shape(8, 16384, 256, 3, "same"),
+    Shape(8, 2048, 1536, 4, "causal"),
+    Shape(32, 128, 64, 3, "same"),
+    Shape(4, 4096, 768, 7, "same"),
+    Shape(1, 65536, 512, 31, "same"),
+)
+QUICK_SHAPES = (
+    Shape(4, 4096, 128, 3, "same"),
+    Shape(2, 2048, 256, 4, "causal"),
+    Shape(1, 8192, 64, 31, "same"),
+)
+LAYOUTS = ("channels_last", "channels_first")
+
+
+def best_time(func, repeat: int, min_seconds: float = 0.0) -> float:
+    """Best wall time of ``func()`` over ``repeat`` runs (after one warm-up run)."""
+    func()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def copy_bandwidth(nbytes: int = 1 << 28, repeat: int = 5) -> float:
+    """Bytes per second of a large ``np.copyto`` counting both the read and the write."""
+    src = np.random.default_rng(0).random(nbytes // 8)
+    dst = np.empty_like(src)
+    return 2 * src.nbytes / best_time(lambda: np.copyto(dst, src), repeat)
+
+
+def make_problem(shape: Shape, layout: str, dtype=np.float32, seed: int = 0):
+    """Seeded random inputs, kernel, bias and upstream gradient for ``shape``."""
+    rng = np.random.default_rng(seed)
+    b, length, c, k = shape.batch, shape.length, shape.channels, shape.kernel_size
+    dims = (b, length, c) if layout == "channels_last" else (b, c, length)
+    x = rng.standard_normal(dims, dtype=np.float32).astype(dtype)
+    kernel = rng.standard_normal((k, c, 1), dtype=np.float32).astype(dtype)
+    bias = rng.standard_normal(c, dtype=np.float32).astype(dtype)
+    y = ops.depthwise_conv1d(x, kernel, bias, padding=shape.padding, data_format=layout)
+    grad_y = rng.standard_normal(y.shape, dtype=np.float32).astype(dtype)
+    return x, kernel, bias, y, grad_y
+
+
+def _load_reference():
+    """tests/reference.py from the source tree (the package directory's parent, or the cwd)."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        path = root / "tests" / "reference.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("_numba_dwconv_reference", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    return None
+
+
+def check_slice(reference, shape: Shape, layout: str, x, kernel, bias, y, grad_y) -> float:
+    """Largest relative error of outputs and gradients against the reference on a slice.
+
+    The slice keeps the full length (so padding is unchanged) and takes batch 0
+    and the first 8 channels, which are independent of the others.
+    """
+    n_ch = min(8, shape.channels)
+    if layout == "channels_last":
+        xs, ys, gs = x[:1, :, :n_ch], y[:1, :, :n_ch], grad_y[:1, :, :n_ch]
+    else:
+        xs, ys, gs = x[:1, :n_ch], y[:1, :n_ch], grad_y[:1, :n_ch]
+    ks, bs = kernel[:, :n_ch], bias[:n_ch]
+    want_y = reference.conv1d_forward(xs, ks, bs, 1, shape.padding, layout, 1)
+    want_grads = reference.conv1d_gradients(gs, xs, ks, 1, shape.padding, layout, 1)
+    got_grads = ops.depthwise_conv1d_backward(gs, xs, ks, padding=shape.padding, data_format=layout)
+    errors = [np.linalg.norm(ys - want_y) / np.linalg.norm(want_y)]
+    for got, want in zip(got_grads, want_grads):
+        errors.append(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+    return float(max(errors))
+
+
+def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int):
+    """(forward, forward+backward) best times of torch conv1d(groups=C) on NCW tensors, or None."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    k = shape.kernel_size
+    xt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)) if layout == "channels_last" else x)
+    xt.requires_grad_(True)
+    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(shape.channels, 1, k)
+    wt.requires_grad_(True)
+
+    def forward():
+        inp = F.pad(xt, (k - 1, 0)) if shape.padding == "causal" else xt
+        return F.conv1d(inp, wt, groups=shape.channels, padding="valid" if shape.padding == "causal" else shape.padding)
+
+    with torch.no_grad():
+        grad = torch.ones_like(forward())
+
+    def forward_backward():
+        xt.grad = wt.grad = None
+        forward().backward(grad)
+
+    with torch.no_grad():
+        t_fwd = best_time(forward, repeat)
+    return t_fwd, best_time(forward_backward, repeat)
+
+
+def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
+    """Measure every shape x layout on the CPU; return a list of result dicts."""
+    rows = []
+    for shape in shapes:
+        torch_times = None
+        for layout in LAYOUTS:
+            x, kernel, bias, y, grad_y = make_problem(shape, layout)
+            fwd = best_time(lambda: ops.depthwise_conv1d(x, kernel, bias, padding=shape.padding, data_format=layout), repeat)
+            bwd = best_time(
+                lambda: ops.depthwise_conv1d_backward(grad_y, x, kernel, padding=shape.padding, data_format=layout),
+                repeat,
+            )
+            nbytes = x.nbytes + y.nbytes
+            row = {
+                "device": "cpu",
+                "shape": shape.label(),
+                "layout": layout,
+                "dtype": "float32",
+                "forward_ms": fwd * 1e3,
+                "backward_ms": bwd * 1e3,
+                "forward_GBps": nbytes / fwd / 1e9,
+                "roofline_pct": 100 * (nbytes / bandwidth) / fwd,
+                "backward_over_forward": bwd / fwd,
+            }
+            if with_torch:
+                if torch_times is None:
+                    torch_times = _torch_times(shape, layout, x, kernel, repeat)
+                if torch_times is not None:
+                    row["torch_forward_speedup"] = torch_times[0] / fwd
+                    row["torch_fwd_bwd_speedup"] = torch_times[1] / (fwd + bwd)
+            if reference is not None:
+                row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, y, grad_y)
+            rows.append(row)
+    return rows
+
+
+def format_table(rows, bandwidth: float) -> str:
+    """A fixed-width text table of the result rows."""
+    header = (
+        f"{'device':6} {'shape':28} {'layout':14} {'fwd ms':>8} {'GB/s':>6} {'%roof':>6} "
+        f"{'bwd ms':>8} {'bwd/fwd':>7} {'xTorch f':>8} {'xTorch fb':>9} {'rel err':>8}"
+    )
+    lines = [f"copy roofline: {bandwidth / 1e9:.1f} GB/s (np.copyto, read + write)", header, "-" * len(header)]
+    for r in rows:
+        speed_f = f"{r['torch_forward_speedup']:.1f}" if "torch_forward_speedup" in r else "-"
+        speed_fb = f"{r['torch_fwd_bwd_speedup']:.1f}" if "torch_fwd_bwd_speedup" in r else "-"
+        err = f"{r['max_rel_error']:.1e}" if "max_rel_error" in r else "-"
+        lines.append(
+            f"{r['device']:6} {r['shape']:28} {r['layout']:14} {r['forward_ms']:8.2f} {r['forward_GBps']:6.1f} "
+            f"{r['roofline_pct']:6.0f} {r['backward_ms']:8.2f} {r['backward_over_forward']:7.2f} "
+            f"{speed_f:>8} {speed_fb:>9} {err:>8}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m numba_dwconv``."""
+    parser = argparse.ArgumentParser(prog="python -m numba_dwconv", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a few seconds)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per measurement; the best is kept")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--no-check", action="store_true", help="skip the correctness check")
+    args = parser.parse_args(argv)
+    shapes = QUICK_SHAPES if args.quick else PUBLIC_SHAPES
+    repeat = args.repeat or (3 if args.quick else 7)
+    if repeat <= 0:
+        parser.error(f"--repeat must be a positive integer, got {repeat}")
+    reference = None if args.no_check else _load_reference()
+    if reference is None and not args.no_check:
+        print("note: tests/reference.py not found (run from a source checkout); correctness check skipped")
+    bandwidth = copy_bandwidth()
+    rows = run_cpu(shapes, repeat, bandwidth, not args.no_torch, reference)
+    table = format_table(rows, bandwidth)
+    result = {"copy_bandwidth_GBps": bandwidth / 1e9, "repeat": repeat, "rows": rows}
+    if args.json == "-":
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(table)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+    bad = [r for r in rows if r.get("max_rel_error", 0.0) > 1e-4]
+    if bad:
+        print(f"CORRECTNESS CHECK FAILED for {len(bad)} rows", file=sys.stderr)
+        return 1
+    return 0
