@@ -183,6 +183,32 @@ def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
     return rows
 
 
+_STARTUP_CODE = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import numba_dwconv
+t1 = time.perf_counter()
+x = np.ones((2, 64, 8), np.float32)
+k = np.ones((3, 8, 1), np.float32)
+numba_dwconv.depthwise_conv1d(x, k, padding="same")
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def measure_startup() -> dict:
+    """Import time and first-call time of fresh processes; the second process finds a warm disk cache."""
+    import subprocess
+
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _STARTUP_CODE], capture_output=True, text=True, check=True)
+        import_s, first_call_s = (float(v) for v in out.stdout.split())
+        runs.append({"import_s": import_s, "first_forward_s": first_call_s})
+    return {"cold_or_warm_first_process": runs[0], "warm_cache_process": runs[1]}
+
+
 def format_table(rows, bandwidth: float) -> str:
     """A fixed-width text table of the result rows."""
     header = (
@@ -218,10 +244,15 @@ def main(argv=None) -> int:
     reference = None if args.no_check else _load_reference()
     if reference is None and not args.no_check:
         print("note: tests/reference.py not found (run from a source checkout); correctness check skipped")
+    startup = measure_startup()
     bandwidth = copy_bandwidth()
     rows = run_cpu(shapes, repeat, bandwidth, not args.no_torch, reference)
-    table = format_table(rows, bandwidth)
-    result = {"copy_bandwidth_GBps": bandwidth / 1e9, "repeat": repeat, "rows": rows}
+    warm = startup["warm_cache_process"]
+    table = format_table(rows, bandwidth) + (
+        f"\nstartup (fresh process, warm kernel cache): import {warm['import_s']:.3f} s, "
+        f"first forward call {warm['first_forward_s']:.3f} s"
+    )
+    result = {"copy_bandwidth_GBps": bandwidth / 1e9, "repeat": repeat, "startup": startup, "rows": rows}
     if args.json == "-":
         json.dump(result, sys.stdout, indent=2)
         print()

@@ -1,0 +1,15 @@
+"""Importing the package is fast and compiles nothing."""
+
+import subprocess
+import sys
+import textwrap
+
+
+def run_python(code):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_import_does_not_import_numba():
+    assert run_python("import sys, numba_dwconv; print('numba' in sys.modules)") == "False"
+

@@ -1,0 +1,53 @@
+"""The reference itself, against values worked out by hand."""
+
+import numpy as np
+import pytest
+import reference as ref
+
+
+def test_valid_two_tap_sum():
+    x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1)
+    kernel = np.array([1.0, 10.0]).reshape(2, 1, 1)
+    y = ref.conv1d_forward(x, kernel)
+    np.testing.assert_array_equal(y.ravel(), [21.0, 32.0, 43.0])
+
+
+def test_causal_reads_only_the_past():
+    x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    kernel = np.array([1.0, 10.0]).reshape(2, 1, 1)  # y[t] = x[t-1] + 10 x[t]
+    y = ref.conv1d_forward(x, kernel, padding="causal")
+    np.testing.assert_array_equal(y.ravel(), [10.0, 21.0, 32.0])
+
+
+def test_same_stride_two_extra_zero_on_the_right():
+    # L=4, K=2, s=2: out=2, total pad = max((2-1)*2 + 2 - 4, 0) = 0
+    # L=5, K=2, s=2: out=3, total pad = 1 -> (0, 1)
+    x = np.arange(1.0, 6.0).reshape(1, 5, 1)
+    kernel = np.array([1.0, 100.0]).reshape(2, 1, 1)
+    y = ref.conv1d_forward(x, kernel, stride=2, padding="same")
+    np.testing.assert_array_equal(y.ravel(), [201.0, 403.0, 5.0])
+
+
+def test_depth_multiplier_channel_order_and_bias():
+    x = np.array([[1.0, 2.0]]).reshape(1, 1, 2)  # one position, channels (1, 2)
+    kernel = np.array([[[3.0, 4.0], [5.0, 6.0]]])  # (K=1, C=2, m=2)
+    y = ref.conv1d_forward(x, kernel, bias=np.array([0.5, 0.25, 0.0, 1.0]))
+    np.testing.assert_array_equal(y.ravel(), [3.5, 4.25, 10.0, 13.0])
+
+
+@pytest.mark.parametrize(
+    ("length", "ksize", "stride", "dilation", "expected"),
+    [(10, 4, 2, 1, (1, 1, 5)), (10, 3, 2, 2, (1, 2, 5)), (7, 2, 1, 3, (1, 2, 7))],
+)
+def test_semantics_padding_examples(length, ksize, stride, dilation, expected):
+    assert ref.padding_amounts(length, ksize, stride, dilation, "same") == expected
+
+
+def test_gradients_by_hand():
+    x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    kernel = np.array([1.0, 10.0]).reshape(2, 1, 1)
+    grad_y = np.array([1.0, -1.0]).reshape(1, 2, 1)  # y0 = x0 + 10 x1, y1 = x1 + 10 x2
+    grad_x, grad_kernel, grad_bias = ref.conv1d_gradients(grad_y, x, kernel)
+    np.testing.assert_array_equal(grad_x.ravel(), [1.0, 9.0, -10.0])
+    np.testing.assert_array_equal(grad_kernel.ravel(), [1.0 - 2.0, 2.0 - 3.0])
+    np.testing.assert_array_equal(grad_bias, [0.0])
