@@ -238,9 +238,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-check", action="store_true", help="skip the correctness check")
     args = parser.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else PUBLIC_SHAPES
+    if args.repeat is not None and args.repeat <= 0:
+        parser.error(f"--repeat must be a positive integer, got {args.repeat}")
     repeat = args.repeat or (3 if args.quick else 7)
-    if repeat <= 0:
-        parser.error(f"--repeat must be a positive integer, got {repeat}")
     reference = None if args.no_check else _load_reference()
     if reference is None and not args.no_check:
         print("note: tests/reference.py not found (run from a source checkout); correctness check skipped")

@@ -22,24 +22,20 @@ import threading
 import numba
 import numpy as np
 
+from .. import _memory
 from .._jit import parallel_kernel, serial_kernel
 
-# Output rows handled by one parallel task (channels_last) and length of the
-# output tile kept in L1 across the K taps (channels_first).
+# Output rows handled by one parallel task (channels_last).
 ROWS_PER_TASK = 64
-TILE_LENGTH = 2048
+
+
+# Positions per channels_first tile (an output tile plus its input window stay
+# in L1/L2 across the taps); measured on Zen 5: 2048-8192 within noise for
+# K <= 7, 4096 best at K = 31 (256: 17%, 2048: 31%, 4096: 32% of the roofline).
+TILE_LENGTH = 4096
 # Upper bound on partial sums for the channels_last kernel gradient.  The
 # partition depends on the problem shape only, never on the thread count.
 MAX_PARTIALS = 64
-# Bytes of input rows plus weight rows of one channel block (channels_last):
-# about half of a 48 KiB L1 data cache.
-CHANNEL_BLOCK_BYTES = 1 << 40
-
-
-def channel_block(kernel_size: int, multiplier: int, itemsize: int) -> int:
-    """Channels per block so that K input rows and K weight rows of a block fit in L1."""
-    per_channel = kernel_size * (1 + multiplier) * itemsize
-    return max(16, CHANNEL_BLOCK_BYTES // per_channel // 16 * 16)
 
 
 # --------------------------------------------------------------------------
@@ -167,57 +163,104 @@ def _fma4(acc, a0, b0, a1, b1, a2, b2, a3, b3):
 
 
 @serial_kernel
-def _sum_of_products(acc, a, a_row, a_step, b, b_row, b_step, count, lo, hi):
-    """``acc += sum_n a[a_row + n*a_step, lo:hi] * b[b_row + n*b_step, lo:hi]`` for ``n < count``."""
+def _sum_of_products(acc, a, a_row, a_step, b, b_row, b_step, count):
+    """``acc += sum_n a[a_row + n*a_step] * b[b_row + n*b_step]`` (rows, elementwise) for ``n < count``."""
     n = 0
     while n + 4 <= count:
-        _fma4(acc, a[a_row, lo:hi], b[b_row, lo:hi], a[a_row + a_step, lo:hi], b[b_row + b_step, lo:hi],
-              a[a_row + 2 * a_step, lo:hi], b[b_row + 2 * b_step, lo:hi],
-              a[a_row + 3 * a_step, lo:hi], b[b_row + 3 * b_step, lo:hi])
+        _fma4(acc, a[a_row], b[b_row], a[a_row + a_step], b[b_row + b_step],
+              a[a_row + 2 * a_step], b[b_row + 2 * b_step], a[a_row + 3 * a_step], b[b_row + 3 * b_step])
         a_row += 4 * a_step
         b_row += 4 * b_step
         n += 4
     if n + 2 <= count:
-        _fma2(acc, a[a_row, lo:hi], b[b_row, lo:hi], a[a_row + a_step, lo:hi], b[b_row + b_step, lo:hi])
+        _fma2(acc, a[a_row], b[b_row], a[a_row + a_step], b[b_row + b_step])
         a_row += 2 * a_step
         b_row += 2 * b_step
         n += 2
     if n < count:
-        _fma1(acc, a[a_row, lo:hi], b[b_row, lo:hi])
+        _fma1(acc, a[a_row], b[b_row])
 
 
 @serial_kernel
-def _fma4x4(a0, a1, a2, a3, v0, v1, v2, v3, v4, v5, v6, w0, w1, w2, w3):
-    """``a_r += sum_n v_(r+n) * w_n`` for four accumulator rows ``r`` and four terms ``n``."""
-    for c in range(a0.shape[0]):
-        p0 = w0[c]
-        p1 = w1[c]
-        p2 = w2[c]
-        p3 = w3[c]
-        e0 = v0[c]
-        e1 = v1[c]
-        e2 = v2[c]
-        e3 = v3[c]
-        e4 = v4[c]
-        e5 = v5[c]
-        e6 = v6[c]
-        a0[c] += (e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)
-        a1[c] += (e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)
-        a2[c] += (e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)
-        a3[c] += (e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3)
+def _fma4xn(a, v, w, count, init, bias):
+    """``a[r] (+)= sum_n v[r + n] * w[n]`` for 4 accumulator rows ``r`` and ``count`` (1, 2, 4) terms.
 
-
-@serial_kernel
-def _block4x4(acc, acc_row, v, v_row, w, w_row, w_step, lo, hi):
-    """``acc[acc_row + r] += sum_n v[v_row + r + n] * w[w_row + n*w_step]`` for ``r, n < 4``, channels ``lo:hi``.
-
-    A 4x4 register block: each of the 7 ``v`` rows and 4 ``w`` rows is loaded
-    once for 16 multiply-adds, instead of twice per multiply-add.
+    A register block: each of the ``3 + count`` rows of ``v`` and ``count`` rows
+    of ``w`` is loaded once for ``4 * count`` multiply-adds.  With ``init`` the
+    rows are overwritten with ``bias + ...`` (saving a pass over them).  Every
+    case is its own loop: a branch inside a loop body stops its vectorisation.
     """
-    _fma4x4(acc[acc_row, lo:hi], acc[acc_row + 1, lo:hi], acc[acc_row + 2, lo:hi], acc[acc_row + 3, lo:hi],
-            v[v_row, lo:hi], v[v_row + 1, lo:hi], v[v_row + 2, lo:hi], v[v_row + 3, lo:hi],
-            v[v_row + 4, lo:hi], v[v_row + 5, lo:hi], v[v_row + 6, lo:hi],
-            w[w_row, lo:hi], w[w_row + w_step, lo:hi], w[w_row + 2 * w_step, lo:hi], w[w_row + 3 * w_step, lo:hi])
+    a0, a1, a2, a3 = a
+    v0, v1, v2, v3, v4, v5, v6 = v
+    w0, w1, w2, w3 = w
+    if count == 4 and init:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, p3, b = w0[c], w1[c], w2[c], w3[c], bias[c]
+            e0, e1, e2, e3, e4, e5, e6 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c], v6[c]
+            a0[c] = b + ((e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3))
+            a1[c] = b + ((e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3))
+            a2[c] = b + ((e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3))
+            a3[c] = b + ((e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3))
+    elif count == 4:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, p3 = w0[c], w1[c], w2[c], w3[c]
+            e0, e1, e2, e3, e4, e5, e6 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c], v6[c]
+            a0[c] += (e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)
+            a1[c] += (e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)
+            a2[c] += (e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)
+            a3[c] += (e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3)
+    elif count == 2 and init:
+        for c in range(a0.shape[0]):
+            p0, p1, b = w0[c], w1[c], bias[c]
+            e0, e1, e2, e3, e4 = v0[c], v1[c], v2[c], v3[c], v4[c]
+            a0[c] = b + (e0 * p0 + e1 * p1)
+            a1[c] = b + (e1 * p0 + e2 * p1)
+            a2[c] = b + (e2 * p0 + e3 * p1)
+            a3[c] = b + (e3 * p0 + e4 * p1)
+    elif count == 2:
+        for c in range(a0.shape[0]):
+            p0, p1 = w0[c], w1[c]
+            e0, e1, e2, e3, e4 = v0[c], v1[c], v2[c], v3[c], v4[c]
+            a0[c] += e0 * p0 + e1 * p1
+            a1[c] += e1 * p0 + e2 * p1
+            a2[c] += e2 * p0 + e3 * p1
+            a3[c] += e3 * p0 + e4 * p1
+    elif init:
+        for c in range(a0.shape[0]):
+            p0, b = w0[c], bias[c]
+            a0[c] = b + v0[c] * p0
+            a1[c] = b + v1[c] * p0
+            a2[c] = b + v2[c] * p0
+            a3[c] = b + v3[c] * p0
+    else:
+        for c in range(a0.shape[0]):
+            p0 = w0[c]
+            a0[c] += v0[c] * p0
+            a1[c] += v1[c] * p0
+            a2[c] += v2[c] * p0
+            a3[c] += v3[c] * p0
+
+
+@serial_kernel
+def _block4(acc, acc_row, v, v_row, w, w_row, w_step, count, init, bias):
+    """``acc[acc_row + r] (+)= sum_n v[v_row + r + n] * w[w_row + n*w_step]``, ``r < 4``, ``n < count`` (rows)."""
+    last = count - 1
+    rows_v = (v[v_row], v[v_row + 1], v[v_row + 2], v[v_row + 3], v[v_row + min(4, last + 3)],
+              v[v_row + min(5, last + 3)], v[v_row + min(6, last + 3)])
+    rows_w = (w[w_row], w[w_row + min(1, last) * w_step], w[w_row + min(2, last) * w_step],
+              w[w_row + min(3, last) * w_step])
+    _fma4xn((acc[acc_row], acc[acc_row + 1], acc[acc_row + 2], acc[acc_row + 3]), rows_v, rows_w, count, init, bias)
+
+
+@serial_kernel
+def _sum_taps4(acc, acc_row, v, v_row, w, w_row, w_step, ntaps, init, bias):
+    """``acc[acc_row + r] (+)= sum_i v[v_row + r + i] * w[w_row + i*w_step]`` for ``r < 4``, ``i < ntaps``."""
+    i = 0
+    while i < ntaps:
+        count = 4 if i + 4 <= ntaps else (2 if i + 2 <= ntaps else 1)
+        _block4(acc, acc_row, v, v_row + i, w, w_row + i * w_step, w_step, count, init, bias)
+        init = False
+        i += count
 
 
 @serial_kernel
@@ -229,113 +272,48 @@ def _valid_taps(base, dilation, length, ksize):
 
 
 @serial_kernel
-def _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult, c_lo, c_hi):
-    """One output row ``out_b[t]`` over input channels ``c_lo:c_hi``, every option."""
-    acc = out_b[t, c_lo * mult : c_hi * mult]
-    bias_block = bias[c_lo * mult : c_hi * mult]
+def _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult):
+    """One output row ``out_b[t]``, every option."""
+    acc = out_b[t]
     for o in range(acc.shape[0]):
-        acc[o] = bias_block[o]
+        acc[o] = bias[o]
     base = t * stride - pad_left
     first, last = _valid_taps(base, dilation, x_b.shape[0], kernel2d.shape[0])
     if mult == 1:
-        _sum_of_products(acc, x_b, base + first * dilation, dilation, kernel2d, first, 1, last - first, c_lo, c_hi)
+        _sum_of_products(acc, x_b, base + first * dilation, dilation, kernel2d, first, 1, last - first)
     else:
         for i in range(first, last):
-            _accumulate_row(acc, x_b[base + i * dilation, c_lo:c_hi], kernel2d[i, c_lo * mult : c_hi * mult], mult)
+            _accumulate_row(acc, x_b[base + i * dilation], kernel2d[i], mult)
 
 
 @serial_kernel
-def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left, c_lo, c_hi):
+def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
     """Output rows ``t..t+3`` (stride 1, dilation 1, m = 1, every tap inside the input)."""
-    ksize = kernel2d.shape[0]
-    bias_block = bias[c_lo:c_hi]
-    for r in range(4):
-        acc = out_b[t + r, c_lo:c_hi]
-        for c in range(acc.shape[0]):
-            acc[c] = bias_block[c]
-    i = 0
-    while i + 4 <= ksize:
-        _block4x4(out_b, t, x_b, t - pad_left + i, kernel2d, i, 1, c_lo, c_hi)
-        i += 4
-    for r in range(4):
-        _sum_of_products(out_b[t + r, c_lo:c_hi], x_b, t + r - pad_left + i, 1, kernel2d, i, 1, ksize - i, c_lo, c_hi)
+    _sum_taps4(out_b, t, x_b, t - pad_left, kernel2d, 0, 1, kernel2d.shape[0], True, bias)
 
 
 @parallel_kernel
-def _forward_channels_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, channel_block, out):
+def _forward_channels_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out):
     batch, length, channels = x.shape
     ksize, out_channels = kernel2d.shape
     mult = out_channels // channels
     out_length = out.shape[1]
     tiles = -(-out_length // rows_per_task)
-    blocks = -(-channels // channel_block)
     blockable = mult == 1 and stride == 1 and dilation == 1
     for task in numba.prange(batch * tiles):
         b = task // tiles
-        t_start = (task - b * tiles) * rows_per_task
-        t_stop = min(t_start + rows_per_task, out_length)
+        t = (task - b * tiles) * rows_per_task
+        t_stop = min(t + rows_per_task, out_length)
         x_b = x[b]
         out_b = out[b]
-        # A task owns whole rows (contiguous memory); channel blocks are looped inside it.
-        for block in range(blocks):
-            c_lo = block * channel_block
-            c_hi = min(c_lo + channel_block, channels)
-            t = t_start
-            while t < t_stop:
-                # rows t..t+3 read input rows t - pad_left .. t + 3 - pad_left + K - 1
-                if blockable and t + 4 <= t_stop and t >= pad_left and t + 3 - pad_left + ksize <= length:
-                    _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left, c_lo, c_hi)
-                    t += 4
-                else:
-                    _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult, c_lo, c_hi)
-                    t += 1
-
-
-@parallel_kernel
-def _input_grad_channels_last(grad_out, kernel2d, stride, dilation, pad_left, rows_per_task, channel_block, grad_in):
-    batch, length, channels = grad_in.shape
-    ksize = kernel2d.shape[0]
-    mult = kernel2d.shape[1] // channels
-    out_length = grad_out.shape[1]
-    tiles = -(-length // rows_per_task)
-    blocks = -(-channels // channel_block)
-    for task in numba.prange(batch * tiles * blocks):
-        b = task // (tiles * blocks)
-        tile = (task // blocks) % tiles
-        c_lo = (task % blocks) * channel_block
-        c_hi = min(c_lo + channel_block, channels)
-        g_b = grad_out[b]
-        for r in range(tile * rows_per_task, min((tile + 1) * rows_per_task, length)):
-            acc = grad_in[b, r, c_lo:c_hi]
-            for c in range(acc.shape[0]):
-                acc[c] = 0
-            # Tap i reaches input row r from output row t = (r + pad_left - i*dilation) / stride
-            # when that is an integer in [0, out_length).  Valid taps are i = first + n*tap_step.
-            first = -1
-            for i in range(min(ksize, stride)):
-                q = r + pad_left - i * dilation
-                if q % stride == 0:
-                    first = i
-                    break
-            if first < 0:
-                continue
-            tap_step = stride // _gcd(stride, dilation)
-            row_step = -(tap_step * dilation) // stride
-            t_first = (r + pad_left - first * dilation) // stride
-            # skip taps whose output row is past the end, stop at the first one before row 0
-            if t_first >= out_length:
-                skip = -((out_length - 1 - t_first) // -row_step)  # ceil((t_first - out_length + 1) / -row_step)
-                first += skip * tap_step
-                t_first += skip * row_step
-            count = 0
-            if first < ksize and t_first >= 0:
-                count = min(-(-(ksize - first) // tap_step), t_first // -row_step + 1)
-            if mult == 1:
-                _sum_of_products(acc, g_b, t_first, row_step, kernel2d, first, tap_step, count, c_lo, c_hi)
+        while t < t_stop:
+            # rows t..t+3 read input rows t - pad_left .. t + 3 - pad_left + K - 1
+            if blockable and t + 4 <= t_stop and t >= pad_left and t + 3 - pad_left + ksize <= length:
+                _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left)
+                t += 4
             else:
-                for n in range(count):
-                    _contract_row(acc, g_b[t_first + n * row_step, c_lo * mult : c_hi * mult],
-                                  kernel2d[first + n * tap_step, c_lo * mult : c_hi * mult], mult)
+                _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult)
+                t += 1
 
 
 @serial_kernel
@@ -345,51 +323,337 @@ def _gcd(a, b):
     return a
 
 
+@serial_kernel
+def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, mult):
+    """One input-gradient row ``grad_in_b[r]``, every option (a gather over the taps that reach row r)."""
+    acc = grad_in_b[r]
+    for c in range(acc.shape[0]):
+        acc[c] = 0
+    ksize = kernel2d.shape[0]
+    out_length = grad_b.shape[0]
+    # Tap i reaches input row r from output row t = (r + pad_left - i*dilation) / stride
+    # when that is an integer in [0, out_length).  Those taps are i = first + n*tap_step.
+    first = -1
+    for i in range(min(ksize, stride)):
+        if (r + pad_left - i * dilation) % stride == 0:
+            first = i
+            break
+    if first < 0:
+        return
+    tap_step = stride // _gcd(stride, dilation)
+    row_step = -(tap_step * dilation) // stride
+    t_first = (r + pad_left - first * dilation) // stride
+    if t_first >= out_length:  # skip the taps whose output row is past the end
+        skip = -((out_length - 1 - t_first) // -row_step)
+        first += skip * tap_step
+        t_first += skip * row_step
+    if first >= ksize or t_first < 0:
+        return
+    count = min(-(-(ksize - first) // tap_step), t_first // -row_step + 1)
+    if mult == 1:
+        _sum_of_products(acc, grad_b, t_first, row_step, kernel2d, first, tap_step, count)
+    else:
+        for n in range(count):
+            _contract_row(acc, grad_b[t_first + n * row_step], kernel2d[first + n * tap_step], mult)
+
+
+@serial_kernel
+def _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left):
+    """Input-gradient rows ``r..r+3`` (stride 1, dilation 1, m = 1, every tap inside the output).
+
+    ``grad_in[r + q] = sum_i grad_out[r + q + pad_left - i] * w[i]``; with ``i = K-1-n`` that is
+    ``sum_n grad_out[r + pad_left - K + 1 + q + n] * w[K-1-n]``: the forward's block with the
+    taps reversed.
+    """
+    ksize = kernel2d.shape[0]
+    _sum_taps4(grad_in_b, r, grad_b, r + pad_left - ksize + 1, kernel2d, ksize - 1, -1, ksize, True, zeros)
+
+
 @parallel_kernel
-def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per_part, channel_block,
-                               part_kernel, part_bias):
+def _input_grad_channels_last(grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in):
+    batch, length, channels = grad_in.shape
+    ksize = kernel2d.shape[0]
+    mult = kernel2d.shape[1] // channels
+    out_length = grad_out.shape[1]
+    tiles = -(-length // rows_per_task)
+    blockable = mult == 1 and stride == 1 and dilation == 1
+    for task in numba.prange(batch * tiles):
+        b = task // tiles
+        r = (task - b * tiles) * rows_per_task
+        r_stop = min(r + rows_per_task, length)
+        grad_b = grad_out[b]
+        grad_in_b = grad_in[b]
+        while r < r_stop:
+            # rows r..r+3 read output rows r + pad_left - K + 1 .. r + 3 + pad_left
+            if blockable and r + 4 <= r_stop and r + pad_left - ksize + 1 >= 0 and r + 3 + pad_left < out_length:
+                _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left)
+                r += 4
+            else:
+                _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, mult)
+                r += 1
+
+
+@serial_kernel
+def _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, t_lo, t_hi, pad_left):
+    """Taps ``i..i+3`` of the kernel gradient over output rows ``[t_lo, t_hi)`` (stride 1, dilation 1, m = 1).
+
+    ``acc[i + n] += sum_t x[t + i + n - pad_left] * grad_out[t]``: 4x4 blocks over the
+    rows where all four taps are inside the input, one tap at a time elsewhere.
+    """
+    length = x_b.shape[0]
+    lo = max(t_lo, pad_left - i)  # tap i is inside for t >= pad_left - i
+    hi = min(t_hi, length + pad_left - i - 3)  # tap i+3 is inside for t < length + pad_left - i - 3
+    hi_blocks = lo + max(0, hi - lo) // 4 * 4
+    for t in range(lo, hi_blocks, 4):
+        _block4(acc_kernel, i, x_b, t + i - pad_left, grad_b, t, 1, 4, False, grad_b[t])
+    for n in range(4):
+        offset = i + n - pad_left
+        lo_n, hi_n = _tap_range(t_lo, t_hi, 0, length, offset, 1)
+        if hi_blocks > lo:
+            _sum_of_products(acc_kernel[i + n], x_b, lo_n + offset, 1, grad_b, lo_n, 1, lo - lo_n)
+            _sum_of_products(acc_kernel[i + n], x_b, hi_blocks + offset, 1, grad_b, hi_blocks, 1,
+                             hi_n - hi_blocks)
+        else:
+            _sum_of_products(acc_kernel[i + n], x_b, lo_n + offset, 1, grad_b, lo_n, 1, hi_n - lo_n)
+
+
+@parallel_kernel
+def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per_part, part_kernel, part_bias):
     batch, out_length, out_channels = grad_out.shape
     length, channels = x.shape[1], x.shape[2]
     ksize = part_kernel.shape[1]
     mult = out_channels // channels
     parts_per_batch = part_kernel.shape[0] // batch if batch > 0 else 1
-    blocks = -(-channels // channel_block)
-    for task in numba.prange(part_kernel.shape[0] * blocks):
-        part = task // blocks
-        c_lo = (task % blocks) * channel_block
-        c_hi = min(c_lo + channel_block, channels)
-        o_lo, o_hi = c_lo * mult, c_hi * mult
+    blockable = mult == 1 and stride == 1 and dilation == 1
+    for part in numba.prange(part_kernel.shape[0]):
         b = part // parts_per_batch
         t_lo = (part % parts_per_batch) * rows_per_part
         t_hi = min(t_lo + rows_per_part, out_length)
         acc_kernel = part_kernel[part]
-        acc_bias = part_bias[part, o_lo:o_hi]
-        acc_bias[:] = 0
-        g_b = grad_out[b]
+        acc_bias = part_bias[part]
+        grad_b = grad_out[b]
         x_b = x[b]
+        for o in range(out_channels):
+            acc_bias[o] = 0
         for t in range(t_lo, t_hi):
-            row = g_b[t, o_lo:o_hi]
-            for o in range(o_hi - o_lo):
+            row = grad_b[t]
+            for o in range(out_channels):
                 acc_bias[o] += row[o]
         for i in range(ksize):
-            acc = acc_kernel[i, o_lo:o_hi]
-            acc[:] = 0
+            acc = acc_kernel[i]
+            for o in range(out_channels):
+                acc[o] = 0
+        i = 0
+        if blockable:
+            while i + 4 <= ksize:
+                _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, t_lo, t_hi, pad_left)
+                i += 4
+        for i in range(i, ksize):
             offset = i * dilation - pad_left
             lo, hi = _tap_range(t_lo, t_hi, 0, length, offset, stride)
             if mult == 1:
-                _sum_of_products(acc, x_b, lo * stride + offset, stride, g_b, lo, 1, hi - lo, c_lo, c_hi)
+                _sum_of_products(acc_kernel[i], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
             else:
                 for t in range(lo, hi):
-                    _accumulate_row(acc, x_b[t * stride + offset, c_lo:c_hi], g_b[t, o_lo:o_hi], mult)
+                    _accumulate_row(acc_kernel[i], x_b[t * stride + offset], grad_b[t], mult)
 
 
 # --------------------------------------------------------------------------
 # channels_first: x (B, C, L), kernel (K, C, m), y (B, C*m, L_out)
+#
+# Rows are contiguous along the length, so the innermost loop runs over
+# positions with the tap weight broadcast.  Taps are handled four at a time
+# over the positions where all four are inside the input (each output element
+# is then loaded and stored once per four taps); the few edge positions take
+# the one-tap path.
 # --------------------------------------------------------------------------
+@serial_kernel
+def _fused_taps(dst, s, w, count, init, value):
+    """``dst (+)= sum_n w[n] * s[n]`` for ``n < count`` (1, 2, 4 or 8); with ``init``, ``dst = value + ...``.
+
+    ``s`` is a tuple of 8 equally long views and ``w`` a tuple of 8 weights (the
+    entries past ``count`` are ignored).
+    """
+    n = dst.shape[0]
+    s0, s1, s2, s3, s4, s5, s6, s7 = s
+    w0, w1, w2, w3, w4, w5, w6, w7 = w
+    start = value if init else dst.dtype.type(0)
+    if count == 8:
+        if init:
+            for k in range(n):
+                dst[k] = value + (((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k]))
+                                  + ((w4 * s4[k] + w5 * s5[k]) + (w6 * s6[k] + w7 * s7[k])))
+        else:
+            for k in range(n):
+                dst[k] += ((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k])) + (
+                    (w4 * s4[k] + w5 * s5[k]) + (w6 * s6[k] + w7 * s7[k]))
+    elif count == 4:
+        if init:
+            for k in range(n):
+                dst[k] = start + ((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k]))
+        else:
+            for k in range(n):
+                dst[k] += (w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k])
+    elif count == 2:
+        if init:
+            for k in range(n):
+                dst[k] = start + (w0 * s0[k] + w1 * s1[k])
+        else:
+            for k in range(n):
+                dst[k] += w0 * s0[k] + w1 * s1[k]
+    else:
+        if init:
+            for k in range(n):
+                dst[k] = start + w0 * s0[k]
+        else:
+            for k in range(n):
+                dst[k] += w0 * s0[k]
+
+
+@serial_kernel
+def _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride, o0, init, value):
+    """``out_row[t] (+)= sum_n weights[i+n] * in_row[t*stride + o0 + n*offset_step]``, ``n < count`` (1, 2, 4, 8).
+
+    For ``t`` in ``[lo, hi)``, where every tap is inside ``in_row``.  With ``init``
+    the sum plus ``value`` overwrites ``out_row`` (saving a pass), else it is added.
+    Contiguous (stride 1) and strided views are kept in separate branches so that
+    each keeps its own array layout (a shared variable would make both strided).
+    """
+    last = count - 1
+    w = (weights[i], weights[i + min(1, last)], weights[i + min(2, last)], weights[i + min(3, last)],
+         weights[i + min(4, last)], weights[i + min(5, last)], weights[i + min(6, last)], weights[i + min(7, last)])
+    o = (o0, o0 + min(1, last) * offset_step, o0 + min(2, last) * offset_step, o0 + min(3, last) * offset_step,
+         o0 + min(4, last) * offset_step, o0 + min(5, last) * offset_step, o0 + min(6, last) * offset_step,
+         o0 + min(7, last) * offset_step)
+    if stride == 1:
+        views = (in_row[lo + o[0] : hi + o[0]], in_row[lo + o[1] : hi + o[1]], in_row[lo + o[2] : hi + o[2]],
+                 in_row[lo + o[3] : hi + o[3]], in_row[lo + o[4] : hi + o[4]], in_row[lo + o[5] : hi + o[5]],
+                 in_row[lo + o[6] : hi + o[6]], in_row[lo + o[7] : hi + o[7]])
+        _fused_taps(out_row[lo:hi], views, w, count, init, value)
+    else:
+        strided = (_window(in_row, lo, hi, stride, o[0]), _window(in_row, lo, hi, stride, o[1]),
+                   _window(in_row, lo, hi, stride, o[2]), _window(in_row, lo, hi, stride, o[3]),
+                   _window(in_row, lo, hi, stride, o[4]), _window(in_row, lo, hi, stride, o[5]),
+                   _window(in_row, lo, hi, stride, o[6]), _window(in_row, lo, hi, stride, o[7]))
+        _fused_taps(out_row[lo:hi], strided, w, count, init, value)
+
+
+@serial_kernel
+def _conv_taps(out_row, in_row, weights, t_lo, t_hi, stride, first_offset, offset_step, init, value):
+    """``out_row[t] (+)= sum_i weights[i] * in_row[t*stride + first_offset + i*offset_step]``.
+
+    For ``t`` in ``[t_lo, t_hi)``; positions of ``in_row`` outside its bounds read as
+    zero.  ``offset_step`` may be negative (the input gradient walks the taps
+    backwards).  With ``init`` the result (plus ``value``) overwrites ``out_row``.
+    Taps go eight (then four, two, one) at a time over the positions where the whole
+    group is inside; the edge positions take one tap at a time.
+    """
+    n_in = in_row.shape[0]
+    ksize = weights.shape[0]
+    i = 0
+    while i < ksize:
+        count = 8 if i + 8 <= ksize else (4 if i + 4 <= ksize else (2 if i + 2 <= ksize else 1))
+        o0 = first_offset + i * offset_step
+        lo, hi = _tap_range(t_lo, t_hi, 0, n_in, o0, stride)
+        for n in range(1, count):
+            lo_n, hi_n = _tap_range(t_lo, t_hi, 0, n_in, o0 + n * offset_step, stride)
+            lo = max(lo, lo_n)
+            hi = min(hi, hi_n)
+        if hi <= lo:
+            lo = hi = t_lo
+        if init:  # positions the group does not cover start from `value`
+            for t in range(t_lo, lo):
+                out_row[t] = value
+            for t in range(hi, t_hi):
+                out_row[t] = value
+        if lo < hi:
+            _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride, o0, init, value)
+        for n in range(count):  # positions outside [lo, hi) where tap i+n is inside
+            offset = o0 + n * offset_step
+            lo_n, hi_n = _tap_range(t_lo, t_hi, 0, n_in, offset, stride)
+            _gather_axpy(out_row, in_row, weights[i + n], lo_n, min(hi_n, lo), stride, offset)
+            _gather_axpy(out_row, in_row, weights[i + n], max(lo_n, hi), hi_n, stride, offset)
+        init = False
+        i += count
+    if init:  # no taps at all
+        for t in range(t_lo, t_hi):
+            out_row[t] = value
+
+
+@serial_kernel
+def _dot4(x_row, grad_row, lo, hi, stride, o0, o1, o2, o3):
+    """The four sums ``sum_t x_row[t*stride + o_n] * grad_row[t]`` for ``t`` in ``[lo, hi)`` (all inside)."""
+    zero = grad_row.dtype.type(0)
+    d0 = zero
+    d1 = zero
+    d2 = zero
+    d3 = zero
+    grad = grad_row[lo:hi]
+    if stride == 1:
+        s0 = x_row[lo + o0 : hi + o0]
+        s1 = x_row[lo + o1 : hi + o1]
+        s2 = x_row[lo + o2 : hi + o2]
+        s3 = x_row[lo + o3 : hi + o3]
+        for k in range(hi - lo):
+            g = grad[k]
+            d0 += s0[k] * g
+            d1 += s1[k] * g
+            d2 += s2[k] * g
+            d3 += s3[k] * g
+    else:
+        v0 = _window(x_row, lo, hi, stride, o0)
+        v1 = _window(x_row, lo, hi, stride, o1)
+        v2 = _window(x_row, lo, hi, stride, o2)
+        v3 = _window(x_row, lo, hi, stride, o3)
+        for k in range(hi - lo):
+            g = grad[k]
+            d0 += v0[k] * g
+            d1 += v1[k] * g
+            d2 += v2[k] * g
+            d3 += v3[k] * g
+    return d0, d1, d2, d3
+
+
+@serial_kernel
+def _kernel_grad_taps(out_weights, x_row, grad_row, stride, first_offset, offset_step):
+    """``out_weights[i] = sum_t x_row[t*stride + first_offset + i*offset_step] * grad_row[t]`` (outside reads 0)."""
+    n_in = x_row.shape[0]
+    n_out = grad_row.shape[0]
+    ksize = out_weights.shape[0]
+    i = 0
+    while i + 4 <= ksize:
+        o0 = first_offset + i * offset_step
+        lo, hi = _tap_range(0, n_out, 0, n_in, o0, stride)
+        for n in range(1, 4):
+            lo_n, hi_n = _tap_range(0, n_out, 0, n_in, o0 + n * offset_step, stride)
+            lo = max(lo, lo_n)
+            hi = min(hi, hi_n)
+        if lo < hi:
+            d0, d1, d2, d3 = _dot4(x_row, grad_row, lo, hi, stride, o0, o0 + offset_step, o0 + 2 * offset_step,
+                                   o0 + 3 * offset_step)
+        else:
+            hi = lo
+            d0 = d1 = d2 = d3 = grad_row.dtype.type(0)
+        out_weights[i] = d0
+        out_weights[i + 1] = d1
+        out_weights[i + 2] = d2
+        out_weights[i + 3] = d3
+        for n in range(4):  # positions outside [lo, hi) where tap i+n is inside
+            offset = o0 + n * offset_step
+            lo_n, hi_n = _tap_range(0, n_out, 0, n_in, offset, stride)
+            out_weights[i + n] += _strided_dot(x_row, grad_row, lo_n, min(hi_n, lo), stride, offset)
+            out_weights[i + n] += _strided_dot(x_row, grad_row, max(lo_n, hi), hi_n, stride, offset)
+        i += 4
+    for i in range(i, ksize):
+        offset = first_offset + i * offset_step
+        lo, hi = _tap_range(0, n_out, 0, n_in, offset, stride)
+        out_weights[i] = _strided_dot(x_row, grad_row, lo, hi, stride, offset)
+
+
 @parallel_kernel
 def _forward_channels_first(x, kernel, bias, stride, dilation, pad_left, tile, out):
-    batch, channels, length = x.shape
-    ksize, _, mult = kernel.shape
+    batch, channels, _ = x.shape
+    mult = kernel.shape[2]
     out_length = out.shape[2]
     for task in numba.prange(batch * channels):
         b = task // channels
@@ -398,13 +662,8 @@ def _forward_channels_first(x, kernel, bias, stride, dilation, pad_left, tile, o
         for t_start in range(0, out_length, tile):
             t_stop = min(t_start + tile, out_length)
             for j in range(mult):
-                out_row = out[b, c * mult + j]
-                for t in range(t_start, t_stop):
-                    out_row[t] = bias[c * mult + j]
-                for i in range(ksize):
-                    offset = i * dilation - pad_left
-                    lo, hi = _tap_range(t_start, t_stop, 0, length, offset, stride)
-                    _gather_axpy(out_row, x_row, kernel[i, c, j], lo, hi, stride, offset)
+                _conv_taps(out[b, c * mult + j], x_row, kernel[:, c, j], t_start, t_stop, stride, -pad_left, dilation,
+                           True, bias[c * mult + j])
 
 
 @parallel_kernel
@@ -418,20 +677,27 @@ def _input_grad_channels_first(grad_out, kernel, stride, dilation, pad_left, til
         acc = grad_in[b, c]
         for r_start in range(0, length, tile):
             r_stop = min(r_start + tile, length)
-            acc[r_start:r_stop] = 0
+            if stride != 1:
+                for r in range(r_start, r_stop):
+                    acc[r] = 0
             for j in range(mult):
                 grad_row = grad_out[b, c * mult + j]
-                for i in range(ksize):
-                    offset = i * dilation - pad_left
-                    lo, hi = _tap_range(0, out_length, r_start, r_stop, offset, stride)
-                    _scatter_axpy(acc, grad_row, kernel[i, c, j], lo, hi, stride, offset)
+                if stride == 1:
+                    # gather form: grad_in[r] += sum_i w[i] * grad_out[r + pad_left - i*dilation]
+                    _conv_taps(acc, grad_row, kernel[:, c, j], r_start, r_stop, 1, pad_left, -dilation, j == 0,
+                               acc.dtype.type(0))
+                else:
+                    for i in range(ksize):
+                        offset = i * dilation - pad_left
+                        lo, hi = _tap_range(0, out_length, r_start, r_stop, offset, stride)
+                        _scatter_axpy(acc, grad_row, kernel[i, c, j], lo, hi, stride, offset)
 
 
 @parallel_kernel
 def _kernel_grad_channels_first(grad_out, x, stride, dilation, pad_left, part_kernel, part_bias):
-    batch, channels, length = x.shape
+    batch, channels, _ = x.shape
     out_length = grad_out.shape[2]
-    ksize, mult = part_kernel.shape[1], part_kernel.shape[3]
+    mult = part_kernel.shape[3]
     for task in numba.prange(batch * channels):
         b = task // channels
         c = task - b * channels
@@ -442,10 +708,7 @@ def _kernel_grad_channels_first(grad_out, x, stride, dilation, pad_left, part_ke
             for t in range(out_length):
                 total += grad_row[t]
             part_bias[b, c * mult + j] = total
-            for i in range(ksize):
-                offset = i * dilation - pad_left
-                lo, hi = _tap_range(0, out_length, 0, length, offset, stride)
-                part_kernel[b, i, c, j] = _strided_dot(x_row, grad_row, lo, hi, stride, offset)
+            _kernel_grad_taps(part_kernel[b, :, c, j], x_row, grad_row, stride, -pad_left, dilation)
 
 
 # --------------------------------------------------------------------------
@@ -508,13 +771,12 @@ def conv1d_forward(problem, inputs, kernel, bias):
     ndarray, shape ``problem.output_shape``
     """
     axis = problem.axis
-    out = np.empty(problem.output_shape, dtype=problem.dtype)
+    out = _memory.empty(problem.output_shape, problem.dtype)
     bias = _zero_bias(problem) if bias is None else bias
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
-        block = channel_block(axis.kernel_size, problem.multiplier, problem.dtype.itemsize)
         _launch(_forward_channels_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left,
-                ROWS_PER_TASK, block, out)
+                ROWS_PER_TASK, out)
     else:
         _launch(_forward_channels_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left,
                 TILE_LENGTH, out)
@@ -529,12 +791,12 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
     ndarray, shape ``problem.input_shape``
     """
     axis = problem.axis
-    grad_in = np.empty(problem.input_shape, dtype=problem.dtype)
+    grad_in = _memory.empty(problem.input_shape, problem.dtype)
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
-        block = channel_block(axis.kernel_size, problem.multiplier, problem.dtype.itemsize)
-        _launch(_input_grad_channels_last, grad_outputs, kernel2d, axis.stride, axis.dilation, axis.pad_left,
-                ROWS_PER_TASK, block, grad_in)
+        zeros = np.zeros(kernel2d.shape[1], dtype=problem.dtype)
+        _launch(_input_grad_channels_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation,
+                axis.pad_left, ROWS_PER_TASK, grad_in)
     else:
         _launch(_input_grad_channels_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left,
                 TILE_LENGTH, grad_in)
@@ -558,9 +820,8 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
         n_parts = problem.batch * -(-axis.out_length // rows_per_part)
         part_kernel = np.empty((n_parts, axis.kernel_size, out_channels), dtype=problem.dtype)
         part_bias = np.empty((n_parts, out_channels), dtype=problem.dtype)
-        block = channel_block(axis.kernel_size, problem.multiplier, problem.dtype.itemsize)
         _launch(_kernel_grad_channels_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
-                rows_per_part, block, part_kernel, part_bias)
+                rows_per_part, part_kernel, part_bias)
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)
