@@ -33,6 +33,8 @@ ROWS_PER_TASK = 64
 # in L1/L2 across the taps); measured on Zen 5: 2048-8192 within noise for
 # K <= 7, 4096 best at K = 31 (256: 17%, 2048: 31%, 4096: 32% of the roofline).
 TILE_LENGTH = 4096
+# Bytes of x rows plus grad_out rows of one kernel-gradient sub-chunk (L1-sized).
+SUB_CHUNK_BYTES = 64 * 1024
 # Upper bound on partial sums for the channels_last kernel gradient.  The
 # partition depends on the problem shape only, never on the thread count.
 MAX_PARTIALS = 64
@@ -418,7 +420,8 @@ def _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, t_lo, t_hi, pad_left):
 
 
 @parallel_kernel
-def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per_part, part_kernel, part_bias):
+def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel,
+                               part_bias):
     batch, out_length, out_channels = grad_out.shape
     length, channels = x.shape[1], x.shape[2]
     ksize = part_kernel.shape[1]
@@ -435,27 +438,31 @@ def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per
         x_b = x[b]
         for o in range(out_channels):
             acc_bias[o] = 0
-        for t in range(t_lo, t_hi):
-            row = grad_b[t]
-            for o in range(out_channels):
-                acc_bias[o] += row[o]
         for i in range(ksize):
             acc = acc_kernel[i]
             for o in range(out_channels):
                 acc[o] = 0
-        i = 0
-        if blockable:
-            while i + 4 <= ksize:
-                _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, t_lo, t_hi, pad_left)
-                i += 4
-        for i in range(i, ksize):
-            offset = i * dilation - pad_left
-            lo, hi = _tap_range(t_lo, t_hi, 0, length, offset, stride)
-            if mult == 1:
-                _sum_of_products(acc_kernel[i], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
-            else:
-                for t in range(lo, hi):
-                    _accumulate_row(acc_kernel[i], x_b[t * stride + offset], grad_b[t], mult)
+        # Sub-chunks of rows small enough that their x and grad_out rows stay in L1
+        # across the K taps.  Fixed order, so the result does not depend on threads.
+        for sub_lo in range(t_lo, t_hi, rows_per_sub):
+            sub_hi = min(sub_lo + rows_per_sub, t_hi)
+            for t in range(sub_lo, sub_hi):
+                row = grad_b[t]
+                for o in range(out_channels):
+                    acc_bias[o] += row[o]
+            i = 0
+            if blockable:
+                while i + 4 <= ksize:
+                    _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, sub_lo, sub_hi, pad_left)
+                    i += 4
+            for i in range(i, ksize):
+                offset = i * dilation - pad_left
+                lo, hi = _tap_range(sub_lo, sub_hi, 0, length, offset, stride)
+                if mult == 1:
+                    _sum_of_products(acc_kernel[i], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
+                else:
+                    for t in range(lo, hi):
+                        _accumulate_row(acc_kernel[i], x_b[t * stride + offset], grad_b[t], mult)
 
 
 # --------------------------------------------------------------------------
@@ -820,8 +827,10 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
         n_parts = problem.batch * -(-axis.out_length // rows_per_part)
         part_kernel = np.empty((n_parts, axis.kernel_size, out_channels), dtype=problem.dtype)
         part_bias = np.empty((n_parts, out_channels), dtype=problem.dtype)
+        row_bytes = inputs.shape[2] * problem.dtype.itemsize * (1 + problem.multiplier)
+        rows_per_sub = max(4, SUB_CHUNK_BYTES // row_bytes // 4 * 4)
         _launch(_kernel_grad_channels_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
-                rows_per_part, part_kernel, part_bias)
+                rows_per_part, rows_per_sub, part_kernel, part_bias)
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)
