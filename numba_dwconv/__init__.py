@@ -1,10 +1,10 @@
 """numba_dwconv: fast, exact depthwise convolutions in Python (numba kernels, Keras semantics).
 
-Importing the package compiles nothing and does not import numba: kernels are
-compiled on first use and cached on disk.
+Importing the package compiles nothing and imports neither numba nor CUDA:
+kernels are compiled on first use (CPU kernels are cached on disk).
 """
 
-from .dispatch import CudaUnavailableError
+from .dispatch import CudaUnavailableError, cuda_available
 from .ops import (
     DepthwiseGrads,
     depthwise_conv1d,
@@ -19,6 +19,7 @@ __all__ = [
     "CudaUnavailableError",
     "DepthwiseGrads",
     "__version__",
+    "cuda_available",
     "depthwise_conv1d",
     "depthwise_conv1d_backward",
     "depthwise_conv1d_input_grad",

@@ -209,13 +209,172 @@ def measure_startup() -> dict:
     return {"cold_or_warm_first_process": runs[0], "warm_cache_process": runs[1]}
 
 
-def format_table(rows, bandwidth: float) -> str:
+GPU_SHAPES = (
+    Shape(8, 16384, 256, 3, "same"),
+    Shape(8, 2048, 1536, 4, "causal"),
+    Shape(32, 128, 64, 3, "same"),
+    Shape(4, 4096, 768, 7, "same"),
+    Shape(1, 65536, 512, 31, "same"),
+)
+
+
+def _gpu_time(func, repeat: int, calls: int = 20) -> float:
+    """Best over ``repeat`` of the mean time of ``calls`` back-to-back calls, between CUDA events."""
+    from numba import cuda
+
+    func()
+    cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeat):
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        for _ in range(calls):
+            func()
+        stop.record()
+        stop.synchronize()
+        best = min(best, cuda.event_elapsed_time(start, stop) / 1e3 / calls)
+    return best
+
+
+def gpu_copy_bandwidth(nbytes: int = 1 << 31, repeat: int = 5) -> float:
+    """Bytes per second of a device-to-device copy of a large array, read + write counted."""
+    from numba import cuda
+
+    src = cuda.to_device(np.random.default_rng(0).random(nbytes // 8))
+    dst = cuda.device_array_like(src)
+    seconds = _gpu_time(lambda: dst.copy_to_device(src), repeat, calls=5)
+    return 2 * nbytes / seconds
+
+
+def _torch_gpu_times(shape: Shape, layout: str, x, kernel, repeat: int):
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    k = shape.kernel_size
+    xt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)) if layout == "channels_last" else x).cuda()
+    xt.requires_grad_(True)
+    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(shape.channels, 1, k).cuda()
+    wt.requires_grad_(True)
+    padding = "valid" if shape.padding == "causal" else shape.padding
+
+    def forward():
+        inp = F.pad(xt, (k - 1, 0)) if shape.padding == "causal" else xt
+        return F.conv1d(inp, wt, groups=shape.channels, padding=padding)
+
+    with torch.no_grad():
+        grad = torch.ones_like(forward())
+
+    def forward_backward():
+        xt.grad = wt.grad = None
+        forward().backward(grad)
+
+    def timed(func):
+        func()
+        torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(repeat):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(20):
+                func()
+            stop.record()
+            stop.synchronize()
+            best = min(best, start.elapsed_time(stop) / 1e3 / 20)
+        return best
+
+    with torch.no_grad():
+        t_fwd = timed(forward)
+    return t_fwd, timed(forward_backward)
+
+
+def launch_overhead(repeat: int = 200) -> float:
+    """Host seconds per call of a tiny forward on device arrays (launch only, configuration warm)."""
+    from numba import cuda
+
+    x = cuda.to_device(np.ones((1, 64, 8), np.float32))
+    kernel = cuda.to_device(np.ones((3, 8, 1), np.float32))
+    bias = cuda.to_device(np.zeros(8, np.float32))
+    ops.depthwise_conv1d(x, kernel, bias, padding="same")
+    cuda.synchronize()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            ops.depthwise_conv1d(x, kernel, bias, padding="same")
+        best = min(best, (time.perf_counter() - t0) / repeat)
+        cuda.synchronize()
+    return best
+
+
+def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
+    """Measure every shape x layout on the GPU (device-resident operands); return result dicts."""
+    from numba import cuda
+
+    rows = []
+    for shape in shapes:
+        for layout in LAYOUTS:
+            x, kernel, bias, y, grad_y = make_problem(shape, layout)
+            dx, dk, db, dgy = (cuda.to_device(a) for a in (x, kernel, bias, grad_y))
+            pad = shape.padding
+            fwd = _gpu_time(lambda: ops.depthwise_conv1d(dx, dk, db, padding=pad, data_format=layout), repeat)
+            bwd = _gpu_time(lambda: ops.depthwise_conv1d_backward(dgy, dx, dk, padding=pad, data_format=layout),
+                            repeat)
+            nbytes = x.nbytes + y.nbytes
+            bwd_bytes = 2 * x.nbytes + 2 * y.nbytes  # reads grad_y twice, x once, writes grad_x
+            row = {
+                "device": "cuda",
+                "shape": shape.label(),
+                "layout": layout,
+                "dtype": "float32",
+                "forward_ms": fwd * 1e3,
+                "backward_ms": bwd * 1e3,
+                "forward_GBps": nbytes / fwd / 1e9,
+                "roofline_pct": 100 * (nbytes / bandwidth) / fwd,
+                "backward_roofline_pct": 100 * (bwd_bytes / bandwidth) / bwd,
+                "backward_over_forward": bwd / fwd,
+            }
+            if with_torch:
+                times = _torch_gpu_times(shape, layout, x, kernel, repeat)
+                if times is not None:
+                    row["torch_forward_speedup"] = times[0] / fwd
+                    row["torch_fwd_bwd_speedup"] = times[1] / (fwd + bwd)
+            if reference is not None:
+                got = ops.depthwise_conv1d(dx, dk, db, padding=pad, data_format=layout).copy_to_host()
+                grads = ops.depthwise_conv1d_backward(dgy, dx, dk, padding=pad, data_format=layout)
+                row["max_rel_error"] = _compare_slice(reference, shape, layout, x, kernel, bias, grad_y, got,
+                                                      [g.copy_to_host() for g in grads])
+            rows.append(row)
+    return rows
+
+
+def _compare_slice(reference, shape, layout, x, kernel, bias, grad_y, got_y, got_grads) -> float:
+    """Relative error of GPU results against the reference on batch 0, first 8 channels."""
+    n_ch = min(8, shape.channels)
+    cut = (slice(0, 1), slice(None), slice(0, n_ch)) if layout == "channels_last" else (slice(0, 1), slice(0, n_ch))
+    xs, gs = x[cut], grad_y[cut]
+    want_y = reference.conv1d_forward(xs, kernel[:, :n_ch], bias[:n_ch], 1, shape.padding, layout, 1)
+    errors = [np.linalg.norm(got_y[cut] - want_y) / np.linalg.norm(want_y)]
+    want_gx = reference.conv1d_gradients(gs, xs, kernel[:, :n_ch], 1, shape.padding, layout, 1)[0]
+    errors.append(np.linalg.norm(got_grads[0][cut] - want_gx) / np.linalg.norm(want_gx))
+    want_k, want_b = reference.conv1d_gradients(grad_y, x, kernel, 1, shape.padding, layout, 1)[1:] if (
+        x.size <= 1 << 22) else (None, None)
+    if want_k is not None:
+        errors.append(np.linalg.norm(got_grads[1] - want_k) / np.linalg.norm(want_k))
+        errors.append(np.linalg.norm(got_grads[2] - want_b) / np.linalg.norm(want_b))
+    return float(max(errors))
+
+
+def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
     """A fixed-width text table of the result rows."""
     header = (
         f"{'device':6} {'shape':28} {'layout':14} {'fwd ms':>8} {'GB/s':>6} {'%roof':>6} "
         f"{'bwd ms':>8} {'bwd/fwd':>7} {'xTorch f':>8} {'xTorch fb':>9} {'rel err':>8}"
     )
-    lines = [f"copy roofline: {bandwidth / 1e9:.1f} GB/s (np.copyto, read + write)", header, "-" * len(header)]
+    lines = [f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)]
     for r in rows:
         speed_f = f"{r['torch_forward_speedup']:.1f}" if "torch_forward_speedup" in r else "-"
         speed_fb = f"{r['torch_fwd_bwd_speedup']:.1f}" if "torch_fwd_bwd_speedup" in r else "-"
@@ -236,6 +395,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--no-check", action="store_true", help="skip the correctness check")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                        help="which rows to run (default: the CPU, and the GPU when one is available)")
     args = parser.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else PUBLIC_SHAPES
     if args.repeat is not None and args.repeat <= 0:
@@ -244,15 +405,37 @@ def main(argv=None) -> int:
     reference = None if args.no_check else _load_reference()
     if reference is None and not args.no_check:
         print("note: tests/reference.py not found (run from a source checkout); correctness check skipped")
-    startup = measure_startup()
-    bandwidth = copy_bandwidth()
-    rows = run_cpu(shapes, repeat, bandwidth, not args.no_torch, reference)
-    warm = startup["warm_cache_process"]
-    table = format_table(rows, bandwidth) + (
-        f"\nstartup (fresh process, warm kernel cache): import {warm['import_s']:.3f} s, "
-        f"first forward call {warm['first_forward_s']:.3f} s"
-    )
-    result = {"copy_bandwidth_GBps": bandwidth / 1e9, "repeat": repeat, "startup": startup, "rows": rows}
+    from .dispatch import cuda_available
+
+    result = {"repeat": repeat, "rows": []}
+    tables = []
+    if args.device in ("all", "cpu"):
+        startup = measure_startup()
+        bandwidth = copy_bandwidth()
+        rows = run_cpu(shapes, repeat, bandwidth, not args.no_torch, reference)
+        warm = startup["warm_cache_process"]
+        tables.append(format_table(rows, bandwidth, "CPU copy roofline (np.copyto)") + (
+            f"\nstartup (fresh process, warm kernel cache): import {warm['import_s']:.3f} s, "
+            f"first forward call {warm['first_forward_s']:.3f} s"
+        ))
+        result.update(copy_bandwidth_GBps=bandwidth / 1e9, startup=startup)
+        result["rows"] += rows
+    if args.device == "cuda" or (args.device == "all" and cuda_available()):
+        from numba import config as numba_config
+
+        if numba_config.ENABLE_CUDASIM:
+            tables.append("GPU rows skipped: numba's CUDA simulator is active (NUMBA_ENABLE_CUDASIM=1)")
+        else:
+            gpu_bandwidth = gpu_copy_bandwidth()
+            rows = run_cuda(QUICK_SHAPES if args.quick else GPU_SHAPES, repeat, gpu_bandwidth, not args.no_torch,
+                            reference)
+            overhead = launch_overhead()
+            tables.append(format_table(rows, gpu_bandwidth, "GPU device-to-device copy") +
+                          f"\nGPU launch overhead (host time per small forward call, warm): {overhead * 1e6:.1f} us")
+            result.update(gpu_copy_bandwidth_GBps=gpu_bandwidth / 1e9, gpu_launch_overhead_us=overhead * 1e6)
+            result["rows"] += rows
+    rows = result["rows"]
+    table = "\n\n".join(tables)
     if args.json == "-":
         json.dump(result, sys.stdout, indent=2)
         print()

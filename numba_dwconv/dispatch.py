@@ -1,60 +1,192 @@
-"""Device choice and array-kind detection.
+"""Device choice, array-kind detection and operand placement.
 
-``device="auto"`` runs the work where the data lives: NumPy (or anything
-array-like) on the CPU.  ``device="cpu"`` forces the CPU kernels.  ``device="cuda"``
-needs the GPU backend, which this version does not ship yet: asking for it raises
-:class:`CudaUnavailableError` with what is missing.
+* ``device="auto"`` runs where the data lives: if the data operands (``inputs``,
+  ``grad_outputs``) expose ``__cuda_array_interface__`` (numba device arrays,
+  CuPy arrays, PyTorch CUDA tensors) the GPU kernels run on them without a copy
+  and return a numba device array; otherwise the CPU kernels run and return NumPy.
+  Small operands (kernel, bias) move to where the data is.
+* ``device="cuda"``: NumPy operands are copied to the GPU; if every operand was
+  NumPy the result is copied back and returned as NumPy.
+* ``device="cpu"``: device arrays are copied to the host first.
+
+Nothing here imports numba.cuda until a GPU is actually needed, so importing the
+package never fails for lack of CUDA.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._geometry import normalize_device
+from . import _geometry as geo
+
+CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+CUDA_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+INSTALL_HINT = "pip install numba-dwconv[cuda]"
 
 
 class CudaUnavailableError(RuntimeError):
-    """Raised when GPU execution is requested but cannot be provided."""
+    """GPU execution was requested (or the data lives on a GPU) but CUDA cannot be used here."""
 
 
-def _is_cuda_array(array) -> bool:
-    return array is not None and hasattr(array, "__cuda_array_interface__")
+def is_cuda_array(array) -> bool:
+    """True for GPU arrays: ``__cuda_array_interface__`` (numba, CuPy, PyTorch CUDA) or a numba device array.
+
+    The second test (duck-typed on ``copy_to_host``) recognises the arrays of numba's
+    CUDA simulator, which do not expose the interface.
+    """
+    if array is None or isinstance(array, np.ndarray):
+        return False
+    return hasattr(array, "__cuda_array_interface__") or (
+        hasattr(array, "copy_to_host") and hasattr(array, "is_c_contiguous")
+    )
 
 
-def select_device(device, *arrays) -> str:
-    """Return ``"cpu"`` or ``"cuda"``: where the operation will run.
+def _import_cuda():
+    try:
+        from numba import cuda
+    except ImportError as exc:  # numba without its CUDA target
+        raise CudaUnavailableError(
+            f"The GPU backend needs numba-cuda, which could not be imported ({exc}). Install it with: {INSTALL_HINT}"
+        ) from exc
+    return cuda
+
+
+def cuda_available() -> bool:
+    """Whether the GPU backend can run here (numba-cuda importable and a CUDA device present).
+
+    Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) this is True.
+    """
+    try:
+        cuda = _import_cuda()
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+def require_cuda():
+    """Return the ``numba.cuda`` module, or raise :class:`CudaUnavailableError` saying what is missing."""
+    cuda = _import_cuda()
+    try:
+        available = cuda.is_available()
+    except Exception as exc:  # pragma: no cover - driver errors
+        raise CudaUnavailableError(f"CUDA could not be initialised: {exc}. Install the NVIDIA driver and "
+                                   f"{INSTALL_HINT}") from exc
+    if not available:
+        raise CudaUnavailableError(
+            "No usable CUDA GPU was found (numba.cuda.is_available() is False): an NVIDIA GPU, its driver and "
+            f"numba-cuda are needed ({INSTALL_HINT}). Use device='cpu' (or NumPy inputs with device='auto')."
+        )
+    return cuda
+
+
+class Placement:
+    """Where an operation runs and in what form its results are returned.
+
+    Attributes
+    ----------
+    target : {"cpu", "cuda"}
+    to_host : bool
+        GPU results are copied back to NumPy (``device="cuda"`` with only NumPy operands).
+    stream : numba.cuda stream or 0
+    """
+
+    def __init__(self, target: str, to_host: bool, stream):
+        self.target = target
+        self.to_host = to_host
+        self.stream = stream
+
+    # -- operands ------------------------------------------------------------------------------------
+    def view(self, name: str, array):
+        """``array`` in a form with ``.shape``/``.dtype`` on the target side, dtype checked; no transfer yet."""
+        if self.target == "cpu":
+            if is_cuda_array(array):
+                from .cuda import arrays
+
+                array = arrays.as_device_array(array).copy_to_host()
+            array = np.asarray(array)
+            allowed = CPU_DTYPES
+        else:
+            if is_cuda_array(array):
+                from .cuda import arrays
+
+                array = arrays.as_device_array(array)
+            else:
+                array = np.asarray(array)
+            allowed = CUDA_DTYPES
+        dtype = np.dtype(array.dtype)
+        if dtype not in allowed:
+            names = " or ".join(d.name for d in allowed)
+            where = "the CPU" if self.target == "cpu" else "the GPU"
+            raise TypeError(f"`{name}` must have dtype {names} on {where}. Received {name}.dtype={dtype}")
+        return array
+
+    def operand(self, array, dtype):
+        """A C-contiguous array of ``dtype`` on the target (a copy only when needed)."""
+        if self.target == "cpu":
+            return np.ascontiguousarray(array, dtype=dtype)
+        from .cuda import arrays
+
+        return arrays.device_operand(array, dtype, self.stream)
+
+    def zeros(self, n: int, dtype):
+        """A zero vector on the target (the bias of a call without one)."""
+        if self.target == "cpu":
+            return None  # the CPU kernels allocate their own
+        from .cuda import arrays
+
+        return arrays.device_zeros(n, dtype, self.stream)
+
+    # -- kernels -------------------------------------------------------------------------------------
+    def backend(self):
+        """The kernel module of the target (imported lazily: importing the package compiles nothing)."""
+        if self.target == "cpu":
+            from .cpu import conv1d
+        else:
+            from .cuda import conv1d
+        return conv1d
+
+    def call(self, name: str, *args):
+        """Run ``backend().name(*args)``, passing the stream on the GPU."""
+        func = getattr(self.backend(), name)
+        if self.target == "cpu":
+            return func(*args)
+        return func(*args, stream=self.stream)
+
+    def finish(self, result):
+        """The result as the caller gets it (copied to NumPy when ``to_host``)."""
+        if self.to_host:
+            if isinstance(result, tuple):
+                return tuple(r.copy_to_host(stream=self.stream) for r in result)
+            return result.copy_to_host(stream=self.stream)
+        return result
+
+
+def place(device, data, others=(), stream=None) -> Placement:
+    """Decide where an operation runs.
 
     Parameters
     ----------
     device : {"auto", "cpu", "cuda"}
-        The caller's choice; ``"auto"`` picks ``"cuda"`` when any operand exposes
-        ``__cuda_array_interface__`` and ``"cpu"`` otherwise.
-    *arrays
-        The operands (``None`` entries are ignored).
+    data : sequence
+        The large operands (inputs, grad_outputs): ``auto`` follows them.
+    others : sequence
+        The small operands (kernel, bias); they move to where the data is.
+    stream : numba.cuda stream, optional
+        For GPU calls; ``None`` means the default stream.
     """
-    device = normalize_device(device)
+    device = geo.normalize_device(device)
+    on_gpu = [is_cuda_array(a) for a in data if a is not None]
+    any_gpu = any(on_gpu) or any(is_cuda_array(a) for a in others if a is not None)
     if device == "auto":
-        device = "cuda" if any(_is_cuda_array(a) for a in arrays) else "cpu"
-    if device == "cuda":
-        raise CudaUnavailableError(
-            "device='cuda' was requested (or an operand lives on a CUDA device), but this build of "
-            "numba_dwconv has no GPU backend yet. Pass NumPy arrays with device='cpu' or device='auto'."
-        )
-    return device
-
-
-def host_array(array) -> np.ndarray:
-    """View ``array`` as a NumPy array without copying when it already is one."""
-    return np.asarray(array)
-
-
-def host_operand(array: np.ndarray, dtype) -> np.ndarray:
-    """A C-contiguous array of ``dtype`` for the CPU kernels (a copy only when needed)."""
-    return np.ascontiguousarray(array, dtype=dtype)
-
-
-def backend(device: str):
-    """The kernel module for ``device`` (imported lazily, so importing the package compiles nothing)."""
-    from .cpu import conv1d
-
-    return conv1d
+        device = "cuda" if any(on_gpu) else "cpu"
+    if device == "cpu":
+        if stream is not None:
+            raise ValueError(f"`stream` applies to GPU calls only. Received stream={stream!r} with device='cpu'")
+        return Placement("cpu", False, 0)
+    cuda = require_cuda()
+    if stream is None:
+        stream = 0
+    elif not isinstance(stream, int) and not hasattr(stream, "synchronize"):
+        raise ValueError(f"`stream` must be a numba.cuda stream (or None). Received stream={stream!r}")
+    del cuda
+    return Placement("cuda", not any_gpu, stream)

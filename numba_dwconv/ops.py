@@ -1,7 +1,8 @@
 """Public functional API: validate once, pick the device, call the kernels.
 
 All shapes, padding rules and error messages come from :mod:`numba_dwconv._geometry`;
-the kernels in :mod:`numba_dwconv.cpu` only do arithmetic.  Inputs are never
+where the work runs is decided by :mod:`numba_dwconv.dispatch`; the kernels in
+:mod:`numba_dwconv.cpu` and :mod:`numba_dwconv.cuda` only do arithmetic.  Inputs are never
 modified: the kernels only read them, and any conversion (dtype promotion,
 making a non-contiguous view contiguous) works on a copy.
 """
@@ -47,19 +48,18 @@ _SHARED_PARAMETERS = """strides : int or tuple of 1 int, default 1
     dilation_rate : int or tuple of 1 int, default 1
         Step between kernel taps; may be combined with ``strides > 1``.
     device : {"auto", "cpu", "cuda"}, keyword-only, default "auto"
-        Where to run. ``auto`` runs where the data lives (NumPy: CPU)."""
+        Where to run. ``auto`` runs where the data lives: NumPy on the CPU (NumPy
+        results), CUDA arrays (``__cuda_array_interface__``: numba, CuPy, PyTorch) on
+        the GPU without a copy (numba device array results). ``cuda`` copies NumPy
+        operands to the GPU (and NumPy results back); ``cpu`` copies device arrays to
+        the host.
+    stream : numba.cuda stream, keyword-only, optional
+        Stream for GPU calls (default stream when None); a ValueError on the CPU."""
 
 
 def _doc(func):
     func.__doc__ = func.__doc__.replace("{shared}", _SHARED_PARAMETERS)
     return func
-
-
-def _float_array(name, array):
-    """``array`` as a NumPy array, checked to be float32 or float64."""
-    array = dispatch.host_array(array)
-    geo.check_float_dtype(name, array.dtype)
-    return array
 
 
 def _check_grad_outputs(problem, grad_outputs):
@@ -78,6 +78,7 @@ def depthwise_conv1d(
     dilation_rate=1,
     *,
     device="auto",
+    stream=None,
 ):
     """1D depthwise convolution (cross-correlation), Keras ``DepthwiseConv1D`` semantics.
 
@@ -107,19 +108,20 @@ def depthwise_conv1d(
     TypeError
         Non-floating dtypes.
     """
-    target = dispatch.select_device(device, inputs, kernel, bias)
-    inputs = _float_array("inputs", inputs)
-    kernel = _float_array("kernel", kernel)
+    place = dispatch.place(device, (inputs,), (kernel, bias), stream)
+    inputs = place.view("inputs", inputs)
+    kernel = place.view("kernel", kernel)
     dtype = np.result_type(inputs.dtype, kernel.dtype)
     problem = geo.conv1d_problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
-    if bias is not None:
-        bias = _float_array("bias", bias)
-        geo.check_shape("bias", bias.shape, (problem.channels * problem.multiplier,))
-        bias = dispatch.host_operand(bias, dtype)
-    backend = dispatch.backend(target)
-    return backend.conv1d_forward(
-        problem, dispatch.host_operand(inputs, dtype), dispatch.host_operand(kernel, dtype), bias
-    )
+    out_channels = problem.channels * problem.multiplier
+    if bias is None:
+        bias = place.zeros(out_channels, dtype)
+    else:
+        bias = place.view("bias", bias)
+        geo.check_shape("bias", bias.shape, (out_channels,))
+        bias = place.operand(bias, dtype)
+    out = place.call("conv1d_forward", problem, place.operand(inputs, dtype), place.operand(kernel, dtype), bias)
+    return place.finish(out)
 
 
 @_doc
@@ -133,6 +135,7 @@ def depthwise_conv1d_backward(
     dilation_rate=1,
     *,
     device="auto",
+    stream=None,
 ) -> DepthwiseGrads:
     """All gradients of :func:`depthwise_conv1d` for an upstream gradient.
 
@@ -152,18 +155,17 @@ def depthwise_conv1d_backward(
         ``(grad_inputs, grad_kernel, grad_bias)``; ``grad_bias`` has shape
         ``(channels * depth_multiplier,)`` whether or not the forward used a bias.
     """
-    target = dispatch.select_device(device, grad_outputs, inputs, kernel)
-    grad_outputs = _float_array("grad_outputs", grad_outputs)
-    inputs = _float_array("inputs", inputs)
-    kernel = _float_array("kernel", kernel)
+    place = dispatch.place(device, (grad_outputs, inputs), (kernel,), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    inputs = place.view("inputs", inputs)
+    kernel = place.view("kernel", kernel)
     dtype = np.result_type(grad_outputs.dtype, inputs.dtype, kernel.dtype)
     problem = geo.conv1d_problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(problem, grad_outputs)
-    backend = dispatch.backend(target)
-    grad_outputs = dispatch.host_operand(grad_outputs, dtype)
-    grad_inputs = backend.conv1d_input_grad(problem, grad_outputs, dispatch.host_operand(kernel, dtype))
-    grad_kernel, grad_bias = backend.conv1d_kernel_grad(problem, grad_outputs, dispatch.host_operand(inputs, dtype))
-    return DepthwiseGrads(grad_inputs, grad_kernel, grad_bias)
+    grad_outputs = place.operand(grad_outputs, dtype)
+    grad_inputs = place.call("conv1d_input_grad", problem, grad_outputs, place.operand(kernel, dtype))
+    grad_kernel, grad_bias = place.call("conv1d_kernel_grad", problem, grad_outputs, place.operand(inputs, dtype))
+    return DepthwiseGrads(*place.finish((grad_inputs, grad_kernel, grad_bias)))
 
 
 @_doc
@@ -177,6 +179,7 @@ def depthwise_conv1d_input_grad(
     dilation_rate=1,
     *,
     device="auto",
+    stream=None,
 ):
     """Gradient of :func:`depthwise_conv1d` with respect to its inputs.
 
@@ -195,9 +198,9 @@ def depthwise_conv1d_input_grad(
     -------
     grad_inputs : ndarray, shape (batch, input_length, channels) or (batch, channels, input_length)
     """
-    target = dispatch.select_device(device, grad_outputs, kernel)
-    grad_outputs = _float_array("grad_outputs", grad_outputs)
-    kernel = _float_array("kernel", kernel)
+    place = dispatch.place(device, (grad_outputs,), (kernel,), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    kernel = place.view("kernel", kernel)
     input_length = geo.as_positive_int(input_length, "input_length")
     dtype = np.result_type(grad_outputs.dtype, kernel.dtype)
     geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
@@ -207,10 +210,10 @@ def depthwise_conv1d_input_grad(
     input_shape = (batch, input_length, channels) if channels_last else (batch, channels, input_length)
     problem = geo.conv1d_problem(input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(problem, grad_outputs)
-    backend = dispatch.backend(target)
-    return backend.conv1d_input_grad(
-        problem, dispatch.host_operand(grad_outputs, dtype), dispatch.host_operand(kernel, dtype)
+    grad_inputs = place.call(
+        "conv1d_input_grad", problem, place.operand(grad_outputs, dtype), place.operand(kernel, dtype)
     )
+    return place.finish(grad_inputs)
 
 
 @_doc
@@ -224,6 +227,7 @@ def depthwise_conv1d_kernel_grad(
     dilation_rate=1,
     *,
     device="auto",
+    stream=None,
 ):
     """Gradients of :func:`depthwise_conv1d` with respect to its kernel and bias.
 
@@ -243,9 +247,9 @@ def depthwise_conv1d_kernel_grad(
     grad_kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
     grad_bias : ndarray, shape (channels * depth_multiplier,)
     """
-    target = dispatch.select_device(device, grad_outputs, inputs)
-    grad_outputs = _float_array("grad_outputs", grad_outputs)
-    inputs = _float_array("inputs", inputs)
+    place = dispatch.place(device, (grad_outputs, inputs), (), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    inputs = place.view("inputs", inputs)
     (ksize,) = geo.normalize_tuple(kernel_size, 1, "kernel_size")
     dtype = np.result_type(grad_outputs.dtype, inputs.dtype)
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
@@ -261,7 +265,7 @@ def depthwise_conv1d_kernel_grad(
     kernel_shape = (ksize, channels, out_channels // channels)
     problem = geo.conv1d_problem(inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(problem, grad_outputs)
-    backend = dispatch.backend(target)
-    return backend.conv1d_kernel_grad(
-        problem, dispatch.host_operand(grad_outputs, dtype), dispatch.host_operand(inputs, dtype)
+    grads = place.call(
+        "conv1d_kernel_grad", problem, place.operand(grad_outputs, dtype), place.operand(inputs, dtype)
     )
+    return place.finish(grads)

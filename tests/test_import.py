@@ -10,6 +10,10 @@ def run_python(code):
     return out.stdout.strip()
 
 
-def test_import_does_not_import_numba():
+def test_import_does_not_import_numba_or_cuda():
     assert run_python("import sys, numba_dwconv; print('numba' in sys.modules)") == "False"
+
+
+def test_cuda_available_answers_without_failing():
+    assert run_python("import numba_dwconv; print(numba_dwconv.cuda_available() in (True, False))") == "True"
 
