@@ -44,9 +44,10 @@ def is_cuda_array(array) -> bool:
 def _import_cuda():
     try:
         from numba import cuda
-    except ImportError as exc:  # numba without its CUDA target
+    except Exception as exc:  # numba without its CUDA target, or a numba-cuda that fails to import
         raise CudaUnavailableError(
-            f"The GPU backend needs numba-cuda, which could not be imported ({exc}). Install it with: {INSTALL_HINT}"
+            f"The GPU backend needs numba-cuda, which could not be imported ({type(exc).__name__}: {exc}). "
+            f"Install it with: {INSTALL_HINT}"
         ) from exc
     return cuda
 
@@ -56,9 +57,13 @@ def cuda_available() -> bool:
 
     Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) this is True.
     """
+    import warnings
+
     try:
-        cuda = _import_cuda()
-        return bool(cuda.is_available())
+        with warnings.catch_warnings():  # a third-party import-time warning must not read as "no GPU"
+            warnings.simplefilter("ignore")
+            cuda = _import_cuda()
+            return bool(cuda.is_available())
     except Exception:
         return False
 

@@ -196,11 +196,11 @@ def test_stream_argument():
 def test_non_contiguous_device_inputs(data_format):
     rng = np.random.default_rng(8)
     big = rng.standard_normal((2, 30, 8)).astype(np.float32)
-    x = big[:, ::2, ::2] if data_format == "channels_last" else big[:, ::2, ::2].transpose(0, 2, 1)
-    kernel = rng.standard_normal((3, 4, 1)).astype(np.float32)
+    x = big[:, ::2, ::2]  # (2, 15, 4): (batch, length, channels) or (batch, channels, length)
+    kernel_channels = x.shape[2] if data_format == "channels_last" else x.shape[1]
+    kernel = rng.standard_normal((3, kernel_channels, 1)).astype(np.float32)
     x_dev = cuda.to_device(big)[:, ::2, ::2]
-    if data_format == "channels_first":
-        x_dev = x_dev.transpose(0, 2, 1)
+    assert not x_dev.is_c_contiguous()
     y = nd.depthwise_conv1d(x_dev, kernel, None, 1, "same", data_format)
     assert_close(y, ref.conv1d_forward(x, kernel, None, 1, "same", data_format), np.float32)
 
@@ -216,3 +216,19 @@ def test_cupy_and_torch_arrays_zero_copy():
     torch = pytest.importorskip("torch")
     y = nd.depthwise_conv1d(torch.from_numpy(x).cuda(), kernel, bias, padding="same")
     assert_close(torch.as_tensor(y, device="cuda").cpu().numpy(), want, np.float32)
+
+
+@hardware_only()
+def test_pooled_device_outputs_are_not_reused_while_a_view_lives():
+    rng = np.random.default_rng(10)
+    x, kernel, bias = make_case(rng, 2, 4096, 64, 3, 1, "channels_last", np.float32)
+    x_dev = cuda.to_device(x)
+    y = nd.depthwise_conv1d(x_dev, kernel, bias, padding="same")
+    view = y[1:, ::2]
+    expected = view.copy_to_host()
+    del y
+    for _ in range(3):  # new outputs of the same size must not land on the viewed block
+        z = nd.depthwise_conv1d(x_dev, kernel * 2, bias, padding="same")
+    cuda.synchronize()
+    np.testing.assert_array_equal(view.copy_to_host(), expected)
+    assert_close(z, ref.conv1d_forward(x, kernel * 2, bias, 1, "same"), np.float32)
