@@ -232,3 +232,23 @@ def test_pooled_device_outputs_are_not_reused_while_a_view_lives():
     cuda.synchronize()
     np.testing.assert_array_equal(view.copy_to_host(), expected)
     assert_close(z, ref.conv1d_forward(x, kernel * 2, bias, 1, "same"), np.float32)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_infinity_next_to_the_padding_does_not_leak(data_format):
+    """Padding reads as an exact zero: outputs whose taps skip an infinite input stay finite."""
+    x = np.ones((1, 12, 2), np.float32)
+    x[0, 0, :] = np.inf
+    x[0, -1, :] = np.inf
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 2, 1))
+    kernel = np.ones((3, 2, 1), np.float32)
+    want = ref.conv1d_forward(x, kernel, None, 1, "same", data_format, 2)  # y[1] reads x[-1], x[1], x[3]
+    for device in ("cpu", "cuda"):
+        y = host(nd.depthwise_conv1d(x, kernel, None, 1, "same", data_format, 2, device=device))
+        np.testing.assert_array_equal(np.isfinite(y), np.isfinite(want))
+        np.testing.assert_array_equal(y[np.isfinite(want)], want[np.isfinite(want)])
+        grad = np.ones_like(y)
+        grad_k = host(nd.depthwise_conv1d_kernel_grad(grad, x, 3, 1, "same", data_format, 2, device=device)[0])
+        want_k = ref.conv1d_gradients(grad, x, kernel, 1, "same", data_format, 2)[1]
+        np.testing.assert_array_equal(np.isfinite(grad_k), np.isfinite(want_k))

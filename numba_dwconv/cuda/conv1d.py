@@ -70,56 +70,112 @@ def _kernels(acc_name: str) -> dict:
     acc_t = numba.float32 if acc_name == "float32" else numba.float64
 
     # ------------------------------------------------------------------ device functions
+    # Taps go four at a time with unconditional loads at clamped positions and the
+    # out-of-range products selected away afterwards (never weight * 0, so an inf or
+    # NaN next to the padding cannot leak in).  Four independent loads per step
+    # keep more memory requests in flight than a loop with a branch around each load.
+    @cuda.jit(device=True, inline=True)
+    def masked(value, keep):
+        return value if keep else acc_t(0)
+
     @cuda.jit(device=True, inline=True)
     def point_forward_last(x, kernel, b, t, c, j, stride, dilation, pad_left):
         """sum_i x[b, t*s + i*d - pad, c] * kernel[i, c, j] (inputs outside read as 0)."""
         acc = acc_t(0)
-        length = x.shape[1]
-        base = t * stride - pad_left
-        for i in range(kernel.shape[0]):
-            r = base + i * dilation
-            if r >= 0 and r < length:
-                acc += acc_t(x[b, r, c]) * acc_t(kernel[i, c, j])
+        last = x.shape[1] - 1
+        ksize = kernel.shape[0]
+        top = ksize - 1
+        for i in range(0, ksize, 4):
+            r0 = t * stride + i * dilation - pad_left
+            r1 = r0 + dilation
+            r2 = r1 + dilation
+            r3 = r2 + dilation
+            v0 = acc_t(x[b, min(max(r0, 0), last), c]) * acc_t(kernel[i, c, j])
+            v1 = acc_t(x[b, min(max(r1, 0), last), c]) * acc_t(kernel[min(i + 1, top), c, j])
+            v2 = acc_t(x[b, min(max(r2, 0), last), c]) * acc_t(kernel[min(i + 2, top), c, j])
+            v3 = acc_t(x[b, min(max(r3, 0), last), c]) * acc_t(kernel[min(i + 3, top), c, j])
+            acc += masked(v0, r0 >= 0 and r0 <= last)
+            acc += masked(v1, i + 1 <= top and r1 >= 0 and r1 <= last)
+            acc += masked(v2, i + 2 <= top and r2 >= 0 and r2 <= last)
+            acc += masked(v3, i + 3 <= top and r3 >= 0 and r3 <= last)
         return acc
 
     @cuda.jit(device=True, inline=True)
     def point_forward_first(x, kernel, b, t, c, j, stride, dilation, pad_left):
         acc = acc_t(0)
-        length = x.shape[2]
-        base = t * stride - pad_left
-        for i in range(kernel.shape[0]):
-            r = base + i * dilation
-            if r >= 0 and r < length:
-                acc += acc_t(x[b, c, r]) * acc_t(kernel[i, c, j])
+        last = x.shape[2] - 1
+        ksize = kernel.shape[0]
+        top = ksize - 1
+        for i in range(0, ksize, 4):
+            r0 = t * stride + i * dilation - pad_left
+            r1 = r0 + dilation
+            r2 = r1 + dilation
+            r3 = r2 + dilation
+            v0 = acc_t(x[b, c, min(max(r0, 0), last)]) * acc_t(kernel[i, c, j])
+            v1 = acc_t(x[b, c, min(max(r1, 0), last)]) * acc_t(kernel[min(i + 1, top), c, j])
+            v2 = acc_t(x[b, c, min(max(r2, 0), last)]) * acc_t(kernel[min(i + 2, top), c, j])
+            v3 = acc_t(x[b, c, min(max(r3, 0), last)]) * acc_t(kernel[min(i + 3, top), c, j])
+            acc += masked(v0, r0 >= 0 and r0 <= last)
+            acc += masked(v1, i + 1 <= top and r1 >= 0 and r1 <= last)
+            acc += masked(v2, i + 2 <= top and r2 >= 0 and r2 <= last)
+            acc += masked(v3, i + 3 <= top and r3 >= 0 and r3 <= last)
         return acc
+
+    @cuda.jit(device=True, inline=True)
+    def tap_source(r, i, ksize, stride, dilation, pad_left, out_length):
+        """(clamped output row, valid) of tap i reaching input row r."""
+        q = r + pad_left - i * dilation
+        t = q // stride
+        valid = i < ksize and q >= 0 and t * stride == q and t < out_length
+        return min(max(t, 0), out_length - 1), valid
 
     @cuda.jit(device=True, inline=True)
     def point_input_grad_last(grad, kernel, b, r, c, stride, dilation, pad_left):
         """sum over taps i and multipliers j that reach input row r of grad[t, c*m+j] * kernel[i, c, j]."""
         acc = acc_t(0)
         mult = kernel.shape[2]
+        ksize = kernel.shape[0]
+        top = ksize - 1
         out_length = grad.shape[1]
-        for i in range(kernel.shape[0]):
-            q = r + pad_left - i * dilation
-            if q >= 0:
-                t = q // stride
-                if t * stride == q and t < out_length:
-                    for j in range(mult):
-                        acc += acc_t(grad[b, t, c * mult + j]) * acc_t(kernel[i, c, j])
+        for i in range(0, ksize, 4):
+            t0, k0 = tap_source(r, i, ksize, stride, dilation, pad_left, out_length)
+            t1, k1 = tap_source(r, i + 1, ksize, stride, dilation, pad_left, out_length)
+            t2, k2 = tap_source(r, i + 2, ksize, stride, dilation, pad_left, out_length)
+            t3, k3 = tap_source(r, i + 3, ksize, stride, dilation, pad_left, out_length)
+            for j in range(mult):
+                o = c * mult + j
+                v0 = acc_t(grad[b, t0, o]) * acc_t(kernel[i, c, j])
+                v1 = acc_t(grad[b, t1, o]) * acc_t(kernel[min(i + 1, top), c, j])
+                v2 = acc_t(grad[b, t2, o]) * acc_t(kernel[min(i + 2, top), c, j])
+                v3 = acc_t(grad[b, t3, o]) * acc_t(kernel[min(i + 3, top), c, j])
+                acc += masked(v0, k0)
+                acc += masked(v1, k1)
+                acc += masked(v2, k2)
+                acc += masked(v3, k3)
         return acc
 
     @cuda.jit(device=True, inline=True)
     def point_input_grad_first(grad, kernel, b, r, c, stride, dilation, pad_left):
         acc = acc_t(0)
         mult = kernel.shape[2]
+        ksize = kernel.shape[0]
+        top = ksize - 1
         out_length = grad.shape[2]
-        for i in range(kernel.shape[0]):
-            q = r + pad_left - i * dilation
-            if q >= 0:
-                t = q // stride
-                if t * stride == q and t < out_length:
-                    for j in range(mult):
-                        acc += acc_t(grad[b, c * mult + j, t]) * acc_t(kernel[i, c, j])
+        for i in range(0, ksize, 4):
+            t0, k0 = tap_source(r, i, ksize, stride, dilation, pad_left, out_length)
+            t1, k1 = tap_source(r, i + 1, ksize, stride, dilation, pad_left, out_length)
+            t2, k2 = tap_source(r, i + 2, ksize, stride, dilation, pad_left, out_length)
+            t3, k3 = tap_source(r, i + 3, ksize, stride, dilation, pad_left, out_length)
+            for j in range(mult):
+                o = c * mult + j
+                v0 = acc_t(grad[b, o, t0]) * acc_t(kernel[i, c, j])
+                v1 = acc_t(grad[b, o, t1]) * acc_t(kernel[min(i + 1, top), c, j])
+                v2 = acc_t(grad[b, o, t2]) * acc_t(kernel[min(i + 2, top), c, j])
+                v3 = acc_t(grad[b, o, t3]) * acc_t(kernel[min(i + 3, top), c, j])
+                acc += masked(v0, k0)
+                acc += masked(v1, k1)
+                acc += masked(v2, k2)
+                acc += masked(v3, k3)
         return acc
 
     # ------------------------------------------------------------------ forward
@@ -208,21 +264,29 @@ def _kernels(acc_name: str) -> dict:
         row_stop = min(row_start + rows_per_block, n_rows)
         inside = o < grad.shape[2]
         c = o // mult
+        first = row_start + lane
+        b_first = first // out_length
+        t_first = first - b_first * out_length
         for k in range(ksize + 1):
             acc = acc_t(0)
             if inside:
-                row = row_start + lane
+                row = first
+                b = b_first
+                t = t_first
+                offset = (k - 1) * dilation - pad_left
                 while row < row_stop:
-                    b = row // out_length
-                    t = row - b * out_length
                     g = acc_t(grad[b, t, o])
                     if k == 0:
                         acc += g
                     else:
-                        r = t * stride + (k - 1) * dilation - pad_left
-                        if r >= 0 and r < length:
-                            acc += acc_t(x[b, r, c]) * g
+                        r = t * stride + offset
+                        xv = acc_t(x[b, min(max(r, 0), length - 1), c]) * g
+                        acc += masked(xv, r >= 0 and r < length)
                     row += lanes
+                    t += lanes  # next row of this lane, without a division per row
+                    while t >= out_length:
+                        t -= out_length
+                        b += 1
             shared[lane * cuda.blockDim.x + cuda.threadIdx.x] = acc
             cuda.syncthreads()
             if lane == 0 and inside:
@@ -254,14 +318,15 @@ def _kernels(acc_name: str) -> dict:
         for k in range(ksize + 1):
             acc = acc_t(0)
             t = t_start + tid
+            offset = (k - 1) * dilation - pad_left
             while t < t_stop:
                 g = acc_t(grad[b, o, t])
                 if k == 0:
                     acc += g
                 else:
-                    r = t * stride + (k - 1) * dilation - pad_left
-                    if r >= 0 and r < length:
-                        acc += acc_t(x[b, c, r]) * g
+                    r = t * stride + offset
+                    xv = acc_t(x[b, c, min(max(r, 0), length - 1)]) * g
+                    acc += masked(xv, r >= 0 and r < length)
                 t += threads
             shared[tid] = acc
             cuda.syncthreads()
