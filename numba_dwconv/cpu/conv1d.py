@@ -484,7 +484,6 @@ def _fused_taps(dst, s, w, count, init, value):
     n = dst.shape[0]
     s0, s1, s2, s3, s4, s5, s6, s7 = s
     w0, w1, w2, w3, w4, w5, w6, w7 = w
-    start = value if init else dst.dtype.type(0)
     if count == 8:
         if init:
             for k in range(n):
@@ -497,21 +496,21 @@ def _fused_taps(dst, s, w, count, init, value):
     elif count == 4:
         if init:
             for k in range(n):
-                dst[k] = start + ((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k]))
+                dst[k] = value + ((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k]))
         else:
             for k in range(n):
                 dst[k] += (w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k])
     elif count == 2:
         if init:
             for k in range(n):
-                dst[k] = start + (w0 * s0[k] + w1 * s1[k])
+                dst[k] = value + (w0 * s0[k] + w1 * s1[k])
         else:
             for k in range(n):
                 dst[k] += w0 * s0[k] + w1 * s1[k]
     else:
         if init:
             for k in range(n):
-                dst[k] = start + w0 * s0[k]
+                dst[k] = value + w0 * s0[k]
         else:
             for k in range(n):
                 dst[k] += w0 * s0[k]
@@ -529,20 +528,34 @@ def _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride
     last = count - 1
     w = (weights[i], weights[i + min(1, last)], weights[i + min(2, last)], weights[i + min(3, last)],
          weights[i + min(4, last)], weights[i + min(5, last)], weights[i + min(6, last)], weights[i + min(7, last)])
-    o = (o0, o0 + min(1, last) * offset_step, o0 + min(2, last) * offset_step, o0 + min(3, last) * offset_step,
-         o0 + min(4, last) * offset_step, o0 + min(5, last) * offset_step, o0 + min(6, last) * offset_step,
-         o0 + min(7, last) * offset_step)
     if stride == 1:
-        views = (in_row[lo + o[0] : hi + o[0]], in_row[lo + o[1] : hi + o[1]], in_row[lo + o[2] : hi + o[2]],
-                 in_row[lo + o[3] : hi + o[3]], in_row[lo + o[4] : hi + o[4]], in_row[lo + o[5] : hi + o[5]],
-                 in_row[lo + o[6] : hi + o[6]], in_row[lo + o[7] : hi + o[7]])
-        _fused_taps(out_row[lo:hi], views, w, count, init, value)
+        v0 = in_row[lo + o0 : hi + o0]
+        v1 = v2 = v3 = v4 = v5 = v6 = v7 = v0  # unused entries: no extra slicing for short groups
+        if count > 1:
+            v1 = in_row[lo + o0 + offset_step : hi + o0 + offset_step]
+        if count > 2:
+            v2 = in_row[lo + o0 + 2 * offset_step : hi + o0 + 2 * offset_step]
+            v3 = in_row[lo + o0 + 3 * offset_step : hi + o0 + 3 * offset_step]
+        if count > 4:
+            v4 = in_row[lo + o0 + 4 * offset_step : hi + o0 + 4 * offset_step]
+            v5 = in_row[lo + o0 + 5 * offset_step : hi + o0 + 5 * offset_step]
+            v6 = in_row[lo + o0 + 6 * offset_step : hi + o0 + 6 * offset_step]
+            v7 = in_row[lo + o0 + 7 * offset_step : hi + o0 + 7 * offset_step]
+        _fused_taps(out_row[lo:hi], (v0, v1, v2, v3, v4, v5, v6, v7), w, count, init, value)
     else:
-        strided = (_window(in_row, lo, hi, stride, o[0]), _window(in_row, lo, hi, stride, o[1]),
-                   _window(in_row, lo, hi, stride, o[2]), _window(in_row, lo, hi, stride, o[3]),
-                   _window(in_row, lo, hi, stride, o[4]), _window(in_row, lo, hi, stride, o[5]),
-                   _window(in_row, lo, hi, stride, o[6]), _window(in_row, lo, hi, stride, o[7]))
-        _fused_taps(out_row[lo:hi], strided, w, count, init, value)
+        u0 = _window(in_row, lo, hi, stride, o0)
+        u1 = u2 = u3 = u4 = u5 = u6 = u7 = u0
+        if count > 1:
+            u1 = _window(in_row, lo, hi, stride, o0 + offset_step)
+        if count > 2:
+            u2 = _window(in_row, lo, hi, stride, o0 + 2 * offset_step)
+            u3 = _window(in_row, lo, hi, stride, o0 + 3 * offset_step)
+        if count > 4:
+            u4 = _window(in_row, lo, hi, stride, o0 + 4 * offset_step)
+            u5 = _window(in_row, lo, hi, stride, o0 + 5 * offset_step)
+            u6 = _window(in_row, lo, hi, stride, o0 + 6 * offset_step)
+            u7 = _window(in_row, lo, hi, stride, o0 + 7 * offset_step)
+        _fused_taps(out_row[lo:hi], (u0, u1, u2, u3, u4, u5, u6, u7), w, count, init, value)
 
 
 @serial_kernel
