@@ -27,13 +27,8 @@ ALIGNMENT = 64
 MIN_POOLED_BYTES = 1 << 20
 DEFAULT_MAX_IDLE_BYTES = 1 << 30
 
-_lock = threading.Lock()
-_idle: dict[int, list[np.ndarray]] = {}
-_idle_bytes = 0
-
-
 def max_idle_bytes() -> int:
-    """Largest number of bytes the pool keeps idle (``NUMBA_DWCONV_POOL_BYTES``, default 1 GiB)."""
+    """Largest number of bytes a pool keeps idle (``NUMBA_DWCONV_POOL_BYTES``, default 1 GiB)."""
     value = os.environ.get("NUMBA_DWCONV_POOL_BYTES")
     if value is None:
         return DEFAULT_MAX_IDLE_BYTES
@@ -43,32 +38,49 @@ def max_idle_bytes() -> int:
         raise ValueError(f"NUMBA_DWCONV_POOL_BYTES must be an integer number of bytes. Received {value!r}") from None
 
 
-def _take_block(nbytes: int) -> np.ndarray:
-    global _idle_bytes
-    with _lock:
-        blocks = _idle.get(nbytes)
-        if blocks:
-            _idle_bytes -= nbytes
+class BlockPool:
+    """Idle blocks by size, thread-safe, holding at most :func:`max_idle_bytes` bytes.
+
+    Shared by the host pool below and the device pool of :mod:`numba_dwconv.cuda.arrays`;
+    a block is stored with a ``tag`` (the device pool records the stream it was last used on).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle: dict[int, list] = {}
+        self._idle_bytes = 0
+
+    def take(self, nbytes: int):
+        """An idle ``(block, tag)`` of ``nbytes`` bytes, or None."""
+        with self._lock:
+            blocks = self._idle.get(nbytes)
+            if not blocks:
+                return None
+            self._idle_bytes -= nbytes
             return blocks.pop()
-    return np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+
+    def give_back(self, nbytes: int, block, tag=None) -> None:
+        """Keep ``block`` for reuse, unless that would exceed the idle limit (then drop it)."""
+        with self._lock:
+            if self._idle_bytes + nbytes <= max_idle_bytes():
+                self._idle.setdefault(nbytes, []).append((block, tag))
+                self._idle_bytes += nbytes
+
+    def release(self) -> int:
+        """Drop every idle block; return the number of bytes released."""
+        with self._lock:
+            released = self._idle_bytes
+            self._idle.clear()
+            self._idle_bytes = 0
+        return released
 
 
-def _give_back(nbytes: int, block: np.ndarray) -> None:
-    global _idle_bytes
-    with _lock:
-        if _idle_bytes + nbytes <= max_idle_bytes():
-            _idle.setdefault(nbytes, []).append(block)
-            _idle_bytes += nbytes
+_host_pool = BlockPool()
 
 
 def release_pool() -> int:
-    """Free every idle pooled block; return the number of bytes released."""
-    global _idle_bytes
-    with _lock:
-        released = _idle_bytes
-        _idle.clear()
-        _idle_bytes = 0
-    return released
+    """Free every idle pooled host block; return the number of bytes released."""
+    return _host_pool.release()
 
 
 class _Lease:
@@ -90,7 +102,7 @@ class _Lease:
 
     def __del__(self):
         try:
-            _give_back(self._nbytes, self._block)
+            _host_pool.give_back(self._nbytes, self._block)
         except Exception:  # interpreter shutdown: nothing left to give back to
             pass
 
@@ -101,5 +113,7 @@ def empty(shape, dtype) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < MIN_POOLED_BYTES or max_idle_bytes() == 0:
         return np.empty(shape, dtype=dtype)
-    lease = _Lease(_take_block(nbytes), nbytes, shape, dtype)
+    taken = _host_pool.take(nbytes)
+    block = taken[0] if taken else np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    lease = _Lease(block, nbytes, shape, dtype)
     return np.asarray(lease)

@@ -35,6 +35,7 @@ class Shape(NamedTuple):
     padding: str
 
     def label(self) -> str:
+        """Short text form for tables."""
         return f"B{self.batch} L{self.length} C{self.channels} K{self.kernel_size} {self.padding}"
 
 
@@ -154,7 +155,9 @@ def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
         torch_times = None
         for layout in LAYOUTS:
             x, kernel, bias, y, grad_y = make_problem(shape, layout)
-            fwd = best_time(lambda: ops.depthwise_conv1d(x, kernel, bias, padding=shape.padding, data_format=layout), repeat)
+            fwd = best_time(
+                lambda: ops.depthwise_conv1d(x, kernel, bias, padding=shape.padding, data_format=layout), repeat
+            )
             bwd = best_time(
                 lambda: ops.depthwise_conv1d_backward(grad_y, x, kernel, padding=shape.padding, data_format=layout),
                 repeat,

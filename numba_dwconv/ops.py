@@ -97,7 +97,7 @@ def depthwise_conv1d(
 
     Returns
     -------
-    outputs : ndarray, shape (batch, out_length, channels * depth_multiplier) or (batch, channels * depth_multiplier, out_length)
+    outputs : ndarray, shape (batch, out_length, C*m) or (batch, C*m, out_length)
         Output channel ``c * depth_multiplier + j`` is channel ``c`` convolved with
         ``kernel[:, c, j]``. dtype: NumPy promotion of the inputs' and kernel's dtypes.
 
@@ -253,7 +253,8 @@ def depthwise_conv1d_kernel_grad(
     (ksize,) = geo.normalize_tuple(kernel_size, 1, "kernel_size")
     dtype = np.result_type(grad_outputs.dtype, inputs.dtype)
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
-    geo.check_rank("inputs", inputs.shape, 3, "(batch, length, channels)" if channels_last else "(batch, channels, length)")
+    layout = "(batch, length, channels)" if channels_last else "(batch, channels, length)"
+    geo.check_rank("inputs", inputs.shape, 3, layout)
     geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
     channels = inputs.shape[2] if channels_last else inputs.shape[1]
     out_channels = grad_outputs.shape[2] if channels_last else grad_outputs.shape[1]

@@ -7,29 +7,12 @@ import tracemalloc
 import numpy as np
 import pytest
 import reference as ref
+from cases import assert_close, make_case
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import numba_dwconv as nd
 from numba_dwconv import _memory
-
-TOL = {np.float32: 2e-5, np.float64: 1e-12}
-
-
-def assert_close(got, want, dtype):
-    """Elementwise closeness scaled by the size of the reference values."""
-    want = np.asarray(want)
-    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale)
-
-
-def make_case(rng, batch, length, channels, ksize, mult, data_format, dtype):
-    x = rng.standard_normal((batch, length, channels)).astype(dtype)
-    if data_format == "channels_first":
-        x = np.ascontiguousarray(x.transpose(0, 2, 1))
-    kernel = rng.standard_normal((ksize, channels, mult)).astype(dtype)
-    bias = rng.standard_normal(channels * mult).astype(dtype)
-    return x, kernel, bias
 
 
 def check_all(x, kernel, bias, stride, padding, data_format, dilation, dtype, rng):

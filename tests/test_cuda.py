@@ -14,6 +14,7 @@ import random
 import numpy as np
 import pytest
 import reference as ref
+from cases import assert_close, host, make_case
 
 import numba_dwconv as nd
 
@@ -29,7 +30,6 @@ if nd.cuda_available():
 else:  # pragma: no cover - module skipped
     SIMULATOR = False
 
-TOL = {np.float16: 2e-2, np.float32: 2e-5, np.float64: 1e-12}
 
 
 @pytest.fixture(autouse=True)
@@ -44,24 +44,7 @@ def hardware_only():
     return pytest.mark.skipif(SIMULATOR, reason="needs a real GPU")
 
 
-def host(array):
-    return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)
 
-
-def assert_close(got, want, dtype):
-    got = host(got).astype(np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale)
-
-
-def make_case(rng, batch, length, channels, ksize, mult, data_format, dtype):
-    x = rng.standard_normal((batch, length, channels)).astype(dtype)
-    if data_format == "channels_first":
-        x = np.ascontiguousarray(x.transpose(0, 2, 1))
-    kernel = rng.standard_normal((ksize, channels, mult)).astype(dtype)
-    bias = rng.standard_normal(channels * mult).astype(dtype)
-    return x, kernel, bias
 
 
 GRID = list(

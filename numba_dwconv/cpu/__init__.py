@@ -1,0 +1,1 @@
+"""Multi-threaded CPU kernels (numba ``@njit(parallel=True)``)."""

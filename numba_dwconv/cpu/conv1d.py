@@ -455,14 +455,14 @@ def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per
                 while i + 4 <= ksize:
                     _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, sub_lo, sub_hi, pad_left)
                     i += 4
-            for i in range(i, ksize):
-                offset = i * dilation - pad_left
+            for tap in range(i, ksize):  # the taps not covered by four-tap blocks
+                offset = tap * dilation - pad_left
                 lo, hi = _tap_range(sub_lo, sub_hi, 0, length, offset, stride)
                 if mult == 1:
-                    _sum_of_products(acc_kernel[i], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
+                    _sum_of_products(acc_kernel[tap], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
                 else:
                     for t in range(lo, hi):
-                        _accumulate_row(acc_kernel[i], x_b[t * stride + offset], grad_b[t], mult)
+                        _accumulate_row(acc_kernel[tap], x_b[t * stride + offset], grad_b[t], mult)
 
 
 # --------------------------------------------------------------------------
@@ -664,10 +664,10 @@ def _kernel_grad_taps(out_weights, x_row, grad_row, stride, first_offset, offset
             out_weights[i + n] += _strided_dot(x_row, grad_row, lo_n, min(hi_n, lo), stride, offset)
             out_weights[i + n] += _strided_dot(x_row, grad_row, max(lo_n, hi), hi_n, stride, offset)
         i += 4
-    for i in range(i, ksize):
-        offset = first_offset + i * offset_step
+    for tap in range(i, ksize):  # the taps not covered by four-tap groups
+        offset = first_offset + tap * offset_step
         lo, hi = _tap_range(0, n_out, 0, n_in, offset, stride)
-        out_weights[i] = _strided_dot(x_row, grad_row, lo, hi, stride, offset)
+        out_weights[tap] = _strided_dot(x_row, grad_row, lo, hi, stride, offset)
 
 
 @parallel_kernel

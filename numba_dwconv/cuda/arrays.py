@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from .._memory import BlockPool, max_idle_bytes
+
 
 @cuda.jit
 def _copy_cast_3d(src, dst):
@@ -77,41 +79,20 @@ def device_zeros(n: int, dtype, stream=0):
 # keeps alive, and the block returns to the pool when that object is collected.
 # Reuse is ordered on the stream it was last used on; a block taken on another
 # stream first waits for that stream.
-_pool_lock = __import__("threading").Lock()
-_idle_blocks: dict = {}
-_idle_bytes = 0
-
-
-def _pool_limit() -> int:
-    from .._memory import max_idle_bytes
-
-    return max_idle_bytes()
-
-
-def _release(nbytes, block, stream):
-    global _idle_bytes
-    with _pool_lock:
-        if _idle_bytes + nbytes <= _pool_limit():
-            _idle_blocks.setdefault(nbytes, []).append((block, stream))
-            _idle_bytes += nbytes
+_device_pool = BlockPool()
 
 
 def release_device_pool() -> int:
     """Free every idle pooled device block; return the number of bytes released."""
-    global _idle_bytes
-    with _pool_lock:
-        released = _idle_bytes
-        _idle_blocks.clear()
-        _idle_bytes = 0
-    return released
+    return _device_pool.release()
 
 
 _live: dict = {}
 
 
 def _on_free(key):
-    lease, block, nbytes, stream = _live.pop(key)
-    _release(nbytes, block, stream)
+    _, block, nbytes, stream = _live.pop(key)
+    _device_pool.give_back(nbytes, block, stream)
 
 
 def _c_strides(shape, itemsize):
@@ -125,25 +106,21 @@ def _c_strides(shape, itemsize):
 
 def device_empty(shape, dtype, stream=0):
     """An uninitialised C-contiguous device array, from the pool when large (real GPUs only)."""
-    global _idle_bytes
     dtype = np.dtype(dtype)
     shape = tuple(int(v) for v in shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes == 0 or _pool_limit() == 0 or _simulated():
+    if nbytes == 0 or max_idle_bytes() == 0 or _simulated():
         return cuda.device_array(shape, dtype=dtype, stream=stream)
     from numba.cuda.cudadrv.devicearray import DeviceNDArray
     from numba.cuda.cudadrv.driver import AutoFreePointer
 
-    block = None
-    with _pool_lock:
-        blocks = _idle_blocks.get(nbytes)
-        if blocks:
-            block, last_stream = blocks.pop()
-            _idle_bytes -= nbytes
-    if block is None:
+    taken = _device_pool.take(nbytes)
+    if taken is None:
         block = cuda.device_array(nbytes, dtype=np.uint8, stream=stream)
-    elif last_stream is not stream and last_stream != 0:
-        last_stream.synchronize()
+    else:
+        block, last_stream = taken
+        if last_stream is not stream and last_stream != 0:
+            last_stream.synchronize()
     # numba's own ownership scheme: the lease pointer is freed (-> _on_free) when the
     # last OwnedPointer derived from it (the array's, and every view's) is collected.
     key = object()

@@ -80,7 +80,7 @@ def _kernels(acc_name: str) -> dict:
 
     @cuda.jit(device=True, inline=True)
     def point_forward_last(x, kernel, b, t, c, j, stride, dilation, pad_left):
-        """sum_i x[b, t*s + i*d - pad, c] * kernel[i, c, j] (inputs outside read as 0)."""
+        """Return sum_i x[b, t*s + i*d - pad, c] * kernel[i, c, j] (inputs outside read as 0)."""
         acc = acc_t(0)
         last = x.shape[1] - 1
         ksize = kernel.shape[0]
@@ -131,7 +131,7 @@ def _kernels(acc_name: str) -> dict:
 
     @cuda.jit(device=True, inline=True)
     def point_input_grad_last(grad, kernel, b, r, c, stride, dilation, pad_left):
-        """sum over taps i and multipliers j that reach input row r of grad[t, c*m+j] * kernel[i, c, j]."""
+        """Sum over taps i and multipliers j that reach input row r of grad[t, c*m+j] * kernel[i, c, j]."""
         acc = acc_t(0)
         mult = kernel.shape[2]
         ksize = kernel.shape[0]
