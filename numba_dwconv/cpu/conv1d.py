@@ -185,7 +185,7 @@ def _sum_of_products(acc, a, a_row, a_step, b, b_row, b_step, count):
 
 @serial_kernel
 def _fma4xn(a, v, w, count, init, bias):
-    """``a[r] (+)= sum_n v[r + n] * w[n]`` for 4 accumulator rows ``r`` and ``count`` (1, 2, 4) terms.
+    """``a[r] (+)= sum_n v[r + n] * w[n]`` for 4 accumulator rows ``r`` and ``count`` (1 to 4) terms.
 
     A register block: each of the ``3 + count`` rows of ``v`` and ``count`` rows
     of ``w`` is loaded once for ``4 * count`` multiply-adds.  With ``init`` the
@@ -211,6 +211,22 @@ def _fma4xn(a, v, w, count, init, bias):
             a1[c] += (e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)
             a2[c] += (e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)
             a3[c] += (e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3)
+    elif count == 3 and init:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, b = w0[c], w1[c], w2[c], bias[c]
+            e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+            a0[c] = b + ((e0 * p0 + e1 * p1) + e2 * p2)
+            a1[c] = b + ((e1 * p0 + e2 * p1) + e3 * p2)
+            a2[c] = b + ((e2 * p0 + e3 * p1) + e4 * p2)
+            a3[c] = b + ((e3 * p0 + e4 * p1) + e5 * p2)
+    elif count == 3:
+        for c in range(a0.shape[0]):
+            p0, p1, p2 = w0[c], w1[c], w2[c]
+            e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+            a0[c] += (e0 * p0 + e1 * p1) + e2 * p2
+            a1[c] += (e1 * p0 + e2 * p1) + e3 * p2
+            a2[c] += (e2 * p0 + e3 * p1) + e4 * p2
+            a3[c] += (e3 * p0 + e4 * p1) + e5 * p2
     elif count == 2 and init:
         for c in range(a0.shape[0]):
             p0, p1, b = w0[c], w1[c], bias[c]
@@ -245,7 +261,7 @@ def _fma4xn(a, v, w, count, init, bias):
 
 @serial_kernel
 def _block4(acc, acc_row, v, v_row, w, w_row, w_step, count, init, bias):
-    """``acc[acc_row + r] (+)= sum_n v[v_row + r + n] * w[w_row + n*w_step]``, ``r < 4``, ``n < count`` (rows)."""
+    """``acc[acc_row + r] (+)= sum_n v[v_row + r + n] * w[w_row + n*w_step]``, ``r < 4``, ``n < count <= 4``."""
     last = count - 1
     rows_v = (v[v_row], v[v_row + 1], v[v_row + 2], v[v_row + 3], v[v_row + min(4, last + 3)],
               v[v_row + min(5, last + 3)], v[v_row + min(6, last + 3)])
@@ -259,7 +275,7 @@ def _sum_taps4(acc, acc_row, v, v_row, w, w_row, w_step, ntaps, init, bias):
     """``acc[acc_row + r] (+)= sum_i v[v_row + r + i] * w[w_row + i*w_step]`` for ``r < 4``, ``i < ntaps``."""
     i = 0
     while i < ntaps:
-        count = 4 if i + 4 <= ntaps else (2 if i + 2 <= ntaps else 1)
+        count = min(4, ntaps - i)
         _block4(acc, acc_row, v, v_row + i, w, w_row + i * w_step, w_step, count, init, bias)
         init = False
         i += count
