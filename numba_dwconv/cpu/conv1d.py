@@ -412,19 +412,40 @@ def _input_grad_channels_last(grad_out, kernel2d, zeros, stride, dilation, pad_l
 
 
 @serial_kernel
-def _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, t_lo, t_hi, pad_left):
-    """Taps ``i..i+3`` of the kernel gradient over output rows ``[t_lo, t_hi)`` (stride 1, dilation 1, m = 1).
+def _fma3x4(a, v, w):
+    """``a[r] += sum_n v[r + n] * w[n]`` for 3 accumulator rows and 4 terms (the 3-tap kernel-gradient block)."""
+    a0, a1, a2 = a
+    v0, v1, v2, v3, v4, v5 = v
+    w0, w1, w2, w3 = w
+    for c in range(a0.shape[0]):
+        p0, p1, p2, p3 = w0[c], w1[c], w2[c], w3[c]
+        e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+        a0[c] += (e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)
+        a1[c] += (e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)
+        a2[c] += (e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)
 
-    ``acc[i + n] += sum_t x[t + i + n - pad_left] * grad_out[t]``: 4x4 blocks over the
-    rows where all four taps are inside the input, one tap at a time elsewhere.
+
+@serial_kernel
+def _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, t_lo, t_hi, pad_left):
+    """Taps ``i..i+ntaps-1`` (``ntaps`` 3 or 4) of the kernel gradient over output rows ``[t_lo, t_hi)``.
+
+    Stride 1, dilation 1, m = 1: ``acc[i + n] += sum_t x[t + i + n - pad_left] * grad_out[t]``,
+    as register blocks of 4 rows over the rows where every tap is inside the input,
+    one tap at a time elsewhere.
     """
     length = x_b.shape[0]
     lo = max(t_lo, pad_left - i)  # tap i is inside for t >= pad_left - i
-    hi = min(t_hi, length + pad_left - i - 3)  # tap i+3 is inside for t < length + pad_left - i - 3
+    hi = min(t_hi, length + pad_left - i - (ntaps - 1))  # and the last tap for t < this
     hi_blocks = lo + max(0, hi - lo) // 4 * 4
     for t in range(lo, hi_blocks, 4):
-        _block4(acc_kernel, i, x_b, t + i - pad_left, grad_b, t, 1, 4, False, grad_b[t])
-    for n in range(4):
+        if ntaps == 4:
+            _block4(acc_kernel, i, x_b, t + i - pad_left, grad_b, t, 1, 4, False, grad_b[t])
+        else:
+            v = t + i - pad_left
+            _fma3x4((acc_kernel[i], acc_kernel[i + 1], acc_kernel[i + 2]),
+                    (x_b[v], x_b[v + 1], x_b[v + 2], x_b[v + 3], x_b[v + 4], x_b[v + 5]),
+                    (grad_b[t], grad_b[t + 1], grad_b[t + 2], grad_b[t + 3]))
+    for n in range(ntaps):
         offset = i + n - pad_left
         lo_n, hi_n = _tap_range(t_lo, t_hi, 0, length, offset, 1)
         if hi_blocks > lo:
@@ -468,10 +489,11 @@ def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per
                     acc_bias[o] += row[o]
             i = 0
             if blockable:
-                while i + 4 <= ksize:
-                    _kernel_grad_taps4(acc_kernel, x_b, grad_b, i, sub_lo, sub_hi, pad_left)
-                    i += 4
-            for tap in range(i, ksize):  # the taps not covered by four-tap blocks
+                while i + 3 <= ksize:
+                    ntaps = 4 if i + 4 <= ksize else 3
+                    _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, sub_lo, sub_hi, pad_left)
+                    i += ntaps
+            for tap in range(i, ksize):  # the taps not covered by blocks
                 offset = tap * dilation - pad_left
                 lo, hi = _tap_range(sub_lo, sub_hi, 0, length, offset, stride)
                 if mult == 1:
