@@ -514,7 +514,7 @@ def _kernel_grad_channels_last(grad_out, x, stride, dilation, pad_left, rows_per
 # --------------------------------------------------------------------------
 @serial_kernel
 def _fused_taps(dst, s, w, count, init, value):
-    """``dst (+)= sum_n w[n] * s[n]`` for ``n < count`` (1, 2, 4 or 8); with ``init``, ``dst = value + ...``.
+    """``dst (+)= sum_n w[n] * s[n]`` for ``n < count`` (1, 2, 3, 4 or 8); with ``init``, ``dst = value + ...``.
 
     ``s`` is a tuple of 8 equally long views and ``w`` a tuple of 8 weights (the
     entries past ``count`` are ignored).
@@ -538,6 +538,13 @@ def _fused_taps(dst, s, w, count, init, value):
         else:
             for k in range(n):
                 dst[k] += (w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k])
+    elif count == 3:
+        if init:
+            for k in range(n):
+                dst[k] = value + ((w0 * s0[k] + w1 * s1[k]) + w2 * s2[k])
+        else:
+            for k in range(n):
+                dst[k] += (w0 * s0[k] + w1 * s1[k]) + w2 * s2[k]
     elif count == 2:
         if init:
             for k in range(n):
@@ -556,7 +563,7 @@ def _fused_taps(dst, s, w, count, init, value):
 
 @serial_kernel
 def _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride, o0, init, value):
-    """``out_row[t] (+)= sum_n weights[i+n] * in_row[t*stride + o0 + n*offset_step]``, ``n < count`` (1, 2, 4, 8).
+    """``out_row[t] (+)= sum_n weights[i+n] * in_row[t*stride + o0 + n*offset_step]``, ``n < count`` (1-4 or 8).
 
     For ``t`` in ``[lo, hi)``, where every tap is inside ``in_row``.  With ``init``
     the sum plus ``value`` overwrites ``out_row`` (saving a pass), else it is added.
@@ -573,6 +580,7 @@ def _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride
             v1 = in_row[lo + o0 + offset_step : hi + o0 + offset_step]
         if count > 2:
             v2 = in_row[lo + o0 + 2 * offset_step : hi + o0 + 2 * offset_step]
+        if count > 3:
             v3 = in_row[lo + o0 + 3 * offset_step : hi + o0 + 3 * offset_step]
         if count > 4:
             v4 = in_row[lo + o0 + 4 * offset_step : hi + o0 + 4 * offset_step]
@@ -587,6 +595,7 @@ def _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride
             u1 = _window(in_row, lo, hi, stride, o0 + offset_step)
         if count > 2:
             u2 = _window(in_row, lo, hi, stride, o0 + 2 * offset_step)
+        if count > 3:
             u3 = _window(in_row, lo, hi, stride, o0 + 3 * offset_step)
         if count > 4:
             u4 = _window(in_row, lo, hi, stride, o0 + 4 * offset_step)
@@ -603,14 +612,14 @@ def _conv_taps(out_row, in_row, weights, t_lo, t_hi, stride, first_offset, offse
     For ``t`` in ``[t_lo, t_hi)``; positions of ``in_row`` outside its bounds read as
     zero.  ``offset_step`` may be negative (the input gradient walks the taps
     backwards).  With ``init`` the result (plus ``value``) overwrites ``out_row``.
-    Taps go eight (then four, two, one) at a time over the positions where the whole
+    Taps go eight (then up to four) at a time over the positions where the whole
     group is inside; the edge positions take one tap at a time.
     """
     n_in = in_row.shape[0]
     ksize = weights.shape[0]
     i = 0
     while i < ksize:
-        count = 8 if i + 8 <= ksize else (4 if i + 4 <= ksize else (2 if i + 2 <= ksize else 1))
+        count = 8 if i + 8 <= ksize else min(4, ksize - i)
         o0 = first_offset + i * offset_step
         lo, hi = _tap_range(t_lo, t_hi, 0, n_in, o0, stride)
         for n in range(1, count):
