@@ -188,10 +188,9 @@ def place(device, data, others=(), stream=None) -> Placement:
         if stream is not None:
             raise ValueError(f"`stream` applies to GPU calls only. Received stream={stream!r} with device='cpu'")
         return Placement("cpu", False, 0)
-    cuda = require_cuda()
+    require_cuda()
     if stream is None:
         stream = 0
     elif not isinstance(stream, int) and not hasattr(stream, "synchronize"):
         raise ValueError(f"`stream` must be a numba.cuda stream (or None). Received stream={stream!r}")
-    del cuda
     return Placement("cuda", not any_gpu, stream)
