@@ -68,8 +68,14 @@ def cuda_available() -> bool:
         return False
 
 
+_cuda_checked = None  # the numba.cuda module once a GPU has been found (checked once per process)
+
+
 def require_cuda():
     """Return the ``numba.cuda`` module, or raise :class:`CudaUnavailableError` saying what is missing."""
+    global _cuda_checked
+    if _cuda_checked is not None:
+        return _cuda_checked
     cuda = _import_cuda()
     try:
         available = cuda.is_available()
@@ -81,6 +87,7 @@ def require_cuda():
             "No usable CUDA GPU was found (numba.cuda.is_available() is False): an NVIDIA GPU, its driver and "
             f"numba-cuda are needed ({INSTALL_HINT}). Use device='cpu' (or NumPy inputs with device='auto')."
         )
+    _cuda_checked = cuda
     return cuda
 
 

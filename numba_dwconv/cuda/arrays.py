@@ -124,7 +124,7 @@ def device_empty(shape, dtype, stream=0):
     # numba's own ownership scheme: the lease pointer is freed (-> _on_free) when the
     # last OwnedPointer derived from it (the array's, and every view's) is collected.
     key = object()
-    lease = AutoFreePointer(cuda.current_context(), block.gpu_data.device_pointer, nbytes,
+    lease = AutoFreePointer(block.gpu_data.context, block.gpu_data.device_pointer, nbytes,
                             finalizer=functools.partial(_on_free, key))
     _live[key] = (lease, block, nbytes, stream)
     return DeviceNDArray(shape, _c_strides(shape, dtype.itemsize), dtype, stream=stream, gpu_data=lease.own())
