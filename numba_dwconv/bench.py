@@ -272,23 +272,10 @@ def _torch_gpu_times(shape: Shape, layout: str, x, kernel, repeat: int):
         xt.grad = wt.grad = None
         forward().backward(grad)
 
-    def timed(func):
-        func()
-        torch.cuda.synchronize()
-        best = float("inf")
-        for _ in range(repeat):
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(20):
-                func()
-            stop.record()
-            stop.synchronize()
-            best = min(best, start.elapsed_time(stop) / 1e3 / 20)
-        return best
-
+    # numba's events sit on the legacy default stream, which orders PyTorch's default stream too
     with torch.no_grad():
-        t_fwd = timed(forward)
-    return t_fwd, timed(forward_backward)
+        t_fwd = _gpu_time(forward, repeat)
+    return t_fwd, _gpu_time(forward_backward, repeat)
 
 
 def launch_overhead(repeat: int = 200) -> float:

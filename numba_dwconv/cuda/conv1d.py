@@ -88,54 +88,76 @@ def _kernels(acc_name: str) -> dict:
         valid = i < ksize and q >= 0 and t * stride == q and t < out_length
         return min(max(t, 0), out_length - 1), valid
 
+    # Layout twins share one body: the factories below take the element access of
+    # a layout (``a[b, position, channel]`` or ``a[b, channel, position]``).
     @cuda.jit(device=True, inline=True)
-    def point_input_grad_last(grad, kernel, b, r, c, stride, dilation, pad_left):
-        """Sum over taps i and multipliers j that reach input row r of grad[t, c*m+j] * kernel[i, c, j]."""
-        acc = acc_t(0)
-        mult = kernel.shape[2]
-        ksize = kernel.shape[0]
-        top = ksize - 1
-        out_length = grad.shape[1]
-        for i in range(0, ksize, 4):
-            t0, k0 = tap_source(r, i, ksize, stride, dilation, pad_left, out_length)
-            t1, k1 = tap_source(r, i + 1, ksize, stride, dilation, pad_left, out_length)
-            t2, k2 = tap_source(r, i + 2, ksize, stride, dilation, pad_left, out_length)
-            t3, k3 = tap_source(r, i + 3, ksize, stride, dilation, pad_left, out_length)
-            for j in range(mult):
-                o = c * mult + j
-                v0 = acc_t(grad[b, t0, o]) * acc_t(kernel[i, c, j])
-                v1 = acc_t(grad[b, t1, o]) * acc_t(kernel[min(i + 1, top), c, j])
-                v2 = acc_t(grad[b, t2, o]) * acc_t(kernel[min(i + 2, top), c, j])
-                v3 = acc_t(grad[b, t3, o]) * acc_t(kernel[min(i + 3, top), c, j])
-                acc += masked(v0, k0)
-                acc += masked(v1, k1)
-                acc += masked(v2, k2)
-                acc += masked(v3, k3)
-        return acc
+    def at_last(a, b, position, channel):
+        return acc_t(a[b, position, channel])
 
     @cuda.jit(device=True, inline=True)
-    def point_input_grad_first(grad, kernel, b, r, c, stride, dilation, pad_left):
-        acc = acc_t(0)
-        mult = kernel.shape[2]
-        ksize = kernel.shape[0]
-        top = ksize - 1
-        out_length = grad.shape[2]
-        for i in range(0, ksize, 4):
-            t0, k0 = tap_source(r, i, ksize, stride, dilation, pad_left, out_length)
-            t1, k1 = tap_source(r, i + 1, ksize, stride, dilation, pad_left, out_length)
-            t2, k2 = tap_source(r, i + 2, ksize, stride, dilation, pad_left, out_length)
-            t3, k3 = tap_source(r, i + 3, ksize, stride, dilation, pad_left, out_length)
-            for j in range(mult):
-                o = c * mult + j
-                v0 = acc_t(grad[b, o, t0]) * acc_t(kernel[i, c, j])
-                v1 = acc_t(grad[b, o, t1]) * acc_t(kernel[min(i + 1, top), c, j])
-                v2 = acc_t(grad[b, o, t2]) * acc_t(kernel[min(i + 2, top), c, j])
-                v3 = acc_t(grad[b, o, t3]) * acc_t(kernel[min(i + 3, top), c, j])
-                acc += masked(v0, k0)
-                acc += masked(v1, k1)
-                acc += masked(v2, k2)
-                acc += masked(v3, k3)
-        return acc
+    def at_first(a, b, position, channel):
+        return acc_t(a[b, channel, position])
+
+    def make_point_input_grad(at):
+        @cuda.jit(device=True, inline=True)
+        def point_input_grad(grad, kernel, b, r, c, stride, dilation, pad_left, out_length):
+            """Sum over taps i and multipliers j that reach input row r of grad[t, c*m+j] * kernel[i, c, j]."""
+            acc = acc_t(0)
+            mult = kernel.shape[2]
+            ksize = kernel.shape[0]
+            top = ksize - 1
+            for i in range(0, ksize, 4):
+                t0, k0 = tap_source(r, i, ksize, stride, dilation, pad_left, out_length)
+                t1, k1 = tap_source(r, i + 1, ksize, stride, dilation, pad_left, out_length)
+                t2, k2 = tap_source(r, i + 2, ksize, stride, dilation, pad_left, out_length)
+                t3, k3 = tap_source(r, i + 3, ksize, stride, dilation, pad_left, out_length)
+                for j in range(mult):
+                    o = c * mult + j
+                    v0 = at(grad, b, t0, o) * acc_t(kernel[i, c, j])
+                    v1 = at(grad, b, t1, o) * acc_t(kernel[min(i + 1, top), c, j])
+                    v2 = at(grad, b, t2, o) * acc_t(kernel[min(i + 2, top), c, j])
+                    v3 = at(grad, b, t3, o) * acc_t(kernel[min(i + 3, top), c, j])
+                    acc += masked(v0, k0)
+                    acc += masked(v1, k1)
+                    acc += masked(v2, k2)
+                    acc += masked(v3, k3)
+            return acc
+
+        return point_input_grad
+
+    point_input_grad_last = make_point_input_grad(at_last)
+    point_input_grad_first = make_point_input_grad(at_first)
+
+    def make_four_outputs(at):
+        @cuda.jit(device=True, inline=True)
+        def four_outputs(x, kernel, b, t, step, c, j, stride, dilation, pad_left, start, last):
+            """Outputs t, t+step, t+2*step, t+3*step of channel c*m+j, each ``start`` plus its taps."""
+            a0 = start
+            a1 = start
+            a2 = start
+            a3 = start
+            r = t * stride - pad_left
+            r_step = step * stride
+            for i in range(kernel.shape[0]):
+                w = acc_t(kernel[i, c, j])
+                r1 = r + r_step
+                r2 = r1 + r_step
+                r3 = r2 + r_step
+                v0 = at(x, b, min(max(r, 0), last), c) * w
+                v1 = at(x, b, min(max(r1, 0), last), c) * w
+                v2 = at(x, b, min(max(r2, 0), last), c) * w
+                v3 = at(x, b, min(max(r3, 0), last), c) * w
+                a0 += masked(v0, r >= 0 and r <= last)
+                a1 += masked(v1, r1 >= 0 and r1 <= last)
+                a2 += masked(v2, r2 >= 0 and r2 <= last)
+                a3 += masked(v3, r3 >= 0 and r3 <= last)
+                r += dilation
+            return a0, a1, a2, a3
+
+        return four_outputs
+
+    four_outputs_last = make_four_outputs(at_last)
+    four_outputs_first = make_four_outputs(at_first)
 
     # ------------------------------------------------------------------ forward
     # Grid-stride loops on every axis, so any shape fits the grid limits.
@@ -144,14 +166,6 @@ def _kernels(acc_name: str) -> dict:
     # the weight loads and the index arithmetic are shared by the four.  Measured on an
     # H200 the one-output version was bound by instruction issue (0.78 warps issued per
     # scheduler-cycle, memory pipes 10 % busy).
-    @cuda.jit(device=True, inline=True)
-    def load_x_last(x, b, r, c, last):
-        return acc_t(x[b, min(max(r, 0), last), c])
-
-    @cuda.jit(device=True, inline=True)
-    def load_x_first(x, b, r, c, last):
-        return acc_t(x[b, c, min(max(r, 0), last)])
-
     @cuda.jit
     def forward_channels_last(x, kernel, bias, stride, dilation, pad_left, out):
         # block (x: output channels, y: output rows); grid z: batch
@@ -169,26 +183,8 @@ def _kernels(acc_name: str) -> dict:
         while b < out.shape[0]:
             t = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
             while t < out_length:
-                a0 = bias_o
-                a1 = bias_o
-                a2 = bias_o
-                a3 = bias_o
-                r = t * stride - pad_left
-                r_step = step * stride
-                for i in range(kernel.shape[0]):
-                    w = acc_t(kernel[i, c, j])
-                    r1 = r + r_step
-                    r2 = r1 + r_step
-                    r3 = r2 + r_step
-                    v0 = load_x_last(x, b, r, c, last) * w
-                    v1 = load_x_last(x, b, r1, c, last) * w
-                    v2 = load_x_last(x, b, r2, c, last) * w
-                    v3 = load_x_last(x, b, r3, c, last) * w
-                    a0 += masked(v0, r >= 0 and r <= last)
-                    a1 += masked(v1, r1 >= 0 and r1 <= last)
-                    a2 += masked(v2, r2 >= 0 and r2 <= last)
-                    a3 += masked(v3, r3 >= 0 and r3 <= last)
-                    r += dilation
+                a0, a1, a2, a3 = four_outputs_last(x, kernel, b, t, step, c, j, stride, dilation, pad_left, bias_o,
+                                                   last)
                 out[b, t, o] = a0
                 if t + step < out_length:
                     out[b, t + step, o] = a1
@@ -215,26 +211,8 @@ def _kernels(acc_name: str) -> dict:
                 bias_o = acc_t(bias[o])
                 t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
                 while t < out_length:
-                    a0 = bias_o
-                    a1 = bias_o
-                    a2 = bias_o
-                    a3 = bias_o
-                    r = t * stride - pad_left
-                    r_step = step * stride
-                    for i in range(kernel.shape[0]):
-                        w = acc_t(kernel[i, c, j])
-                        r1 = r + r_step
-                        r2 = r1 + r_step
-                        r3 = r2 + r_step
-                        v0 = load_x_first(x, b, r, c, last) * w
-                        v1 = load_x_first(x, b, r1, c, last) * w
-                        v2 = load_x_first(x, b, r2, c, last) * w
-                        v3 = load_x_first(x, b, r3, c, last) * w
-                        a0 += masked(v0, r >= 0 and r <= last)
-                        a1 += masked(v1, r1 >= 0 and r1 <= last)
-                        a2 += masked(v2, r2 >= 0 and r2 <= last)
-                        a3 += masked(v3, r3 >= 0 and r3 <= last)
-                        r += dilation
+                    a0, a1, a2, a3 = four_outputs_first(x, kernel, b, t, step, c, j, stride, dilation, pad_left,
+                                                        bias_o, last)
                     out[b, o, t] = a0
                     if t + step < out_length:
                         out[b, o, t + step] = a1
@@ -256,7 +234,8 @@ def _kernels(acc_name: str) -> dict:
         while b < grad_in.shape[0]:
             r = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
             while r < grad_in.shape[1]:
-                grad_in[b, r, c] = point_input_grad_last(grad, kernel, b, r, c, stride, dilation, pad_left)
+                grad_in[b, r, c] = point_input_grad_last(grad, kernel, b, r, c, stride, dilation, pad_left,
+                                                         grad.shape[1])
                 r += cuda.gridDim.y * cuda.blockDim.y
             b += cuda.gridDim.z
 
@@ -268,7 +247,8 @@ def _kernels(acc_name: str) -> dict:
             while c < grad_in.shape[1]:
                 r = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
                 while r < grad_in.shape[2]:
-                    grad_in[b, c, r] = point_input_grad_first(grad, kernel, b, r, c, stride, dilation, pad_left)
+                    grad_in[b, c, r] = point_input_grad_first(grad, kernel, b, r, c, stride, dilation, pad_left,
+                                                              grad.shape[2])
                     r += cuda.gridDim.x * cuda.blockDim.x
                 c += cuda.gridDim.y
             b += cuda.gridDim.z
