@@ -116,22 +116,29 @@ def check_slice(reference, shape: Shape, layout: str, x, kernel, bias, grad_y, d
     return float(max(errors))
 
 
-def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int):
-    """(forward, forward+backward) best times of torch conv1d(groups=C) on NCW tensors, or None."""
+def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int, device: str = "cpu"):
+    """(forward, forward+backward) best times of torch conv1d(groups=C) on NCW tensors, or None.
+
+    ``device`` is "cpu" (wall clock) or "cuda" (CUDA events; numba's events sit on the
+    legacy default stream, which orders PyTorch's default stream too).
+    """
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
         return None
+    if device == "cuda" and not torch.cuda.is_available():
+        return None
     k = shape.kernel_size
-    xt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)) if layout == "channels_last" else x)
+    xt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)) if layout == "channels_last" else x).to(device)
     xt.requires_grad_(True)
-    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(shape.channels, 1, k)
+    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(shape.channels, 1, k).to(device)
     wt.requires_grad_(True)
+    padding = "valid" if shape.padding == "causal" else shape.padding
 
     def forward():
         inp = F.pad(xt, (k - 1, 0)) if shape.padding == "causal" else xt
-        return F.conv1d(inp, wt, groups=shape.channels, padding="valid" if shape.padding == "causal" else shape.padding)
+        return F.conv1d(inp, wt, groups=shape.channels, padding=padding)
 
     with torch.no_grad():
         grad = torch.ones_like(forward())
@@ -140,9 +147,10 @@ def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int):
         xt.grad = wt.grad = None
         forward().backward(grad)
 
+    timer = _gpu_time if device == "cuda" else best_time
     with torch.no_grad():
-        t_fwd = best_time(forward, repeat)
-    return t_fwd, best_time(forward_backward, repeat)
+        t_fwd = timer(forward, repeat)
+    return t_fwd, timer(forward_backward, repeat)
 
 
 def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
@@ -246,38 +254,6 @@ def gpu_copy_bandwidth(nbytes: int = 1 << 31, repeat: int = 5) -> float:
     return 2 * nbytes / seconds
 
 
-def _torch_gpu_times(shape: Shape, layout: str, x, kernel, repeat: int):
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    k = shape.kernel_size
-    xt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)) if layout == "channels_last" else x).cuda()
-    xt.requires_grad_(True)
-    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(shape.channels, 1, k).cuda()
-    wt.requires_grad_(True)
-    padding = "valid" if shape.padding == "causal" else shape.padding
-
-    def forward():
-        inp = F.pad(xt, (k - 1, 0)) if shape.padding == "causal" else xt
-        return F.conv1d(inp, wt, groups=shape.channels, padding=padding)
-
-    with torch.no_grad():
-        grad = torch.ones_like(forward())
-
-    def forward_backward():
-        xt.grad = wt.grad = None
-        forward().backward(grad)
-
-    # numba's events sit on the legacy default stream, which orders PyTorch's default stream too
-    with torch.no_grad():
-        t_fwd = _gpu_time(forward, repeat)
-    return t_fwd, _gpu_time(forward_backward, repeat)
-
-
 def launch_overhead(repeat: int = 200) -> float:
     """Host seconds per call of a tiny forward on device arrays (launch only, configuration warm)."""
     from numba import cuda
@@ -325,7 +301,7 @@ def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference)
                 "backward_over_forward": bwd / fwd,
             }
             if with_torch:
-                times = _torch_gpu_times(shape, layout, x, kernel, repeat)
+                times = _torch_times(shape, layout, x, kernel, repeat, "cuda")
                 if times is not None:
                     row["torch_forward_speedup"] = times[0] / fwd
                     row["torch_fwd_bwd_speedup"] = times[1] / (fwd + bwd)
