@@ -397,6 +397,22 @@ def _grid(n: int, per_block: int, config: LaunchConfig) -> int:
     return max(1, min(math.ceil(n / per_block), config.max_grid_y))
 
 
+def _launch_over_positions(kernels, op, problem, channels, positions, config, stream, args):
+    """Launch ``op``'s kernel for the layout: the contiguous axis on ``threadIdx.x``, batch on ``gridDim.z``.
+
+    channels_last: blocks of (tile_x channels, tile_y positions); channels_first: tile_x
+    positions per block, one channel per ``blockIdx.y``.  ``positions`` counts thread rows
+    (already divided by the outputs each thread computes).
+    """
+    batches = _grid(problem.batch, 1, config)
+    if problem.channels_last:
+        grid = (math.ceil(channels / config.tile_x), _grid(positions, config.tile_y, config), batches)
+        kernels[op + "_channels_last"][grid, (config.tile_x, config.tile_y), stream](*args)
+    else:
+        grid = (_grid(positions, config.tile_x, config), _grid(channels, 1, config), batches)
+        kernels[op + "_channels_first"][grid, config.tile_x, stream](*args)
+
+
 def conv1d_forward(problem, inputs, kernel, bias, stream=0, config: LaunchConfig | None = None):
     """Forward pass on device arrays of ``problem.dtype``; returns a new device array.
 
@@ -409,18 +425,10 @@ def conv1d_forward(problem, inputs, kernel, bias, stream=0, config: LaunchConfig
     out_channels = problem.channels * problem.multiplier
     if out.size == 0:
         return out
-    args = (inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, out)
-    if problem.channels_last:
-        block = (config.tile_x, config.tile_y)
-        rows = math.ceil(axis.out_length / OUTPUTS_PER_THREAD)
-        grid = (math.ceil(out_channels / config.tile_x), _grid(rows, config.tile_y, config),
-                _grid(problem.batch, 1, config))
-        kernels["forward_channels_last"][grid, block, stream](*args)
-    else:
-        positions = math.ceil(axis.out_length / OUTPUTS_PER_THREAD)
-        grid = (_grid(positions, config.tile_x, config), _grid(out_channels, 1, config),
-                _grid(problem.batch, 1, config))
-        kernels["forward_channels_first"][grid, config.tile_x, stream](*args)
+    _launch_over_positions(
+        kernels, "forward", problem, out_channels, math.ceil(axis.out_length / OUTPUTS_PER_THREAD), config, stream,
+        (inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, out),
+    )
     return out
 
 
@@ -432,16 +440,10 @@ def conv1d_input_grad(problem, grad_outputs, kernel, stream=0, config: LaunchCon
     axis = problem.axis
     if grad_in.size == 0:
         return grad_in
-    args = (grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left, grad_in)
-    if problem.channels_last:
-        block = (config.tile_x, config.tile_y)
-        grid = (math.ceil(problem.channels / config.tile_x), _grid(axis.length, config.tile_y, config),
-                _grid(problem.batch, 1, config))
-        kernels["input_grad_channels_last"][grid, block, stream](*args)
-    else:
-        grid = (_grid(axis.length, config.tile_x, config), _grid(problem.channels, 1, config),
-                _grid(problem.batch, 1, config))
-        kernels["input_grad_channels_first"][grid, config.tile_x, stream](*args)
+    _launch_over_positions(
+        kernels, "input_grad", problem, problem.channels, axis.length, config, stream,
+        (grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left, grad_in),
+    )
     return grad_in
 
 
