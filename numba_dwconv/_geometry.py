@@ -14,10 +14,10 @@ from typing import NamedTuple
 import numpy as np
 
 PADDINGS_1D = ("valid", "same", "causal")
-PADDINGS_2D = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
 DEVICES = ("auto", "cpu", "cuda")
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+CUDA_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 class AxisGeometry(NamedTuple):
@@ -156,11 +156,14 @@ def check_output_size(axes, input_shape, kernel_shape, strides, dilation_rate, p
         )
 
 
-def check_float_dtype(name: str, dtype) -> np.dtype:
-    """Return ``dtype`` if it is float32 or float64, else raise TypeError."""
+def check_dtype(name: str, dtype, target: str) -> np.dtype:
+    """Return ``dtype`` if ``target`` ("cpu" or "cuda") computes in it, else raise TypeError naming it."""
     dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"`{name}` must have dtype float32 or float64. Received {name}.dtype={dtype}")
+    allowed = CPU_DTYPES if target == "cpu" else CUDA_DTYPES
+    if dtype not in allowed:
+        names = " or ".join(d.name for d in allowed)
+        where = "the CPU" if target == "cpu" else "the GPU"
+        raise TypeError(f"`{name}` must have dtype {names} on {where}. Received {name}.dtype={dtype}")
     return dtype
 
 
@@ -278,21 +281,10 @@ def conv1d_problem(
     return Conv1DProblem(batch, channels, multiplier, axis, channels_last, np.dtype(dtype))
 
 
-def result_dtype(*named_dtypes) -> np.dtype:
-    """Check each ``(name, dtype)`` pair is float32/float64; return their promotion."""
-    dtypes = [check_float_dtype(name, dtype) for name, dtype in named_dtypes if dtype is not None]
-    return np.result_type(*dtypes)
-
-
 def check_shape(name: str, shape, expected) -> None:
     """Raise ValueError if ``shape`` differs from ``expected``."""
     if tuple(shape) != tuple(expected):
         raise ValueError(f"`{name}` must have shape {tuple(expected)}. Received {name} with shape={tuple(shape)}")
-
-
-def ceil_div(numerator: int, denominator: int) -> int:
-    """Ceiling of ``numerator / denominator`` for a positive denominator."""
-    return -(-numerator // denominator)
 
 
 __all__ = [
@@ -300,8 +292,7 @@ __all__ = [
     "Conv1DProblem",
     "as_positive_int",
     "axis_geometry",
-    "ceil_div",
-    "check_float_dtype",
+    "check_dtype",
     "check_output_size",
     "check_rank",
     "check_shape",
@@ -310,5 +301,4 @@ __all__ = [
     "normalize_device",
     "normalize_padding",
     "normalize_tuple",
-    "result_dtype",
 ]

@@ -19,8 +19,6 @@ import numpy as np
 
 from . import _geometry as geo
 
-CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-CUDA_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 INSTALL_HINT = "pip install numba-dwconv[cuda]"
 
 
@@ -116,7 +114,6 @@ class Placement:
 
                 array = arrays.as_device_array(array).copy_to_host()
             array = np.asarray(array)
-            allowed = CPU_DTYPES
         else:
             if is_cuda_array(array):
                 from .cuda import arrays
@@ -124,12 +121,7 @@ class Placement:
                 array = arrays.as_device_array(array)
             else:
                 array = np.asarray(array)
-            allowed = CUDA_DTYPES
-        dtype = np.dtype(array.dtype)
-        if dtype not in allowed:
-            names = " or ".join(d.name for d in allowed)
-            where = "the CPU" if self.target == "cpu" else "the GPU"
-            raise TypeError(f"`{name}` must have dtype {names} on {where}. Received {name}.dtype={dtype}")
+        geo.check_dtype(name, array.dtype, self.target)
         return array
 
     def operand(self, array, dtype):
