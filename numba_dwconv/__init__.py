@@ -7,10 +7,13 @@ kernels are compiled on first use (CPU kernels are cached on disk).
 from .dispatch import CudaUnavailableError, cuda_available
 from .ops import (
     DepthwiseGrads,
+    SeparableGrads,
     depthwise_conv1d,
     depthwise_conv1d_backward,
     depthwise_conv1d_input_grad,
     depthwise_conv1d_kernel_grad,
+    separable_conv1d,
+    separable_conv1d_backward,
 )
 
 __version__ = "0.1.0"
@@ -18,10 +21,13 @@ __version__ = "0.1.0"
 __all__ = [
     "CudaUnavailableError",
     "DepthwiseGrads",
+    "SeparableGrads",
     "__version__",
     "cuda_available",
     "depthwise_conv1d",
     "depthwise_conv1d_backward",
     "depthwise_conv1d_input_grad",
     "depthwise_conv1d_kernel_grad",
+    "separable_conv1d",
+    "separable_conv1d_backward",
 ]

@@ -218,18 +218,18 @@ class Conv1DProblem(NamedTuple):
         return (self.axis.kernel_size, self.channels, self.multiplier)
 
 
-def _kernel_dims(kernel_shape, channels: int, channels_name: str) -> tuple[int, int, int]:
-    check_rank("kernel", kernel_shape, 3, "(kernel_size, channels, depth_multiplier)")
+def _kernel_dims(kernel_shape, channels: int, channels_name: str, kernel_name: str) -> tuple[int, int, int]:
+    check_rank(kernel_name, kernel_shape, 3, "(kernel_size, channels, depth_multiplier)")
     kernel_size, kernel_channels, multiplier = (int(v) for v in kernel_shape)
     if kernel_size <= 0 or multiplier <= 0:
         raise ValueError(
-            "`kernel` must have a positive kernel size and depth multiplier. "
-            f"Received kernel with shape={tuple(kernel_shape)}"
+            f"`{kernel_name}` must have a positive kernel size and depth multiplier. "
+            f"Received {kernel_name} with shape={tuple(kernel_shape)}"
         )
     if kernel_channels != channels:
         raise ValueError(
-            f"`kernel` has {kernel_channels} channels but {channels_name} has {channels}. "
-            f"Received kernel with shape={tuple(kernel_shape)}"
+            f"`{kernel_name}` has {kernel_channels} channels but {channels_name} has {channels}. "
+            f"Received {kernel_name} with shape={tuple(kernel_shape)}"
         )
     return kernel_size, kernel_channels, multiplier
 
@@ -244,6 +244,7 @@ def conv1d_problem(
     dtype,
     *,
     input_name: str = "inputs",
+    kernel_name: str = "kernel",
 ) -> Conv1DProblem:
     """Validate the arguments of a 1D depthwise convolution and decide its geometry.
 
@@ -257,8 +258,8 @@ def conv1d_problem(
         As in :func:`numba_dwconv.depthwise_conv1d`.
     dtype : numpy.dtype
         Computation dtype (already checked).
-    input_name : str
-        Name used for the inputs in error messages.
+    input_name, kernel_name : str
+        Names used for the inputs and the kernel in error messages.
 
     Returns
     -------
@@ -275,7 +276,7 @@ def conv1d_problem(
         batch, length, channels = (int(v) for v in input_shape)
     else:
         batch, channels, length = (int(v) for v in input_shape)
-    kernel_size, _, multiplier = _kernel_dims(kernel_shape, channels, input_name)
+    kernel_size, _, multiplier = _kernel_dims(kernel_shape, channels, input_name, kernel_name)
     axis = axis_geometry(length, kernel_size, stride, dilation, padding)
     check_output_size([axis], input_shape, kernel_shape, (stride,), (dilation,), padding)
     return Conv1DProblem(batch, channels, multiplier, axis, channels_last, np.dtype(dtype))
@@ -285,6 +286,18 @@ def check_shape(name: str, shape, expected) -> None:
     """Raise ValueError if ``shape`` differs from ``expected``."""
     if tuple(shape) != tuple(expected):
         raise ValueError(f"`{name}` must have shape {tuple(expected)}. Received {name} with shape={tuple(shape)}")
+
+
+def pointwise_filters(pointwise_shape, channels: int) -> int:
+    """Validate a pointwise kernel ``(1, channels, filters)`` (Keras layout) and return ``filters``."""
+    check_rank("pointwise_kernel", pointwise_shape, 3, "(1, channels * depth_multiplier, filters)")
+    ones, kernel_channels, filters = (int(v) for v in pointwise_shape)
+    if ones != 1 or kernel_channels != channels or filters <= 0:
+        raise ValueError(
+            f"`pointwise_kernel` must have shape (1, {channels}, filters) with filters > 0 (the depthwise step "
+            f"gives {channels} channels). Received pointwise_kernel with shape={tuple(pointwise_shape)}"
+        )
+    return filters
 
 
 __all__ = [
@@ -301,4 +314,5 @@ __all__ = [
     "normalize_device",
     "normalize_padding",
     "normalize_tuple",
+    "pointwise_filters",
 ]

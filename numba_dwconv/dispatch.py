@@ -141,17 +141,15 @@ class Placement:
         return arrays.device_zeros(n, dtype, self.stream)
 
     # -- kernels -------------------------------------------------------------------------------------
-    def backend(self):
-        """The kernel module of the target (imported lazily: importing the package compiles nothing)."""
-        if self.target == "cpu":
-            from .cpu import conv1d
-        else:
-            from .cuda import conv1d
-        return conv1d
+    def backend(self, module: str):
+        """The kernel module ``module`` of the target (imported lazily: importing the package compiles nothing)."""
+        import importlib
 
-    def call(self, name: str, *args):
-        """Run ``backend().name(*args)``, passing the stream on the GPU."""
-        func = getattr(self.backend(), name)
+        return importlib.import_module(f".{self.target}.{module}", __package__)
+
+    def call(self, name: str, *args, module: str = "conv1d"):
+        """Run ``backend(module).name(*args)``, passing the stream on the GPU."""
+        func = getattr(self.backend(module), name)
         if self.target == "cpu":
             return func(*args)
         return func(*args, stream=self.stream)

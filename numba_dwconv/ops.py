@@ -270,3 +270,139 @@ def depthwise_conv1d_kernel_grad(
         "conv1d_kernel_grad", problem, place.operand(grad_outputs, dtype), place.operand(inputs, dtype)
     )
     return place.finish(grads)
+
+
+# ---------------------------------------------------------------------------- separable
+class SeparableGrads(NamedTuple):
+    """Gradients of a depthwise-separable convolution.
+
+    Attributes
+    ----------
+    grad_inputs : ndarray
+        Same shape as the inputs.
+    grad_depthwise_kernel : ndarray, shape (K, C, m)
+    grad_pointwise_kernel : ndarray, shape (1, C*m, filters)
+    grad_bias : ndarray, shape (filters,)
+        Sum of ``grad_outputs`` over the batch and spatial axes.
+    """
+
+    grad_inputs: np.ndarray
+    grad_depthwise_kernel: np.ndarray
+    grad_pointwise_kernel: np.ndarray
+    grad_bias: np.ndarray
+
+
+def _separable_operands(place, inputs, depthwise_kernel, pointwise_kernel, extra_dtypes,
+                        strides, padding, data_format, dilation_rate):
+    """Validate a separable call; return (problem, filters, dtype, inputs, depthwise, pointwise as (Cm, F))."""
+    inputs = place.view("inputs", inputs)
+    depthwise_kernel = place.view("depthwise_kernel", depthwise_kernel)
+    pointwise_kernel = place.view("pointwise_kernel", pointwise_kernel)
+    dtype = np.result_type(inputs.dtype, depthwise_kernel.dtype, pointwise_kernel.dtype, *extra_dtypes)
+    problem = geo.conv1d_problem(inputs.shape, depthwise_kernel.shape, strides, padding, data_format, dilation_rate,
+                                 dtype, kernel_name="depthwise_kernel")
+    depth_channels = problem.channels * problem.multiplier
+    filters = geo.pointwise_filters(pointwise_kernel.shape, depth_channels)
+    pointwise = place.operand(pointwise_kernel, dtype).reshape(depth_channels, filters)
+    return (problem, filters, dtype, place.operand(inputs, dtype), place.operand(depthwise_kernel, dtype),
+            pointwise)
+
+
+@_doc
+def separable_conv1d(
+    inputs,
+    depthwise_kernel,
+    pointwise_kernel,
+    bias=None,
+    strides=1,
+    padding="valid",
+    data_format="channels_last",
+    dilation_rate=1,
+    *,
+    device="auto",
+    stream=None,
+):
+    """1D depthwise-separable convolution, Keras ``SeparableConv1D`` semantics.
+
+    The depthwise step (strided, dilated, no bias) gives ``C*m`` channels; a 1x1
+    pointwise step mixes them into ``filters`` channels (a BLAS matrix product on
+    the CPU, a tiled matrix-product kernel on the GPU); then ``bias`` is added.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (batch, length, channels) or (batch, channels, length)
+        float32 or float64 (float16 too on the GPU). Not modified.
+    depthwise_kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
+    pointwise_kernel : ndarray, shape (1, channels * depth_multiplier, filters)
+    bias : ndarray, shape (filters,), optional
+    {shared}
+
+    Returns
+    -------
+    outputs : ndarray, shape (batch, out_length, filters) or (batch, filters, out_length)
+    """
+    place = dispatch.place(device, (inputs,), (depthwise_kernel, pointwise_kernel, bias), stream)
+    bias = None if bias is None else place.view("bias", bias)
+    extra = () if bias is None else (bias.dtype,)
+    problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
+        place, inputs, depthwise_kernel, pointwise_kernel, extra, strides, padding, data_format, dilation_rate)
+    if bias is not None:
+        geo.check_shape("bias", bias.shape, (filters,))
+        bias = place.operand(bias, dtype)
+    depthwise_out = place.call("conv1d_forward", problem, inputs, depthwise,
+                               place.zeros(problem.channels * problem.multiplier, dtype))
+    out = place.call("pointwise_forward", depthwise_out, pointwise, bias, problem.channels_last, module="pointwise")
+    return place.finish(out)
+
+
+@_doc
+def separable_conv1d_backward(
+    grad_outputs,
+    inputs,
+    depthwise_kernel,
+    pointwise_kernel,
+    strides=1,
+    padding="valid",
+    data_format="channels_last",
+    dilation_rate=1,
+    *,
+    device="auto",
+    stream=None,
+) -> SeparableGrads:
+    """All gradients of :func:`separable_conv1d` for an upstream gradient.
+
+    The depthwise outputs are recomputed (one forward depthwise pass), then the
+    pointwise gradients, then the depthwise input and kernel gradients.
+
+    Parameters
+    ----------
+    grad_outputs : ndarray, shape of the outputs
+        Gradient of the loss with respect to the outputs of the forward call.
+    inputs : ndarray, shape (batch, length, channels) or (batch, channels, length)
+    depthwise_kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
+    pointwise_kernel : ndarray, shape (1, channels * depth_multiplier, filters)
+    {shared}
+
+    Returns
+    -------
+    SeparableGrads
+        ``(grad_inputs, grad_depthwise_kernel, grad_pointwise_kernel, grad_bias)``.
+    """
+    place = dispatch.place(device, (grad_outputs, inputs), (depthwise_kernel, pointwise_kernel), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
+        place, inputs, depthwise_kernel, pointwise_kernel, (grad_outputs.dtype,), strides, padding, data_format,
+        dilation_rate)
+    depth_channels = problem.channels * problem.multiplier
+    geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
+    out_shape = list(problem.output_shape)
+    out_shape[2 if problem.channels_last else 1] = filters
+    geo.check_shape("grad_outputs", grad_outputs.shape, out_shape)
+    grad_outputs = place.operand(grad_outputs, dtype)
+    depthwise_out = place.call("conv1d_forward", problem, inputs, depthwise, place.zeros(depth_channels, dtype))
+    grad_depthwise_out, grad_pointwise, grad_bias = place.call(
+        "pointwise_backward", grad_outputs, depthwise_out, pointwise, problem.channels_last, module="pointwise")
+    grad_inputs = place.call("conv1d_input_grad", problem, grad_depthwise_out, depthwise)
+    grad_depthwise, _ = place.call("conv1d_kernel_grad", problem, grad_depthwise_out, inputs)
+    grads = (grad_inputs, grad_depthwise, grad_pointwise.reshape(1, depth_channels, filters), grad_bias)
+    return SeparableGrads(*place.finish(grads))

@@ -1,5 +1,7 @@
 import os
 
+import pytest
+from gpu import tiny_launches
 from hypothesis import HealthCheck, settings
 
 # Kernels compile on first use (then come from numba's on-disk cache), so the
@@ -9,3 +11,9 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+@pytest.fixture(autouse=True)
+def _tiny_gpu_launches_under_simulator(monkeypatch):
+    tiny_launches(monkeypatch)
+    yield

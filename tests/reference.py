@@ -81,3 +81,32 @@ def conv1d_gradients(grad_y, x, kernel, stride=1, padding="valid", data_format="
     grad_x = grad_xpad[:, pad_left : pad_left + length]
     grad_bias = grad_y.sum(axis=(0, 1))
     return _channels_last(grad_x, data_format), grad_kernel, grad_bias
+
+
+def separable_forward(x, depthwise_kernel, pointwise_kernel, bias=None, stride=1, padding="valid",
+                      data_format="channels_last", dilation=1):
+    """Depthwise (no bias), then ``out[.., f] = sum_k z[.., k] * pointwise[0, k, f]`` by a loop over k, + bias."""
+    z = _channels_last(conv1d_forward(x, depthwise_kernel, None, stride, padding, data_format, dilation), data_format)
+    pointwise = np.asarray(pointwise_kernel, dtype=np.float64)[0]
+    out = np.zeros(z.shape[:2] + (pointwise.shape[1],))
+    for k in range(pointwise.shape[0]):
+        out += z[:, :, k : k + 1] * pointwise[k][None, None, :]
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)
+    return _channels_last(out, data_format)
+
+
+def separable_gradients(grad_y, x, depthwise_kernel, pointwise_kernel, stride=1, padding="valid",
+                        data_format="channels_last", dilation=1):
+    """``(grad_x, grad_depthwise, grad_pointwise, grad_bias)`` of ``sum(y * grad_y)`` by the chain rule."""
+    z = _channels_last(conv1d_forward(x, depthwise_kernel, None, stride, padding, data_format, dilation), data_format)
+    grad_y = _channels_last(np.asarray(grad_y, dtype=np.float64), data_format)
+    pointwise = np.asarray(pointwise_kernel, dtype=np.float64)[0]
+    grad_pointwise = np.zeros_like(pointwise)
+    grad_z = np.zeros_like(z)
+    for k in range(pointwise.shape[0]):
+        grad_pointwise[k] = np.sum(z[:, :, k : k + 1] * grad_y, axis=(0, 1))
+        grad_z[:, :, k] = np.sum(grad_y * pointwise[k][None, None, :], axis=2)
+    grad_x, grad_depthwise, _ = conv1d_gradients(_channels_last(grad_z, data_format), x, depthwise_kernel, stride,
+                                                  padding, data_format, dilation)
+    return grad_x, grad_depthwise, grad_pointwise[None], grad_y.sum(axis=(0, 1))

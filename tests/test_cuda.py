@@ -15,36 +15,14 @@ import numpy as np
 import pytest
 import reference as ref
 from cases import assert_close, host, make_case
+from gpu import SIMULATOR, hardware_only, requires_cuda
 
 import numba_dwconv as nd
 
-pytestmark = pytest.mark.skipif(not nd.cuda_available(), reason="no CUDA device (and not under the simulator)")
+pytestmark = requires_cuda
 
 if nd.cuda_available():
-    from numba import config as numba_config
     from numba import cuda
-
-    from numba_dwconv.cuda import conv1d as gpu_conv1d
-
-    SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
-else:  # pragma: no cover - module skipped
-    SIMULATOR = False
-
-
-
-@pytest.fixture(autouse=True)
-def tiny_blocks_under_simulator(monkeypatch):
-    if SIMULATOR:
-        monkeypatch.setattr(gpu_conv1d, "LAUNCH", gpu_conv1d.LaunchConfig(tile_x=4, tile_y=2, reduce_rows=5,
-                                                                          max_grid_y=3))
-    yield
-
-
-def hardware_only():
-    return pytest.mark.skipif(SIMULATOR, reason="needs a real GPU")
-
-
-
 
 
 GRID = list(
@@ -174,7 +152,7 @@ def test_stream_argument():
         nd.depthwise_conv1d(x, kernel, device="cpu", stream=stream)
 
 
-@hardware_only()
+@hardware_only
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_non_contiguous_device_inputs(data_format):
     rng = np.random.default_rng(8)
@@ -188,7 +166,7 @@ def test_non_contiguous_device_inputs(data_format):
     assert_close(y, ref.conv1d_forward(x, kernel, None, 1, "same", data_format), np.float32)
 
 
-@hardware_only()
+@hardware_only
 def test_cupy_and_torch_arrays_zero_copy():
     rng = np.random.default_rng(9)
     x, kernel, bias = make_case(rng, 2, 32, 4, 3, 1, "channels_last", np.float32)
@@ -201,7 +179,7 @@ def test_cupy_and_torch_arrays_zero_copy():
     assert_close(torch.as_tensor(y, device="cuda").cpu().numpy(), want, np.float32)
 
 
-@hardware_only()
+@hardware_only
 def test_pooled_device_outputs_are_not_reused_while_a_view_lives():
     rng = np.random.default_rng(10)
     x, kernel, bias = make_case(rng, 2, 4096, 64, 3, 1, "channels_last", np.float32)

@@ -51,3 +51,20 @@ def test_gradients_by_hand():
     np.testing.assert_array_equal(grad_x.ravel(), [1.0, 9.0, -10.0])
     np.testing.assert_array_equal(grad_kernel.ravel(), [1.0 - 2.0, 2.0 - 3.0])
     np.testing.assert_array_equal(grad_bias, [0.0])
+
+
+def test_separable_by_hand():
+    # two channels, K=2, m=1: z0 = [1+20, 2+30] = [21, 32]; z1 = [-1, -1] * ... see below
+    x = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 8.0]]).reshape(1, 3, 2)
+    depthwise = np.array([[[1.0], [1.0]], [[10.0], [-1.0]]])  # tap 0: (1, 1), tap 1: (10, -1)
+    # z[:, 0] = x0[t] + 10 x0[t+1] = [21, 32]; z[:, 1] = x1[t] - x1[t+1] = [-1, -2]
+    pointwise = np.array([[[1.0, 2.0], [3.0, 0.0]]])  # out0 = z0 + 3 z1, out1 = 2 z0
+    y = ref.separable_forward(x, depthwise, pointwise, bias=np.array([0.5, -0.5]))
+    np.testing.assert_array_equal(y[0], [[21 - 3 + 0.5, 42 - 0.5], [32 - 6 + 0.5, 64 - 0.5]])
+    grad_y = np.zeros_like(y)
+    grad_y[0, 1, 0] = 1.0  # d out[1, 0] = d(z0[1] + 3 z1[1]) = x0[1] + 10 x0[2] + 3 (x1[1] - x1[2])
+    gx, gdw, gpw, gb = ref.separable_gradients(grad_y, x, depthwise, pointwise)
+    np.testing.assert_array_equal(gx[0], [[0, 0], [1, 3], [10, -3]])
+    np.testing.assert_array_equal(gdw[:, :, 0], [[2.0, 3 * 6.0], [3.0, 3 * 8.0]])
+    np.testing.assert_array_equal(gpw[0], [[32.0, 0.0], [-2.0, 0.0]])
+    np.testing.assert_array_equal(gb, [1.0, 0.0])
