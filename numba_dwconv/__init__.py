@@ -4,7 +4,9 @@ Importing the package compiles nothing and imports neither numba nor CUDA:
 kernels are compiled on first use (CPU kernels are cached on disk).
 """
 
+from . import activations, constraints, initializers, layers, optimizers, regularizers
 from .dispatch import CudaUnavailableError, cuda_available
+from .layers import DepthwiseConv1D, SeparableConv1D
 from .ops import (
     DepthwiseGrads,
     SeparableGrads,
@@ -20,14 +22,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CudaUnavailableError",
+    "DepthwiseConv1D",
     "DepthwiseGrads",
+    "SeparableConv1D",
     "SeparableGrads",
     "__version__",
+    "activations",
+    "constraints",
     "cuda_available",
     "depthwise_conv1d",
     "depthwise_conv1d_backward",
     "depthwise_conv1d_input_grad",
     "depthwise_conv1d_kernel_grad",
+    "initializers",
+    "layers",
+    "optimizers",
+    "regularizers",
     "separable_conv1d",
     "separable_conv1d_backward",
 ]
