@@ -110,3 +110,91 @@ def separable_gradients(grad_y, x, depthwise_kernel, pointwise_kernel, stride=1,
     grad_x, grad_depthwise, _ = conv1d_gradients(_channels_last(grad_z, data_format), x, depthwise_kernel, stride,
                                                   padding, data_format, dilation)
     return grad_x, grad_depthwise, grad_pointwise[None], grad_y.sum(axis=(0, 1))
+
+
+# ---------------------------------------------------------------------------- building blocks
+# Scalar formulas straight from the Keras documentation, evaluated one element at a time.
+def _softplus(v):
+    return v + math.log1p(math.exp(-v)) if v > 0 else math.log1p(math.exp(v))
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+ACTIVATIONS = {
+    "linear": lambda v: v,
+    "relu": lambda v: max(v, 0.0),
+    "relu6": lambda v: min(max(v, 0.0), 6.0),
+    "leaky_relu": lambda v: v if v > 0 else 0.2 * v,
+    "elu": lambda v: v if v > 0 else math.exp(v) - 1.0,
+    "selu": lambda v: _SELU_SCALE * (v if v > 0 else _SELU_ALPHA * (math.exp(v) - 1.0)),
+    "gelu": lambda v: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),
+    "sigmoid": lambda v: 1.0 / (1.0 + math.exp(-v)),
+    "hard_sigmoid": lambda v: 0.0 if v <= -3 else (1.0 if v >= 3 else v / 6.0 + 0.5),
+    "tanh": math.tanh,
+    "silu": lambda v: v / (1.0 + math.exp(-v)),
+    "hard_silu": lambda v: v * (0.0 if v <= -3 else (1.0 if v >= 3 else v / 6.0 + 0.5)),
+    "softplus": _softplus,
+    "softsign": lambda v: v / (1.0 + abs(v)),
+    "mish": lambda v: v * math.tanh(_softplus(v)),
+    "exponential": math.exp,
+}
+KINKS = {"relu": [0.0], "relu6": [0.0, 6.0], "leaky_relu": [0.0], "elu": [0.0], "selu": [0.0],
+         "hard_sigmoid": [-3.0, 3.0], "hard_silu": [-3.0, 3.0]}
+
+
+def activation(name, x):
+    """The activation ``name`` applied to every element of ``x`` (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([ACTIVATIONS[name](float(v)) for v in x.ravel()]).reshape(x.shape)
+
+
+def norms_along(w, axis):
+    """sqrt of the sum of squares over ``axis`` (int or list), by a loop over the kept positions."""
+    w = np.asarray(w, dtype=np.float64)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    axes = [a % w.ndim for a in axes]
+    kept = [a for a in range(w.ndim) if a not in axes]
+    out = np.zeros([1 if a in axes else w.shape[a] for a in range(w.ndim)])
+    for index in np.ndindex(*[w.shape[a] for a in kept]):
+        selector = [slice(None)] * w.ndim
+        out_selector = [0] * w.ndim
+        for a, i in zip(kept, index):
+            selector[a] = i
+            out_selector[a] = i
+        total = 0.0
+        for v in w[tuple(selector)].ravel():
+            total += v * v
+        out[tuple(out_selector)] = math.sqrt(total)
+    return out
+
+
+def sgd_steps(w, grads, learning_rate, momentum=0.0, nesterov=False):
+    """Keras' SGD over a sequence of gradients, one element at a time in float64."""
+    w = np.asarray(w, dtype=np.float64).copy()
+    flat = w.ravel()
+    velocity = [0.0] * flat.size
+    for grad in grads:
+        g = np.asarray(grad, dtype=np.float64).ravel()
+        for i in range(flat.size):
+            if momentum == 0:
+                flat[i] -= learning_rate * g[i]
+                continue
+            velocity[i] = momentum * velocity[i] - learning_rate * g[i]
+            flat[i] += momentum * velocity[i] - learning_rate * g[i] if nesterov else velocity[i]
+    return w
+
+
+def adam_steps(w, grads, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """Keras' Adam over a sequence of gradients, one element at a time in float64."""
+    w = np.asarray(w, dtype=np.float64).copy()
+    flat = w.ravel()
+    m = [0.0] * flat.size
+    v = [0.0] * flat.size
+    for t, grad in enumerate(grads, start=1):
+        g = np.asarray(grad, dtype=np.float64).ravel()
+        alpha = learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        for i in range(flat.size):
+            m[i] += (g[i] - m[i]) * (1 - beta_1)
+            v[i] += (g[i] * g[i] - v[i]) * (1 - beta_2)
+            flat[i] -= m[i] * alpha / (math.sqrt(v[i]) + epsilon)
+    return w
