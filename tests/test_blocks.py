@@ -275,3 +275,11 @@ def test_constraint_identifiers():
     assert constraints.serialize(constraints.get(config)) == config
     with pytest.raises(ValueError, match="Could not interpret constraint identifier: 'positive'"):
         constraints.get("positive")
+
+
+def test_float16_activations():
+    x = POINTS.astype(np.float16)
+    for name in ref.ACTIVATIONS:
+        got = activations.get(name)(x)
+        assert got.dtype == np.float16 and activations.get(name).derivative(x).dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float64), ref.activation(name, x), rtol=2e-3, atol=2e-3)

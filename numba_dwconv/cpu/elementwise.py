@@ -33,6 +33,9 @@ def _gelu_derivative_flat(x, out):
 
 
 def _apply(kernel, x):
+    x = np.asarray(x)
+    if x.dtype == np.float16:  # numba's CPU target has no float16 arithmetic: go through float32
+        return _apply(kernel, x.astype(np.float32)).astype(np.float16)
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     if x.size:
