@@ -14,8 +14,14 @@ from .ops import (
     depthwise_conv1d_backward,
     depthwise_conv1d_input_grad,
     depthwise_conv1d_kernel_grad,
+    depthwise_conv2d,
+    depthwise_conv2d_backward,
+    depthwise_conv2d_input_grad,
+    depthwise_conv2d_kernel_grad,
     separable_conv1d,
     separable_conv1d_backward,
+    separable_conv2d,
+    separable_conv2d_backward,
 )
 
 __version__ = "0.1.0"
@@ -34,10 +40,16 @@ __all__ = [
     "depthwise_conv1d_backward",
     "depthwise_conv1d_input_grad",
     "depthwise_conv1d_kernel_grad",
+    "depthwise_conv2d",
+    "depthwise_conv2d_backward",
+    "depthwise_conv2d_input_grad",
+    "depthwise_conv2d_kernel_grad",
     "initializers",
     "layers",
     "optimizers",
     "regularizers",
     "separable_conv1d",
     "separable_conv1d_backward",
+    "separable_conv2d",
+    "separable_conv2d_backward",
 ]

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 PADDINGS_1D = ("valid", "same", "causal")
+PADDINGS_2D = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
 DEVICES = ("auto", "cpu", "cuda")
 CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -218,12 +219,14 @@ class Conv1DProblem(NamedTuple):
         return (self.axis.kernel_size, self.channels, self.multiplier)
 
 
-def _kernel_dims(kernel_shape, channels: int, channels_name: str, kernel_name: str) -> tuple[int, int, int]:
-    check_rank(kernel_name, kernel_shape, 3, "(kernel_size, channels, depth_multiplier)")
-    kernel_size, kernel_channels, multiplier = (int(v) for v in kernel_shape)
-    if kernel_size <= 0 or multiplier <= 0:
+def _kernel_dims(kernel_shape, spatial_layout: str, channels: int, channels_name: str, kernel_name: str):
+    """(spatial kernel sizes, multiplier) of a depthwise kernel ``(*spatial, C, m)``, checked against ``channels``."""
+    rank = spatial_layout.count(",") + 1
+    check_rank(kernel_name, kernel_shape, rank + 2, f"({spatial_layout}, channels, depth_multiplier)")
+    *sizes, kernel_channels, multiplier = (int(v) for v in kernel_shape)
+    if min(sizes) <= 0 or multiplier <= 0:
         raise ValueError(
-            f"`{kernel_name}` must have a positive kernel size and depth multiplier. "
+            f"`{kernel_name}` must have positive kernel sizes and depth multiplier. "
             f"Received {kernel_name} with shape={tuple(kernel_shape)}"
         )
     if kernel_channels != channels:
@@ -231,7 +234,7 @@ def _kernel_dims(kernel_shape, channels: int, channels_name: str, kernel_name: s
             f"`{kernel_name}` has {kernel_channels} channels but {channels_name} has {channels}. "
             f"Received {kernel_name} with shape={tuple(kernel_shape)}"
         )
-    return kernel_size, kernel_channels, multiplier
+    return tuple(sizes), multiplier
 
 
 def conv1d_problem(
@@ -276,7 +279,7 @@ def conv1d_problem(
         batch, length, channels = (int(v) for v in input_shape)
     else:
         batch, channels, length = (int(v) for v in input_shape)
-    kernel_size, _, multiplier = _kernel_dims(kernel_shape, channels, input_name, kernel_name)
+    (kernel_size,), multiplier = _kernel_dims(kernel_shape, "kernel_size", channels, input_name, kernel_name)
     axis = axis_geometry(length, kernel_size, stride, dilation, padding)
     check_output_size([axis], input_shape, kernel_shape, (stride,), (dilation,), padding)
     return Conv1DProblem(batch, channels, multiplier, axis, channels_last, np.dtype(dtype))
@@ -288,14 +291,88 @@ def check_shape(name: str, shape, expected) -> None:
         raise ValueError(f"`{name}` must have shape {tuple(expected)}. Received {name} with shape={tuple(shape)}")
 
 
-def pointwise_filters(pointwise_shape, channels: int) -> int:
-    """Validate a pointwise kernel ``(1, channels, filters)`` (Keras layout) and return ``filters``."""
-    check_rank("pointwise_kernel", pointwise_shape, 3, "(1, channels * depth_multiplier, filters)")
-    ones, kernel_channels, filters = (int(v) for v in pointwise_shape)
-    if ones != 1 or kernel_channels != channels or filters <= 0:
+class Conv2DProblem(NamedTuple):
+    """Everything a 2D kernel launcher needs, decided once.
+
+    Attributes
+    ----------
+    batch, channels, multiplier : int
+    height, width : AxisGeometry
+        Geometry of the two spatial axes.
+    channels_last : bool
+        True for ``(batch, H, W, channels)``, False for ``(batch, channels, H, W)``.
+    dtype : numpy.dtype
+    """
+
+    batch: int
+    channels: int
+    multiplier: int
+    height: AxisGeometry
+    width: AxisGeometry
+    channels_last: bool
+    dtype: np.dtype
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the inputs (and of their gradient)."""
+        if self.channels_last:
+            return (self.batch, self.height.length, self.width.length, self.channels)
+        return (self.batch, self.channels, self.height.length, self.width.length)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the outputs (and of their gradient)."""
+        out_channels = self.channels * self.multiplier
+        if self.channels_last:
+            return (self.batch, self.height.out_length, self.width.out_length, out_channels)
+        return (self.batch, out_channels, self.height.out_length, self.width.out_length)
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the kernel, Keras layout ``(KH, KW, C, m)``."""
+        return (self.height.kernel_size, self.width.kernel_size, self.channels, self.multiplier)
+
+
+def conv2d_problem(input_shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype, *,
+                   input_name: str = "inputs", kernel_name: str = "kernel") -> Conv2DProblem:
+    """Validate the arguments of a 2D depthwise convolution and decide its geometry (see :func:`conv1d_problem`).
+
+    ``padding`` is ``valid`` or ``same``: ``causal`` raises a ValueError in 2D.
+    """
+    data_format = normalize_data_format(data_format)
+    if isinstance(padding, str) and padding.lower() == "causal":
         raise ValueError(
-            f"`pointwise_kernel` must have shape (1, {channels}, filters) with filters > 0 (the depthwise step "
-            f"gives {channels} channels). Received pointwise_kernel with shape={tuple(pointwise_shape)}"
+            "The `padding` argument 'causal' is only supported by 1D convolutions; 2D convolutions take 'valid' "
+            f"or 'same'. Received padding={padding!r}"
+        )
+    padding = normalize_padding(padding, PADDINGS_2D)
+    stride_h, stride_w = normalize_tuple(strides, 2, "strides")
+    dilation_h, dilation_w = normalize_tuple(dilation_rate, 2, "dilation_rate")
+    channels_last = data_format == "channels_last"
+    layout = "(batch, height, width, channels)" if channels_last else "(batch, channels, height, width)"
+    check_rank(input_name, input_shape, 4, layout)
+    if channels_last:
+        batch, height, width, channels = (int(v) for v in input_shape)
+    else:
+        batch, channels, height, width = (int(v) for v in input_shape)
+    (kernel_h, kernel_w), multiplier = _kernel_dims(kernel_shape, "kernel_height, kernel_width", channels,
+                                                    input_name, kernel_name)
+    axes = [axis_geometry(height, kernel_h, stride_h, dilation_h, padding),
+            axis_geometry(width, kernel_w, stride_w, dilation_w, padding)]
+    check_output_size(axes, input_shape, kernel_shape, (stride_h, stride_w), (dilation_h, dilation_w), padding)
+    return Conv2DProblem(batch, channels, multiplier, axes[0], axes[1], channels_last, np.dtype(dtype))
+
+
+def pointwise_filters(pointwise_shape, channels: int, rank: int = 1) -> int:
+    """Validate a pointwise kernel ``(1, [1,] channels, filters)`` (Keras layout) and return ``filters``."""
+    ones = (1,) * rank
+    layout = f"({'1, ' * rank}channels * depth_multiplier, filters)"
+    check_rank("pointwise_kernel", pointwise_shape, rank + 2, layout)
+    *leading, kernel_channels, filters = (int(v) for v in pointwise_shape)
+    if tuple(leading) != ones or kernel_channels != channels or filters <= 0:
+        raise ValueError(
+            f"`pointwise_kernel` must have shape ({'1, ' * rank}{channels}, filters) with filters > 0 (the depthwise "
+            f"step gives {channels} channels). Received pointwise_kernel with shape={tuple(pointwise_shape)}"
         )
     return filters
 
@@ -303,6 +380,7 @@ def pointwise_filters(pointwise_shape, channels: int) -> int:
 __all__ = [
     "AxisGeometry",
     "Conv1DProblem",
+    "Conv2DProblem",
     "as_positive_int",
     "axis_geometry",
     "check_dtype",
@@ -310,6 +388,7 @@ __all__ = [
     "check_rank",
     "check_shape",
     "conv1d_problem",
+    "conv2d_problem",
     "normalize_data_format",
     "normalize_device",
     "normalize_padding",

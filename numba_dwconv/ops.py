@@ -13,8 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _geometry as geo
-from . import dispatch
+from . import _opcore as core
 
 
 class DepthwiseGrads(NamedTuple):
@@ -62,11 +61,6 @@ def _doc(func):
     return func
 
 
-def _check_grad_outputs(problem, grad_outputs):
-    geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
-    geo.check_shape("grad_outputs", grad_outputs.shape, problem.output_shape)
-
-
 @_doc
 def depthwise_conv1d(
     inputs,
@@ -108,20 +102,8 @@ def depthwise_conv1d(
     TypeError
         Non-floating dtypes.
     """
-    place = dispatch.place(device, (inputs,), (kernel, bias), stream)
-    inputs = place.view("inputs", inputs)
-    kernel = place.view("kernel", kernel)
-    dtype = np.result_type(inputs.dtype, kernel.dtype)
-    problem = geo.conv1d_problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
-    out_channels = problem.channels * problem.multiplier
-    if bias is None:
-        bias = place.zeros(out_channels, dtype)
-    else:
-        bias = place.view("bias", bias)
-        geo.check_shape("bias", bias.shape, (out_channels,))
-        bias = place.operand(bias, dtype)
-    out = place.call("conv1d_forward", problem, place.operand(inputs, dtype), place.operand(kernel, dtype), bias)
-    return place.finish(out)
+    return core.forward(core.RANK1, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
+                        stream)
 
 
 @_doc
@@ -155,17 +137,8 @@ def depthwise_conv1d_backward(
         ``(grad_inputs, grad_kernel, grad_bias)``; ``grad_bias`` has shape
         ``(channels * depth_multiplier,)`` whether or not the forward used a bias.
     """
-    place = dispatch.place(device, (grad_outputs, inputs), (kernel,), stream)
-    grad_outputs = place.view("grad_outputs", grad_outputs)
-    inputs = place.view("inputs", inputs)
-    kernel = place.view("kernel", kernel)
-    dtype = np.result_type(grad_outputs.dtype, inputs.dtype, kernel.dtype)
-    problem = geo.conv1d_problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
-    _check_grad_outputs(problem, grad_outputs)
-    grad_outputs = place.operand(grad_outputs, dtype)
-    grad_inputs = place.call("conv1d_input_grad", problem, grad_outputs, place.operand(kernel, dtype))
-    grad_kernel, grad_bias = place.call("conv1d_kernel_grad", problem, grad_outputs, place.operand(inputs, dtype))
-    return DepthwiseGrads(*place.finish((grad_inputs, grad_kernel, grad_bias)))
+    return DepthwiseGrads(*core.backward(core.RANK1, grad_outputs, inputs, kernel, strides, padding, data_format,
+                                         dilation_rate, device, stream))
 
 
 @_doc
@@ -198,22 +171,8 @@ def depthwise_conv1d_input_grad(
     -------
     grad_inputs : ndarray, shape (batch, input_length, channels) or (batch, channels, input_length)
     """
-    place = dispatch.place(device, (grad_outputs,), (kernel,), stream)
-    grad_outputs = place.view("grad_outputs", grad_outputs)
-    kernel = place.view("kernel", kernel)
-    input_length = geo.as_positive_int(input_length, "input_length")
-    dtype = np.result_type(grad_outputs.dtype, kernel.dtype)
-    geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
-    geo.check_rank("kernel", kernel.shape, 3, "(kernel_size, channels, depth_multiplier)")
-    batch, channels = grad_outputs.shape[0], kernel.shape[1]
-    channels_last = geo.normalize_data_format(data_format) == "channels_last"
-    input_shape = (batch, input_length, channels) if channels_last else (batch, channels, input_length)
-    problem = geo.conv1d_problem(input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
-    _check_grad_outputs(problem, grad_outputs)
-    grad_inputs = place.call(
-        "conv1d_input_grad", problem, place.operand(grad_outputs, dtype), place.operand(kernel, dtype)
-    )
-    return place.finish(grad_inputs)
+    return core.input_grad(core.RANK1, grad_outputs, kernel, input_length, "input_length", strides, padding,
+                           data_format, dilation_rate, device, stream)
 
 
 @_doc
@@ -247,29 +206,8 @@ def depthwise_conv1d_kernel_grad(
     grad_kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
     grad_bias : ndarray, shape (channels * depth_multiplier,)
     """
-    place = dispatch.place(device, (grad_outputs, inputs), (), stream)
-    grad_outputs = place.view("grad_outputs", grad_outputs)
-    inputs = place.view("inputs", inputs)
-    (ksize,) = geo.normalize_tuple(kernel_size, 1, "kernel_size")
-    dtype = np.result_type(grad_outputs.dtype, inputs.dtype)
-    channels_last = geo.normalize_data_format(data_format) == "channels_last"
-    layout = "(batch, length, channels)" if channels_last else "(batch, channels, length)"
-    geo.check_rank("inputs", inputs.shape, 3, layout)
-    geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
-    channels = inputs.shape[2] if channels_last else inputs.shape[1]
-    out_channels = grad_outputs.shape[2] if channels_last else grad_outputs.shape[1]
-    if channels == 0 or out_channels % channels or out_channels == 0:
-        raise ValueError(
-            f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
-            f"Received grad_outputs with shape={tuple(grad_outputs.shape)}"
-        )
-    kernel_shape = (ksize, channels, out_channels // channels)
-    problem = geo.conv1d_problem(inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
-    _check_grad_outputs(problem, grad_outputs)
-    grads = place.call(
-        "conv1d_kernel_grad", problem, place.operand(grad_outputs, dtype), place.operand(inputs, dtype)
-    )
-    return place.finish(grads)
+    return core.kernel_grad(core.RANK1, grad_outputs, inputs, kernel_size, strides, padding, data_format,
+                            dilation_rate, device, stream)
 
 
 # ---------------------------------------------------------------------------- separable
@@ -290,22 +228,6 @@ class SeparableGrads(NamedTuple):
     grad_depthwise_kernel: np.ndarray
     grad_pointwise_kernel: np.ndarray
     grad_bias: np.ndarray
-
-
-def _separable_operands(place, inputs, depthwise_kernel, pointwise_kernel, extra_dtypes,
-                        strides, padding, data_format, dilation_rate):
-    """Validate a separable call; return (problem, filters, dtype, inputs, depthwise, pointwise as (Cm, F))."""
-    inputs = place.view("inputs", inputs)
-    depthwise_kernel = place.view("depthwise_kernel", depthwise_kernel)
-    pointwise_kernel = place.view("pointwise_kernel", pointwise_kernel)
-    dtype = np.result_type(inputs.dtype, depthwise_kernel.dtype, pointwise_kernel.dtype, *extra_dtypes)
-    problem = geo.conv1d_problem(inputs.shape, depthwise_kernel.shape, strides, padding, data_format, dilation_rate,
-                                 dtype, kernel_name="depthwise_kernel")
-    depth_channels = problem.channels * problem.multiplier
-    filters = geo.pointwise_filters(pointwise_kernel.shape, depth_channels)
-    pointwise = place.operand(pointwise_kernel, dtype).reshape(depth_channels, filters)
-    return (problem, filters, dtype, place.operand(inputs, dtype), place.operand(depthwise_kernel, dtype),
-            pointwise)
 
 
 @_doc
@@ -341,18 +263,8 @@ def separable_conv1d(
     -------
     outputs : ndarray, shape (batch, out_length, filters) or (batch, filters, out_length)
     """
-    place = dispatch.place(device, (inputs,), (depthwise_kernel, pointwise_kernel, bias), stream)
-    bias = None if bias is None else place.view("bias", bias)
-    extra = () if bias is None else (bias.dtype,)
-    problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
-        place, inputs, depthwise_kernel, pointwise_kernel, extra, strides, padding, data_format, dilation_rate)
-    if bias is not None:
-        geo.check_shape("bias", bias.shape, (filters,))
-        bias = place.operand(bias, dtype)
-    depthwise_out = place.call("conv1d_forward", problem, inputs, depthwise,
-                               place.zeros(problem.channels * problem.multiplier, dtype))
-    out = place.call("pointwise_forward", depthwise_out, pointwise, bias, problem.channels_last, module="pointwise")
-    return place.finish(out)
+    return core.separable_forward(core.RANK1, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding,
+                                  data_format, dilation_rate, device, stream)
 
 
 @_doc
@@ -388,21 +300,155 @@ def separable_conv1d_backward(
     SeparableGrads
         ``(grad_inputs, grad_depthwise_kernel, grad_pointwise_kernel, grad_bias)``.
     """
-    place = dispatch.place(device, (grad_outputs, inputs), (depthwise_kernel, pointwise_kernel), stream)
-    grad_outputs = place.view("grad_outputs", grad_outputs)
-    problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
-        place, inputs, depthwise_kernel, pointwise_kernel, (grad_outputs.dtype,), strides, padding, data_format,
-        dilation_rate)
-    depth_channels = problem.channels * problem.multiplier
-    geo.check_rank("grad_outputs", grad_outputs.shape, 3, "like the outputs")
-    out_shape = list(problem.output_shape)
-    out_shape[2 if problem.channels_last else 1] = filters
-    geo.check_shape("grad_outputs", grad_outputs.shape, out_shape)
-    grad_outputs = place.operand(grad_outputs, dtype)
-    depthwise_out = place.call("conv1d_forward", problem, inputs, depthwise, place.zeros(depth_channels, dtype))
-    grad_depthwise_out, grad_pointwise, grad_bias = place.call(
-        "pointwise_backward", grad_outputs, depthwise_out, pointwise, problem.channels_last, module="pointwise")
-    grad_inputs = place.call("conv1d_input_grad", problem, grad_depthwise_out, depthwise)
-    grad_depthwise, _ = place.call("conv1d_kernel_grad", problem, grad_depthwise_out, inputs)
-    grads = (grad_inputs, grad_depthwise, grad_pointwise.reshape(1, depth_channels, filters), grad_bias)
-    return SeparableGrads(*place.finish(grads))
+    return SeparableGrads(*core.separable_backward(core.RANK1, grad_outputs, inputs, depthwise_kernel,
+                                                   pointwise_kernel, strides, padding, data_format, dilation_rate,
+                                                   device, stream))
+
+
+# ---------------------------------------------------------------------------- 2D
+_SHARED_2D = """strides : int or pair of int, default 1
+        Step between output positions along (height, width).
+    padding : {"valid", "same"}, default "valid"
+        Case-insensitive, per axis as in 1D (the extra zero of ``same`` goes on the
+        bottom/right); ``causal`` is a ValueError in 2D.
+    data_format : {"channels_last", "channels_first"}, default "channels_last"
+        ``(batch, height, width, channels)`` or ``(batch, channels, height, width)``.
+    dilation_rate : int or pair of int, default 1
+        Step between kernel taps; may be combined with ``strides > 1``.
+    device, stream : keyword-only
+        As in :func:`depthwise_conv1d`."""
+
+
+def _doc2(func):
+    func.__doc__ = func.__doc__.replace("{shared}", _SHARED_2D)
+    return func
+
+
+@_doc2
+def depthwise_conv2d(inputs, kernel, bias=None, strides=1, padding="valid", data_format="channels_last",
+                     dilation_rate=1, *, device="auto", stream=None):
+    """2D depthwise convolution (cross-correlation), Keras ``DepthwiseConv2D`` semantics.
+
+    ``y[b, h, w, c*m + j] = bias[c*m + j] + sum_{i, k} x[b, h*sh + i*dh - pad_top, w*sw + k*dw - pad_left, c]
+    * kernel[i, k, c, j]`` with positions outside the input reading as zero.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
+    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    bias : ndarray, shape (channels * depth_multiplier,), optional
+    {shared}
+
+    Returns
+    -------
+    outputs : ndarray, shape (batch, out_h, out_w, C*m) or (batch, C*m, out_h, out_w)
+    """
+    return core.forward(core.RANK2, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
+                        stream)
+
+
+@_doc2
+def depthwise_conv2d_backward(grad_outputs, inputs, kernel, strides=1, padding="valid", data_format="channels_last",
+                              dilation_rate=1, *, device="auto", stream=None) -> DepthwiseGrads:
+    """All gradients of :func:`depthwise_conv2d` for an upstream gradient.
+
+    Parameters
+    ----------
+    grad_outputs : ndarray, shape of the outputs
+    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
+    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    {shared}
+
+    Returns
+    -------
+    DepthwiseGrads
+        ``(grad_inputs, grad_kernel, grad_bias)``.
+    """
+    return DepthwiseGrads(*core.backward(core.RANK2, grad_outputs, inputs, kernel, strides, padding, data_format,
+                                         dilation_rate, device, stream))
+
+
+@_doc2
+def depthwise_conv2d_input_grad(grad_outputs, kernel, input_size, strides=1, padding="valid",
+                                data_format="channels_last", dilation_rate=1, *, device="auto", stream=None):
+    """Gradient of :func:`depthwise_conv2d` with respect to its inputs.
+
+    Parameters
+    ----------
+    grad_outputs : ndarray, shape of the outputs
+    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    input_size : int or pair of int
+        (height, width) of the forward inputs.
+    {shared}
+
+    Returns
+    -------
+    grad_inputs : ndarray, the shape of the forward inputs
+    """
+    return core.input_grad(core.RANK2, grad_outputs, kernel, input_size, "input_size", strides, padding, data_format,
+                           dilation_rate, device, stream)
+
+
+@_doc2
+def depthwise_conv2d_kernel_grad(grad_outputs, inputs, kernel_size, strides=1, padding="valid",
+                                 data_format="channels_last", dilation_rate=1, *, device="auto", stream=None):
+    """Gradients of :func:`depthwise_conv2d` with respect to its kernel and bias.
+
+    Parameters
+    ----------
+    grad_outputs : ndarray, shape of the outputs
+    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
+    kernel_size : int or pair of int
+    {shared}
+
+    Returns
+    -------
+    grad_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    grad_bias : ndarray, shape (channels * depth_multiplier,)
+    """
+    return core.kernel_grad(core.RANK2, grad_outputs, inputs, kernel_size, strides, padding, data_format,
+                            dilation_rate, device, stream)
+
+
+@_doc2
+def separable_conv2d(inputs, depthwise_kernel, pointwise_kernel, bias=None, strides=1, padding="valid",
+                     data_format="channels_last", dilation_rate=1, *, device="auto", stream=None):
+    """2D depthwise-separable convolution, Keras ``SeparableConv2D`` semantics.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
+    depthwise_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    pointwise_kernel : ndarray, shape (1, 1, channels * depth_multiplier, filters)
+    bias : ndarray, shape (filters,), optional
+    {shared}
+
+    Returns
+    -------
+    outputs : ndarray, shape (batch, out_h, out_w, filters) or (batch, filters, out_h, out_w)
+    """
+    return core.separable_forward(core.RANK2, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding,
+                                  data_format, dilation_rate, device, stream)
+
+
+@_doc2
+def separable_conv2d_backward(grad_outputs, inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid",
+                              data_format="channels_last", dilation_rate=1, *, device="auto",
+                              stream=None) -> SeparableGrads:
+    """All gradients of :func:`separable_conv2d` for an upstream gradient.
+
+    Parameters
+    ----------
+    grad_outputs : ndarray, shape of the outputs
+    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
+    depthwise_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    pointwise_kernel : ndarray, shape (1, 1, channels * depth_multiplier, filters)
+    {shared}
+
+    Returns
+    -------
+    SeparableGrads
+    """
+    return SeparableGrads(*core.separable_backward(core.RANK2, grad_outputs, inputs, depthwise_kernel,
+                                                   pointwise_kernel, strides, padding, data_format, dilation_rate,
+                                                   device, stream))

@@ -198,3 +198,100 @@ def adam_steps(w, grads, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
             v[i] += (g[i] * g[i] - v[i]) * (1 - beta_2)
             flat[i] -= m[i] * alpha / (math.sqrt(v[i]) + epsilon)
     return w
+
+
+# ---------------------------------------------------------------------------- 2D
+def _to_channels_last_2d(array, data_format):
+    return array if data_format == "channels_last" else np.moveaxis(array, 1, -1)
+
+
+def _from_channels_last_2d(array, data_format):
+    return array if data_format == "channels_last" else np.moveaxis(array, -1, 1)
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _geometry_2d(x_shape, kernel_shape, stride, padding, dilation):
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    top, bottom, out_h = padding_amounts(x_shape[1], kernel_shape[0], sh, dh, padding)
+    left, right, out_w = padding_amounts(x_shape[2], kernel_shape[1], sw, dw, padding)
+    return (sh, sw), (dh, dw), (top, bottom, left, right), (out_h, out_w)
+
+
+def conv2d_forward(x, kernel, bias=None, stride=1, padding="valid", data_format="channels_last", dilation=1):
+    """``y[b, h, w, c*m + j] = sum_{i, k} xpad[b, h*sh + i*dh, w*sw + k*dw, c] * kernel[i, k, c, j]`` in float64."""
+    x = _to_channels_last_2d(np.asarray(x, dtype=np.float64), data_format)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    batch, height, width, channels = x.shape
+    kh, kw, _, mult = kernel.shape
+    (sh, sw), (dh, dw), (top, bottom, left, right), (out_h, out_w) = _geometry_2d(x.shape, kernel.shape, stride,
+                                                                                   padding, dilation)
+    xpad = np.zeros((batch, top + height + bottom, left + width + right, channels))
+    xpad[:, top : top + height, left : left + width] = x
+    y = np.zeros((batch, out_h, out_w, channels, mult))
+    for i in range(kh):
+        rows = _tap_window(i, dh, sh, out_h)
+        for k in range(kw):
+            cols = _tap_window(k, dw, sw, out_w)
+            y += xpad[:, rows, cols, :, None] * kernel[i, k][None, None, None]
+    y = y.reshape(batch, out_h, out_w, channels * mult)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64)
+    return _from_channels_last_2d(y, data_format)
+
+
+def conv2d_gradients(grad_y, x, kernel, stride=1, padding="valid", data_format="channels_last", dilation=1):
+    """``(grad_x, grad_kernel, grad_bias)`` of ``sum(y * grad_y)``, by the chain rule of the loop above."""
+    x = _to_channels_last_2d(np.asarray(x, dtype=np.float64), data_format)
+    grad_y = _to_channels_last_2d(np.asarray(grad_y, dtype=np.float64), data_format)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    batch, height, width, channels = x.shape
+    kh, kw, _, mult = kernel.shape
+    (sh, sw), (dh, dw), (top, bottom, left, right), (out_h, out_w) = _geometry_2d(x.shape, kernel.shape, stride,
+                                                                                   padding, dilation)
+    xpad = np.zeros((batch, top + height + bottom, left + width + right, channels))
+    xpad[:, top : top + height, left : left + width] = x
+    grad_y5 = grad_y.reshape(batch, out_h, out_w, channels, mult)
+    grad_xpad = np.zeros_like(xpad)
+    grad_kernel = np.zeros_like(kernel)
+    for i in range(kh):
+        rows = _tap_window(i, dh, sh, out_h)
+        for k in range(kw):
+            cols = _tap_window(k, dw, sw, out_w)
+            grad_xpad[:, rows, cols, :] += np.sum(grad_y5 * kernel[i, k][None, None, None], axis=4)
+            grad_kernel[i, k] = np.sum(xpad[:, rows, cols, :, None] * grad_y5, axis=(0, 1, 2))
+    grad_x = grad_xpad[:, top : top + height, left : left + width]
+    return _from_channels_last_2d(grad_x, data_format), grad_kernel, grad_y.sum(axis=(0, 1, 2))
+
+
+def separable2d_forward(x, depthwise_kernel, pointwise_kernel, bias=None, stride=1, padding="valid",
+                        data_format="channels_last", dilation=1):
+    """2D depthwise (no bias), then the 1x1 pointwise step by a loop over the depthwise channels, + bias."""
+    z = _to_channels_last_2d(conv2d_forward(x, depthwise_kernel, None, stride, padding, data_format, dilation),
+                             data_format)
+    pointwise = np.asarray(pointwise_kernel, dtype=np.float64)[0, 0]
+    out = np.zeros(z.shape[:3] + (pointwise.shape[1],))
+    for k in range(pointwise.shape[0]):
+        out += z[..., k : k + 1] * pointwise[k]
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64)
+    return _from_channels_last_2d(out, data_format)
+
+
+def separable2d_gradients(grad_y, x, depthwise_kernel, pointwise_kernel, stride=1, padding="valid",
+                          data_format="channels_last", dilation=1):
+    """``(grad_x, grad_depthwise, grad_pointwise, grad_bias)`` of ``sum(y * grad_y)``."""
+    z = _to_channels_last_2d(conv2d_forward(x, depthwise_kernel, None, stride, padding, data_format, dilation),
+                             data_format)
+    grad_y = _to_channels_last_2d(np.asarray(grad_y, dtype=np.float64), data_format)
+    pointwise = np.asarray(pointwise_kernel, dtype=np.float64)[0, 0]
+    grad_pointwise = np.zeros_like(pointwise)
+    grad_z = np.zeros_like(z)
+    for k in range(pointwise.shape[0]):
+        grad_pointwise[k] = np.sum(z[..., k : k + 1] * grad_y, axis=(0, 1, 2))
+        grad_z[..., k] = np.sum(grad_y * pointwise[k], axis=3)
+    grad_x, grad_depthwise, _ = conv2d_gradients(_from_channels_last_2d(grad_z, data_format), x, depthwise_kernel,
+                                                 stride, padding, data_format, dilation)
+    return grad_x, grad_depthwise, grad_pointwise[None, None], grad_y.sum(axis=(0, 1, 2))

@@ -68,3 +68,20 @@ def test_separable_by_hand():
     np.testing.assert_array_equal(gdw[:, :, 0], [[2.0, 3 * 6.0], [3.0, 3 * 8.0]])
     np.testing.assert_array_equal(gpw[0], [[32.0, 0.0], [-2.0, 0.0]])
     np.testing.assert_array_equal(gb, [1.0, 0.0])
+
+
+def test_conv2d_by_hand():
+    x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)  # [[1,2,3],[4,5,6],[7,8,9]]
+    kernel = np.array([[1.0, 0.0], [0.0, 10.0]]).reshape(2, 2, 1, 1)  # y = x[h, w] + 10 x[h+1, w+1]
+    np.testing.assert_array_equal(ref.conv2d_forward(x, kernel)[0, :, :, 0], [[51.0, 62.0], [84.0, 95.0]])
+    # same, stride 2: out 2x2, total pad 1 per axis -> (0, 1): the last row/column reads zeros
+    y = ref.conv2d_forward(x, kernel, stride=2, padding="same")
+    np.testing.assert_array_equal(y[0, :, :, 0], [[51.0, 3.0], [7.0, 9.0]])
+    grad_y = np.zeros((1, 2, 2, 1))
+    grad_y[0, 1, 1, 0] = 1.0  # y[1, 1] = x[1, 1] + 10 x[2, 2]
+    gx, gk, gb = ref.conv2d_gradients(grad_y, x, kernel)
+    want = np.zeros((3, 3))
+    want[1, 1], want[2, 2] = 1.0, 10.0
+    np.testing.assert_array_equal(gx[0, :, :, 0], want)
+    np.testing.assert_array_equal(gk[:, :, 0, 0], [[5.0, 6.0], [8.0, 9.0]])
+    np.testing.assert_array_equal(gb, [1.0])

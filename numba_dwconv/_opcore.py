@@ -1,0 +1,192 @@
+"""The bodies of the public ops, written once for 1D and 2D (``ops`` holds the documented wrappers).
+
+Each function validates through :mod:`numba_dwconv._geometry`, places operands
+through :mod:`numba_dwconv.dispatch` and calls the kernel module of its rank
+(``conv1d`` or ``conv2d``) on the chosen target.  The pointwise step of the
+separable ops sees every rank as ``(batch, positions, channels)`` (or
+``(batch, channels, positions)``): a free reshape of the contiguous depthwise output.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import _geometry as geo
+from . import dispatch
+
+
+class Rank(NamedTuple):
+    """What differs between 1D and 2D: the spatial rank, the kernel module and the problem builder."""
+
+    rank: int
+    module: str
+    problem: Callable
+    spatial_layout: str
+
+
+RANK1 = Rank(1, "conv1d", geo.conv1d_problem, "length")
+RANK2 = Rank(2, "conv2d", geo.conv2d_problem, "height, width")
+
+
+def _layout(rank: Rank, channels_last: bool) -> str:
+    return f"(batch, {rank.spatial_layout}, channels)" if channels_last else f"(batch, channels, {rank.spatial_layout})"
+
+
+def _check_grad_outputs(rank: Rank, grad_outputs, expected_shape):
+    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
+    geo.check_shape("grad_outputs", grad_outputs.shape, expected_shape)
+
+
+def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream):
+    place = dispatch.place(device, (inputs,), (kernel, bias), stream)
+    inputs = place.view("inputs", inputs)
+    kernel = place.view("kernel", kernel)
+    dtype = np.result_type(inputs.dtype, kernel.dtype)
+    problem = rank.problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    out_channels = problem.channels * problem.multiplier
+    if bias is None:
+        bias = place.zeros(out_channels, dtype)
+    else:
+        bias = place.view("bias", bias)
+        geo.check_shape("bias", bias.shape, (out_channels,))
+        bias = place.operand(bias, dtype)
+    out = place.call(f"{rank.module}_forward", problem, place.operand(inputs, dtype), place.operand(kernel, dtype),
+                     bias, module=rank.module)
+    return place.finish(out)
+
+
+def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream):
+    place = dispatch.place(device, (grad_outputs, inputs), (kernel,), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    inputs = place.view("inputs", inputs)
+    kernel = place.view("kernel", kernel)
+    dtype = np.result_type(grad_outputs.dtype, inputs.dtype, kernel.dtype)
+    problem = rank.problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    _check_grad_outputs(rank, grad_outputs, problem.output_shape)
+    grad_outputs = place.operand(grad_outputs, dtype)
+    grad_inputs = place.call(f"{rank.module}_input_grad", problem, grad_outputs, place.operand(kernel, dtype),
+                             module=rank.module)
+    grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", problem, grad_outputs,
+                                        place.operand(inputs, dtype), module=rank.module)
+    return place.finish((grad_inputs, grad_kernel, grad_bias))
+
+
+def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padding, data_format, dilation_rate,
+               device, stream):
+    place = dispatch.place(device, (grad_outputs,), (kernel,), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    kernel = place.view("kernel", kernel)
+    if rank.rank == 1:
+        spatial = (geo.as_positive_int(input_size, name),)
+    else:
+        spatial = geo.normalize_tuple(input_size, rank.rank, name)
+    dtype = np.result_type(grad_outputs.dtype, kernel.dtype)
+    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
+    geo.check_rank("kernel", kernel.shape, rank.rank + 2, f"({rank.spatial_layout} kernel sizes, channels, "
+                   "depth_multiplier)")
+    batch, channels = grad_outputs.shape[0], kernel.shape[-2]
+    channels_last = geo.normalize_data_format(data_format) == "channels_last"
+    input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
+    problem = rank.problem(input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    _check_grad_outputs(rank, grad_outputs, problem.output_shape)
+    grad_inputs = place.call(f"{rank.module}_input_grad", problem, place.operand(grad_outputs, dtype),
+                             place.operand(kernel, dtype), module=rank.module)
+    return place.finish(grad_inputs)
+
+
+def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding, data_format, dilation_rate,
+                device, stream):
+    place = dispatch.place(device, (grad_outputs, inputs), (), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    inputs = place.view("inputs", inputs)
+    sizes = geo.normalize_tuple(kernel_size, rank.rank, "kernel_size")
+    dtype = np.result_type(grad_outputs.dtype, inputs.dtype)
+    channels_last = geo.normalize_data_format(data_format) == "channels_last"
+    geo.check_rank("inputs", inputs.shape, rank.rank + 2, _layout(rank, channels_last))
+    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
+    channels = inputs.shape[-1] if channels_last else inputs.shape[1]
+    out_channels = grad_outputs.shape[-1] if channels_last else grad_outputs.shape[1]
+    if channels == 0 or out_channels % channels or out_channels == 0:
+        raise ValueError(
+            f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
+            f"Received grad_outputs with shape={tuple(grad_outputs.shape)}"
+        )
+    kernel_shape = (*sizes, channels, out_channels // channels)
+    problem = rank.problem(inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
+    _check_grad_outputs(rank, grad_outputs, problem.output_shape)
+    grads = place.call(f"{rank.module}_kernel_grad", problem, place.operand(grad_outputs, dtype),
+                       place.operand(inputs, dtype), module=rank.module)
+    return place.finish(grads)
+
+
+# ---------------------------------------------------------------------------- separable
+def _separable_operands(rank, place, inputs, depthwise_kernel, pointwise_kernel, extra_dtypes, strides, padding,
+                        data_format, dilation_rate):
+    """(problem, filters, dtype, inputs, depthwise, pointwise as (Cm, F)) of a validated separable call."""
+    inputs = place.view("inputs", inputs)
+    depthwise_kernel = place.view("depthwise_kernel", depthwise_kernel)
+    pointwise_kernel = place.view("pointwise_kernel", pointwise_kernel)
+    dtype = np.result_type(inputs.dtype, depthwise_kernel.dtype, pointwise_kernel.dtype, *extra_dtypes)
+    problem = rank.problem(inputs.shape, depthwise_kernel.shape, strides, padding, data_format, dilation_rate, dtype,
+                           kernel_name="depthwise_kernel")
+    depth_channels = problem.channels * problem.multiplier
+    filters = geo.pointwise_filters(pointwise_kernel.shape, depth_channels, rank.rank)
+    pointwise = place.operand(pointwise_kernel, dtype).reshape(depth_channels, filters)
+    return (problem, filters, dtype, place.operand(inputs, dtype), place.operand(depthwise_kernel, dtype),
+            pointwise)
+
+
+def _flat_positions(array, channels_last):
+    """A ``(batch, positions, channels)`` / ``(batch, channels, positions)`` view of a contiguous array."""
+    shape = array.shape
+    if channels_last:
+        return array.reshape(shape[0], math.prod(shape[1:-1]), shape[-1])
+    return array.reshape(shape[0], shape[1], math.prod(shape[2:]))
+
+
+def _with_channels(shape, channels, channels_last):
+    return (*shape[:-1], channels) if channels_last else (shape[0], channels, *shape[2:])
+
+
+def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding, data_format,
+                      dilation_rate, device, stream):
+    place = dispatch.place(device, (inputs,), (depthwise_kernel, pointwise_kernel, bias), stream)
+    bias = None if bias is None else place.view("bias", bias)
+    extra = () if bias is None else (bias.dtype,)
+    problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
+        rank, place, inputs, depthwise_kernel, pointwise_kernel, extra, strides, padding, data_format, dilation_rate)
+    if bias is not None:
+        geo.check_shape("bias", bias.shape, (filters,))
+        bias = place.operand(bias, dtype)
+    depthwise_out = place.call(f"{rank.module}_forward", problem, inputs, depthwise,
+                               place.zeros(problem.channels * problem.multiplier, dtype), module=rank.module)
+    out = place.call("pointwise_forward", _flat_positions(depthwise_out, problem.channels_last), pointwise, bias,
+                     problem.channels_last, module="pointwise")
+    out = out.reshape(_with_channels(problem.output_shape, filters, problem.channels_last))
+    return place.finish(out)
+
+
+def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_kernel, strides, padding, data_format,
+                       dilation_rate, device, stream):
+    place = dispatch.place(device, (grad_outputs, inputs), (depthwise_kernel, pointwise_kernel), stream)
+    grad_outputs = place.view("grad_outputs", grad_outputs)
+    problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
+        rank, place, inputs, depthwise_kernel, pointwise_kernel, (grad_outputs.dtype,), strides, padding,
+        data_format, dilation_rate)
+    depth_channels = problem.channels * problem.multiplier
+    _check_grad_outputs(rank, grad_outputs, _with_channels(problem.output_shape, filters, problem.channels_last))
+    grad_outputs = place.operand(grad_outputs, dtype)
+    depthwise_out = place.call(f"{rank.module}_forward", problem, inputs, depthwise, place.zeros(depth_channels, dtype),
+                               module=rank.module)
+    grad_depthwise_out, grad_pointwise, grad_bias = place.call(
+        "pointwise_backward", _flat_positions(grad_outputs, problem.channels_last),
+        _flat_positions(depthwise_out, problem.channels_last), pointwise, problem.channels_last, module="pointwise")
+    grad_depthwise_out = grad_depthwise_out.reshape(problem.output_shape)
+    grad_inputs = place.call(f"{rank.module}_input_grad", problem, grad_depthwise_out, depthwise, module=rank.module)
+    grad_depthwise, _ = place.call(f"{rank.module}_kernel_grad", problem, grad_depthwise_out, inputs,
+                                   module=rank.module)
+    grad_pointwise = grad_pointwise.reshape((1,) * rank.rank + (depth_channels, filters))
+    return place.finish((grad_inputs, grad_depthwise, grad_pointwise, grad_bias))

@@ -1,0 +1,310 @@
+"""``@njit(parallel=True)`` kernels for 2D depthwise convolution: forward, input gradient, kernel/bias gradient.
+
+Each layout has its own loop order, and every inner loop runs over the
+contiguous axis so that LLVM vectorises it:
+
+* channels_last ``(B, H, W, C)``: one task per output row ``(b, oh)``; the row
+  ``out[b, oh]`` (``OW x C*m`` values, a few tens of KB: it stays in L1) is
+  initialised with the bias and accumulates every tap ``(i, k)`` as a shifted
+  row of the input, vectorised over channels.
+* channels_first ``(B, C, H, W)``: one task per plane ``(b, c)``; each output row
+  accumulates the taps as shifted input rows, vectorised over the width.
+
+The input gradient scatters each output row back along the same taps; tasks
+own disjoint parts of ``grad_inputs`` (a batch entry and a block of channels, or a
+plane), so there are no write races.  The kernel/bias gradient writes one partial
+per task over a partition that depends on the shape only, summed in index order
+afterwards: results are bit-identical from run to run and for any thread count.
+
+Padding never materialises: the kernels clip each tap's range of output
+positions to the ones that read inside the input.  The host functions at the
+bottom take a :class:`numba_dwconv._geometry.Conv2DProblem`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .. import _memory
+from .._jit import parallel_kernel, serial_kernel
+
+# Channels per input-gradient task (channels_last): enough tasks when the batch is small.
+CHANNEL_BLOCK = 64
+# Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
+KERNEL_GRAD_TASKS = 64
+
+
+@serial_kernel
+def _valid_range(offset, stride, length, out_length):
+    """Output positions ``o`` in ``[lo, hi)`` whose input position ``o * stride + offset`` lies in ``[0, length)``."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = (length - offset + stride - 1) // stride if length > offset else 0
+    return lo, max(lo, min(hi, out_length))
+
+
+# ---------------------------------------------------------------------------- channels_last
+@parallel_kernel
+def _forward_last(x, kernel, bias, sh, sw, dh, dw, top, left, out):
+    batch, out_h, out_w, out_c = out.shape
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw, _, mult = kernel.shape
+    for task in prange(batch * out_h):
+        b = task // out_h
+        oh = task - b * out_h
+        row = out[b, oh]
+        for ow in range(out_w):
+            row[ow, :] = bias
+        for i in range(kh):
+            ih = oh * sh + i * dh - top
+            if ih < 0 or ih >= height:
+                continue
+            x_row = x[b, ih]
+            for k in range(kw):
+                offset = k * dw - left
+                lo, hi = _valid_range(offset, sw, width, out_w)
+                if mult == 1:
+                    taps = kernel[i, k, :, 0]
+                    for ow in range(lo, hi):
+                        iw = ow * sw + offset
+                        for c in range(channels):
+                            row[ow, c] += x_row[iw, c] * taps[c]
+                else:
+                    for ow in range(lo, hi):
+                        iw = ow * sw + offset
+                        for c in range(channels):
+                            value = x_row[iw, c]
+                            for j in range(mult):
+                                row[ow, c * mult + j] += value * kernel[i, k, c, j]
+
+
+@parallel_kernel
+def _input_grad_last(grad, kernel, sh, sw, dh, dw, top, left, block, grad_in):
+    batch, height, width, channels = grad_in.shape
+    out_h, out_w = grad.shape[1], grad.shape[2]
+    kh, kw, _, mult = kernel.shape
+    n_blocks = (channels + block - 1) // block
+    for task in prange(batch * n_blocks):
+        b = task // n_blocks
+        c0 = (task - b * n_blocks) * block
+        c1 = min(c0 + block, channels)
+        for h in range(height):
+            for w in range(width):
+                for c in range(c0, c1):
+                    grad_in[b, h, w, c] = 0.0
+        for oh in range(out_h):
+            for i in range(kh):
+                ih = oh * sh + i * dh - top
+                if ih < 0 or ih >= height:
+                    continue
+                for k in range(kw):
+                    offset = k * dw - left
+                    lo, hi = _valid_range(offset, sw, width, out_w)
+                    for ow in range(lo, hi):
+                        iw = ow * sw + offset
+                        if mult == 1:
+                            for c in range(c0, c1):
+                                grad_in[b, ih, iw, c] += grad[b, oh, ow, c] * kernel[i, k, c, 0]
+                        else:
+                            for c in range(c0, c1):
+                                total = 0.0
+                                for j in range(mult):
+                                    total += grad[b, oh, ow, c * mult + j] * kernel[i, k, c, j]
+                                grad_in[b, ih, iw, c] += total
+
+
+@parallel_kernel
+def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task, kernel_partials, bias_partials):
+    batch, out_h, out_w, out_c = grad.shape
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw, _, mult = kernel_partials.shape[1:]
+    chunks = (out_h + rows_per_task - 1) // rows_per_task
+    for task in prange(batch * chunks):
+        b = task // chunks
+        oh0 = (task - b * chunks) * rows_per_task
+        part = kernel_partials[task]
+        part[:] = 0.0
+        bias_part = bias_partials[task]
+        bias_part[:] = 0.0
+        for oh in range(oh0, min(oh0 + rows_per_task, out_h)):
+            for ow in range(out_w):
+                for o in range(out_c):
+                    bias_part[o] += grad[b, oh, ow, o]
+            for i in range(kh):
+                ih = oh * sh + i * dh - top
+                if ih < 0 or ih >= height:
+                    continue
+                for k in range(kw):
+                    offset = k * dw - left
+                    lo, hi = _valid_range(offset, sw, width, out_w)
+                    for ow in range(lo, hi):
+                        iw = ow * sw + offset
+                        if mult == 1:
+                            for c in range(channels):
+                                part[i, k, c, 0] += x[b, ih, iw, c] * grad[b, oh, ow, c]
+                        else:
+                            for c in range(channels):
+                                value = x[b, ih, iw, c]
+                                for j in range(mult):
+                                    part[i, k, c, j] += value * grad[b, oh, ow, c * mult + j]
+
+
+# ---------------------------------------------------------------------------- channels_first
+@parallel_kernel
+def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
+    batch, out_c, out_h, out_w = out.shape
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw, _, mult = kernel.shape
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        plane = x[b, c]
+        for j in range(mult):
+            o = c * mult + j
+            for oh in range(out_h):
+                row = out[b, o, oh]
+                row[:] = bias[o]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - top
+                    if ih < 0 or ih >= height:
+                        continue
+                    x_row = plane[ih]
+                    for k in range(kw):
+                        offset = k * dw - left
+                        lo, hi = _valid_range(offset, sw, width, out_w)
+                        weight = kernel[i, k, c, j]
+                        for ow in range(lo, hi):
+                            row[ow] += x_row[ow * sw + offset] * weight
+
+
+@parallel_kernel
+def _input_grad_first(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
+    batch, channels, height, width = grad_in.shape
+    out_h, out_w = grad.shape[2], grad.shape[3]
+    kh, kw, _, mult = kernel.shape
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        plane = grad_in[b, c]
+        plane[:] = 0.0
+        for j in range(mult):
+            o = c * mult + j
+            for oh in range(out_h):
+                g_row = grad[b, o, oh]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - top
+                    if ih < 0 or ih >= height:
+                        continue
+                    target = plane[ih]
+                    for k in range(kw):
+                        offset = k * dw - left
+                        lo, hi = _valid_range(offset, sw, width, out_w)
+                        weight = kernel[i, k, c, j]
+                        for ow in range(lo, hi):
+                            target[ow * sw + offset] += g_row[ow] * weight
+
+
+@parallel_kernel
+def _kernel_grad_partials_first(grad, x, sh, sw, dh, dw, top, left, kernel_partials, bias_partials):
+    batch, out_c, out_h, out_w = grad.shape
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw, _, mult = kernel_partials.shape[1:]
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        plane = x[b, c]
+        for j in range(mult):
+            o = c * mult + j
+            total_bias = 0.0
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    total_bias += grad[b, o, oh, ow]
+            bias_partials[b, o] = total_bias
+            for i in range(kh):
+                for k in range(kw):
+                    offset = k * dw - left
+                    lo, hi = _valid_range(offset, sw, width, out_w)
+                    total = 0.0
+                    for oh in range(out_h):
+                        ih = oh * sh + i * dh - top
+                        if ih < 0 or ih >= height:
+                            continue
+                        x_row = plane[ih]
+                        g_row = grad[b, o, oh]
+                        for ow in range(lo, hi):
+                            total += x_row[ow * sw + offset] * g_row[ow]
+                    kernel_partials[b, i, k, c, j] = total
+
+
+@parallel_kernel
+def _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias):
+    """Sums over the first axis, in index order (each element is summed by one thread)."""
+    flat_partials = kernel_partials.reshape(kernel_partials.shape[0], -1)
+    flat_kernel = grad_kernel.reshape(-1)
+    for e in prange(flat_kernel.size):
+        total = 0.0
+        for p in range(flat_partials.shape[0]):
+            total += flat_partials[p, e]
+        flat_kernel[e] = total
+    for o in prange(grad_bias.size):
+        total = 0.0
+        for p in range(bias_partials.shape[0]):
+            total += bias_partials[p, o]
+        grad_bias[o] = total
+
+
+# ---------------------------------------------------------------------------- host functions
+def _axes_args(problem):
+    h, w = problem.height, problem.width
+    return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
+
+
+def conv2d_forward(problem, inputs, kernel, bias):
+    """Forward pass on C-contiguous arrays of ``problem.dtype``; ``bias`` may be None."""
+    out = _memory.empty(problem.output_shape, problem.dtype)
+    if out.size == 0:
+        return out
+    if bias is None:
+        bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
+    kernel_fn = _forward_last if problem.channels_last else _forward_first
+    kernel_fn(inputs, kernel, bias, *_axes_args(problem), out)
+    return out
+
+
+def conv2d_input_grad(problem, grad_outputs, kernel):
+    """Gradient with respect to the inputs."""
+    grad_in = _memory.empty(problem.input_shape, problem.dtype)
+    if grad_in.size == 0:
+        return grad_in
+    if problem.channels_last:
+        _input_grad_last(grad_outputs, kernel, *_axes_args(problem), CHANNEL_BLOCK, grad_in)
+    else:
+        _input_grad_first(grad_outputs, kernel, *_axes_args(problem), grad_in)
+    return grad_in
+
+
+def conv2d_kernel_grad(problem, grad_outputs, inputs):
+    """Kernel and bias gradients: per-task partials, then a fixed-order sum."""
+    dtype = problem.dtype
+    out_channels = problem.channels * problem.multiplier
+    grad_kernel = np.empty(problem.kernel_shape, dtype)
+    grad_bias = np.empty(out_channels, dtype)
+    if problem.channels_last:
+        out_h = problem.height.out_length
+        per_entry = max(1, math.ceil(KERNEL_GRAD_TASKS / max(problem.batch, 1)))
+        rows_per_task = max(1, math.ceil(out_h / per_entry))
+        n_tasks = problem.batch * math.ceil(out_h / rows_per_task)
+        kernel_partials = np.empty((n_tasks, *problem.kernel_shape), dtype)
+        bias_partials = np.empty((n_tasks, out_channels), dtype)
+        if n_tasks:
+            _kernel_grad_partials_last(grad_outputs, inputs, *_axes_args(problem), rows_per_task, kernel_partials,
+                                       bias_partials)
+    else:
+        kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
+        bias_partials = np.empty((problem.batch, out_channels), dtype)
+        if problem.batch:
+            _kernel_grad_partials_first(grad_outputs, inputs, *_axes_args(problem), kernel_partials, bias_partials)
+    _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
+    return grad_kernel, grad_bias

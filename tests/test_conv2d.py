@@ -1,0 +1,153 @@
+"""2D depthwise and separable convolution on the CPU, checked against tests/reference.py."""
+
+import itertools
+
+import numpy as np
+import pytest
+import reference as ref
+from cases import assert_close
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numba_dwconv as nd
+
+
+def make_case2d(rng, batch, height, width, channels, kernel_hw, mult, data_format, dtype):
+    x = rng.standard_normal((batch, height, width, channels)).astype(dtype)
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    kernel = rng.standard_normal((*kernel_hw, channels, mult)).astype(dtype)
+    bias = rng.standard_normal(channels * mult).astype(dtype)
+    return x, kernel, bias
+
+
+def check_all_2d(x, kernel, bias, stride, padding, data_format, dilation, dtype, rng, **kw):
+    y = nd.depthwise_conv2d(x, kernel, bias, stride, padding, data_format, dilation, **kw)
+    assert y.dtype == dtype
+    assert_close(y, ref.conv2d_forward(x, kernel, bias, stride, padding, data_format, dilation), dtype)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    want = ref.conv2d_gradients(grad_y, x, kernel, stride, padding, data_format, dilation)
+    grads = nd.depthwise_conv2d_backward(grad_y, x, kernel, stride, padding, data_format, dilation, **kw)
+    assert isinstance(grads, nd.DepthwiseGrads)
+    for got, expected in zip(grads, want):
+        assert got.dtype == dtype and got.shape == expected.shape
+        assert_close(got, expected, dtype)
+    size = x.shape[1:3] if data_format == "channels_last" else x.shape[2:4]
+    assert_close(nd.depthwise_conv2d_input_grad(grad_y, kernel, size, stride, padding, data_format, dilation, **kw),
+                 want[0], dtype)
+    grad_k, grad_b = nd.depthwise_conv2d_kernel_grad(grad_y, x, kernel.shape[:2], stride, padding, data_format,
+                                                     dilation, **kw)
+    assert_close(grad_k, want[1], dtype)
+    assert_close(grad_b, want[2], dtype)
+
+
+GRID = list(itertools.product(["valid", "same"], [(1, 1), (2, 1), (2, 2)], [(1, 1), (1, 2), (2, 2)], [1, 2],
+                              ["channels_last", "channels_first"], [np.float32, np.float64]))
+
+
+@pytest.mark.parametrize(("padding", "stride", "dilation", "mult", "data_format", "dtype"), GRID)
+def test_grid_against_reference(padding, stride, dilation, mult, data_format, dtype):
+    rng = np.random.default_rng(hash((padding, stride, dilation, mult, data_format)) % 2**32)
+    x, kernel, bias = make_case2d(rng, 2, 9, 10, 3, (3, 2), mult, data_format, dtype)
+    check_all_2d(x, kernel, bias, stride, padding, data_format, dilation, dtype, rng)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_larger_shape_many_tasks(data_format):
+    rng = np.random.default_rng(1)
+    x, kernel, bias = make_case2d(rng, 3, 40, 33, 70, (5, 5), 1, data_format, np.float32)
+    check_all_2d(x, kernel, bias, 1, "same", data_format, 1, np.float32, rng)
+
+
+@given(batch=st.integers(0, 2), height=st.integers(1, 9), width=st.integers(1, 9), channels=st.integers(1, 4),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), mult=st.integers(1, 2), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 2), dw=st.integers(1, 2), padding=st.sampled_from(["valid", "same"]),
+       data_format=st.sampled_from(["channels_last", "channels_first"]), seed=st.integers(0, 2**31))
+def test_random_shapes(batch, height, width, channels, kh, kw, mult, sh, sw, dh, dw, padding, data_format, seed):
+    if padding == "valid" and ((kh - 1) * dh + 1 > height or (kw - 1) * dw + 1 > width):
+        return
+    rng = np.random.default_rng(seed)
+    x, kernel, bias = make_case2d(rng, batch, height, width, channels, (kh, kw), mult, data_format, np.float64)
+    check_all_2d(x, kernel, bias, (sh, sw), padding, data_format, (dh, dw), np.float64, rng)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_gradients_by_finite_differences(data_format):
+    rng = np.random.default_rng(2)
+    x, kernel, bias = make_case2d(rng, 2, 7, 6, 2, (3, 3), 2, data_format, np.float64)
+    args = ((2, 1), "same", data_format, (1, 2))
+    grad_y = rng.standard_normal(nd.depthwise_conv2d(x, kernel, bias, *args).shape)
+    grads = nd.depthwise_conv2d_backward(grad_y, x, kernel, *args)
+    operands = [x, kernel, bias]
+    for index, grad in enumerate(grads):
+        direction = rng.standard_normal(operands[index].shape)
+        plus = [o.copy() for o in operands]
+        minus = [o.copy() for o in operands]
+        plus[index] += 1e-6 * direction
+        minus[index] -= 1e-6 * direction
+        numeric = (np.sum(nd.depthwise_conv2d(*plus, *args) * grad_y)
+                   - np.sum(nd.depthwise_conv2d(*minus, *args) * grad_y)) / 2e-6
+        np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_separable_against_reference(data_format, padding):
+    rng = np.random.default_rng(3)
+    x, depthwise, _ = make_case2d(rng, 2, 8, 7, 3, (3, 3), 2, data_format, np.float64)
+    pointwise = rng.standard_normal((1, 1, 6, 5))
+    bias = rng.standard_normal(5)
+    y = nd.separable_conv2d(x, depthwise, pointwise, bias, 2, padding, data_format)
+    assert_close(y, ref.separable2d_forward(x, depthwise, pointwise, bias, 2, padding, data_format), np.float64)
+    grad_y = rng.standard_normal(y.shape)
+    grads = nd.separable_conv2d_backward(grad_y, x, depthwise, pointwise, 2, padding, data_format)
+    want = ref.separable2d_gradients(grad_y, x, depthwise, pointwise, 2, padding, data_format)
+    for got, expected in zip(grads, want):
+        assert got.shape == expected.shape
+        assert_close(got, expected, np.float64)
+
+
+def test_deterministic_and_inputs_unchanged():
+    rng = np.random.default_rng(4)
+    x, kernel, _ = make_case2d(rng, 4, 30, 30, 16, (3, 3), 1, "channels_last", np.float32)
+    copy = x.copy()
+    grad_y = rng.standard_normal((4, 30, 30, 16)).astype(np.float32)
+    first = nd.depthwise_conv2d_backward(grad_y, x, kernel, padding="same")
+    again = nd.depthwise_conv2d_backward(grad_y, x, kernel, padding="same")
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(x, copy)
+
+
+BAD_2D = [
+    ({"inputs": np.zeros((2, 8, 3))}, ValueError, "4D array"),
+    ({"padding": "causal"}, ValueError, "only supported by 1D"),
+    ({"padding": "full"}, ValueError, "padding='full'"),
+    ({"strides": (1, 2, 3)}, ValueError, "tuple of 2 integers"),
+    ({"dilation_rate": (1,)}, ValueError, "tuple of 2 integers"),
+    ({"strides": (0, 1)}, ValueError, "strides=(0, 1)"),
+    ({"kernel": np.zeros((3, 3))}, ValueError, "kernel"),
+    ({"kernel": np.zeros((3, 3, 5, 1))}, ValueError, "has 5 channels"),
+    ({"kernel": np.zeros((9, 3, 3, 1))}, ValueError, "Computed output size would be zero or negative"),
+    ({"bias": np.zeros(4)}, ValueError, "bias"),
+    ({"inputs": np.zeros((2, 8, 8, 3), np.int32)}, TypeError, "int32"),
+    ({"data_format": "NHWC"}, ValueError, "data_format='NHWC'"),
+]
+
+
+@pytest.mark.parametrize(("override", "error", "fragment"), BAD_2D)
+def test_bad_arguments(override, error, fragment):
+    args = {"inputs": np.zeros((2, 8, 8, 3)), "kernel": np.zeros((3, 3, 3, 1)), "bias": np.zeros(3)}
+    args.update(override)
+    with pytest.raises(error) as info:
+        nd.depthwise_conv2d(**args)
+    assert fragment in str(info.value)
+
+
+def test_batch_zero():
+    x = np.zeros((0, 6, 6, 2), np.float32)
+    y = nd.depthwise_conv2d(x, np.ones((3, 3, 2, 1), np.float32), padding="same", strides=2)
+    assert y.shape == (0, 3, 3, 2)
+    grads = nd.depthwise_conv2d_backward(y, x, np.ones((3, 3, 2, 1), np.float32), padding="same", strides=2)
+    np.testing.assert_array_equal(grads.grad_kernel, 0)
+    assert grads.grad_inputs.shape == x.shape
