@@ -10,9 +10,9 @@ contiguous axis so that LLVM vectorises it:
 * channels_first ``(B, C, H, W)``: one task per plane ``(b, c)``; each output row
   accumulates the taps as shifted input rows, vectorised over the width.
 
-The input gradient scatters each output row back along the same taps; tasks
-own disjoint parts of ``grad_inputs`` (a batch entry and a block of channels, or a
-plane), so there are no write races.  The kernel/bias gradient writes one partial
+The input gradient mirrors the forward pass: each task owns one input row
+(channels_last) or plane (channels_first) of ``grad_inputs`` and adds the output
+gradients that reach it along the same taps, so there are no write races.  The kernel/bias gradient writes one partial
 per task over a partition that depends on the shape only, summed in index order
 afterwards: results are bit-identical from run to run and for any thread count.
 
@@ -31,8 +31,6 @@ from numba import prange
 from .. import _memory
 from .._jit import parallel_kernel, serial_kernel
 
-# Channels per input-gradient task (channels_last): enough tasks when the batch is small.
-CHANNEL_BLOCK = 64
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
 KERNEL_GRAD_TASKS = 64
 
@@ -46,92 +44,102 @@ def _valid_range(offset, stride, length, out_length):
 
 
 # ---------------------------------------------------------------------------- channels_last
+# The kernel arrives flattened to ``(KH, KW, C*m)`` (a free reshape): with m == 1 every tap
+# is a contiguous channel vector, and ``a[b, h, w]`` rows are contiguous 1D views, so the
+# channel loops below vectorise.
 @parallel_kernel
 def _forward_last(x, kernel, bias, sh, sw, dh, dw, top, left, out):
     batch, out_h, out_w, out_c = out.shape
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    kh, kw, _, mult = kernel.shape
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    mult = out_c // channels
     for task in prange(batch * out_h):
         b = task // out_h
         oh = task - b * out_h
-        row = out[b, oh]
         for ow in range(out_w):
-            row[ow, :] = bias
+            target = out[b, oh, ow]
+            for o in range(out_c):
+                target[o] = bias[o]
         for i in range(kh):
             ih = oh * sh + i * dh - top
             if ih < 0 or ih >= height:
                 continue
-            x_row = x[b, ih]
             for k in range(kw):
                 offset = k * dw - left
                 lo, hi = _valid_range(offset, sw, width, out_w)
-                if mult == 1:
-                    taps = kernel[i, k, :, 0]
-                    for ow in range(lo, hi):
-                        iw = ow * sw + offset
+                taps = kernel[i, k]
+                for ow in range(lo, hi):
+                    source = x[b, ih, ow * sw + offset]
+                    target = out[b, oh, ow]
+                    if mult == 1:
                         for c in range(channels):
-                            row[ow, c] += x_row[iw, c] * taps[c]
-                else:
-                    for ow in range(lo, hi):
-                        iw = ow * sw + offset
-                        for c in range(channels):
-                            value = x_row[iw, c]
-                            for j in range(mult):
-                                row[ow, c * mult + j] += value * kernel[i, k, c, j]
+                            target[c] += source[c] * taps[c]
+                    else:
+                        for o in range(out_c):
+                            target[o] += source[o // mult] * taps[o]
 
 
 @parallel_kernel
-def _input_grad_last(grad, kernel, sh, sw, dh, dw, top, left, block, grad_in):
+def _input_grad_last(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
+    """One task per input row ``(b, ih)``: the output rows that tap ``i`` maps onto it, scattered within the row."""
     batch, height, width, channels = grad_in.shape
-    out_h, out_w = grad.shape[1], grad.shape[2]
-    kh, kw, _, mult = kernel.shape
-    n_blocks = (channels + block - 1) // block
-    for task in prange(batch * n_blocks):
-        b = task // n_blocks
-        c0 = (task - b * n_blocks) * block
-        c1 = min(c0 + block, channels)
-        for h in range(height):
-            for w in range(width):
-                for c in range(c0, c1):
-                    grad_in[b, h, w, c] = 0.0
-        for oh in range(out_h):
-            for i in range(kh):
-                ih = oh * sh + i * dh - top
-                if ih < 0 or ih >= height:
-                    continue
-                for k in range(kw):
-                    offset = k * dw - left
-                    lo, hi = _valid_range(offset, sw, width, out_w)
-                    for ow in range(lo, hi):
-                        iw = ow * sw + offset
-                        if mult == 1:
-                            for c in range(c0, c1):
-                                grad_in[b, ih, iw, c] += grad[b, oh, ow, c] * kernel[i, k, c, 0]
-                        else:
-                            for c in range(c0, c1):
-                                total = 0.0
-                                for j in range(mult):
-                                    total += grad[b, oh, ow, c * mult + j] * kernel[i, k, c, j]
-                                grad_in[b, ih, iw, c] += total
+    out_h, out_w, out_c = grad.shape[1], grad.shape[2], grad.shape[3]
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    mult = out_c // channels
+    for task in prange(batch * height):
+        b = task // height
+        ih = task - b * height
+        for w in range(width):
+            target = grad_in[b, ih, w]
+            for c in range(channels):
+                target[c] = 0.0
+        for i in range(kh):
+            q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap i
+            if q < 0 or q % sh != 0 or q // sh >= out_h:
+                continue
+            oh = q // sh
+            for k in range(kw):
+                offset = k * dw - left
+                lo, hi = _valid_range(offset, sw, width, out_w)
+                taps = kernel[i, k]
+                for ow in range(lo, hi):
+                    source = grad[b, oh, ow]
+                    target = grad_in[b, ih, ow * sw + offset]
+                    if mult == 1:
+                        for c in range(channels):
+                            target[c] += source[c] * taps[c]
+                    else:
+                        for c in range(channels):
+                            total = 0.0
+                            for j in range(mult):
+                                total += source[c * mult + j] * taps[c * mult + j]
+                            target[c] += total
 
 
 @parallel_kernel
 def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task, kernel_partials, bias_partials):
     batch, out_h, out_w, out_c = grad.shape
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    kh, kw, _, mult = kernel_partials.shape[1:]
+    kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
+    mult = out_c // channels
     chunks = (out_h + rows_per_task - 1) // rows_per_task
     for task in prange(batch * chunks):
         b = task // chunks
         oh0 = (task - b * chunks) * rows_per_task
         part = kernel_partials[task]
-        part[:] = 0.0
         bias_part = bias_partials[task]
-        bias_part[:] = 0.0
+        for o in range(out_c):
+            bias_part[o] = 0.0
+        for i in range(kh):
+            for k in range(kw):
+                taps = part[i, k]
+                for o in range(out_c):
+                    taps[o] = 0.0
         for oh in range(oh0, min(oh0 + rows_per_task, out_h)):
             for ow in range(out_w):
+                source = grad[b, oh, ow]
                 for o in range(out_c):
-                    bias_part[o] += grad[b, oh, ow, o]
+                    bias_part[o] += source[o]
             for i in range(kh):
                 ih = oh * sh + i * dh - top
                 if ih < 0 or ih >= height:
@@ -139,16 +147,16 @@ def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task
                 for k in range(kw):
                     offset = k * dw - left
                     lo, hi = _valid_range(offset, sw, width, out_w)
+                    taps = part[i, k]
                     for ow in range(lo, hi):
-                        iw = ow * sw + offset
+                        g = grad[b, oh, ow]
+                        xv = x[b, ih, ow * sw + offset]
                         if mult == 1:
                             for c in range(channels):
-                                part[i, k, c, 0] += x[b, ih, iw, c] * grad[b, oh, ow, c]
+                                taps[c] += xv[c] * g[c]
                         else:
-                            for c in range(channels):
-                                value = x[b, ih, iw, c]
-                                for j in range(mult):
-                                    part[i, k, c, j] += value * grad[b, oh, ow, c * mult + j]
+                            for o in range(out_c):
+                                taps[o] += xv[o // mult] * g[o]
 
 
 # ---------------------------------------------------------------------------- channels_first
@@ -175,8 +183,12 @@ def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
                         offset = k * dw - left
                         lo, hi = _valid_range(offset, sw, width, out_w)
                         weight = kernel[i, k, c, j]
-                        for ow in range(lo, hi):
-                            row[ow] += x_row[ow * sw + offset] * weight
+                        if sw == 1:  # unit stride: a contiguous, vectorised loop
+                            for ow in range(lo, hi):
+                                row[ow] += x_row[ow + offset] * weight
+                        else:
+                            for ow in range(lo, hi):
+                                row[ow] += x_row[ow * sw + offset] * weight
 
 
 @parallel_kernel
@@ -202,8 +214,12 @@ def _input_grad_first(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
                         offset = k * dw - left
                         lo, hi = _valid_range(offset, sw, width, out_w)
                         weight = kernel[i, k, c, j]
-                        for ow in range(lo, hi):
-                            target[ow * sw + offset] += g_row[ow] * weight
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                target[ow + offset] += g_row[ow] * weight
+                        else:
+                            for ow in range(lo, hi):
+                                target[ow * sw + offset] += g_row[ow] * weight
 
 
 @parallel_kernel
@@ -256,6 +272,11 @@ def _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias):
 
 
 # ---------------------------------------------------------------------------- host functions
+def _flat_taps(kernel):
+    """``(KH, KW, C, m)`` -> ``(KH, KW, C*m)``: tap ``(i, k)`` of output channel ``c*m + j`` (no copy)."""
+    return kernel.reshape(kernel.shape[0], kernel.shape[1], -1)
+
+
 def _axes_args(problem):
     h, w = problem.height, problem.width
     return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
@@ -268,8 +289,10 @@ def conv2d_forward(problem, inputs, kernel, bias):
         return out
     if bias is None:
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
-    kernel_fn = _forward_last if problem.channels_last else _forward_first
-    kernel_fn(inputs, kernel, bias, *_axes_args(problem), out)
+    if problem.channels_last:
+        _forward_last(inputs, _flat_taps(kernel), bias, *_axes_args(problem), out)
+    else:
+        _forward_first(inputs, kernel, bias, *_axes_args(problem), out)
     return out
 
 
@@ -279,7 +302,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
     if grad_in.size == 0:
         return grad_in
     if problem.channels_last:
-        _input_grad_last(grad_outputs, kernel, *_axes_args(problem), CHANNEL_BLOCK, grad_in)
+        _input_grad_last(grad_outputs, _flat_taps(kernel), *_axes_args(problem), grad_in)
     else:
         _input_grad_first(grad_outputs, kernel, *_axes_args(problem), grad_in)
     return grad_in
@@ -296,7 +319,8 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         per_entry = max(1, math.ceil(KERNEL_GRAD_TASKS / max(problem.batch, 1)))
         rows_per_task = max(1, math.ceil(out_h / per_entry))
         n_tasks = problem.batch * math.ceil(out_h / rows_per_task)
-        kernel_partials = np.empty((n_tasks, *problem.kernel_shape), dtype)
+        kernel_partials = np.empty((n_tasks, problem.height.kernel_size, problem.width.kernel_size, out_channels),
+                                   dtype)
         bias_partials = np.empty((n_tasks, out_channels), dtype)
         if n_tasks:
             _kernel_grad_partials_last(grad_outputs, inputs, *_axes_args(problem), rows_per_task, kernel_partials,
