@@ -160,8 +160,62 @@ def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task
 
 
 # ---------------------------------------------------------------------------- channels_first
+
+@serial_kernel
+def _flat_taps_pass(target, source, taps, c, j, row_step, col_step, n):
+    """Unit strides: ``target[p] += sum_{i,k} source[p + i*row_step + k*col_step] * taps[i, k, c, j]``, p < n.
+
+    ``source`` is a zero-padded plane and ``target`` a plane of the same row pitch,
+    both flattened: a whole plane per tap is one contiguous, vectorised loop
+    (columns beyond the output width are computed and never copied out).
+    """
+    kh, kw = taps.shape[0], taps.shape[1]
+    for i in range(kh):
+        for k in range(kw):
+            start = i * row_step + k * col_step
+            window = source[start : start + n]
+            weight = taps[i, k, c, j]
+            for p in range(n):
+                target[p] += window[p] * weight
+
+
+@serial_kernel
+def _padded_copy(padded, plane, top, left):
+    """Zero ``padded`` and copy ``plane`` into it at ``(top, left)``."""
+    padded[:] = 0.0
+    for h in range(plane.shape[0]):
+        row = padded[top + h, left : left + plane.shape[1]]
+        source = plane[h]
+        for w in range(plane.shape[1]):
+            row[w] = source[w]
+
+@parallel_kernel
+def _forward_first_unit_stride(x, kernel, bias, dh, dw, top, left, out):
+    """Strides 1: each plane ``(b, c)`` is copied once into a zero-padded buffer, then one flat pass per tap."""
+    batch, out_c, out_h, out_w = out.shape
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw, _, mult = kernel.shape
+    padded_h = out_h + (kh - 1) * dh
+    pitch = out_w + (kw - 1) * dw
+    n = (out_h - 1) * pitch + out_w
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        padded = np.empty((padded_h, pitch), x.dtype)
+        _padded_copy(padded, x[b, c], top, left)
+        flat_in = padded.reshape(padded_h * pitch)
+        flat_out = np.empty(out_h * pitch, x.dtype)
+        for j in range(mult):
+            o = c * mult + j
+            flat_out[:] = bias[o]
+            _flat_taps_pass(flat_out, flat_in, kernel, c, j, dh * pitch, dw, n)
+            for oh in range(out_h):
+                out[b, o, oh] = flat_out[oh * pitch : oh * pitch + out_w]
+
+
 @parallel_kernel
 def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
+    """Any strides: per output row, each tap as a (strided) input row segment."""
     batch, out_c, out_h, out_w = out.shape
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     kh, kw, _, mult = kernel.shape
@@ -183,12 +237,37 @@ def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
                         offset = k * dw - left
                         lo, hi = _valid_range(offset, sw, width, out_w)
                         weight = kernel[i, k, c, j]
-                        if sw == 1:  # unit stride: a contiguous, vectorised loop
-                            for ow in range(lo, hi):
-                                row[ow] += x_row[ow + offset] * weight
-                        else:
-                            for ow in range(lo, hi):
-                                row[ow] += x_row[ow * sw + offset] * weight
+                        # slices, not offset indices: numba then knows the indices are not
+                        # negative (no wraparound select) and LLVM vectorises the loop
+                        target = row[lo:hi]
+                        source = x_row[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                        for p in range(hi - lo):
+                            target[p] += source[p] * weight
+
+
+@parallel_kernel
+def _input_grad_first_unit_stride(grad, kernel, dh, dw, top, left, grad_in):
+    """Strides 1: the input gradient is the zero-padded output gradient correlated with the flipped taps."""
+    batch, channels, height, width = grad_in.shape
+    out_h, out_w = grad.shape[2], grad.shape[3]
+    kh, kw, _, mult = kernel.shape
+    pad_top = (kh - 1) * dh - top
+    pad_left = (kw - 1) * dw - left
+    padded_h = height + (kh - 1) * dh
+    pitch = width + (kw - 1) * dw
+    n = (height - 1) * pitch + width
+    flipped = kernel[::-1, ::-1]
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        padded = np.empty((padded_h, pitch), grad.dtype)
+        flat_in = padded.reshape(padded_h * pitch)
+        flat_out = np.zeros(height * pitch, grad.dtype)
+        for j in range(mult):
+            _padded_copy(padded, grad[b, c * mult + j], pad_top, pad_left)
+            _flat_taps_pass(flat_out, flat_in, flipped, c, j, dh * pitch, dw, n)
+        for h in range(height):
+            grad_in[b, c, h] = flat_out[h * pitch : h * pitch + width]
 
 
 @parallel_kernel
@@ -214,12 +293,10 @@ def _input_grad_first(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
                         offset = k * dw - left
                         lo, hi = _valid_range(offset, sw, width, out_w)
                         weight = kernel[i, k, c, j]
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                target[ow + offset] += g_row[ow] * weight
-                        else:
-                            for ow in range(lo, hi):
-                                target[ow * sw + offset] += g_row[ow] * weight
+                        span = target[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                        source = g_row[lo:hi]
+                        for p in range(hi - lo):
+                            span[p] += source[p] * weight
 
 
 @parallel_kernel
@@ -247,10 +324,10 @@ def _kernel_grad_partials_first(grad, x, sh, sw, dh, dw, top, left, kernel_parti
                         ih = oh * sh + i * dh - top
                         if ih < 0 or ih >= height:
                             continue
-                        x_row = plane[ih]
-                        g_row = grad[b, o, oh]
-                        for ow in range(lo, hi):
-                            total += x_row[ow * sw + offset] * g_row[ow]
+                        x_span = plane[ih, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
+                        g_span = grad[b, o, oh, lo:hi]
+                        for p in range(hi - lo):
+                            total += x_span[p] * g_span[p]
                     kernel_partials[b, i, k, c, j] = total
 
 
@@ -277,6 +354,10 @@ def _flat_taps(kernel):
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1)
 
 
+def _unit_strides(problem) -> bool:
+    return problem.height.stride == 1 and problem.width.stride == 1
+
+
 def _axes_args(problem):
     h, w = problem.height, problem.width
     return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
@@ -291,6 +372,8 @@ def conv2d_forward(problem, inputs, kernel, bias):
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
     if problem.channels_last:
         _forward_last(inputs, _flat_taps(kernel), bias, *_axes_args(problem), out)
+    elif _unit_strides(problem):
+        _forward_first_unit_stride(inputs, kernel, bias, *_axes_args(problem)[2:], out)
     else:
         _forward_first(inputs, kernel, bias, *_axes_args(problem), out)
     return out
@@ -303,6 +386,8 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         return grad_in
     if problem.channels_last:
         _input_grad_last(grad_outputs, _flat_taps(kernel), *_axes_args(problem), grad_in)
+    elif _unit_strides(problem):
+        _input_grad_first_unit_stride(grad_outputs, kernel, *_axes_args(problem)[2:], grad_in)
     else:
         _input_grad_first(grad_outputs, kernel, *_axes_args(problem), grad_in)
     return grad_in
