@@ -151,3 +151,25 @@ def test_batch_zero():
     grads = nd.depthwise_conv2d_backward(y, x, np.ones((3, 3, 2, 1), np.float32), padding="same", strides=2)
     np.testing.assert_array_equal(grads.grad_kernel, 0)
     assert grads.grad_inputs.shape == x.shape
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_non_finite_inputs_stay_where_they_belong(data_format):
+    """An inf in the input reaches exactly the outputs and kernel gradients the reference gives it."""
+    rng = np.random.default_rng(5)
+    x, kernel, _ = make_case2d(rng, 1, 8, 9, 2, (3, 3), 1, "channels_last", np.float64)
+    x[0, 0, 8, 0] = np.inf  # top-right corner of channel 0
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    y = nd.depthwise_conv2d(x, kernel, None, 1, "valid", data_format)
+    want = ref.conv2d_forward(x, kernel, None, 1, "valid", data_format)
+    np.testing.assert_array_equal(np.isfinite(y), np.isfinite(want))
+    grad_y = np.zeros_like(want)
+    if data_format == "channels_last":
+        grad_y[0, :, :2] = 1.0  # only the two left output columns: they never read the corner
+    else:
+        grad_y[0, :, :, :2] = 1.0
+    grad_k = nd.depthwise_conv2d_kernel_grad(grad_y, x, 3, 1, "valid", data_format)[0]
+    want_k = ref.conv2d_gradients(grad_y, x, kernel, 1, "valid", data_format)[1]
+    assert np.all(np.isfinite(want_k))
+    np.testing.assert_allclose(grad_k, want_k, rtol=1e-12)

@@ -332,6 +332,58 @@ def _kernel_grad_partials_first(grad, x, sh, sw, dh, dw, top, left, kernel_parti
 
 
 @parallel_kernel
+def _kernel_grad_first_unit_stride(grad, x, dh, dw, top, left, kernel_partials, bias_partials):
+    """Strides 1: per plane, each tap's gradient is one flat dot of the zero-padded plane and the output gradient.
+
+    The output gradient is laid out with the padded plane's row pitch, its extra
+    columns zero; they multiply input values that no tap of those outputs reads,
+    so a plane holding inf or NaN takes the exact row-by-row path instead.
+    """
+    batch, out_c, out_h, out_w = grad.shape
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
+    mult = out_c // channels
+    padded_h = out_h + (kh - 1) * dh
+    pitch = out_w + (kw - 1) * dw
+    n = (out_h - 1) * pitch + out_w
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        padded = np.empty((padded_h, pitch), x.dtype)
+        _padded_copy(padded, x[b, c], top, left)
+        flat_x = padded.reshape(padded_h * pitch)
+        finite = np.isfinite(x[b, c]).all()
+        pitched = np.zeros((out_h, pitch), x.dtype)
+        flat_grad = pitched.reshape(out_h * pitch)
+        for j in range(mult):
+            o = c * mult + j
+            g_plane = grad[b, o]
+            total_bias = 0.0
+            for oh in range(out_h):
+                target = pitched[oh, :out_w]
+                source = g_plane[oh]
+                for ow in range(out_w):
+                    target[ow] = source[ow]
+                    total_bias += source[ow]
+            bias_partials[b, o] = total_bias
+            for i in range(kh):
+                for k in range(kw):
+                    start = i * dh * pitch + k * dw
+                    total = 0.0
+                    if finite:
+                        window = flat_x[start : start + n]
+                        for p in range(n):
+                            total += window[p] * flat_grad[p]
+                    else:
+                        for oh in range(out_h):
+                            window = padded[oh + i * dh, k * dw : k * dw + out_w]
+                            source = g_plane[oh]
+                            for ow in range(out_w):
+                                total += window[ow] * source[ow]
+                    kernel_partials[b, i, k, c, j] = total
+
+
+@parallel_kernel
 def _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias):
     """Sums over the first axis, in index order (each element is summed by one thread)."""
     flat_partials = kernel_partials.reshape(kernel_partials.shape[0], -1)
@@ -413,7 +465,10 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
-        if problem.batch:
+        if problem.batch and _unit_strides(problem):
+            _kernel_grad_first_unit_stride(grad_outputs, inputs, *_axes_args(problem)[2:], kernel_partials,
+                                           bias_partials)
+        elif problem.batch:
             _kernel_grad_partials_first(grad_outputs, inputs, *_axes_args(problem), kernel_partials, bias_partials)
     _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
     return grad_kernel, grad_bias
