@@ -6,7 +6,7 @@ kernels are compiled on first use (CPU kernels are cached on disk).
 
 from . import activations, constraints, initializers, layers, optimizers, regularizers
 from .dispatch import CudaUnavailableError, cuda_available
-from .layers import DepthwiseConv1D, SeparableConv1D
+from .layers import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from .ops import (
     DepthwiseGrads,
     SeparableGrads,
@@ -29,8 +29,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CudaUnavailableError",
     "DepthwiseConv1D",
+    "DepthwiseConv2D",
     "DepthwiseGrads",
     "SeparableConv1D",
+    "SeparableConv2D",
     "SeparableGrads",
     "__version__",
     "activations",

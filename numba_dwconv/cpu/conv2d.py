@@ -193,7 +193,7 @@ def _padded_copy(padded, plane, top, left):
 def _forward_first_unit_stride(x, kernel, bias, dh, dw, top, left, out):
     """Strides 1: each plane ``(b, c)`` is copied once into a zero-padded buffer, then one flat pass per tap."""
     batch, out_c, out_h, out_w = out.shape
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    channels = x.shape[1]
     kh, kw, _, mult = kernel.shape
     padded_h = out_h + (kh - 1) * dh
     pitch = out_w + (kw - 1) * dw
@@ -249,7 +249,6 @@ def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
 def _input_grad_first_unit_stride(grad, kernel, dh, dw, top, left, grad_in):
     """Strides 1: the input gradient is the zero-padded output gradient correlated with the flipped taps."""
     batch, channels, height, width = grad_in.shape
-    out_h, out_w = grad.shape[2], grad.shape[3]
     kh, kw, _, mult = kernel.shape
     pad_top = (kh - 1) * dh - top
     pad_left = (kw - 1) * dw - left
@@ -340,7 +339,7 @@ def _kernel_grad_first_unit_stride(grad, x, dh, dw, top, left, kernel_partials, 
     so a plane holding inf or NaN takes the exact row-by-row path instead.
     """
     batch, out_c, out_h, out_w = grad.shape
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    channels = x.shape[1]
     kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
     mult = out_c // channels
     padded_h = out_h + (kh - 1) * dh

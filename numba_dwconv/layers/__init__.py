@@ -1,7 +1,7 @@
-"""Keras-compatible layers: ``DepthwiseConv1D`` and ``SeparableConv1D`` (NumPy weights in Keras' layout)."""
+"""Keras-compatible layers: ``DepthwiseConv1D/2D`` and ``SeparableConv1D/2D`` (NumPy weights in Keras' layout)."""
 
 from .base import Layer
-from .depthwise import DepthwiseConv1D
-from .separable import SeparableConv1D
+from .depthwise import DepthwiseConv1D, DepthwiseConv2D
+from .separable import SeparableConv1D, SeparableConv2D
 
-__all__ = ["DepthwiseConv1D", "Layer", "SeparableConv1D"]
+__all__ = ["DepthwiseConv1D", "DepthwiseConv2D", "Layer", "SeparableConv1D", "SeparableConv2D"]

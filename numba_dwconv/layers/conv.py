@@ -23,7 +23,7 @@ class ConvLayer(Layer):
         self.kernel_size = geo.normalize_tuple(kernel_size, self.rank, "kernel_size")
         self.strides = geo.normalize_tuple(strides, self.rank, "strides")
         self.dilation_rate = geo.normalize_tuple(dilation_rate, self.rank, "dilation_rate")
-        paddings = geo.PADDINGS_1D if self.rank == 1 else ("valid", "same")
+        paddings = geo.PADDINGS_1D if self.rank == 1 else geo.PADDINGS_2D
         self.padding = geo.normalize_padding(padding, paddings)
         self.data_format = geo.normalize_data_format("channels_last" if data_format is None else data_format)
         self.use_bias = _check_bool(use_bias, "use_bias")

@@ -46,6 +46,9 @@ class DepthwiseConv1D(ConvLayer):
     (4, 16, 16)
     """
 
+    _conv = staticmethod(ops.depthwise_conv1d)
+    _conv_backward = staticmethod(ops.depthwise_conv1d_backward)
+
     def __init__(
         self,
         kernel_size,
@@ -94,15 +97,15 @@ class DepthwiseConv1D(ConvLayer):
 
     def _forward(self, inputs):
         bias = self.bias if self.use_bias else None
-        return ops.depthwise_conv1d(inputs, self.kernel, bias, *self._op_args(), device=self.device)
+        return self._conv(inputs, self.kernel, bias, *self._op_args(), device=self.device)
 
     def _backward(self, grad_pre, inputs):
-        grads = ops.depthwise_conv1d_backward(grad_pre, inputs, self.kernel, *self._op_args(), device=self.device)
+        grads = self._conv_backward(grad_pre, inputs, self.kernel, *self._op_args(), device=self.device)
         weight_grads = [grads.grad_kernel] + ([grads.grad_bias] if self.use_bias else [])
         return grads.grad_inputs, weight_grads
 
     def get_config(self) -> dict:
-        """Keras' config: exactly ``keras.layers.DepthwiseConv1D``'s keys, in its order."""
+        """Keras' config: exactly ``keras.layers.DepthwiseConv1D``/``DepthwiseConv2D``'s keys, in their order."""
         return {
             **self._base_config(),
             "depth_multiplier": self.depth_multiplier,
@@ -117,3 +120,21 @@ class DepthwiseConv1D(ConvLayer):
             "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
             "bias_constraint": constraints.serialize(self.bias_constraint),
         }
+
+
+class DepthwiseConv2D(DepthwiseConv1D):
+    """2D depthwise convolution layer, Keras ``DepthwiseConv2D`` (plus ``device``).
+
+    Same arguments as :class:`DepthwiseConv1D`, with ``kernel_size``, ``strides`` and
+    ``dilation_rate`` an int or a pair and ``padding`` ``"valid"`` or ``"same"``.
+    Inputs are ``(batch, height, width, channels)`` or ``(batch, channels, height, width)``.
+
+    Attributes
+    ----------
+    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    bias : ndarray, shape (channels * depth_multiplier,), or None without bias
+    """
+
+    rank = 2
+    _conv = staticmethod(ops.depthwise_conv2d)
+    _conv_backward = staticmethod(ops.depthwise_conv2d_backward)

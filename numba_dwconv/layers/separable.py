@@ -40,6 +40,9 @@ class SeparableConv1D(ConvLayer):
     bias : ndarray, shape (filters,), or None without bias
     """
 
+    _conv = staticmethod(ops.separable_conv1d)
+    _conv_backward = staticmethod(ops.separable_conv1d_backward)
+
     def __init__(
         self,
         filters,
@@ -102,11 +105,11 @@ class SeparableConv1D(ConvLayer):
 
     def _forward(self, inputs):
         bias = self.bias if self.use_bias else None
-        return ops.separable_conv1d(inputs, self.depthwise_kernel, self.pointwise_kernel, bias, *self._op_args(),
+        return self._conv(inputs, self.depthwise_kernel, self.pointwise_kernel, bias, *self._op_args(),
                                     device=self.device)
 
     def _backward(self, grad_pre, inputs):
-        grads = ops.separable_conv1d_backward(grad_pre, inputs, self.depthwise_kernel, self.pointwise_kernel,
+        grads = self._conv_backward(grad_pre, inputs, self.depthwise_kernel, self.pointwise_kernel,
                                               *self._op_args(), device=self.device)
         weight_grads = [grads.grad_depthwise_kernel, grads.grad_pointwise_kernel]
         if self.use_bias:
@@ -133,3 +136,21 @@ class SeparableConv1D(ConvLayer):
             "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
             "bias_constraint": constraints.serialize(self.bias_constraint),
         }
+
+
+class SeparableConv2D(SeparableConv1D):
+    """2D depthwise-separable convolution layer, Keras ``SeparableConv2D`` (plus ``device``).
+
+    Same arguments as :class:`SeparableConv1D`, with ``kernel_size``, ``strides`` and
+    ``dilation_rate`` an int or a pair and ``padding`` ``"valid"`` or ``"same"``.
+
+    Attributes
+    ----------
+    depthwise_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
+    pointwise_kernel : ndarray, shape (1, 1, channels * depth_multiplier, filters)
+    bias : ndarray, shape (filters,), or None without bias
+    """
+
+    rank = 2
+    _conv = staticmethod(ops.separable_conv2d)
+    _conv_backward = staticmethod(ops.separable_conv2d_backward)
