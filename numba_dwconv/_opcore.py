@@ -87,7 +87,7 @@ def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padd
     geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
     geo.check_rank("kernel", kernel.shape, rank.rank + 2, f"({rank.spatial_layout} kernel sizes, channels, "
                    "depth_multiplier)")
-    batch, channels = grad_outputs.shape[0], kernel.shape[-2]
+    batch, channels = grad_outputs.shape[0], kernel.shape[rank.rank]
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
     input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
     problem = rank.problem(input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
@@ -107,8 +107,8 @@ def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding,
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
     geo.check_rank("inputs", inputs.shape, rank.rank + 2, _layout(rank, channels_last))
     geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
-    channels = inputs.shape[-1] if channels_last else inputs.shape[1]
-    out_channels = grad_outputs.shape[-1] if channels_last else grad_outputs.shape[1]
+    channels = inputs.shape[rank.rank + 1] if channels_last else inputs.shape[1]
+    out_channels = grad_outputs.shape[rank.rank + 1] if channels_last else grad_outputs.shape[1]
     if channels == 0 or out_channels % channels or out_channels == 0:
         raise ValueError(
             f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
@@ -141,7 +141,7 @@ def _separable_operands(rank, place, inputs, depthwise_kernel, pointwise_kernel,
 
 def _flat_positions(array, channels_last):
     """A ``(batch, positions, channels)`` / ``(batch, channels, positions)`` view of a contiguous array."""
-    shape = array.shape
+    shape = tuple(array.shape)  # a plain tuple (the CUDA simulator's shape refuses negative indices)
     if channels_last:
         return array.reshape(shape[0], math.prod(shape[1:-1]), shape[-1])
     return array.reshape(shape[0], shape[1], math.prod(shape[2:]))
