@@ -363,6 +363,12 @@ def main(argv=None) -> int:
         ))
         result.update(copy_bandwidth_GBps=bandwidth / 1e9, startup=startup)
         result["rows"] += rows
+        from .bench2d import PUBLIC_SHAPES_2D, QUICK_SHAPES_2D, run_cpu_2d
+
+        rows_2d = run_cpu_2d(QUICK_SHAPES_2D if args.quick else PUBLIC_SHAPES_2D, repeat, bandwidth,
+                             not args.no_torch, reference)
+        tables.append(format_table(rows_2d, bandwidth, "2D depthwise, CPU copy roofline (np.copyto)"))
+        result["rows"] += rows_2d
     if args.device == "cuda" or (args.device == "all" and cuda_available()):
         from numba import config as numba_config
 
