@@ -160,214 +160,188 @@ def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task
 
 
 # ---------------------------------------------------------------------------- channels_first
-
+# Each task owns one plane (b, c).  The plane is scattered once into ``sh * sw``
+# zero-padded *phase* planes, ``phases[ph * sw + pw, r, q] = xpad[r * sh + ph, q * sw + pw]``:
+# tap (i, k) then reads phase ((i*dh) % sh, (k*dw) % sw) shifted by ((i*dh) // sh,
+# (k*dw) // sw) with unit strides, so every tap is one flat, contiguous, vectorised
+# loop over the whole plane (rows share one pitch; the columns past the output width
+# are computed and never used).  Strides 1 are the case of a single phase.
 @serial_kernel
-def _flat_taps_pass(target, source, taps, c, j, row_step, col_step, n):
-    """Unit strides: ``target[p] += sum_{i,k} source[p + i*row_step + k*col_step] * taps[i, k, c, j]``, p < n.
-
-    ``source`` is a zero-padded plane and ``target`` a plane of the same row pitch,
-    both flattened: a whole plane per tap is one contiguous, vectorised loop
-    (columns beyond the output width are computed and never copied out).
-    """
-    kh, kw = taps.shape[0], taps.shape[1]
-    for i in range(kh):
-        for k in range(kw):
-            start = i * row_step + k * col_step
-            window = source[start : start + n]
-            weight = taps[i, k, c, j]
-            for p in range(n):
-                target[p] += window[p] * weight
+def _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw):
+    """(rows, pitch) of the phase planes covering every tap of every output."""
+    padded_h = (out_h - 1) * sh + (kh - 1) * dh + 1
+    padded_w = (out_w - 1) * sw + (kw - 1) * dw + 1
+    return (padded_h + sh - 1) // sh, (padded_w + sw - 1) // sw
 
 
 @serial_kernel
-def _padded_copy(padded, plane, top, left):
-    """Zero ``padded`` and copy ``plane`` into it at ``(top, left)``."""
-    padded[:] = 0.0
+def _phase_segment(w_count, pitch, sw, left, pw):
+    """(first column w, first phase column q, count) of the input columns landing in phase column pw."""
+    w0 = (pw - left) % sw
+    q0 = (w0 + left) // sw
+    count = min((w_count - w0 + sw - 1) // sw, pitch - q0) if w0 < w_count else 0
+    return w0, q0, max(count, 0)
+
+
+@serial_kernel
+def _scatter_phases(phases, plane, sh, sw, top, left):
+    """Zero ``phases`` and write ``plane`` into them at padded offset (top, left); True if the plane is finite."""
+    phases[:] = 0.0
+    rows, pitch = phases.shape[1], phases.shape[2]
+    check = 0.0  # stays 0 unless some value is inf or NaN (x * 0 is then NaN)
     for h in range(plane.shape[0]):
-        row = padded[top + h, left : left + plane.shape[1]]
-        source = plane[h]
-        for w in range(plane.shape[1]):
-            row[w] = source[w]
+        hp = h + top
+        if hp >= rows * sh:
+            break
+        target_rows = phases[(hp % sh) * sw : (hp % sh) * sw + sw, hp // sh]
+        for pw in range(sw):
+            w0, q0, count = _phase_segment(plane.shape[1], pitch, sw, left, pw)
+            target = target_rows[pw, q0 : q0 + count]
+            if sw == 1:  # a plain slice is contiguous to numba: the copy vectorises
+                source = plane[h, w0 : w0 + count]
+                for t in range(count):
+                    target[t] = source[t]
+                    check += source[t] * 0.0
+            else:
+                strided = plane[h, w0 : w0 + count * sw : sw]
+                for t in range(count):
+                    target[t] = strided[t]
+                    check += strided[t] * 0.0
+    return check == 0.0
 
-@parallel_kernel
-def _forward_first_unit_stride(x, kernel, bias, dh, dw, top, left, out):
-    """Strides 1: each plane ``(b, c)`` is copied once into a zero-padded buffer, then one flat pass per tap."""
-    batch, out_c, out_h, out_w = out.shape
-    channels = x.shape[1]
-    kh, kw, _, mult = kernel.shape
-    padded_h = out_h + (kh - 1) * dh
-    pitch = out_w + (kw - 1) * dw
-    n = (out_h - 1) * pitch + out_w
-    for task in prange(batch * channels):
-        b = task // channels
-        c = task - b * channels
-        padded = np.empty((padded_h, pitch), x.dtype)
-        _padded_copy(padded, x[b, c], top, left)
-        flat_in = padded.reshape(padded_h * pitch)
-        flat_out = np.empty(out_h * pitch, x.dtype)
-        for j in range(mult):
-            o = c * mult + j
-            flat_out[:] = bias[o]
-            _flat_taps_pass(flat_out, flat_in, kernel, c, j, dh * pitch, dw, n)
-            for oh in range(out_h):
-                out[b, o, oh] = flat_out[oh * pitch : oh * pitch + out_w]
+
+@serial_kernel
+def _gather_phases(phases, plane, sh, sw, top, left):
+    """The inverse of :func:`_scatter_phases`: ``plane`` read back from the phases (zero where none lands)."""
+    rows, pitch = phases.shape[1], phases.shape[2]
+    plane[:] = 0.0
+    for h in range(plane.shape[0]):
+        hp = h + top
+        if hp >= rows * sh:
+            break
+        source_rows = phases[(hp % sh) * sw : (hp % sh) * sw + sw, hp // sh]
+        for pw in range(sw):
+            w0, q0, count = _phase_segment(plane.shape[1], pitch, sw, left, pw)
+            source = source_rows[pw, q0 : q0 + count]
+            if sw == 1:
+                target = plane[h, w0 : w0 + count]
+                for t in range(count):
+                    target[t] = source[t]
+            else:
+                strided = plane[h, w0 : w0 + count * sw : sw]
+                for t in range(count):
+                    strided[t] = source[t]
+
+
+@serial_kernel
+def _tap_start(i, k, sh, sw, dh, dw, pitch, plane_size):
+    """Flat start, in the stacked phase planes, of tap (i, k)'s window."""
+    phase = ((i * dh) % sh) * sw + (k * dw) % sw
+    return phase * plane_size + ((i * dh) // sh) * pitch + (k * dw) // sw
 
 
 @parallel_kernel
 def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
-    """Any strides: per output row, each tap as a (strided) input row segment."""
     batch, out_c, out_h, out_w = out.shape
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    channels = x.shape[1]
     kh, kw, _, mult = kernel.shape
+    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
+    n = (out_h - 1) * pitch + out_w
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
-        plane = x[b, c]
+        phases = np.empty((sh * sw, rows, pitch), x.dtype)
+        _scatter_phases(phases, x[b, c], sh, sw, top, left)
+        flat_in = phases.reshape(sh * sw * rows * pitch)
+        flat_out = np.empty(out_h * pitch, x.dtype)
         for j in range(mult):
             o = c * mult + j
+            flat_out[:] = bias[o]
+            for i in range(kh):
+                for k in range(kw):
+                    start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
+                    window = flat_in[start : start + n]
+                    weight = kernel[i, k, c, j]
+                    for p in range(n):
+                        flat_out[p] += window[p] * weight
             for oh in range(out_h):
-                row = out[b, o, oh]
-                row[:] = bias[o]
-                for i in range(kh):
-                    ih = oh * sh + i * dh - top
-                    if ih < 0 or ih >= height:
-                        continue
-                    x_row = plane[ih]
-                    for k in range(kw):
-                        offset = k * dw - left
-                        lo, hi = _valid_range(offset, sw, width, out_w)
-                        weight = kernel[i, k, c, j]
-                        # slices, not offset indices: numba then knows the indices are not
-                        # negative (no wraparound select) and LLVM vectorises the loop
-                        target = row[lo:hi]
-                        source = x_row[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        for p in range(hi - lo):
-                            target[p] += source[p] * weight
+                out[b, o, oh] = flat_out[oh * pitch : oh * pitch + out_w]
 
 
-@parallel_kernel
-def _input_grad_first_unit_stride(grad, kernel, dh, dw, top, left, grad_in):
-    """Strides 1: the input gradient is the zero-padded output gradient correlated with the flipped taps."""
-    batch, channels, height, width = grad_in.shape
-    kh, kw, _, mult = kernel.shape
-    pad_top = (kh - 1) * dh - top
-    pad_left = (kw - 1) * dw - left
-    padded_h = height + (kh - 1) * dh
-    pitch = width + (kw - 1) * dw
-    n = (height - 1) * pitch + width
-    flipped = kernel[::-1, ::-1]
-    for task in prange(batch * channels):
-        b = task // channels
-        c = task - b * channels
-        padded = np.empty((padded_h, pitch), grad.dtype)
-        flat_in = padded.reshape(padded_h * pitch)
-        flat_out = np.zeros(height * pitch, grad.dtype)
-        for j in range(mult):
-            _padded_copy(padded, grad[b, c * mult + j], pad_top, pad_left)
-            _flat_taps_pass(flat_out, flat_in, flipped, c, j, dh * pitch, dw, n)
-        for h in range(height):
-            grad_in[b, c, h] = flat_out[h * pitch : h * pitch + width]
+@serial_kernel
+def _pitched_copy(pitched, plane):
+    """``plane`` (out_h, out_w) into the left of ``pitched`` (out_h, pitch), whose other columns stay zero."""
+    for oh in range(plane.shape[0]):
+        target = pitched[oh, : plane.shape[1]]
+        source = plane[oh]
+        for ow in range(plane.shape[1]):
+            target[ow] = source[ow]
 
 
 @parallel_kernel
 def _input_grad_first(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
-    batch, channels, height, width = grad_in.shape
+    """The transpose of the forward pass: each tap adds the output gradient into its phase window.
+
+    The output gradient's columns past the output width are zero, so they add
+    zeros (for finite weights) to the phase planes.
+    """
+    batch, channels = grad_in.shape[0], grad_in.shape[1]
     out_h, out_w = grad.shape[2], grad.shape[3]
     kh, kw, _, mult = kernel.shape
+    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
+    n = (out_h - 1) * pitch + out_w
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
-        plane = grad_in[b, c]
-        plane[:] = 0.0
+        phases = np.zeros((sh * sw, rows, pitch), grad.dtype)
+        flat_phases = phases.reshape(sh * sw * rows * pitch)
+        pitched = np.zeros((out_h, pitch), grad.dtype)
+        flat_grad = pitched.reshape(out_h * pitch)
         for j in range(mult):
-            o = c * mult + j
-            for oh in range(out_h):
-                g_row = grad[b, o, oh]
-                for i in range(kh):
-                    ih = oh * sh + i * dh - top
-                    if ih < 0 or ih >= height:
-                        continue
-                    target = plane[ih]
-                    for k in range(kw):
-                        offset = k * dw - left
-                        lo, hi = _valid_range(offset, sw, width, out_w)
-                        weight = kernel[i, k, c, j]
-                        span = target[lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        source = g_row[lo:hi]
-                        for p in range(hi - lo):
-                            span[p] += source[p] * weight
-
-
-@parallel_kernel
-def _kernel_grad_partials_first(grad, x, sh, sw, dh, dw, top, left, kernel_partials, bias_partials):
-    batch, out_c, out_h, out_w = grad.shape
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    kh, kw, _, mult = kernel_partials.shape[1:]
-    for task in prange(batch * channels):
-        b = task // channels
-        c = task - b * channels
-        plane = x[b, c]
-        for j in range(mult):
-            o = c * mult + j
-            total_bias = 0.0
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    total_bias += grad[b, o, oh, ow]
-            bias_partials[b, o] = total_bias
+            _pitched_copy(pitched, grad[b, c * mult + j])
             for i in range(kh):
                 for k in range(kw):
-                    offset = k * dw - left
-                    lo, hi = _valid_range(offset, sw, width, out_w)
-                    total = 0.0
-                    for oh in range(out_h):
-                        ih = oh * sh + i * dh - top
-                        if ih < 0 or ih >= height:
-                            continue
-                        x_span = plane[ih, lo * sw + offset : (hi - 1) * sw + offset + 1 : sw]
-                        g_span = grad[b, o, oh, lo:hi]
-                        for p in range(hi - lo):
-                            total += x_span[p] * g_span[p]
-                    kernel_partials[b, i, k, c, j] = total
+                    start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
+                    window = flat_phases[start : start + n]
+                    weight = kernel[i, k, c, j]
+                    for p in range(n):
+                        window[p] += flat_grad[p] * weight
+        _gather_phases(phases, grad_in[b, c], sh, sw, top, left)
 
 
 @parallel_kernel
-def _kernel_grad_first_unit_stride(grad, x, dh, dw, top, left, kernel_partials, bias_partials):
-    """Strides 1: per plane, each tap's gradient is one flat dot of the zero-padded plane and the output gradient.
+def _kernel_grad_first(grad, x, sh, sw, dh, dw, top, left, kernel_partials, bias_partials):
+    """Per plane, each tap's gradient is one flat dot of its phase window and the pitched output gradient.
 
-    The output gradient is laid out with the padded plane's row pitch, its extra
-    columns zero; they multiply input values that no tap of those outputs reads,
-    so a plane holding inf or NaN takes the exact row-by-row path instead.
+    The pitched gradient's extra columns are zero; they meet input values that no
+    output of the tap reads, so a plane holding inf or NaN takes the exact
+    row-by-row path instead.
     """
     batch, out_c, out_h, out_w = grad.shape
     channels = x.shape[1]
     kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
     mult = out_c // channels
-    padded_h = out_h + (kh - 1) * dh
-    pitch = out_w + (kw - 1) * dw
+    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
     n = (out_h - 1) * pitch + out_w
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
-        padded = np.empty((padded_h, pitch), x.dtype)
-        _padded_copy(padded, x[b, c], top, left)
-        flat_x = padded.reshape(padded_h * pitch)
-        finite = np.isfinite(x[b, c]).all()
+        phases = np.empty((sh * sw, rows, pitch), x.dtype)
+        finite = _scatter_phases(phases, x[b, c], sh, sw, top, left)
+        flat_x = phases.reshape(sh * sw * rows * pitch)
         pitched = np.zeros((out_h, pitch), x.dtype)
         flat_grad = pitched.reshape(out_h * pitch)
         for j in range(mult):
             o = c * mult + j
             g_plane = grad[b, o]
+            _pitched_copy(pitched, g_plane)
             total_bias = 0.0
-            for oh in range(out_h):
-                target = pitched[oh, :out_w]
-                source = g_plane[oh]
-                for ow in range(out_w):
-                    target[ow] = source[ow]
-                    total_bias += source[ow]
+            for p in range(n):
+                total_bias += flat_grad[p]
             bias_partials[b, o] = total_bias
             for i in range(kh):
                 for k in range(kw):
-                    start = i * dh * pitch + k * dw
+                    start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
                     total = 0.0
                     if finite:
                         window = flat_x[start : start + n]
@@ -375,7 +349,7 @@ def _kernel_grad_first_unit_stride(grad, x, dh, dw, top, left, kernel_partials, 
                             total += window[p] * flat_grad[p]
                     else:
                         for oh in range(out_h):
-                            window = padded[oh + i * dh, k * dw : k * dw + out_w]
+                            window = flat_x[start + oh * pitch : start + oh * pitch + out_w]
                             source = g_plane[oh]
                             for ow in range(out_w):
                                 total += window[ow] * source[ow]
@@ -405,10 +379,6 @@ def _flat_taps(kernel):
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1)
 
 
-def _unit_strides(problem) -> bool:
-    return problem.height.stride == 1 and problem.width.stride == 1
-
-
 def _axes_args(problem):
     h, w = problem.height, problem.width
     return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
@@ -423,8 +393,6 @@ def conv2d_forward(problem, inputs, kernel, bias):
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
     if problem.channels_last:
         _forward_last(inputs, _flat_taps(kernel), bias, *_axes_args(problem), out)
-    elif _unit_strides(problem):
-        _forward_first_unit_stride(inputs, kernel, bias, *_axes_args(problem)[2:], out)
     else:
         _forward_first(inputs, kernel, bias, *_axes_args(problem), out)
     return out
@@ -437,8 +405,6 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         return grad_in
     if problem.channels_last:
         _input_grad_last(grad_outputs, _flat_taps(kernel), *_axes_args(problem), grad_in)
-    elif _unit_strides(problem):
-        _input_grad_first_unit_stride(grad_outputs, kernel, *_axes_args(problem)[2:], grad_in)
     else:
         _input_grad_first(grad_outputs, kernel, *_axes_args(problem), grad_in)
     return grad_in
@@ -448,6 +414,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
     """Kernel and bias gradients: per-task partials, then a fixed-order sum."""
     dtype = problem.dtype
     out_channels = problem.channels * problem.multiplier
+    kh, kw = problem.height.kernel_size, problem.width.kernel_size
     grad_kernel = np.empty(problem.kernel_shape, dtype)
     grad_bias = np.empty(out_channels, dtype)
     if problem.channels_last:
@@ -455,8 +422,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         per_entry = max(1, math.ceil(KERNEL_GRAD_TASKS / max(problem.batch, 1)))
         rows_per_task = max(1, math.ceil(out_h / per_entry))
         n_tasks = problem.batch * math.ceil(out_h / rows_per_task)
-        kernel_partials = np.empty((n_tasks, problem.height.kernel_size, problem.width.kernel_size, out_channels),
-                                   dtype)
+        kernel_partials = np.empty((n_tasks, kh, kw, out_channels), dtype)
         bias_partials = np.empty((n_tasks, out_channels), dtype)
         if n_tasks:
             _kernel_grad_partials_last(grad_outputs, inputs, *_axes_args(problem), rows_per_task, kernel_partials,
@@ -464,10 +430,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
-        if problem.batch and _unit_strides(problem):
-            _kernel_grad_first_unit_stride(grad_outputs, inputs, *_axes_args(problem)[2:], kernel_partials,
-                                           bias_partials)
-        elif problem.batch:
-            _kernel_grad_partials_first(grad_outputs, inputs, *_axes_args(problem), kernel_partials, bias_partials)
+        if problem.batch:
+            _kernel_grad_first(grad_outputs, inputs, *_axes_args(problem), kernel_partials, bias_partials)
     _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
     return grad_kernel, grad_bias
