@@ -31,6 +31,8 @@ from numba import prange
 from .. import _memory
 from .._jit import parallel_kernel, serial_kernel
 
+# Values (columns x channels) of one fused channels_last pass: long contiguous loops, L1-sized taps.
+TILED_VALUES = 2048
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
 KERNEL_GRAD_TASKS = 64
 
@@ -43,16 +45,56 @@ def _valid_range(offset, stride, length, out_length):
     return lo, max(lo, min(hi, out_length))
 
 
+@serial_kernel
+def _block_taps(target, source, tiled_row, in_start, step, n, kw):
+    """``target[p] += sum_k source[in_start + k*step + p] * tiled_row[k, p]`` for ``p < n``, three taps per pass.
+
+    ``target``/``source`` are flattened rows (columns x channels) and ``tiled_row[k]``
+    is tap ``k`` repeated over a block of columns, so one long contiguous loop covers
+    a block of output columns and three taps (m == 1, unit width stride).  Slices
+    keep numba from inserting negative-index checks, which would stop vectorisation.
+    """
+    k = 0
+    while k + 3 <= kw:
+        a = in_start + k * step
+        s0 = source[a : a + n]
+        s1 = source[a + step : a + step + n]
+        s2 = source[a + 2 * step : a + 2 * step + n]
+        w0 = tiled_row[k, :n]
+        w1 = tiled_row[k + 1, :n]
+        w2 = tiled_row[k + 2, :n]
+        for p in range(n):
+            target[p] += s0[p] * w0[p] + s1[p] * w1[p] + s2[p] * w2[p]
+        k += 3
+    while k < kw:
+        a = in_start + k * step
+        s0 = source[a : a + n]
+        w0 = tiled_row[k, :n]
+        for p in range(n):
+            target[p] += s0[p] * w0[p]
+        k += 1
+
+
 # ---------------------------------------------------------------------------- channels_last
 # The kernel arrives flattened to ``(KH, KW, C*m)`` (a free reshape): with m == 1 every tap
 # is a contiguous channel vector, and ``a[b, h, w]`` rows are contiguous 1D views, so the
 # channel loops below vectorise.
 @parallel_kernel
-def _forward_last(x, kernel, bias, sh, sw, dh, dw, top, left, out):
+def _forward_last(x, kernel, tiled, block, bias, sh, sw, dh, dw, top, left, out):
+    """One task per output row ``(b, oh)``: the bias, then every tap as a shifted input row.
+
+    With ``block > 0`` (m == 1, unit width stride) the columns whose taps all read
+    inside the row go ``block`` columns at a time through :func:`_block_taps`.
+    """
     batch, out_h, out_w, out_c = out.shape
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = kernel.shape[0], kernel.shape[1]
     mult = out_c // channels
+    inner_lo, _ = _valid_range(-left, sw, width, out_w)
+    _, inner_hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
+    if block == 0 or inner_lo >= inner_hi:
+        inner_lo, inner_hi = 0, 0
+    step_block = max(block, 1)
     for task in prange(batch * out_h):
         b = task // out_h
         oh = task - b * out_h
@@ -60,15 +102,23 @@ def _forward_last(x, kernel, bias, sh, sw, dh, dw, top, left, out):
             target = out[b, oh, ow]
             for o in range(out_c):
                 target[o] = bias[o]
+        out_row = out[b, oh].reshape(out_w * out_c)
         for i in range(kh):
             ih = oh * sh + i * dh - top
             if ih < 0 or ih >= height:
                 continue
+            x_row = x[b, ih].reshape(width * channels)
+            for ow0 in range(inner_lo, inner_hi, step_block):
+                n = min(step_block, inner_hi - ow0) * channels
+                _block_taps(out_row[ow0 * channels : ow0 * channels + n], x_row, tiled[i],
+                            (ow0 - left) * channels, dw * channels, n, kw)
             for k in range(kw):
                 offset = k * dw - left
                 lo, hi = _valid_range(offset, sw, width, out_w)
                 taps = kernel[i, k]
                 for ow in range(lo, hi):
+                    if inner_lo <= ow < inner_hi:
+                        continue
                     source = x[b, ih, ow * sw + offset]
                     target = out[b, oh, ow]
                     if mult == 1:
@@ -379,6 +429,14 @@ def _flat_taps(kernel):
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1)
 
 
+def _tiled_taps(taps, problem):
+    """(taps repeated over a block of columns, block) for the fused channels_last path; block 0 disables it."""
+    if problem.multiplier != 1 or problem.width.stride != 1:
+        return np.zeros((1, 1, 1), taps.dtype), 0
+    block = max(1, TILED_VALUES // problem.channels)
+    return np.ascontiguousarray(np.tile(taps, (1, 1, block))), block
+
+
 def _axes_args(problem):
     h, w = problem.height, problem.width
     return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
@@ -392,7 +450,9 @@ def conv2d_forward(problem, inputs, kernel, bias):
     if bias is None:
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
     if problem.channels_last:
-        _forward_last(inputs, _flat_taps(kernel), bias, *_axes_args(problem), out)
+        taps = _flat_taps(kernel)
+        tiled, block = _tiled_taps(taps, problem)
+        _forward_last(inputs, taps, tiled, block, bias, *_axes_args(problem), out)
     else:
         _forward_first(inputs, kernel, bias, *_axes_args(problem), out)
     return out

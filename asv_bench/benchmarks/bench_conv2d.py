@@ -1,0 +1,55 @@
+"""asv benchmarks for the 2D depthwise convolution (CPU), on the issue's MobileNet-like shapes.
+
+``setup`` builds seeded data and runs each operation once, so JIT compilation
+(or the load from numba's on-disk cache) is never timed.
+"""
+
+import numpy as np
+
+import numba_dwconv as nd
+
+# (batch, height, width, channels, kernel_size, stride), fp32, "same" padding
+SHAPES = {
+    "B16-56x56-C128-K3-s1": (16, 56, 56, 128, 3, 1),
+    "B16-112x112-C32-K3-s1": (16, 112, 112, 32, 3, 1),
+    "B16-56x56-C256-K3-s2": (16, 56, 56, 256, 3, 2),
+    "B8-28x28-C512-K5-s1": (8, 28, 28, 512, 5, 1),
+}
+
+
+class _Conv2D:
+    params = (list(SHAPES), ["channels_last", "channels_first"])
+    param_names = ["shape", "data_format"]
+
+    def setup(self, shape, data_format):
+        batch, height, width, channels, ksize, self.stride = SHAPES[shape]
+        rng = np.random.default_rng(0)
+        dims = (batch, height, width, channels) if data_format == "channels_last" else (batch, channels, height, width)
+        self.x = rng.standard_normal(dims).astype(np.float32)
+        self.kernel = rng.standard_normal((ksize, ksize, channels, 1)).astype(np.float32)
+        self.bias = rng.standard_normal(channels).astype(np.float32)
+        self.data_format = data_format
+        self.grad_y = self.forward()
+        self.backward()
+
+    def forward(self):
+        return nd.depthwise_conv2d(self.x, self.kernel, self.bias, self.stride, "same", self.data_format)
+
+    def backward(self):
+        return nd.depthwise_conv2d_backward(self.grad_y, self.x, self.kernel, self.stride, "same", self.data_format)
+
+
+class Forward2D(_Conv2D):
+    def time_forward(self, shape, data_format):
+        self.forward()
+
+    def peakmem_forward(self, shape, data_format):
+        self.forward()
+
+
+class Backward2D(_Conv2D):
+    def time_backward(self, shape, data_format):
+        self.backward()
+
+    def peakmem_backward(self, shape, data_format):
+        self.backward()
