@@ -130,12 +130,22 @@ def _forward_last(x, kernel, tiled, block, bias, sh, sw, dh, dw, top, left, out)
 
 
 @parallel_kernel
-def _input_grad_last(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
-    """One task per input row ``(b, ih)``: the output rows that tap ``i`` maps onto it, scattered within the row."""
+def _input_grad_last(grad, kernel, tiled, block, sh, sw, dh, dw, top, left, grad_in):
+    """One task per input row ``(b, ih)``: the output rows that tap ``i`` maps onto it, added along the row.
+
+    With ``block > 0`` (m == 1, unit width stride) the input columns that every tap
+    reaches go through :func:`_block_taps` with a negative step, as in the forward pass.
+    """
     batch, height, width, channels = grad_in.shape
     out_h, out_w, out_c = grad.shape[1], grad.shape[2], grad.shape[3]
     kh, kw = kernel.shape[0], kernel.shape[1]
     mult = out_c // channels
+    # columns iw with 0 <= iw + left - k*dw < out_w for every k (unit width stride)
+    inner_lo = max((kw - 1) * dw - left, 0)
+    inner_hi = min(out_w - left, width)
+    if block == 0 or inner_lo >= inner_hi:
+        inner_lo, inner_hi = 0, 0
+    step_block = max(block, 1)
     for task in prange(batch * height):
         b = task // height
         ih = task - b * height
@@ -143,18 +153,27 @@ def _input_grad_last(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
             target = grad_in[b, ih, w]
             for c in range(channels):
                 target[c] = 0.0
+        in_row = grad_in[b, ih].reshape(width * channels)
         for i in range(kh):
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap i
             if q < 0 or q % sh != 0 or q // sh >= out_h:
                 continue
             oh = q // sh
+            g_row = grad[b, oh].reshape(out_w * out_c)
+            for iw0 in range(inner_lo, inner_hi, step_block):
+                n = min(step_block, inner_hi - iw0) * channels
+                _block_taps(in_row[iw0 * channels : iw0 * channels + n], g_row, tiled[i],
+                            (iw0 + left) * channels, -dw * channels, n, kw)
             for k in range(kw):
                 offset = k * dw - left
                 lo, hi = _valid_range(offset, sw, width, out_w)
                 taps = kernel[i, k]
                 for ow in range(lo, hi):
+                    iw = ow * sw + offset
+                    if inner_lo <= iw < inner_hi:
+                        continue
                     source = grad[b, oh, ow]
-                    target = grad_in[b, ih, ow * sw + offset]
+                    target = grad_in[b, ih, iw]
                     if mult == 1:
                         for c in range(channels):
                             target[c] += source[c] * taps[c]
@@ -167,38 +186,60 @@ def _input_grad_last(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
 
 
 @parallel_kernel
-def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task, kernel_partials, bias_partials):
+def _kernel_grad_partials_last(grad, x, block, sh, sw, dh, dw, top, left, rows_per_task, kernel_partials,
+                               bias_partials):
+    """One partial per task (a batch entry and a chunk of output rows).
+
+    With ``block > 0`` (m == 1, unit width stride) the interior columns accumulate
+    ``x * grad`` into block-long accumulators per tap (long contiguous loops),
+    folded into the per-channel partial at the end of the task.
+    """
     batch, out_h, out_w, out_c = grad.shape
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
     mult = out_c // channels
+    inner_lo, _ = _valid_range(-left, sw, width, out_w)
+    _, inner_hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
+    if block == 0 or inner_lo >= inner_hi:
+        inner_lo, inner_hi = 0, 0
+    step_block = max(block, 1)
+    span = step_block * out_c
     chunks = (out_h + rows_per_task - 1) // rows_per_task
     for task in prange(batch * chunks):
         b = task // chunks
         oh0 = (task - b * chunks) * rows_per_task
         part = kernel_partials[task]
-        bias_part = bias_partials[task]
-        for o in range(out_c):
-            bias_part[o] = 0.0
-        for i in range(kh):
-            for k in range(kw):
-                taps = part[i, k]
-                for o in range(out_c):
-                    taps[o] = 0.0
+        part[:] = 0.0
+        acc = np.zeros((kh, kw, span), x.dtype)
+        bias_acc = np.zeros(span, x.dtype)
         for oh in range(oh0, min(oh0 + rows_per_task, out_h)):
-            for ow in range(out_w):
-                source = grad[b, oh, ow]
-                for o in range(out_c):
-                    bias_part[o] += source[o]
+            g_row = grad[b, oh].reshape(out_w * out_c)
+            for ow0 in range(0, out_w, step_block):
+                n = min(step_block, out_w - ow0) * out_c
+                source = g_row[ow0 * out_c : ow0 * out_c + n]
+                for p in range(n):
+                    bias_acc[p] += source[p]
             for i in range(kh):
                 ih = oh * sh + i * dh - top
                 if ih < 0 or ih >= height:
                     continue
+                x_row = x[b, ih].reshape(width * channels)
+                for ow0 in range(inner_lo, inner_hi, step_block):
+                    n = min(step_block, inner_hi - ow0) * channels
+                    g_span = g_row[ow0 * channels : ow0 * channels + n]
+                    for k in range(kw):
+                        start = (ow0 + k * dw - left) * channels
+                        x_span = x_row[start : start + n]
+                        a = acc[i, k, :n]
+                        for p in range(n):
+                            a[p] += x_span[p] * g_span[p]
                 for k in range(kw):
                     offset = k * dw - left
                     lo, hi = _valid_range(offset, sw, width, out_w)
                     taps = part[i, k]
                     for ow in range(lo, hi):
+                        if inner_lo <= ow < inner_hi:
+                            continue
                         g = grad[b, oh, ow]
                         xv = x[b, ih, ow * sw + offset]
                         if mult == 1:
@@ -207,7 +248,17 @@ def _kernel_grad_partials_last(grad, x, sh, sw, dh, dw, top, left, rows_per_task
                         else:
                             for o in range(out_c):
                                 taps[o] += xv[o // mult] * g[o]
-
+        bias_part = bias_partials[task]
+        bias_part[:] = 0.0
+        for copy in range(step_block):  # fold the block-long accumulators, in a fixed order
+            for o in range(out_c):
+                bias_part[o] += bias_acc[copy * out_c + o]
+            if inner_lo < inner_hi:
+                for i in range(kh):
+                    for k in range(kw):
+                        taps = part[i, k]
+                        for c in range(channels):
+                            taps[c] += acc[i, k, copy * channels + c]
 
 # ---------------------------------------------------------------------------- channels_first
 # Each task owns one plane (b, c).  The plane is scattered once into ``sh * sw``
@@ -429,11 +480,18 @@ def _flat_taps(kernel):
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1)
 
 
-def _tiled_taps(taps, problem):
-    """(taps repeated over a block of columns, block) for the fused channels_last path; block 0 disables it."""
+def _block_size(problem) -> int:
+    """Columns per fused channels_last pass (m == 1 and unit width stride only; 0 disables the fused path)."""
     if problem.multiplier != 1 or problem.width.stride != 1:
+        return 0
+    return max(1, TILED_VALUES // problem.channels)
+
+
+def _tiled_taps(taps, problem):
+    """(taps repeated over a block of columns, block) for the fused channels_last path."""
+    block = _block_size(problem)
+    if block == 0:
         return np.zeros((1, 1, 1), taps.dtype), 0
-    block = max(1, TILED_VALUES // problem.channels)
     return np.ascontiguousarray(np.tile(taps, (1, 1, block))), block
 
 
@@ -464,7 +522,9 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
     if grad_in.size == 0:
         return grad_in
     if problem.channels_last:
-        _input_grad_last(grad_outputs, _flat_taps(kernel), *_axes_args(problem), grad_in)
+        taps = _flat_taps(kernel)
+        tiled, block = _tiled_taps(taps, problem)
+        _input_grad_last(grad_outputs, taps, tiled, block, *_axes_args(problem), grad_in)
     else:
         _input_grad_first(grad_outputs, kernel, *_axes_args(problem), grad_in)
     return grad_in
@@ -485,8 +545,8 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         kernel_partials = np.empty((n_tasks, kh, kw, out_channels), dtype)
         bias_partials = np.empty((n_tasks, out_channels), dtype)
         if n_tasks:
-            _kernel_grad_partials_last(grad_outputs, inputs, *_axes_args(problem), rows_per_task, kernel_partials,
-                                       bias_partials)
+            _kernel_grad_partials_last(grad_outputs, inputs, _block_size(problem), *_axes_args(problem), rows_per_task,
+                                       kernel_partials, bias_partials)
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
