@@ -255,6 +255,9 @@ class Layer:
     def backward(self, grad_outputs):
         """Backward pass through the last call; sets :attr:`gradients` and returns the input gradient.
 
+        The layer keeps a reference to the inputs of its last call (no copy): modifying
+        them in place between the call and ``backward`` changes the gradient.
+
         Parameters
         ----------
         grad_outputs : ndarray, shape of the last outputs
