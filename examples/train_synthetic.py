@@ -2,8 +2,8 @@
 
 The task: from 4 noisy input channels, predict 2 output channels made by a fixed
 causal, non-linear filter of the clean inputs (a smoothed product and a delayed
-difference).  The model chains three layers by hand -- each layer's ``backward``
-feeds the next one down -- and trains them with Adam on mean squared error:
+difference).  A ``Sequential`` model of three layers is trained with Adam on mean
+squared error (``model.backward`` runs every layer's backward pass in reverse):
 
     SeparableConv1D(16, 5, causal, relu) -> DepthwiseConv1D(7, causal, dilation 2, tanh)
     -> SeparableConv1D(2, 3, causal)
@@ -39,28 +39,14 @@ def make_batch(rng, batch=32, length=256, noise=0.1):
 
 
 def build_model(device):
-    """The three layers, outermost first."""
-    return [
+    """The three-layer causal model."""
+    return nd.Sequential([
         nd.SeparableConv1D(16, 5, padding="causal", activation="relu", depthwise_initializer="he_uniform",
-                           device=device),
+                           device=device, name="mix"),
         nd.DepthwiseConv1D(7, padding="causal", dilation_rate=2, activation="tanh",
-                           depthwise_regularizer=nd.regularizers.L2(1e-4), device=device),
-        nd.SeparableConv1D(2, 3, padding="causal", device=device),
-    ]
-
-
-def forward(model, x):
-    """Apply the layers in order."""
-    for layer in model:
-        x = layer(x)
-    return x
-
-
-def backward(model, grad):
-    """Back-propagate ``grad`` through the layers (each sets its ``gradients``); return the input gradient."""
-    for layer in reversed(model):
-        grad = layer.backward(grad)
-    return grad
+                           depthwise_regularizer=nd.regularizers.L2(1e-4), device=device, name="context"),
+        nd.SeparableConv1D(2, 3, padding="causal", device=device, name="readout"),
+    ], name="causal_filter")
 
 
 def main(argv=None):
@@ -75,20 +61,21 @@ def main(argv=None):
     model = build_model(args.device)
     optimizer = nd.optimizers.Adam(learning_rate=3e-3)
     test_x, test_y = make_batch(np.random.default_rng(12345), batch=64)
+    model.build(test_x.shape)
+    model.summary()
     start = time.perf_counter()
     history = []
     for step in range(args.steps + 1):
         if step % 50 == 0:  # evaluate before the training call: backward() uses the last call's inputs
-            test_loss = float(np.mean((forward(model, test_x) - test_y) ** 2))
+            test_loss = float(np.mean((model(test_x) - test_y) ** 2))
             history.append(test_loss)
             print(f"step {step:4d}  test mse {test_loss:.5f}  ({time.perf_counter() - start:5.1f} s)", flush=True)
         if step == args.steps:
             break
         x, y = make_batch(rng)
-        error = forward(model, x) - y
-        backward(model, 2.0 * error / error.size)  # d mean(error^2) / d outputs (+ the layers' penalties)
-        for layer in model:
-            optimizer.step(layer)
+        error = model(x) - y
+        model.backward(2.0 * error / error.size)  # d mean(error^2) / d outputs (+ the layers' penalties)
+        optimizer.step(model)
     print(f"test mse {history[0]:.5f} -> {history[-1]:.5f} in {time.perf_counter() - start:.1f} s")
     return history
 

@@ -6,7 +6,7 @@ kernels are compiled on first use (CPU kernels are cached on disk).
 
 from . import activations, constraints, initializers, layers, optimizers, regularizers
 from .dispatch import CudaUnavailableError, cuda_available
-from .layers import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
+from .layers import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Sequential
 from .ops import (
     DepthwiseGrads,
     SeparableGrads,
@@ -34,6 +34,7 @@ __all__ = [
     "SeparableConv1D",
     "SeparableConv2D",
     "SeparableGrads",
+    "Sequential",
     "__version__",
     "activations",
     "constraints",

@@ -119,6 +119,9 @@ class Layer:
     def _channels_of(self, input_shape) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _channel_axis(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _check_inputs(self, shape) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -131,9 +134,27 @@ class Layer:
 
     # -- weights -------------------------------------------------------------------------------------
     def build(self, input_shape) -> None:
-        """Create the weights for inputs of ``input_shape`` (called by the first ``__call__``)."""
-        self._check_inputs(tuple(input_shape))
-        self._build_for_channels(self._channels_of(tuple(input_shape)))
+        """Create the weights for inputs of ``input_shape`` (called by every ``__call__``).
+
+        On a built layer this only checks that the rank and channel count match its weights.
+        """
+        input_shape = tuple(input_shape)
+        self._check_inputs(input_shape)
+        if (input_shape[-1] if self._channel_axis() == -1 else input_shape[1]) is None:
+            raise ValueError(
+                f"The channel dimension of the inputs must be defined. Found `None` in input shape: {input_shape}"
+            )
+        channels = self._channels_of(input_shape)
+        if not self.built:
+            self._build_for_channels(channels)
+            return
+        expected = self._specs[0].shape[-2]
+        if channels != expected:
+            raise ValueError(
+                f"Input 0 of layer {self.name!r} is incompatible with the layer: expected axis "
+                f"{self._channel_axis()} of input shape to have value {expected}, but received input with shape "
+                f"{input_shape}"
+            )
 
     def _build_for_channels(self, channels: int) -> None:
         self._specs = self._weight_specs(channels)
@@ -146,6 +167,11 @@ class Layer:
                 )
             setattr(self, spec.name, np.ascontiguousarray(value))
         self.built = True
+
+    @property
+    def weight_names(self) -> list:
+        """Attribute names of the weights, in Keras' order (``["kernel", "bias"]``, ...)."""
+        return [spec.name for spec in self._specs]
 
     @property
     def weights(self) -> list:
@@ -230,17 +256,7 @@ class Layer:
             raise TypeError(
                 f"Layer {self.name!r} expects floating-point inputs. Received inputs with dtype={inputs.dtype}"
             )
-        self._check_inputs(inputs.shape)
-        if not self.built:
-            self._build_for_channels(self._channels_of(inputs.shape))
-        else:
-            expected = self._specs[0].shape[-2]
-            if self._channels_of(inputs.shape) != expected:
-                raise ValueError(
-                    f"Input 0 of layer {self.name!r} is incompatible with the layer: expected axis "
-                    f"{self._channel_axis()} of input shape to have value {expected}, but received input with shape "
-                    f"{tuple(inputs.shape)}"
-                )
+        self.build(inputs.shape)
         original_dtype = inputs.dtype
         inputs = inputs.astype(self.dtype, copy=False)
         pre = self._forward(inputs)
