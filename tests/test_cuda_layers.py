@@ -60,3 +60,23 @@ def test_float16_layer_on_the_gpu():
     np.testing.assert_allclose(y.astype(np.float64), want, rtol=2e-2, atol=2e-2)
     grad_x = layer.backward(np.ones_like(y))
     assert grad_x.dtype == np.float64 and [g.dtype for g in layer.gradients] == [np.float16] * 3
+
+
+def test_sequential_on_the_gpu_matches_the_cpu():
+    def stack(device):
+        return nd.Sequential([
+            nd.SeparableConv1D(3, 3, padding="causal", activation="relu", dtype="float64", device=device, name="s",
+                               depthwise_initializer=nd.initializers.GlorotUniform(seed=1),
+                               pointwise_initializer=nd.initializers.GlorotUniform(seed=2)),
+            nd.DepthwiseConv1D(2, dtype="float64", device=device, name="d",
+                               depthwise_initializer=nd.initializers.GlorotUniform(seed=3)),
+        ])
+
+    gpu, cpu = stack("cuda"), stack("cpu")
+    x = np.random.default_rng(8).standard_normal((2, 7, 2))
+    np.testing.assert_allclose(gpu(x), cpu(x), rtol=1e-12, atol=1e-12)
+    grad_y = np.ones_like(cpu(x))
+    gpu(x)
+    np.testing.assert_allclose(gpu.backward(grad_y), cpu.backward(grad_y), rtol=1e-12, atol=1e-12)
+    for a, b in zip(gpu.gradients, cpu.gradients):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
