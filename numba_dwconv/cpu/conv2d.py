@@ -287,7 +287,9 @@ def _phase_segment(w_count, pitch, sw, left, pw):
 @serial_kernel
 def _scatter_phases(phases, plane, sh, sw, top, left):
     """Zero ``phases`` and write ``plane`` into them at padded offset (top, left); True if the plane is finite."""
-    phases[:] = 0.0
+    flat = phases.reshape(phases.size)
+    for t in range(flat.size):  # explicit loops: numba's slice assignment costs ~50 ns per call
+        flat[t] = 0.0
     rows, pitch = phases.shape[1], phases.shape[2]
     check = 0.0  # stays 0 unless some value is inf or NaN (x * 0 is then NaN)
     for h in range(plane.shape[0]):
@@ -315,7 +317,10 @@ def _scatter_phases(phases, plane, sh, sw, top, left):
 def _gather_phases(phases, plane, sh, sw, top, left):
     """The inverse of :func:`_scatter_phases`: ``plane`` read back from the phases (zero where none lands)."""
     rows, pitch = phases.shape[1], phases.shape[2]
-    plane[:] = 0.0
+    for h in range(plane.shape[0]):
+        row = plane[h]
+        for w in range(plane.shape[1]):
+            row[w] = 0.0
     for h in range(plane.shape[0]):
         hp = h + top
         if hp >= rows * sh:
@@ -357,7 +362,9 @@ def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
         flat_out = np.empty(out_h * pitch, x.dtype)
         for j in range(mult):
             o = c * mult + j
-            flat_out[:] = bias[o]
+            value = bias[o]
+            for p in range(flat_out.size):
+                flat_out[p] = value
             for i in range(kh):
                 for k in range(kw):
                     start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
@@ -366,7 +373,10 @@ def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
                     for p in range(n):
                         flat_out[p] += window[p] * weight
             for oh in range(out_h):
-                out[b, o, oh] = flat_out[oh * pitch : oh * pitch + out_w]
+                target = out[b, o, oh]
+                source = flat_out[oh * pitch : oh * pitch + out_w]
+                for ow in range(out_w):
+                    target[ow] = source[ow]
 
 
 @serial_kernel
