@@ -38,14 +38,17 @@ def make_batch(rng, batch=32, length=256, noise=0.1):
     return inputs.astype(np.float32), targets.astype(np.float32)
 
 
-def build_model(device):
-    """The three-layer causal model."""
+def build_model(device, seed=0):
+    """The three-layer causal model (initial weights drawn from ``seed``)."""
+    init = nd.initializers
     return nd.Sequential([
-        nd.SeparableConv1D(16, 5, padding="causal", activation="relu", depthwise_initializer="he_uniform",
-                           device=device, name="mix"),
+        nd.SeparableConv1D(16, 5, padding="causal", activation="relu", depthwise_initializer=init.HeUniform(seed),
+                           pointwise_initializer=init.GlorotUniform(seed + 1), device=device, name="mix"),
         nd.DepthwiseConv1D(7, padding="causal", dilation_rate=2, activation="tanh",
+                           depthwise_initializer=init.GlorotUniform(seed + 2),
                            depthwise_regularizer=nd.regularizers.L2(1e-4), device=device, name="context"),
-        nd.SeparableConv1D(2, 3, padding="causal", device=device, name="readout"),
+        nd.SeparableConv1D(2, 3, padding="causal", depthwise_initializer=init.GlorotUniform(seed + 3),
+                           pointwise_initializer=init.GlorotUniform(seed + 4), device=device, name="readout"),
     ], name="causal_filter")
 
 
@@ -58,7 +61,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
-    model = build_model(args.device)
+    model = build_model(args.device, args.seed)
     optimizer = nd.optimizers.Adam(learning_rate=3e-3)
     test_x, test_y = make_batch(np.random.default_rng(12345), batch=64)
     model.build(test_x.shape)
