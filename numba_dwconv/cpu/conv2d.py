@@ -79,6 +79,15 @@ def _block_taps(target, source, tiled_row, in_start, step, n, kw):
         k += 1
 
 
+@serial_kernel
+def _interior_columns(kw, sw, dw, left, width, out_w, block):
+    """Output columns ``[lo, hi)`` whose every tap reads inside the row; empty when the fused path is off."""
+    inner_lo, _ = _valid_range(-left, sw, width, out_w)
+    _, inner_hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
+    if block == 0 or inner_lo >= inner_hi:
+        return 0, 0
+    return inner_lo, inner_hi
+
 # ---------------------------------------------------------------------------- channels_last
 # The kernel arrives flattened to ``(KH, KW, C*m)`` (a free reshape): with m == 1 every tap
 # is a contiguous channel vector, and ``a[b, h, w]`` rows are contiguous 1D views, so the
@@ -94,10 +103,7 @@ def _forward_last(x, kernel, tiled, block, bias, sh, sw, dh, dw, top, left, out)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = kernel.shape[0], kernel.shape[1]
     mult = out_c // channels
-    inner_lo, _ = _valid_range(-left, sw, width, out_w)
-    _, inner_hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
-    if block == 0 or inner_lo >= inner_hi:
-        inner_lo, inner_hi = 0, 0
+    inner_lo, inner_hi = _interior_columns(kw, sw, dw, left, width, out_w, block)
     step_block = max(block, 1)
     for task in prange(batch * out_h):
         b = task // out_h
@@ -202,10 +208,7 @@ def _kernel_grad_partials_last(grad, x, block, sh, sw, dh, dw, top, left, rows_p
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
     mult = out_c // channels
-    inner_lo, _ = _valid_range(-left, sw, width, out_w)
-    _, inner_hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
-    if block == 0 or inner_lo >= inner_hi:
-        inner_lo, inner_hi = 0, 0
+    inner_lo, inner_hi = _interior_columns(kw, sw, dw, left, width, out_w, block)
     step_block = max(block, 1)
     span = step_block * out_c
     chunks = (out_h + rows_per_task - 1) // rows_per_task
