@@ -227,8 +227,12 @@ class Layer:
         path = _npz_path(path)
         with np.load(path, allow_pickle=False) as data:
             weights = [data[key] for key in sorted(data.files)]
+        self._set_loaded_weights(weights)
+
+    def _set_loaded_weights(self, weights) -> None:
+        """``set_weights`` for weights read from a file: an unbuilt layer is first built from their shapes."""
         if not self.built and weights:
-            self._build_for_channels(int(weights[0].shape[-2]))
+            self._build_for_channels(int(weights[0].shape[-2]))  # the kernel's channel axis
         self.set_weights(weights)
 
     # -- losses --------------------------------------------------------------------------------------

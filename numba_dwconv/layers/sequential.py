@@ -216,9 +216,7 @@ class Sequential:
                 raise ValueError(f"{path!r} holds weights of {len({k.split('_', 1)[0] for k in keys})} layers; "
                                  f"model {self.name!r} has {len(self._layers)}")
         for layer, group in zip(self._layers, per_layer):
-            if not layer.built and group:
-                layer._build_for_channels(int(group[0].shape[-2]))
-            layer.set_weights(group)
+            layer._set_loaded_weights(group)
 
     # -- config and summary ----------------------------------------------------------------------------
     def get_config(self) -> dict:
