@@ -145,12 +145,7 @@ class Placement:
         """The kernel module ``module`` of the target (imported lazily: importing the package compiles nothing)."""
         import importlib
 
-        try:
-            return importlib.import_module(f".{self.target}.{module}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{self.target}.{module}":
-                raise
-            raise NotImplementedError(f"{module} has no {self.target.upper()} kernels yet; use device='cpu'") from None
+        return importlib.import_module(f".{self.target}.{module}", __package__)
 
     def call(self, name: str, *args, module: str = "conv1d"):
         """Run ``backend(module).name(*args)``, passing the stream on the GPU."""
