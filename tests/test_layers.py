@@ -201,7 +201,7 @@ def test_losses_order_and_values():
 
 # ---------------------------------------------------------------------------- the training contract
 def total_objective(layer, x, grad_y):
-    """sum(outputs * grad_y) + sum(losses) of a fresh call."""
+    """sum(outputs * grad_y) + sum(losses) of a fresh call (of a layer or a Sequential model)."""
     return float(np.sum(layer(x) * grad_y) + sum(layer.losses))
 
 
@@ -222,15 +222,13 @@ def finite_difference_check(layer, x, seed):
         minus = total_objective(layer, x, grad_y)
         weight[...] = original
         np.testing.assert_allclose(np.sum(grad * direction), (plus - minus) / (2 * eps), rtol=1e-6, atol=1e-7)
-    # inputs: the data term plus the activity loss (weight penalties do not depend on x)
+    # inputs: the total objective again -- its weight penalties do not depend on x, so this is the data term
+    # plus the activity losses; the same check serves a layer and a Sequential model
     direction = rng.standard_normal(x.shape)
-
-    def data_and_activity(inputs):
-        out = layer(inputs)
-        return float(np.sum(out * grad_y) + (layer.losses[0] if layer.activity_regularizer else 0.0))
-
-    numeric = (data_and_activity(x + eps * direction) - data_and_activity(x - eps * direction)) / (2 * eps)
+    numeric = (total_objective(layer, x + eps * direction, grad_y)
+               - total_objective(layer, x - eps * direction, grad_y)) / (2 * eps)
     np.testing.assert_allclose(np.sum(grad_x * direction), numeric, rtol=1e-6, atol=1e-7)
+    return gradients
 
 
 REGULARIZED = dict(activity_regularizer=nd.regularizers.L1L2(0.01, 0.02), depthwise_regularizer="l1",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import reference as ref
-from test_layers import data
+from test_layers import data, finite_difference_check
 
 import numba_dwconv as nd
 
@@ -21,34 +21,10 @@ def make_layers(dtype="float64"):
     ]
 
 
-def total_objective(model, x, grad_y):
-    return float(np.sum(model(x) * grad_y) + sum(model.losses))
-
-
 def test_gradients_of_the_whole_stack_by_finite_differences():
     model = nd.Sequential(make_layers())
-    x = data((2, 10, 3), 1)
-    rng = np.random.default_rng(2)
-    grad_y = rng.standard_normal(model(x).shape)
-    model(x)
-    grad_x = model.backward(grad_y)
-    gradients = [g.copy() for g in model.gradients]
+    gradients = finite_difference_check(model, data((2, 10, 3), 1), 2)
     assert len(gradients) == len(model.trainable_weights) == 7
-    eps = 1e-6
-    for weight, grad in zip(model.trainable_weights, gradients):
-        direction = rng.standard_normal(weight.shape)
-        original = weight.copy()
-        weight[...] = original + eps * direction
-        plus = total_objective(model, x, grad_y)
-        weight[...] = original - eps * direction
-        minus = total_objective(model, x, grad_y)
-        weight[...] = original
-        np.testing.assert_allclose(np.sum(grad * direction), (plus - minus) / (2 * eps), rtol=1e-6, atol=1e-7)
-    # the input gradient: data term plus every activity loss (the weight penalties do not depend on x)
-    direction = rng.standard_normal(x.shape)
-    numeric = (total_objective(model, x + eps * direction, grad_y)
-               - total_objective(model, x - eps * direction, grad_y)) / (2 * eps)
-    np.testing.assert_allclose(np.sum(grad_x * direction), numeric, rtol=1e-6, atol=1e-7)
 
 
 def test_outputs_equal_the_layers_applied_in_turn():
