@@ -51,14 +51,6 @@ def _interior(kw, sw, dw, left, width, out_w):
 
 
 @serial_kernel
-def _tap_range(col0, dw, width, kw):
-    """Taps ``k`` in ``[lo, hi)`` whose column ``col0 + k * dw`` lies in ``[0, width)``."""
-    lo = 0 if col0 >= 0 else (-col0 + dw - 1) // dw
-    hi = min(kw, (width - 1 - col0) // dw + 1) if col0 < width else 0
-    return lo, max(lo, hi)
-
-
-@serial_kernel
 def _block_pass(src, taps, dst, s0, t0, d0, n, col_step, tap_step, kw_t):
     """``dst[d0 + u*n + c] += sum_k src[s0 + (u*col_step + k*tap_step)*n + c] * taps[t0 + k*n + c]``, u < 4, c < n.
 
@@ -180,7 +172,7 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
         if lo <= col < ow:
             continue
         col0 = col * sw - left
-        k_lo, k_hi = _tap_range(col0, dw, width, kw)
+        k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
         _column_pass(src, taps, dst, s_row, col0, t0, d_row + uint64(col) * n_out, channels, k_lo, k_hi, dw, mult)
 
 
@@ -252,7 +244,7 @@ def _input_grad_scatter_last(grad, taps, grad_in, batch, height, width, channels
                 g_row = uint64(b * out_h + q // sh) * uint64(out_w * n_out)
                 for ow in range(out_w):
                     col0 = ow * sw - left
-                    k_lo, k_hi = _tap_range(col0, dw, width, kw)
+                    k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
                     _column_scatter(grad, taps, grad_in, g_row + uint64(ow * n_out), uint64(i * kw * n_out), d_row,
                                     col0, channels, k_lo, k_hi, dw, mult)
 
@@ -278,7 +270,7 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
         if lo <= col < ow:
             continue
         col0 = col * sw - left
-        k_lo, k_hi = _tap_range(col0, dw, width, kw)
+        k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
         _column_grad(x, grad, acc, s_row, col0, g_row + uint64(col) * n_out, a0, channels, k_lo, k_hi, dw, mult)
 
 
