@@ -43,10 +43,8 @@ def _valid_range(offset, stride, length, out_length):
 
 
 @serial_kernel
-def _block_columns(kw, sw, dw, left, width, out_w, mult):
-    """Output columns ``[lo, hi)`` for the block passes: every tap reads inside the row (empty when m > 1)."""
-    if mult != 1:
-        return 0, 0
+def _interior(kw, sw, dw, left, width, out_w):
+    """Output columns ``[lo, hi)`` whose every tap reads inside a row of ``width`` columns."""
     lo, _ = _valid_range(-left, sw, width, out_w)
     _, hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
     return lo, max(lo, hi)
@@ -158,7 +156,9 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
     """One tap row applied along a row: ``dst[ow] += sum_k src[ow*sw + k*dw - left] * taps[k]`` for every ``ow``."""
     kw = len(kw_t)
     n_out = uint64(channels * mult)
-    lo, hi = _block_columns(kw, sw, dw, left, width, out_w, mult)
+    lo, hi = _interior(kw, sw, dw, left, width, out_w)
+    if mult != 1:
+        lo, hi = 0, 0
     ow = lo
     while ow + BLOCK <= hi:
         s0 = s_row + uint64(ow * sw - left) * n_out
@@ -254,7 +254,9 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
     """Kernel-gradient twin of :func:`_taps_along_row`: ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]``."""
     kw = len(kw_t)
     n_out = uint64(channels * mult)
-    lo, hi = _block_columns(kw, sw, dw, left, width, out_w, mult)
+    lo, hi = _interior(kw, sw, dw, left, width, out_w)
+    if mult != 1:
+        lo, hi = 0, 0
     ow = lo
     while ow + BLOCK <= hi:
         s0 = s_row + uint64(ow * sw - left) * n_out
