@@ -171,3 +171,22 @@ def test_non_finite_inputs_stay_where_they_belong(data_format):
     np.testing.assert_array_equal(np.isfinite(grad_k), np.isfinite(want_k))
     finite = np.isfinite(want_k)
     np.testing.assert_allclose(grad_k[finite], want_k[finite], rtol=1e-12)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_non_finite_weight_reaches_exactly_the_inputs_it_multiplies(data_format, stride):
+    """An inf tap makes inf/NaN exactly the input-gradient entries the reference makes non-finite."""
+    rng = np.random.default_rng(11)
+    x, kernel, _ = make_case2d(rng, 2, 9, 10, 3, (3, 3), 1, data_format, np.float64)
+    kernel[2, 0, 1, 0] = np.inf  # bottom-left tap of channel 1
+    with np.errstate(invalid="ignore"):  # the reference meets 0 * inf at the padding
+        grad_y = rng.standard_normal(ref.conv2d_forward(x, kernel, None, stride, "same", data_format).shape)
+        want = ref.conv2d_gradients(grad_y, x, kernel, stride, "same", data_format)[0]
+    size = x.shape[1:3] if data_format == "channels_last" else x.shape[2:]
+    got = nd.depthwise_conv2d_input_grad(grad_y, kernel, size, stride, "same", data_format)
+    assert not np.isfinite(want).all()
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12)

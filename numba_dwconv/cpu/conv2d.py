@@ -8,8 +8,9 @@ contiguous axis so that LLVM vectorises it:
   along the row (four output columns per channel vector), edge columns tap by
   tap with the padding clipped away.
 * channels_first ``(B, C, H, W)`` (:mod:`numba_dwconv.cpu.conv2d_first`): one task
-  per plane ``(b, c)``, scattered once into zero-padded stride-phase planes so
-  that every tap is one flat unit-stride pass over the plane.
+  per plane ``(b, c)``, copied once into zero-padded stride-phase planes so that
+  every output row is one vectorised loop applying all ``KH * KW`` taps at fixed
+  offsets (computed here, on the host, by :func:`_phases`).
 
 The input gradient mirrors the forward pass: each task owns one input row
 (channels_last) or plane (channels_first) of ``grad_inputs``, so there are no
@@ -22,13 +23,14 @@ functions below take a :class:`numba_dwconv._geometry.Conv2DProblem`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
 
 from .. import _memory
 from .._jit import parallel_kernel
-from .conv2d_first import _forward_first, _input_grad_first, _kernel_grad_first
+from .conv2d_first import _forward_first, _input_grad_strided_first, _input_grad_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
 
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
@@ -53,9 +55,31 @@ def _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias):
 
 
 # ---------------------------------------------------------------------------- host functions
-def _axes_args(problem):
+class _Phases(NamedTuple):
+    """Scratch geometry of the channels_first kernels (see :mod:`numba_dwconv.cpu.conv2d_first`)."""
+
+    rows: int
+    pitch: int
+    offsets: np.ndarray  # flat offset of each tap's window, taps in (KH, KW) order
+    taps: tuple  # its length is KH*KW: the kernels' tap loop has a compile-time trip count
+
+
+def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw):
+    """Phase planes covering every tap of every output, and the taps' offsets into them."""
+    rows = ((out_h - 1) * sh + (kh - 1) * dh + sh) // sh
+    pitch = ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
+    offsets = np.array([(((i * dh) % sh) * sw + (k * dw) % sw) * rows * pitch + (i * dh) // sh * pitch + (k * dw) // sw
+                        for i in range(kh) for k in range(kw)], dtype=np.int64)
+    return _Phases(rows, pitch, offsets, (0,) * (kh * kw))
+
+
+def _first_args(problem):
+    """Geometry arguments of the channels_first forward pass and kernel gradient."""
     h, w = problem.height, problem.width
-    return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
+    phases = _phases(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride, h.dilation,
+                     w.dilation)
+    return ((phases.offsets, problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length,
+             w.out_length, h.stride, w.stride, h.pad_left, w.pad_left, phases.rows, phases.pitch), phases.taps)
 
 
 def _last_dims(problem):
@@ -82,7 +106,8 @@ def conv2d_forward(problem, inputs, kernel, bias):
                       problem.multiplier, h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
                       w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
     else:
-        _forward_first(inputs, kernel, bias, *_axes_args(problem), out)
+        args, taps = _first_args(problem)
+        _forward_first(inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, taps)
     return out
 
 
@@ -104,8 +129,30 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
                                      *_last_dims(problem), problem.multiplier, *sizes, h.stride, w.stride, h.dilation,
                                      w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
     else:
-        _input_grad_first(grad_outputs, kernel, *_axes_args(problem), grad_in)
+        _input_grad_first(problem, grad_outputs, kernel, grad_in)
     return grad_in
+
+
+def _input_grad_first(problem, grad_outputs, kernel, grad_in):
+    """channels_first input gradient: a correlation with the reversed taps for unit strides, else tap by tap.
+
+    A non-finite weight takes the tap-by-tap path over the real output columns only,
+    so inf/NaN reach exactly the inputs the reference gives them to.
+    """
+    h, w = problem.height, problem.width
+    top = (h.kernel_size - 1) * h.dilation - h.pad_left  # the output gradient's padding in the correlation
+    left = (w.kernel_size - 1) * w.dilation - w.pad_left
+    finite = np.isfinite(kernel).all()  # the correlation meets the padding: 0 * inf would add NaN
+    if h.stride == 1 and w.stride == 1 and top >= 0 and left >= 0 and finite:
+        phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation)
+        flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
+        _input_grad_unit_first(grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets, problem.batch,
+                               problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length,
+                               top, left, phases.rows, phases.pitch, phases.taps)
+    else:
+        args, taps = _first_args(problem)
+        _input_grad_strided_first(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,
+                                  not finite, taps)
 
 
 def conv2d_kernel_grad(problem, grad_outputs, inputs):
@@ -131,6 +178,8 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
         if problem.batch:
-            _kernel_grad_first(grad_outputs, inputs, *_axes_args(problem), kernel_partials, bias_partials)
+            args, taps = _first_args(problem)
+            _kernel_grad_first(grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
+                               bias_partials.reshape(-1), *args, taps)
     _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
     return grad_kernel, grad_bias

@@ -1,30 +1,39 @@
-"""2D depthwise kernels for channels_first ``(B, C, H, W)``: stride-phase planes, one flat pass per tap.
+"""2D depthwise kernels for channels_first ``(B, C, H, W)``: zero-padded stride-phase planes.
 
 Used by the host functions of :mod:`numba_dwconv.cpu.conv2d` (which documents the
 contract: tasks own planes, partials are summed in a fixed order).
+
+Each task owns one plane ``(b, c)``.  The plane is first copied into a scratch
+buffer of ``sh * sw`` zero-padded *phase* planes of ``rows x pitch`` values,
+``phase[ph * sw + pw][r, q] = xpad[r * sh + ph, q * sw + pw]``, so that every tap
+``t = (i, k)`` reads its window with unit steps at a fixed flat offset
+``offsets[t]`` (phase, row shift and column shift, computed on the host).  Output
+row ``oh`` is then one loop over its columns that applies all ``KH * KW`` taps:
+``out[oh, ow] = bias + sum_t buf[offsets[t] + oh * pitch + ow] * w[t]``.
+
+The numba details of :mod:`numba_dwconv.cpu.conv2d_last` apply here too:
+
+* the tap loop has a compile-time trip count (the length of the tuple ``taps_t``),
+  so LLVM unrolls it and vectorises the column loop, with the tap offsets and
+  weights hoisted out of it (they are read from argument arrays);
+* arrays arrive flat and are indexed with unsigned integers;
+* no view of an argument array is created in the parallel loop, so numba marks
+  the arguments ``noalias``.
+
+With unit strides the input gradient is the same correlation over the padded
+output gradient with the taps reversed.  With larger strides it adds each tap's
+contribution into the phase planes and reads the plane back from them.  The
+kernel gradient is, per tap, one flat dot product of the tap's phase window with
+the output gradient copied into rows of ``pitch`` values (zeros in the extra
+columns).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from .._jit import parallel_kernel, serial_kernel
-
-
-# ---------------------------------------------------------------------------- channels_first
-# Each task owns one plane (b, c).  The plane is scattered once into ``sh * sw``
-# zero-padded *phase* planes, ``phases[ph * sw + pw, r, q] = xpad[r * sh + ph, q * sw + pw]``:
-# tap (i, k) then reads phase ((i*dh) % sh, (k*dw) % sw) shifted by ((i*dh) // sh,
-# (k*dw) // sw) with unit strides, so every tap is one flat, contiguous, vectorised
-# loop over the whole plane (rows share one pitch; the columns past the output width
-# are computed and never used).  Strides 1 are the case of a single phase.
-@serial_kernel
-def _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw):
-    """(rows, pitch) of the phase planes covering every tap of every output."""
-    padded_h = (out_h - 1) * sh + (kh - 1) * dh + 1
-    padded_w = (out_w - 1) * sw + (kw - 1) * dw + 1
-    return (padded_h + sh - 1) // sh, (padded_w + sw - 1) // sw
 
 
 @serial_kernel
@@ -37,183 +46,253 @@ def _phase_segment(w_count, pitch, sw, left, pw):
 
 
 @serial_kernel
-def _scatter_phases(phases, plane, sh, sw, top, left):
-    """Zero ``phases`` and write ``plane`` into them at padded offset (top, left); True if the plane is finite."""
-    flat = phases.reshape(phases.size)
-    for t in range(flat.size):  # explicit loops: numba's slice assignment costs ~50 ns per call
-        flat[t] = 0.0
-    rows, pitch = phases.shape[1], phases.shape[2]
-    check = 0.0  # stays 0 unless some value is inf or NaN (x * 0 is then NaN)
-    for h in range(plane.shape[0]):
+def _scatter_phases(buf, x, x0, height, width, rows, pitch, sh, sw, top, left):
+    """Zero ``buf`` and write the plane ``x[x0 : x0 + height*width]`` into its phase planes at padded (top, left)."""
+    for p in range(uint64(buf.size)):
+        buf[p] = 0.0
+    plane = uint64(rows * pitch)
+    pa = left % sw
+    qa, qb = left // sw, (left + 1) // sw
+    pairs = max(0, min(width // 2, pitch - qb))
+    for h in range(height):
         hp = h + top
         if hp >= rows * sh:
             break
-        target_rows = phases[(hp % sh) * sw : (hp % sh) * sw + sw, hp // sh]
+        r = hp // sh
+        row_phase = uint64(hp - r * sh) * uint64(sw)
+        s = x0 + uint64(h * width)
+        if sw == 1:
+            d = row_phase * plane + uint64(r * pitch + left)
+            for t in range(uint64(min(width, pitch - left))):
+                buf[d + t] = x[s + t]
+        elif sw == 2:  # columns (2t, 2t+1) go to the two phases: one pass, both loads used
+            da = (row_phase + uint64(pa)) * plane + uint64(r * pitch + qa)
+            db = (row_phase + uint64(1 - pa)) * plane + uint64(r * pitch + qb)
+            for t in range(uint64(pairs)):
+                buf[da + t] = x[s + t * uint64(2)]
+                buf[db + t] = x[s + t * uint64(2) + uint64(1)]
+            for w in range(2 * pairs, width):
+                q = (w + left) // 2
+                if q < pitch:
+                    buf[(row_phase + uint64((w + left) % 2)) * plane + uint64(r * pitch + q)] = x[s + uint64(w)]
+        else:
+            for pw in range(sw):
+                w0, q0, count = _phase_segment(width, pitch, sw, left, pw)
+                d = (row_phase + uint64(pw)) * plane + uint64(r * pitch + q0)
+                for t in range(uint64(count)):
+                    buf[d + t] = x[s + uint64(w0) + t * uint64(sw)]
+
+
+@serial_kernel
+def _gather_phases(buf, grad_in, d0, height, width, rows, pitch, sh, sw, top, left):
+    """The inverse of :func:`_scatter_phases`: the plane ``grad_in[d0:]`` read back (zero where no phase holds it)."""
+    plane = uint64(rows * pitch)
+    for h in range(height):
+        hp = h + top
+        d = d0 + uint64(h * width)
+        for w in range(uint64(width)):
+            grad_in[d + w] = 0.0
+        if hp >= rows * sh:
+            continue
+        r = hp // sh
+        row_phase = uint64(hp - r * sh) * uint64(sw)
         for pw in range(sw):
-            w0, q0, count = _phase_segment(plane.shape[1], pitch, sw, left, pw)
-            target = target_rows[pw, q0 : q0 + count]
-            if sw == 1:  # a plain slice is contiguous to numba: the copy vectorises
-                source = plane[h, w0 : w0 + count]
-                for t in range(count):
-                    target[t] = source[t]
-                    check += source[t] * 0.0
-            else:
-                strided = plane[h, w0 : w0 + count * sw : sw]
-                for t in range(count):
-                    target[t] = strided[t]
-                    check += strided[t] * 0.0
+            w0, q0, count = _phase_segment(width, pitch, sw, left, pw)
+            s = (row_phase + uint64(pw)) * plane + uint64(r * pitch + q0)
+            for t in range(uint64(count)):
+                grad_in[d + uint64(w0) + t * uint64(sw)] = buf[s + t]
+
+
+@serial_kernel
+def _row_window_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
+    """``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
+    for u in range(uint64(count)):
+        total = dst[d0 + u]
+        for t in range(len(taps_t)):
+            total += buf[uint64(offsets[t]) + r0 + u] * kernel[k0 + uint64(t * k_step)]
+        dst[d0 + u] = total
+
+
+@serial_kernel
+def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
+    """``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
+    for u in range(uint64(count)):
+        total = init
+        for t in range(len(taps_t)):
+            total += buf[uint64(offsets[t]) + r0 + u] * kernel[k0 + uint64(t * k_step)]
+        dst[d0 + u] = total
+
+
+@parallel_kernel
+def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh, sw, top,
+                   left, rows, pitch, taps_t):
+    """One task per input plane ``(b, c)``: its phase planes, then every output row of its ``m`` output planes.
+
+    Arrays are flat: ``x`` (B*C*H*W), ``kernel`` (KH*KW*C*m), ``bias`` (C*m),
+    ``out`` (B*C*m*out_h*out_w); ``offsets`` (KH*KW) are the taps' flat offsets
+    in the phase planes and ``len(taps_t) == KH*KW``.
+    """
+    n_out = channels * mult
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        buf = np.empty(sh * sw * rows * pitch, x.dtype)
+        _scatter_phases(buf, x, uint64(task) * uint64(height * width), height, width, rows, pitch, sh, sw, top, left)
+        for j in range(mult):
+            o = c * mult + j
+            o0 = uint64(b * n_out + o) * uint64(out_h * out_w)
+            for oh in range(out_h):
+                _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, bias[o], out,
+                                 o0 + uint64(oh * out_w), out_w, taps_t)
+
+
+@parallel_kernel
+def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mult, height, width, out_h, out_w, top,
+                           left, rows, pitch, taps_t):
+    """Unit strides: ``grad_in`` is the correlation of the padded output gradient with the reversed taps.
+
+    ``flipped`` holds the taps reversed along both axes; ``top``/``left`` are the
+    output gradient's padding ``(KH-1)*dh - pad_top`` and ``(KW-1)*dw - pad_left``.
+    One task per input plane; its ``m`` output-gradient planes are added in order.
+    """
+    n_out = channels * mult
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        d0 = uint64(task) * uint64(height * width)
+        buf = np.empty(rows * pitch, grad.dtype)
+        for p in range(uint64(height * width)):
+            grad_in[d0 + p] = 0.0
+        for j in range(mult):
+            o = c * mult + j
+            _scatter_phases(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1, 1,
+                            top, left)
+            for h in range(height):
+                _row_window_adds(buf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in,
+                                 d0 + uint64(h * width), width, taps_t)
+
+
+@serial_kernel
+def _pitched_copy(grad, g0, out_h, out_w, pitched, pitch):
+    """Rows of the plane ``grad[g0:]`` into rows of ``pitch`` values of ``pitched`` (extra columns untouched)."""
+    for oh in range(out_h):
+        s = g0 + uint64(oh * out_w)
+        d = uint64(oh * pitch)
+        for ow in range(uint64(out_w)):
+            pitched[d + ow] = grad[s + ow]
+
+
+@parallel_kernel
+def _input_grad_strided_first(grad, kernel, grad_in, offsets, batch, channels, mult, height, width, out_h, out_w, sh,
+                              sw, top, left, rows, pitch, exact, taps_t):
+    """Any strides: each tap adds the output gradient times its weight into its window of the phase planes.
+
+    The pitched output gradient's extra columns are zero; they add zeros for
+    finite weights.  With a non-finite weight (``exact``), the taps add row by
+    row over the real columns only, as in the reference.
+    """
+    n_out = channels * mult
+    plane = rows * pitch
+    n = uint64((out_h - 1) * pitch + out_w)
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        buf = np.zeros(sh * sw * plane, grad.dtype)
+        pitched = np.zeros(out_h * pitch, grad.dtype)
+        for j in range(mult):
+            o = c * mult + j
+            _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
+            for t in range(len(taps_t)):
+                start = uint64(offsets[t])
+                weight = kernel[uint64(t * n_out + o)]
+                if exact:
+                    for oh in range(uint64(out_h)):
+                        row = oh * uint64(pitch)
+                        for ow in range(uint64(out_w)):
+                            buf[start + row + ow] += pitched[row + ow] * weight
+                else:
+                    for p in range(n):
+                        buf[start + p] += pitched[p] * weight
+        _gather_phases(buf, grad_in, uint64(task) * uint64(height * width), height, width, rows, pitch, sh, sw, top,
+                       left)
+
+
+@serial_kernel
+def _plane_is_finite(x, x0, size):
+    """True if no value of ``x[x0 : x0 + size]`` is inf or NaN (``v * 0`` is then 0 everywhere)."""
+    check = 0.0
+    for p in range(uint64(size)):
+        check += x[x0 + p] * 0.0
     return check == 0.0
 
 
 @serial_kernel
-def _gather_phases(phases, plane, sh, sw, top, left):
-    """The inverse of :func:`_scatter_phases`: ``plane`` read back from the phases (zero where none lands)."""
-    rows, pitch = phases.shape[1], phases.shape[2]
-    for h in range(plane.shape[0]):
-        row = plane[h]
-        for w in range(plane.shape[1]):
-            row[w] = 0.0
-    for h in range(plane.shape[0]):
-        hp = h + top
-        if hp >= rows * sh:
-            break
-        source_rows = phases[(hp % sh) * sw : (hp % sh) * sw + sw, hp // sh]
-        for pw in range(sw):
-            w0, q0, count = _phase_segment(plane.shape[1], pitch, sw, left, pw)
-            source = source_rows[pw, q0 : q0 + count]
-            if sw == 1:
-                target = plane[h, w0 : w0 + count]
-                for t in range(count):
-                    target[t] = source[t]
-            else:
-                strided = plane[h, w0 : w0 + count * sw : sw]
-                for t in range(count):
-                    strided[t] = source[t]
+def _four_dots(buf, s0, s1, s2, s3, pitched, n):
+    """The dots of ``pitched[:n]`` with the four windows ``buf[s:s + n]``: one pass, five loads per four products."""
+    a0 = a1 = a2 = a3 = buf[0] * 0.0 + pitched[0] * 0.0  # zero of the arrays' type
+    for p in range(n):
+        g = pitched[p]
+        a0 += buf[s0 + p] * g
+        a1 += buf[s1 + p] * g
+        a2 += buf[s2 + p] * g
+        a3 += buf[s3 + p] * g
+    return a0, a1, a2, a3
 
 
 @serial_kernel
-def _tap_start(i, k, sh, sw, dh, dw, pitch, plane_size):
-    """Flat start, in the stacked phase planes, of tap (i, k)'s window."""
-    phase = ((i * dh) % sh) * sw + (k * dw) % sw
-    return phase * plane_size + ((i * dh) // sh) * pitch + (k * dw) // sw
+def _window_dot_by_rows(buf, start, pitched, pitch, out_h, out_w):
+    """The dot of a tap window with the pitched gradient over the real output columns only."""
+    total = 0.0
+    for oh in range(uint64(out_h)):
+        row = oh * uint64(pitch)
+        for ow in range(uint64(out_w)):
+            total += buf[start + row + ow] * pitched[row + ow]
+    return total
 
 
 @parallel_kernel
-def _forward_first(x, kernel, bias, sh, sw, dh, dw, top, left, out):
-    batch, out_c, out_h, out_w = out.shape
-    channels = x.shape[1]
-    kh, kw, _, mult = kernel.shape
-    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
-    n = (out_h - 1) * pitch + out_w
-    for task in prange(batch * channels):
-        b = task // channels
-        c = task - b * channels
-        phases = np.empty((sh * sw, rows, pitch), x.dtype)
-        _scatter_phases(phases, x[b, c], sh, sw, top, left)
-        flat_in = phases.reshape(sh * sw * rows * pitch)
-        flat_out = np.empty(out_h * pitch, x.dtype)
-        for j in range(mult):
-            o = c * mult + j
-            value = bias[o]
-            for p in range(flat_out.size):
-                flat_out[p] = value
-            for i in range(kh):
-                for k in range(kw):
-                    start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
-                    window = flat_in[start : start + n]
-                    weight = kernel[i, k, c, j]
-                    for p in range(n):
-                        flat_out[p] += window[p] * weight
-            for oh in range(out_h):
-                target = out[b, o, oh]
-                source = flat_out[oh * pitch : oh * pitch + out_w]
-                for ow in range(out_w):
-                    target[ow] = source[ow]
-
-
-@serial_kernel
-def _pitched_copy(pitched, plane):
-    """``plane`` (out_h, out_w) into the left of ``pitched`` (out_h, pitch), whose other columns stay zero."""
-    for oh in range(plane.shape[0]):
-        target = pitched[oh, : plane.shape[1]]
-        source = plane[oh]
-        for ow in range(plane.shape[1]):
-            target[ow] = source[ow]
-
-
-@parallel_kernel
-def _input_grad_first(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
-    """The transpose of the forward pass: each tap adds the output gradient into its phase window.
-
-    The output gradient's columns past the output width are zero, so they add
-    zeros (for finite weights) to the phase planes.
-    """
-    batch, channels = grad_in.shape[0], grad_in.shape[1]
-    out_h, out_w = grad.shape[2], grad.shape[3]
-    kh, kw, _, mult = kernel.shape
-    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
-    n = (out_h - 1) * pitch + out_w
-    for task in prange(batch * channels):
-        b = task // channels
-        c = task - b * channels
-        phases = np.zeros((sh * sw, rows, pitch), grad.dtype)
-        flat_phases = phases.reshape(sh * sw * rows * pitch)
-        pitched = np.zeros((out_h, pitch), grad.dtype)
-        flat_grad = pitched.reshape(out_h * pitch)
-        for j in range(mult):
-            _pitched_copy(pitched, grad[b, c * mult + j])
-            for i in range(kh):
-                for k in range(kw):
-                    start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
-                    window = flat_phases[start : start + n]
-                    weight = kernel[i, k, c, j]
-                    for p in range(n):
-                        window[p] += flat_grad[p] * weight
-        _gather_phases(phases, grad_in[b, c], sh, sw, top, left)
-
-
-@parallel_kernel
-def _kernel_grad_first(grad, x, sh, sw, dh, dw, top, left, kernel_partials, bias_partials):
+def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, channels, mult, height, width, out_h,
+                       out_w, sh, sw, top, left, rows, pitch, taps_t):
     """Per plane, each tap's gradient is one flat dot of its phase window and the pitched output gradient.
 
-    The pitched gradient's extra columns are zero; they meet input values that no
-    output of the tap reads, so a plane holding inf or NaN takes the exact
-    row-by-row path instead.
+    ``kernel_partials`` is flat (B * KH*KW * C*m), ``bias_partials`` (B * C*m).
+    Taps go four to a pass (the last group repeats its first tap; the copies are
+    dropped).  The pitched gradient's extra columns are zero; they meet input
+    values that no output of the tap reads, so a plane holding inf or NaN takes
+    the exact row-by-row path instead.
     """
-    batch, out_c, out_h, out_w = grad.shape
-    channels = x.shape[1]
-    kh, kw = kernel_partials.shape[1], kernel_partials.shape[2]
-    mult = out_c // channels
-    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
-    n = (out_h - 1) * pitch + out_w
+    n_out = channels * mult
+    n_taps = len(taps_t)
+    n = uint64((out_h - 1) * pitch + out_w)
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
-        phases = np.empty((sh * sw, rows, pitch), x.dtype)
-        finite = _scatter_phases(phases, x[b, c], sh, sw, top, left)
-        flat_x = phases.reshape(sh * sw * rows * pitch)
-        pitched = np.zeros((out_h, pitch), x.dtype)
-        flat_grad = pitched.reshape(out_h * pitch)
+        x0 = uint64(task) * uint64(height * width)
+        buf = np.empty(sh * sw * rows * pitch, x.dtype)
+        _scatter_phases(buf, x, x0, height, width, rows, pitch, sh, sw, top, left)
+        finite = _plane_is_finite(x, x0, height * width)
+        pitched = np.zeros(out_h * pitch, x.dtype)
         for j in range(mult):
             o = c * mult + j
-            g_plane = grad[b, o]
-            _pitched_copy(pitched, g_plane)
+            _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
             total_bias = 0.0
             for p in range(n):
-                total_bias += flat_grad[p]
-            bias_partials[b, o] = total_bias
-            for i in range(kh):
-                for k in range(kw):
-                    start = _tap_start(i, k, sh, sw, dh, dw, pitch, rows * pitch)
-                    total = 0.0
-                    if finite:
-                        window = flat_x[start : start + n]
-                        for p in range(n):
-                            total += window[p] * flat_grad[p]
-                    else:
-                        for oh in range(out_h):
-                            window = flat_x[start + oh * pitch : start + oh * pitch + out_w]
-                            source = g_plane[oh]
-                            for ow in range(out_w):
-                                total += window[ow] * source[ow]
-                    kernel_partials[b, i, k, c, j] = total
+                total_bias += pitched[p]
+            bias_partials[uint64(b * n_out + o)] = total_bias
+            k0 = uint64(b * n_taps * n_out + o)
+            if not finite:
+                for t in range(n_taps):
+                    kernel_partials[k0 + uint64(t * n_out)] = _window_dot_by_rows(buf, uint64(offsets[t]), pitched,
+                                                                                  pitch, out_h, out_w)
+                continue
+            for t in range(0, n_taps, 4):
+                t1, t2, t3 = min(t + 1, n_taps - 1), min(t + 2, n_taps - 1), min(t + 3, n_taps - 1)
+                d0, d1, d2, d3 = _four_dots(buf, uint64(offsets[t]), uint64(offsets[t1]), uint64(offsets[t2]),
+                                            uint64(offsets[t3]), pitched, n)
+                kernel_partials[k0 + uint64(t * n_out)] = d0
+                if t + 1 < n_taps:
+                    kernel_partials[k0 + uint64((t + 1) * n_out)] = d1
+                if t + 2 < n_taps:
+                    kernel_partials[k0 + uint64((t + 2) * n_out)] = d2
+                if t + 3 < n_taps:
+                    kernel_partials[k0 + uint64((t + 3) * n_out)] = d3
