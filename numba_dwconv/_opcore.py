@@ -67,10 +67,13 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
     problem = rank.problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     grad_outputs = place.operand(grad_outputs, dtype)
-    grad_inputs = place.call(f"{rank.module}_input_grad", problem, grad_outputs, place.operand(kernel, dtype),
-                             module=rank.module)
-    grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", problem, grad_outputs,
-                                        place.operand(inputs, dtype), module=rank.module)
+    kernel, inputs = place.operand(kernel, dtype), place.operand(inputs, dtype)
+    if hasattr(place.backend(rank.module), f"{rank.module}_backward"):  # a backend's one-pass backward
+        grads = place.call(f"{rank.module}_backward", problem, grad_outputs, kernel, inputs, module=rank.module)
+        return place.finish(tuple(grads))
+    grad_inputs = place.call(f"{rank.module}_input_grad", problem, grad_outputs, kernel, module=rank.module)
+    grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", problem, grad_outputs, inputs,
+                                        module=rank.module)
     return place.finish((grad_inputs, grad_kernel, grad_bias))
 
 

@@ -190,3 +190,20 @@ def test_non_finite_weight_reaches_exactly_the_inputs_it_multiplies(data_format,
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     finite = np.isfinite(want)
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_backward_with_non_finite_input_same_padding(data_format):
+    """'same' with unit strides (one-pass backward on channels_first): an inf input reaches what the reference says."""
+    rng = np.random.default_rng(12)
+    x, kernel, _ = make_case2d(rng, 2, 7, 8, 3, (3, 3), 2, data_format, np.float64)
+    x.flat[17] = np.inf
+    with np.errstate(invalid="ignore"):
+        grad_y = rng.standard_normal(ref.conv2d_forward(x, kernel, None, 1, "same", data_format).shape)
+        want = ref.conv2d_gradients(grad_y, x, kernel, 1, "same", data_format)
+    got = nd.depthwise_conv2d_backward(grad_y, x, kernel, 1, "same", data_format)
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(np.isfinite(g), np.isfinite(r))
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        finite = np.isfinite(r)
+        np.testing.assert_allclose(g[finite], r[finite], rtol=1e-12, atol=1e-12)

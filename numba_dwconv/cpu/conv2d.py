@@ -30,7 +30,13 @@ from numba import prange
 
 from .. import _memory
 from .._jit import parallel_kernel
-from .conv2d_first import _forward_first, _input_grad_strided_first, _input_grad_unit_first, _kernel_grad_first
+from .conv2d_first import (
+    _backward_same_unit_first,
+    _forward_first,
+    _input_grad_strided_first,
+    _input_grad_unit_first,
+    _kernel_grad_first,
+)
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
 
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
@@ -183,3 +189,28 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
                                bias_partials.reshape(-1), *args, taps)
     _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
     return grad_kernel, grad_bias
+
+
+def conv2d_backward(problem, grad_outputs, kernel, inputs):
+    """``(grad_inputs, grad_kernel, grad_bias)``: one pass for channels_first 'same' with unit strides, else two."""
+    h, w = problem.height, problem.width
+    fused = (not problem.channels_last and h.stride == 1 and w.stride == 1 and h.out_length == h.length
+             and w.out_length == w.length and problem.batch > 0 and problem.channels > 0
+             and np.isfinite(kernel).all())
+    if not fused:
+        return (conv2d_input_grad(problem, grad_outputs, kernel), *conv2d_kernel_grad(problem, grad_outputs, inputs))
+    dtype = problem.dtype
+    out_channels = problem.channels * problem.multiplier
+    phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation)
+    grad_in = _memory.empty(problem.input_shape, dtype)
+    kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
+    bias_partials = np.empty((problem.batch, out_channels), dtype)
+    flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
+    _backward_same_unit_first(grad_outputs.reshape(-1), inputs.reshape(-1), flipped, grad_in.reshape(-1),
+                              kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch,
+                              problem.channels, problem.multiplier, h.length, w.length, h.pad_left, w.pad_left,
+                              phases.rows, phases.pitch, phases.taps)
+    grad_kernel = np.empty(problem.kernel_shape, dtype)
+    grad_bias = np.empty(out_channels, dtype)
+    _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
+    return grad_in, grad_kernel, grad_bias

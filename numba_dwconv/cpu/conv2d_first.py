@@ -227,11 +227,11 @@ def _plane_is_finite(x, x0, size):
 
 
 @serial_kernel
-def _four_dots(buf, s0, s1, s2, s3, pitched, n):
-    """The dots of ``pitched[:n]`` with the four windows ``buf[s:s + n]``: one pass, five loads per four products."""
-    a0 = a1 = a2 = a3 = buf[0] * 0.0 + pitched[0] * 0.0  # zero of the arrays' type
+def _four_dots(buf, s0, s1, s2, s3, grad, g0, n):
+    """The dots of ``grad[g0:g0 + n]`` with the windows ``buf[s:s + n]``: one pass, five loads per four products."""
+    a0 = a1 = a2 = a3 = buf[0] * 0.0 + grad[0] * 0.0  # zero of the arrays' type
     for p in range(n):
-        g = pitched[p]
+        g = grad[g0 + p]
         a0 += buf[s0 + p] * g
         a1 += buf[s1 + p] * g
         a2 += buf[s2 + p] * g
@@ -240,14 +240,49 @@ def _four_dots(buf, s0, s1, s2, s3, pitched, n):
 
 
 @serial_kernel
-def _window_dot_by_rows(buf, start, pitched, pitch, out_h, out_w):
+def _window_dot_by_rows(buf, start, grad, g0, pitch, out_h, out_w):
     """The dot of a tap window with the pitched gradient over the real output columns only."""
     total = 0.0
     for oh in range(uint64(out_h)):
         row = oh * uint64(pitch)
         for ow in range(uint64(out_w)):
-            total += buf[start + row + ow] * pitched[row + ow]
+            total += buf[start + row + ow] * grad[g0 + row + ow]
     return total
+
+
+@serial_kernel
+def _plane_grads(buf, finite, grad, g0, offsets, pitch, out_h, out_w, kernel_partials, k0, k_step, bias_partials,
+                 bias_index, taps_t):
+    """Bias and tap gradients of one plane: the pitched gradient ``grad[g0:]`` against the phase windows in ``buf``.
+
+    Taps go four to a pass (the last group repeats its first tap; the copies are
+    dropped).  The pitched gradient's extra columns are zero; they meet input
+    values that no output of the tap reads, so a plane holding inf or NaN
+    (``finite`` False) takes the exact row-by-row path.  Tap ``t``'s gradient goes
+    to ``kernel_partials[k0 + t*k_step]``.
+    """
+    n_taps = len(taps_t)
+    n = uint64((out_h - 1) * pitch + out_w)
+    total_bias = 0.0
+    for p in range(n):
+        total_bias += grad[g0 + p]
+    bias_partials[bias_index] = total_bias
+    if not finite:
+        for t in range(n_taps):
+            kernel_partials[k0 + uint64(t * k_step)] = _window_dot_by_rows(buf, uint64(offsets[t]), grad, g0, pitch,
+                                                                           out_h, out_w)
+        return
+    for t in range(0, n_taps, 4):
+        t1, t2, t3 = min(t + 1, n_taps - 1), min(t + 2, n_taps - 1), min(t + 3, n_taps - 1)
+        d0, d1, d2, d3 = _four_dots(buf, uint64(offsets[t]), uint64(offsets[t1]), uint64(offsets[t2]),
+                                    uint64(offsets[t3]), grad, g0, n)
+        kernel_partials[k0 + uint64(t * k_step)] = d0
+        if t + 1 < n_taps:
+            kernel_partials[k0 + uint64((t + 1) * k_step)] = d1
+        if t + 2 < n_taps:
+            kernel_partials[k0 + uint64((t + 2) * k_step)] = d2
+        if t + 3 < n_taps:
+            kernel_partials[k0 + uint64((t + 3) * k_step)] = d3
 
 
 @parallel_kernel
@@ -256,14 +291,9 @@ def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, 
     """Per plane, each tap's gradient is one flat dot of its phase window and the pitched output gradient.
 
     ``kernel_partials`` is flat (B * KH*KW * C*m), ``bias_partials`` (B * C*m).
-    Taps go four to a pass (the last group repeats its first tap; the copies are
-    dropped).  The pitched gradient's extra columns are zero; they meet input
-    values that no output of the tap reads, so a plane holding inf or NaN takes
-    the exact row-by-row path instead.
     """
     n_out = channels * mult
     n_taps = len(taps_t)
-    n = uint64((out_h - 1) * pitch + out_w)
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
@@ -275,24 +305,45 @@ def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, 
         for j in range(mult):
             o = c * mult + j
             _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
-            total_bias = 0.0
-            for p in range(n):
-                total_bias += pitched[p]
-            bias_partials[uint64(b * n_out + o)] = total_bias
-            k0 = uint64(b * n_taps * n_out + o)
-            if not finite:
-                for t in range(n_taps):
-                    kernel_partials[k0 + uint64(t * n_out)] = _window_dot_by_rows(buf, uint64(offsets[t]), pitched,
-                                                                                  pitch, out_h, out_w)
-                continue
-            for t in range(0, n_taps, 4):
-                t1, t2, t3 = min(t + 1, n_taps - 1), min(t + 2, n_taps - 1), min(t + 3, n_taps - 1)
-                d0, d1, d2, d3 = _four_dots(buf, uint64(offsets[t]), uint64(offsets[t1]), uint64(offsets[t2]),
-                                            uint64(offsets[t3]), pitched, n)
-                kernel_partials[k0 + uint64(t * n_out)] = d0
-                if t + 1 < n_taps:
-                    kernel_partials[k0 + uint64((t + 1) * n_out)] = d1
-                if t + 2 < n_taps:
-                    kernel_partials[k0 + uint64((t + 2) * n_out)] = d2
-                if t + 3 < n_taps:
-                    kernel_partials[k0 + uint64((t + 3) * n_out)] = d3
+            _plane_grads(buf, finite, pitched, uint64(0), offsets, pitch, out_h, out_w, kernel_partials,
+                         uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), taps_t)
+
+
+@parallel_kernel
+def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_partials, offsets, batch, channels,
+                              mult, height, width, top, left, rows, pitch, taps_t):
+    """All gradients in one pass over the planes, for unit strides and outputs the size of the inputs ('same').
+
+    The input planes' phase buffer and the output gradient's padded buffer then
+    have the same rows, pitch and tap offsets, and the padded output gradient,
+    read from its first real value, is the pitched gradient of the kernel
+    gradient (its padding columns are the zero extra columns).  Each output
+    gradient plane is read from memory once, for both gradients.  ``flipped``
+    must be finite (see :func:`_input_grad_unit_first`).
+    """
+    n_out = channels * mult
+    n_taps = len(taps_t)
+    kh_pad = (rows - height) - top  # the output gradient's padding: (KH-1)*dh - top, and the same for the width
+    kw_pad = (pitch - width) - left
+    g_first = uint64(kh_pad * pitch + kw_pad)
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        x0 = uint64(task) * uint64(height * width)
+        xbuf = np.empty(rows * pitch, x.dtype)
+        _scatter_phases(xbuf, x, x0, height, width, rows, pitch, 1, 1, top, left)
+        finite = _plane_is_finite(x, x0, height * width)
+        gbuf = np.empty(rows * pitch, x.dtype)
+        for j in range(mult):
+            o = c * mult + j
+            _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch, 1,
+                            1, kh_pad, kw_pad)
+            for h in range(height):
+                if j == 0:  # the first output plane writes the input gradient, the others add to it
+                    _row_window_sums(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, flipped[0] * 0.0,
+                                     grad_in, x0 + uint64(h * width), width, taps_t)
+                else:
+                    _row_window_adds(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in,
+                                     x0 + uint64(h * width), width, taps_t)
+            _plane_grads(xbuf, finite, gbuf, g_first, offsets, pitch, height, width, kernel_partials,
+                         uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), taps_t)
