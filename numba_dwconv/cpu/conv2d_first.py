@@ -21,11 +21,12 @@ The numba details of :mod:`numba_dwconv.cpu.conv2d_last` apply here too:
   the arguments ``noalias``.
 
 With unit strides the input gradient is the same correlation over the padded
-output gradient with the taps reversed.  With larger strides it adds each tap's
-contribution into the phase planes and reads the plane back from them.  The
-kernel gradient is, per tap, one flat dot product of the tap's phase window with
-the output gradient copied into rows of ``pitch`` values (zeros in the extra
-columns).
+output gradient with the taps reversed.  With larger strides (or a non-finite
+weight) it adds each tap's contribution into the phase planes and reads the
+plane back from them.  The kernel gradient is, per tap, one flat dot product of
+the tap's phase window with the output gradient in rows of ``pitch`` values
+(zeros in the extra columns), four taps per pass.  For 'same' with unit strides
+both gradients come from one pass that reads each output-gradient plane once.
 """
 
 from __future__ import annotations
@@ -123,6 +124,22 @@ def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count,
         dst[d0 + u] = total
 
 
+@serial_kernel
+def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, first, taps_t):
+    """Input-gradient plane ``grad_in[d0:]`` from one padded output-gradient plane: written if ``first``, else added.
+
+    Row ``h`` is ``sum_t gbuf[offsets[t] + h*pitch + w] * flipped[t*n_out + o]``
+    (``flipped`` is finite, so ``flipped[0] * 0`` is a zero of its type).
+    """
+    for h in range(height):
+        if first:
+            _row_window_sums(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, flipped[0] * 0.0, grad_in,
+                             d0 + uint64(h * width), width, taps_t)
+        else:
+            _row_window_adds(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in,
+                             d0 + uint64(h * width), width, taps_t)
+
+
 @parallel_kernel
 def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh, sw, top,
                    left, rows, pitch, taps_t):
@@ -151,7 +168,8 @@ def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mul
                            left, rows, pitch, taps_t):
     """Unit strides: ``grad_in`` is the correlation of the padded output gradient with the reversed taps.
 
-    ``flipped`` holds the taps reversed along both axes; ``top``/``left`` are the
+    ``flipped`` holds the taps reversed along both axes (all finite: the host
+    sends non-finite weights to :func:`_input_grad_strided_first`); ``top``/``left`` are the
     output gradient's padding ``(KH-1)*dh - pad_top`` and ``(KW-1)*dw - pad_left``.
     One task per input plane; its ``m`` output-gradient planes are added in order.
     """
@@ -161,15 +179,11 @@ def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mul
         c = task - b * channels
         d0 = uint64(task) * uint64(height * width)
         buf = np.empty(rows * pitch, grad.dtype)
-        for p in range(uint64(height * width)):
-            grad_in[d0 + p] = 0.0
         for j in range(mult):
             o = c * mult + j
             _scatter_phases(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1, 1,
                             top, left)
-            for h in range(height):
-                _row_window_adds(buf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in,
-                                 d0 + uint64(h * width), width, taps_t)
+            _correlate_plane(buf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, j == 0, taps_t)
 
 
 @serial_kernel
@@ -338,12 +352,6 @@ def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_p
             o = c * mult + j
             _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch, 1,
                             1, kh_pad, kw_pad)
-            for h in range(height):
-                if j == 0:  # the first output plane writes the input gradient, the others add to it
-                    _row_window_sums(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, flipped[0] * 0.0,
-                                     grad_in, x0 + uint64(h * width), width, taps_t)
-                else:
-                    _row_window_adds(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in,
-                                     x0 + uint64(h * width), width, taps_t)
+            _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, x0, height, width, pitch, j == 0, taps_t)
             _plane_grads(xbuf, finite, gbuf, g_first, offsets, pitch, height, width, kernel_partials,
                          uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), taps_t)
