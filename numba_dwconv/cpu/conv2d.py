@@ -166,8 +166,6 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
     dtype = problem.dtype
     out_channels = problem.channels * problem.multiplier
     kh, kw = problem.height.kernel_size, problem.width.kernel_size
-    grad_kernel = np.empty(problem.kernel_shape, dtype)
-    grad_bias = np.empty(out_channels, dtype)
     if problem.channels_last:
         h, w = problem.height, problem.width
         per_entry = max(1, math.ceil(KERNEL_GRAD_TASKS / max(problem.batch, 1)))
@@ -187,6 +185,13 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
             args, taps = _first_args(problem)
             _kernel_grad_first(grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
                                bias_partials.reshape(-1), *args, taps)
+    return _summed_partials(problem, kernel_partials, bias_partials)
+
+
+def _summed_partials(problem, kernel_partials, bias_partials):
+    """``(grad_kernel, grad_bias)``: the per-task partials summed over their first axis, in index order."""
+    grad_kernel = np.empty(problem.kernel_shape, problem.dtype)
+    grad_bias = np.empty(problem.channels * problem.multiplier, problem.dtype)
     _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
     return grad_kernel, grad_bias
 
@@ -210,7 +215,4 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
                               kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch,
                               problem.channels, problem.multiplier, h.length, w.length, h.pad_left, w.pad_left,
                               phases.rows, phases.pitch, phases.taps)
-    grad_kernel = np.empty(problem.kernel_shape, dtype)
-    grad_bias = np.empty(out_channels, dtype)
-    _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
-    return grad_in, grad_kernel, grad_bias
+    return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))
