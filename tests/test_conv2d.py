@@ -207,3 +207,25 @@ def test_backward_with_non_finite_input_same_padding(data_format):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
         finite = np.isfinite(r)
         np.testing.assert_allclose(g[finite], r[finite], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("kernel_hw", "stride", "dilation"), [
+    ((1, 1), (2, 2), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((2, 5), (2, 2), (1, 1)), ((4, 1), (1, 2), (1, 1)),
+    ((3, 3), (1, 2), (2, 3)), ((3, 4), (2, 2), (2, 1)), ((5, 3), (2, 2), (3, 2)),
+])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("width", [11, 12])
+def test_input_grad_column_stride_two(kernel_hw, stride, dilation, padding, width):
+    """channels_first, column stride 2: each input gathers its class of taps (empty classes too); an inf output
+    gradient reaches exactly the inputs the reference gives it to."""
+    rng = np.random.default_rng(width * 7 + kernel_hw[0])
+    x, kernel, _ = make_case2d(rng, 2, 13, width, 3, kernel_hw, 2, "channels_first", np.float64)
+    grad_y = rng.standard_normal(ref.conv2d_forward(x, kernel, None, stride, padding, "channels_first",
+                                                    dilation).shape)
+    grad_y.flat[grad_y.size * 2 // 3] = np.inf
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_gradients(grad_y, x, kernel, stride, padding, "channels_first", dilation)[0]
+    got = nd.depthwise_conv2d_input_grad(grad_y, kernel, x.shape[2:], stride, padding, "channels_first", dilation)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)

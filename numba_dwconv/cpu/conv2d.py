@@ -33,6 +33,7 @@ from .._jit import parallel_kernel
 from .conv2d_first import (
     _backward_same_unit_first,
     _forward_first,
+    _input_grad_stride2_first,
     _input_grad_strided_first,
     _input_grad_unit_first,
     _kernel_grad_first,
@@ -140,25 +141,66 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
 
 
 def _input_grad_first(problem, grad_outputs, kernel, grad_in):
-    """channels_first input gradient: a correlation with the reversed taps for unit strides, else tap by tap.
+    """channels_first input gradient: correlation (unit strides), tap classes (column stride 2), else tap by tap.
 
-    A non-finite weight takes the tap-by-tap path over the real output columns only,
-    so inf/NaN reach exactly the inputs the reference gives them to.
+    The first two read the output gradient's zero padding times the weights; a
+    non-finite weight takes the tap-by-tap path over the real output columns
+    only, so inf/NaN reach exactly the inputs the reference gives them to.
     """
     h, w = problem.height, problem.width
     top = (h.kernel_size - 1) * h.dilation - h.pad_left  # the output gradient's padding in the correlation
     left = (w.kernel_size - 1) * w.dilation - w.pad_left
-    finite = np.isfinite(kernel).all()  # the correlation meets the padding: 0 * inf would add NaN
+    finite = np.isfinite(kernel).all()
     if h.stride == 1 and w.stride == 1 and top >= 0 and left >= 0 and finite:
         phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation)
         flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
         _input_grad_unit_first(grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets, problem.batch,
                                problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length,
                                top, left, phases.rows, phases.pitch, phases.taps)
+    elif h.stride <= 2 and w.stride == 2 and finite:
+        classes = _tap_classes(h, w)
+        _input_grad_stride2_first(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), classes.offsets,
+                                  classes.weight_index, classes.starts, problem.batch, problem.channels,
+                                  problem.multiplier, h.length, w.length, h.out_length, w.out_length, h.stride,
+                                  h.pad_left, w.pad_left, classes.pad_h, classes.pad_w, classes.rows, classes.pitch,
+                                  *classes.taps)
     else:
         args, taps = _first_args(problem)
         _input_grad_strided_first(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,
                                   not finite, taps)
+
+
+class _TapClasses(NamedTuple):
+    """Geometry of :func:`numba_dwconv.cpu.conv2d_first._input_grad_stride2_first`."""
+
+    pad_h: int  # the output gradient's padding in its buffer
+    pad_w: int
+    rows: int
+    pitch: int
+    offsets: np.ndarray  # per tap, grouped by class: flat offset into the padded output gradient
+    weight_index: np.ndarray  # per tap: i*KW + k
+    starts: np.ndarray  # where each of the four classes begins
+    taps: tuple  # four tuples whose lengths are the classes' tap counts
+
+
+def _tap_classes(h, w):
+    """The taps grouped by the input phase they reach (row stride ``h.stride`` <= 2, column stride 2)."""
+    sh = h.stride
+    pad_h = (h.kernel_size - 1) * h.dilation // sh
+    pad_w = (w.kernel_size - 1) * w.dilation // 2
+    rows = max((h.length - 1 + h.pad_left) // sh + 1, h.out_length) + pad_h
+    pitch = max((w.length - 1 + w.pad_left) // 2 + 1, w.out_length) + pad_w
+    offsets, weight_index, starts, taps = [], [], [], []
+    for ph in range(2):
+        for pw in (w.pad_left % 2, 1 - w.pad_left % 2):  # the phase column of input columns 0, 2, ... then 1, 3, ...
+            starts.append(len(offsets))
+            members = [(i, k) for i in range(h.kernel_size) for k in range(w.kernel_size)
+                       if (i * h.dilation) % sh == ph and (k * w.dilation) % 2 == pw]
+            offsets += [(pad_h - i * h.dilation // sh) * pitch + pad_w - k * w.dilation // 2 for i, k in members]
+            weight_index += [i * w.kernel_size + k for i, k in members]
+            taps.append((0,) * len(members))
+    return _TapClasses(pad_h, pad_w, rows, pitch, np.array(offsets, np.int64), np.array(weight_index, np.int64),
+                       np.array(starts, np.int64), tuple(taps))
 
 
 def conv2d_kernel_grad(problem, grad_outputs, inputs):

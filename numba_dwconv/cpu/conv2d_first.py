@@ -191,6 +191,82 @@ def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mul
 
 
 @serial_kernel
+def _class_sum(gbuf, offsets, weight_index, start, s0, kernel, o, n_out, init, taps_t):
+    """``init + sum_j gbuf[offsets[start + j] + s0] * kernel[weight_index[start + j]*n_out + o]``.
+
+    ``j`` runs over ``len(taps_t)`` taps: a compile-time trip count.
+    """
+    total = init
+    for j in range(len(taps_t)):
+        total += gbuf[uint64(offsets[start + j]) + s0] * kernel[uint64(weight_index[start + j] * n_out + o)]
+    return total
+
+
+@serial_kernel
+def _row_pair_sums(gbuf, offsets, weight_index, start_even, start_odd, kernel, o, n_out, s_even, s_odd, grad_in, d,
+                   width, first, even_t, odd_t):
+    """One input-gradient row for column stride 2: its even and odd columns in one pass (see below).
+
+    Column ``2u`` is the sum over the taps of the class at ``start_even``
+    (``len(even_t)`` of them) at ``gbuf[offsets + s_even + u]``, column ``2u + 1``
+    the same with the class at ``start_odd`` and ``s_odd``.  Written if ``first``, else added.
+    """
+    zero = grad_in.dtype.type(0)
+    for u in range(uint64(width // 2)):
+        de = d + u * uint64(2)
+        even = _class_sum(gbuf, offsets, weight_index, start_even, s_even + u, kernel, o, n_out,
+                          zero if first else grad_in[de], even_t)
+        odd = _class_sum(gbuf, offsets, weight_index, start_odd, s_odd + u, kernel, o, n_out,
+                         zero if first else grad_in[de + uint64(1)], odd_t)
+        grad_in[de] = even
+        grad_in[de + uint64(1)] = odd
+    if width % 2:
+        u = uint64(width // 2)
+        de = d + u * uint64(2)
+        grad_in[de] = _class_sum(gbuf, offsets, weight_index, start_even, s_even + u, kernel, o, n_out,
+                                 zero if first else grad_in[de], even_t)
+
+
+@parallel_kernel
+def _input_grad_stride2_first(grad, kernel, grad_in, offsets, weight_index, starts, batch, channels, mult, height,
+                              width, out_h, out_w, sh, top, left, pad_h, pad_w, rows, pitch, t00, t01, t10, t11):
+    """Column stride 2 (row stride 1 or 2): each input gradient value gathers its own taps, none is added twice.
+
+    Input value ``(h, w)`` with ``hp = h + top = r*sh + ph`` and
+    ``wp = w + left = 2q + pw`` receives exactly the taps ``(i, k)`` with
+    ``i*dh % sh == ph`` and ``k*dw % 2 == pw``: a *class* of taps, read from the
+    output gradient padded by ``(pad_h, pad_w)`` in a buffer of ``rows x pitch``
+    values at ``r*pitch + q + offsets[t]``.  The host orders the classes
+    ``(ph, even columns), (ph, odd columns)`` for ``ph = 0, 1`` (``starts`` gives
+    where each begins in ``offsets``/``weight_index``, the tuples ``t00 .. t11``
+    how many taps each has; ``weight_index`` is the tap's ``i*KW + k``).  The
+    padding meets the weights, so they must be finite.
+    """
+    n_out = channels * mult
+    q_even = uint64(left // 2)  # phase column of input column 0 and of column 1
+    q_odd = uint64((left + 1) // 2)
+    for task in prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        d0 = uint64(task) * uint64(height * width)
+        gbuf = np.empty(rows * pitch, grad.dtype)
+        for j in range(mult):
+            o = c * mult + j
+            _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1,
+                            1, pad_h, pad_w)
+            for h in range(height):
+                hp = h + top
+                r0 = uint64(hp // sh * pitch)
+                d = d0 + uint64(h * width)
+                if hp % sh == 0:
+                    _row_pair_sums(gbuf, offsets, weight_index, starts[0], starts[1], kernel, o, n_out, r0 + q_even,
+                                   r0 + q_odd, grad_in, d, width, j == 0, t00, t01)
+                else:
+                    _row_pair_sums(gbuf, offsets, weight_index, starts[2], starts[3], kernel, o, n_out, r0 + q_even,
+                                   r0 + q_odd, grad_in, d, width, j == 0, t10, t11)
+
+
+@serial_kernel
 def _pitched_copy(grad, g0, out_h, out_w, pitched, pitch):
     """Rows of the plane ``grad[g0:]`` into rows of ``pitch`` values of ``pitched`` (extra columns untouched)."""
     for oh in range(out_h):

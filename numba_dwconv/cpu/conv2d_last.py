@@ -130,7 +130,7 @@ def _column_scatter(grad, taps, grad_in, g0, t0, row, col0, channels, k_lo, k_hi
                 grad_in[d + c] += grad[g0 + c] * taps[t + c]
         else:
             for c in range(uint64(channels)):
-                total = 0.0
+                total = grad_in.dtype.type(0)
                 for j in range(uint64(mult)):
                     total += grad[g0 + c * uint64(mult) + j] * taps[t + c * uint64(mult) + j]
                 grad_in[d + c] += total
