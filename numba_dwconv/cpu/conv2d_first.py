@@ -24,9 +24,10 @@ The numba details of :mod:`numba_dwconv.cpu.conv2d_last` apply here too:
   float32 input gradient and kernel gradient 1.3-1.5x slower).
 
 With unit strides the input gradient is the same correlation over the padded
-output gradient with the taps reversed.  With larger strides (or a non-finite
-weight) it adds each tap's contribution into the phase planes and reads the
-plane back from them.  The kernel gradient is, per tap, one flat dot product of
+output gradient with the taps reversed.  With column stride 2 each input value
+gathers the taps of its phase class (even and odd columns of a row in one
+pass).  With other strides (or a non-finite weight) each tap adds its
+contribution into the phase planes, read back afterwards.  The kernel gradient is, per tap, one flat dot product of
 the tap's phase window with the output gradient in rows of ``pitch`` values
 (zeros in the extra columns), five taps per pass (the first pass also sums the
 output gradient for the bias).  For 'same' with unit strides both gradients
