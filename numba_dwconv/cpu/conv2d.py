@@ -95,6 +95,11 @@ def _last_dims(problem):
     return problem.batch, h.length, w.length, problem.channels
 
 
+def _height_width_taps(problem):
+    """Tuples whose lengths are KH and KW (compile-time trip counts of the two-row passes)."""
+    return (0,) * problem.height.kernel_size, (0,) * problem.width.kernel_size
+
+
 def _width_taps(problem):
     """A tuple whose *length* is KW: the kernels' tap loop then has a compile-time trip count."""
     return (0,) * problem.width.kernel_size
@@ -107,14 +112,15 @@ def conv2d_forward(problem, inputs, kernel, bias):
         return out
     if bias is None:
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
+    h, w = problem.height, problem.width
     if problem.channels_last:
-        h, w = problem.height, problem.width
         _forward_last(inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                       problem.multiplier, h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
                       w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
     else:
         args, taps = _first_args(problem)
-        _forward_first(inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, taps)
+        _forward_first(inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation, w.dilation,
+                       taps, *_height_width_taps(problem))
     return out
 
 
@@ -156,7 +162,8 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
         flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
         _input_grad_unit_first(grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets, problem.batch,
                                problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length,
-                               top, left, phases.rows, phases.pitch, phases.taps)
+                               top, left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps,
+                               *_height_width_taps(problem))
     elif h.stride <= 2 and w.stride == 2 and finite:
         classes = _tap_classes(h, w)
         _input_grad_stride2_first(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), classes.offsets,
@@ -256,5 +263,6 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
     _backward_same_unit_first(grad_outputs.reshape(-1), inputs.reshape(-1), flipped, grad_in.reshape(-1),
                               kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch,
                               problem.channels, problem.multiplier, h.length, w.length, h.pad_left, w.pad_left,
-                              phases.rows, phases.pitch, phases.taps)
+                              phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps,
+                              *_height_width_taps(problem))
     return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))

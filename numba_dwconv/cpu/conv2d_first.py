@@ -9,7 +9,11 @@ buffer of ``sh * sw`` zero-padded *phase* planes of ``rows x pitch`` values,
 ``t = (i, k)`` reads its window with unit steps at a fixed flat offset
 ``offsets[t]`` (phase, row shift and column shift, computed on the host).  Output
 row ``oh`` is then one loop over its columns that applies all ``KH * KW`` taps:
-``out[oh, ow] = bias + sum_t buf[offsets[t] + oh * pitch + ow] * w[t]``.
+``out[oh, ow] = bias + sum_t buf[offsets[t] + oh * pitch + ow] * w[t]``.  With
+unit strides the rows go two at a time: each weight is loaded once for both,
+and (no dilation) the input rows they share are loaded once; the sum is split in
+two chains (even and odd tap rows) so that it is not one long chain of
+dependent multiply-adds.
 
 The numba details of :mod:`numba_dwconv.cpu.conv2d_last` apply here too:
 
@@ -130,24 +134,74 @@ def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count,
 
 
 @serial_kernel
-def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, first, taps_t):
+def _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, k0, k_step, init, dst, d0, d_step, count, kh_t, kw_t):
+    """Two output rows at once, unit strides: rows ``d0`` and ``d0 + d_step`` of ``dst``, input rows ``pitch`` apart.
+
+    ``dst[d0 + u] = init + sum_{i,k} buf[r0 + i*dh*pitch + k*dw + u] * kernel[k0 + (i*KW + k)*k_step]``, and the
+    same one input row further down for the second row.  Each weight is loaded once for both rows, and with
+    ``dh == 1`` the input vectors that tap row ``i + 1`` of the first row and tap row ``i`` of the second share
+    are loaded once.
+    """
+    kw = len(kw_t)
+    d1 = d0 + uint64(d_step)
+    zero = dst.dtype.type(0)
+    for u in range(uint64(count)):
+        total0, total1, odd0, odd1 = init, init, zero, zero
+        for i in range(len(kh_t)):
+            row = r0 + uint64(i * dh * pitch) + u
+            for k in range(kw):
+                w = kernel[k0 + uint64((i * kw + k) * k_step)]
+                if i % 2 == 0:
+                    total0 += buf[row + uint64(k * dw)] * w
+                    total1 += buf[row + uint64(pitch + k * dw)] * w
+                else:
+                    odd0 += buf[row + uint64(k * dw)] * w
+                    odd1 += buf[row + uint64(pitch + k * dw)] * w
+        dst[d0 + u] = total0 + odd0
+        dst[d1 + u] = total1 + odd1
+
+
+@serial_kernel
+def _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t, kw_t):
+    """A whole output plane ``dst[d0:]`` for unit strides: rows two at a time, the last odd one alone.
+
+    Row ``oh`` is ``init + sum_t buf[offsets[t] + oh*pitch + ow] * kernel[t*n_out + o]``
+    with ``offsets[t] = i*dh*pitch + k*dw``.
+    """
+    paired = out_h - out_h % 2
+    for oh in range(0, paired, 2):
+        r0 = uint64(oh * pitch)
+        d = d0 + uint64(oh * out_w)
+        if dh == 1 and dw == 1:  # constant steps: the shared input rows are loaded once
+            _two_row_window_sums(buf, r0, pitch, 1, 1, kernel, uint64(o), n_out, init, dst, d, out_w, out_w, kh_t,
+                                 kw_t)
+        else:
+            _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, uint64(o), n_out, init, dst, d, out_w, out_w, kh_t,
+                                 kw_t)
+    if paired < out_h:
+        _row_window_sums(buf, offsets, uint64(paired * pitch), kernel, uint64(o), n_out, init, dst,
+                         d0 + uint64(paired * out_w), out_w, taps_t)
+
+
+@serial_kernel
+def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, dh, dw, first, taps_t,
+                     kh_t, kw_t):
     """Input-gradient plane ``grad_in[d0:]`` from one padded output-gradient plane: written if ``first``, else added.
 
-    Row ``h`` is ``sum_t gbuf[offsets[t] + h*pitch + w] * flipped[t*n_out + o]``
-    (``flipped`` is finite, so ``flipped[0] * 0`` is a zero of its type).
+    Row ``h`` is ``sum_t gbuf[offsets[t] + h*pitch + w] * flipped[t*n_out + o]``.
     """
+    if first:
+        _unit_plane_sums(gbuf, offsets, pitch, dh, dw, flipped, o, n_out, grad_in.dtype.type(0), grad_in, d0, height,
+                         width, taps_t, kh_t, kw_t)
+        return
     for h in range(height):
-        if first:
-            _row_window_sums(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in.dtype.type(0),
-                             grad_in, d0 + uint64(h * width), width, taps_t)
-        else:
-            _row_window_adds(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in,
-                             d0 + uint64(h * width), width, taps_t)
+        _row_window_adds(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in, d0 + uint64(h * width),
+                         width, taps_t)
 
 
 @parallel_kernel
 def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh, sw, top,
-                   left, rows, pitch, taps_t):
+                   left, rows, pitch, dh, dw, taps_t, kh_t, kw_t):
     """One task per input plane ``(b, c)``: its phase planes, then every output row of its ``m`` output planes.
 
     Arrays are flat: ``x`` (B*C*H*W), ``kernel`` (KH*KW*C*m), ``bias`` (C*m),
@@ -155,6 +209,7 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
     in the phase planes and ``len(taps_t) == KH*KW``.
     """
     n_out = channels * mult
+    unit = sh == 1 and sw == 1
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
@@ -163,6 +218,10 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
         for j in range(mult):
             o = c * mult + j
             o0 = uint64(b * n_out + o) * uint64(out_h * out_w)
+            if unit:
+                _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, bias[o], out, o0, out_h, out_w, taps_t,
+                                 kh_t, kw_t)
+                continue
             for oh in range(out_h):
                 _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, bias[o], out,
                                  o0 + uint64(oh * out_w), out_w, taps_t)
@@ -170,7 +229,7 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
 
 @parallel_kernel
 def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mult, height, width, out_h, out_w, top,
-                           left, rows, pitch, taps_t):
+                           left, rows, pitch, dh, dw, taps_t, kh_t, kw_t):
     """Unit strides: ``grad_in`` is the correlation of the padded output gradient with the reversed taps.
 
     ``flipped`` holds the taps reversed along both axes (all finite: the host
@@ -188,7 +247,8 @@ def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mul
             o = c * mult + j
             _scatter_phases(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1, 1,
                             top, left)
-            _correlate_plane(buf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, j == 0, taps_t)
+            _correlate_plane(buf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, dh, dw, j == 0, taps_t,
+                             kh_t, kw_t)
 
 
 @serial_kernel
@@ -418,7 +478,7 @@ def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, 
 
 @parallel_kernel
 def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_partials, offsets, batch, channels,
-                              mult, height, width, top, left, rows, pitch, taps_t):
+                              mult, height, width, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t):
     """All gradients in one pass over the planes, for unit strides and outputs the size of the inputs ('same').
 
     The input planes' phase buffer and the output gradient's padded buffer then
@@ -445,6 +505,7 @@ def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_p
             o = c * mult + j
             _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch, 1,
                             1, kh_pad, kw_pad)
-            _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, x0, height, width, pitch, j == 0, taps_t)
+            _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, x0, height, width, pitch, dh, dw, j == 0,
+                             taps_t, kh_t, kw_t)
             _plane_grads(xbuf, finite, gbuf, g_first, offsets, pitch, height, width, kernel_partials,
                          uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), taps_t)
