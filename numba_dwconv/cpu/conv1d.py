@@ -7,7 +7,7 @@ no im2col, no padded copy of the input):
 * input gradient: the transpose of the forward map, computed as a *gather* over
   input positions (or input tiles), so threads never write the same element.
 * kernel and bias gradients: per-task partial sums followed by a fixed-order
-  reduction (:func:`_sum_partials`), so results are bit-identical run to run and
+  reduction (:func:`numba_dwconv.cpu.partials.sum_partials`), so results are bit-identical run to run and
   independent of the number of threads.
 
 The kernels trust their callers (:mod:`numba_dwconv.ops` validates everything and
@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import parallel_kernel, serial_kernel
+from .partials import sum_partials
 
 # Output rows handled by one parallel task (channels_last).
 ROWS_PER_TASK = 64
@@ -779,24 +780,6 @@ def _kernel_grad_channels_first(grad_out, x, stride, dilation, pad_left, part_ke
 
 
 # --------------------------------------------------------------------------
-# Fixed-order reduction of partial sums
-# --------------------------------------------------------------------------
-@parallel_kernel
-def _sum_partials(parts, out):
-    """``out[k] = parts[0, k] + parts[1, k] + ...`` summed in index order."""
-    n_parts, size = parts.shape
-    block = 512
-    for blk in numba.prange(-(-size // block)):
-        start = blk * block
-        stop = min(start + block, size)
-        out[start:stop] = 0
-        for p in range(n_parts):
-            row = parts[p]
-            for k in range(start, stop):
-                out[k] += row[k]
-
-
-# --------------------------------------------------------------------------
 # Host functions: allocate outputs, choose the layout's kernel and its tunables
 # --------------------------------------------------------------------------
 _launch_lock = threading.Lock()
@@ -898,6 +881,6 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
                 part_kernel, part_bias)
     grad_kernel = np.empty(problem.kernel_shape, dtype=problem.dtype)
     grad_bias = np.empty(out_channels, dtype=problem.dtype)
-    _launch(_sum_partials, part_kernel.reshape(part_kernel.shape[0], grad_kernel.size), grad_kernel.reshape(-1))
-    _launch(_sum_partials, part_bias, grad_bias)
+    _launch(sum_partials, part_kernel.reshape(-1), part_kernel.shape[0], grad_kernel.reshape(-1))
+    _launch(sum_partials, part_bias.reshape(-1), part_bias.shape[0], grad_bias)
     return grad_kernel, grad_bias

@@ -26,10 +26,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
 from .. import _memory
-from .._jit import parallel_kernel
 from .conv2d_first import (
     _backward_same_unit_first,
     _forward_first,
@@ -39,26 +37,10 @@ from .conv2d_first import (
     _kernel_grad_first,
 )
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
+from .partials import sum_partials
 
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
 KERNEL_GRAD_TASKS = 64
-
-
-@parallel_kernel
-def _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias):
-    """Sums over the first axis, in index order (each element is summed by one thread)."""
-    flat_partials = kernel_partials.reshape(kernel_partials.shape[0], -1)
-    flat_kernel = grad_kernel.reshape(-1)
-    for e in prange(flat_kernel.size):
-        total = 0.0
-        for p in range(flat_partials.shape[0]):
-            total += flat_partials[p, e]
-        flat_kernel[e] = total
-    for o in prange(grad_bias.size):
-        total = 0.0
-        for p in range(bias_partials.shape[0]):
-            total += bias_partials[p, o]
-        grad_bias[o] = total
 
 
 # ---------------------------------------------------------------------------- host functions
@@ -241,7 +223,8 @@ def _summed_partials(problem, kernel_partials, bias_partials):
     """``(grad_kernel, grad_bias)``: the per-task partials summed over their first axis, in index order."""
     grad_kernel = np.empty(problem.kernel_shape, problem.dtype)
     grad_bias = np.empty(problem.channels * problem.multiplier, problem.dtype)
-    _sum_partials(kernel_partials, bias_partials, grad_kernel, grad_bias)
+    sum_partials(kernel_partials.reshape(-1), kernel_partials.shape[0], grad_kernel.reshape(-1))
+    sum_partials(bias_partials.reshape(-1), bias_partials.shape[0], grad_bias)
     return grad_kernel, grad_bias
 
 
