@@ -14,6 +14,8 @@ compile on their first call.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 
 JIT_OPTIONS = {
@@ -38,3 +40,23 @@ def serial_kernel(func):
     arithmetic of a 128-channel row.
     """
     return numba.njit(inline="always", **JIT_OPTIONS)(func)
+
+
+_launch_lock = threading.Lock()
+
+
+def launch(kernel, *args) -> None:
+    """Run a parallel kernel from the host; serialise callers if numba's thread pool is not thread-safe.
+
+    The OpenMP and TBB threading layers accept concurrent calls from several Python
+    threads; the fallback ``workqueue`` layer does not, so there calls take turns.
+    """
+    try:
+        threadsafe = numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet in this process
+        threadsafe = False
+    if threadsafe:
+        kernel(*args)
+    else:
+        with _launch_lock:
+            kernel(*args)

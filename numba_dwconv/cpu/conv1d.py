@@ -17,13 +17,11 @@ length) are arguments chosen by the host functions at the bottom of this module.
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
 
 from .. import _memory
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import launch, parallel_kernel, serial_kernel
 from .partials import sum_partials
 
 # Output rows handled by one parallel task (channels_last).
@@ -782,26 +780,6 @@ def _kernel_grad_channels_first(grad_out, x, stride, dilation, pad_left, part_ke
 # --------------------------------------------------------------------------
 # Host functions: allocate outputs, choose the layout's kernel and its tunables
 # --------------------------------------------------------------------------
-_launch_lock = threading.Lock()
-
-
-def _launch(kernel, *args) -> None:
-    """Run a parallel kernel; serialise callers if numba's thread pool is not thread-safe.
-
-    The OpenMP and TBB threading layers accept concurrent calls from several Python
-    threads; the fallback ``workqueue`` layer does not, so there calls take turns.
-    """
-    try:
-        threadsafe = numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel kernel has run yet in this process
-        threadsafe = False
-    if threadsafe:
-        kernel(*args)
-    else:
-        with _launch_lock:
-            kernel(*args)
-
-
 def _zero_bias(problem):
     return np.zeros(problem.channels * problem.multiplier, dtype=problem.dtype)
 
@@ -825,10 +803,10 @@ def conv1d_forward(problem, inputs, kernel, bias):
     bias = _zero_bias(problem) if bias is None else bias
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
-        _launch(_forward_channels_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left,
+        launch(_forward_channels_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left,
                 ROWS_PER_TASK, out)
     else:
-        _launch(_forward_channels_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left,
+        launch(_forward_channels_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left,
                 TILE_LENGTH, out)
     return out
 
@@ -845,10 +823,10 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         zeros = np.zeros(kernel2d.shape[1], dtype=problem.dtype)
-        _launch(_input_grad_channels_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation,
+        launch(_input_grad_channels_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation,
                 axis.pad_left, ROWS_PER_TASK, grad_in)
     else:
-        _launch(_input_grad_channels_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left,
+        launch(_input_grad_channels_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left,
                 TILE_LENGTH, grad_in)
     return grad_in
 
@@ -872,15 +850,15 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
         part_bias = np.empty((n_parts, out_channels), dtype=problem.dtype)
         row_bytes = inputs.shape[2] * problem.dtype.itemsize * (1 + problem.multiplier)
         rows_per_sub = max(4, SUB_CHUNK_BYTES // row_bytes // 4 * 4)
-        _launch(_kernel_grad_channels_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
+        launch(_kernel_grad_channels_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
                 rows_per_part, rows_per_sub, part_kernel, part_bias)
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)
-        _launch(_kernel_grad_channels_first, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
+        launch(_kernel_grad_channels_first, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
                 part_kernel, part_bias)
     grad_kernel = np.empty(problem.kernel_shape, dtype=problem.dtype)
     grad_bias = np.empty(out_channels, dtype=problem.dtype)
-    _launch(sum_partials, part_kernel.reshape(-1), part_kernel.shape[0], grad_kernel.reshape(-1))
-    _launch(sum_partials, part_bias.reshape(-1), part_bias.shape[0], grad_bias)
+    launch(sum_partials, part_kernel.reshape(-1), part_kernel.shape[0], grad_kernel.reshape(-1))
+    launch(sum_partials, part_bias.reshape(-1), part_bias.shape[0], grad_bias)
     return grad_kernel, grad_bias

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _memory
+from .._jit import launch
 from .conv2d_first import (
     _backward_same_unit_first,
     _forward_first,
@@ -96,13 +97,13 @@ def conv2d_forward(problem, inputs, kernel, bias):
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
     h, w = problem.height, problem.width
     if problem.channels_last:
-        _forward_last(inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
-                      problem.multiplier, h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
-                      w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
+        launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
+               problem.multiplier, h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
+               w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
     else:
         args, taps = _first_args(problem)
-        _forward_first(inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation, w.dilation,
-                       taps, *_height_width_taps(problem))
+        launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
+               w.dilation, taps, *_height_width_taps(problem))
     return out
 
 
@@ -116,13 +117,13 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         sizes = (h.out_length, w.out_length, h.kernel_size)
         if problem.multiplier == 1 and w.stride == 1:
             flipped = np.ascontiguousarray(kernel[:, ::-1]).reshape(-1)
-            _input_grad_gather_last(grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), *_last_dims(problem),
-                                    *sizes, h.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                                    _width_taps(problem))
+            launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, grad_in.reshape(-1),
+                   *_last_dims(problem), *sizes, h.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
+                   _width_taps(problem))
         else:
-            _input_grad_scatter_last(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
-                                     *_last_dims(problem), problem.multiplier, *sizes, h.stride, w.stride, h.dilation,
-                                     w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
+            launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
+                   *_last_dims(problem), problem.multiplier, *sizes, h.stride, w.stride, h.dilation, w.dilation,
+                   h.pad_left, w.pad_left, _width_taps(problem))
     else:
         _input_grad_first(problem, grad_outputs, kernel, grad_in)
     return grad_in
@@ -142,21 +143,19 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
     if h.stride == 1 and w.stride == 1 and top >= 0 and left >= 0 and finite:
         phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation)
         flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
-        _input_grad_unit_first(grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets, problem.batch,
-                               problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length,
-                               top, left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps,
-                               *_height_width_taps(problem))
+        launch(_input_grad_unit_first, grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets,
+               problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length, top,
+               left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps, *_height_width_taps(problem))
     elif h.stride <= 2 and w.stride == 2 and finite:
         classes = _tap_classes(h, w)
-        _input_grad_stride2_first(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), classes.offsets,
-                                  classes.weight_index, classes.starts, problem.batch, problem.channels,
-                                  problem.multiplier, h.length, w.length, h.out_length, w.out_length, h.stride,
-                                  h.pad_left, w.pad_left, classes.pad_h, classes.pad_w, classes.rows, classes.pitch,
-                                  *classes.taps)
+        launch(_input_grad_stride2_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
+               classes.offsets, classes.weight_index, classes.starts, problem.batch, problem.channels,
+               problem.multiplier, h.length, w.length, h.out_length, w.out_length, h.stride, h.pad_left, w.pad_left,
+               classes.pad_h, classes.pad_w, classes.rows, classes.pitch, *classes.taps)
     else:
         args, taps = _first_args(problem)
-        _input_grad_strided_first(grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,
-                                  not finite, taps)
+        launch(_input_grad_strided_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,
+               not finite, taps)
 
 
 class _TapClasses(NamedTuple):
@@ -205,17 +204,17 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         kernel_partials = np.empty((n_tasks, kh, kw, out_channels), dtype)
         bias_partials = np.empty((n_tasks, out_channels), dtype)
         if n_tasks:
-            _kernel_grad_partials_last(grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
-                                       bias_partials.reshape(-1), *_last_dims(problem), problem.multiplier,
-                                       h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation,
-                                       h.pad_left, w.pad_left, rows_per_task, _width_taps(problem))
+            launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
+                   kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), problem.multiplier,
+                   h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
+                   rows_per_task, _width_taps(problem))
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
         if problem.batch:
             args, taps = _first_args(problem)
-            _kernel_grad_first(grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
-                               bias_partials.reshape(-1), *args, taps)
+            launch(_kernel_grad_first, grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
+                   bias_partials.reshape(-1), *args, taps)
     return _summed_partials(problem, kernel_partials, bias_partials)
 
 
@@ -223,8 +222,8 @@ def _summed_partials(problem, kernel_partials, bias_partials):
     """``(grad_kernel, grad_bias)``: the per-task partials summed over their first axis, in index order."""
     grad_kernel = np.empty(problem.kernel_shape, problem.dtype)
     grad_bias = np.empty(problem.channels * problem.multiplier, problem.dtype)
-    sum_partials(kernel_partials.reshape(-1), kernel_partials.shape[0], grad_kernel.reshape(-1))
-    sum_partials(bias_partials.reshape(-1), bias_partials.shape[0], grad_bias)
+    launch(sum_partials, kernel_partials.reshape(-1), kernel_partials.shape[0], grad_kernel.reshape(-1))
+    launch(sum_partials, bias_partials.reshape(-1), bias_partials.shape[0], grad_bias)
     return grad_kernel, grad_bias
 
 
@@ -243,9 +242,8 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
     kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
     bias_partials = np.empty((problem.batch, out_channels), dtype)
     flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
-    _backward_same_unit_first(grad_outputs.reshape(-1), inputs.reshape(-1), flipped, grad_in.reshape(-1),
-                              kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch,
-                              problem.channels, problem.multiplier, h.length, w.length, h.pad_left, w.pad_left,
-                              phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps,
-                              *_height_width_taps(problem))
+    launch(_backward_same_unit_first, grad_outputs.reshape(-1), inputs.reshape(-1), flipped, grad_in.reshape(-1),
+           kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch, problem.channels,
+           problem.multiplier, h.length, w.length, h.pad_left, w.pad_left, phases.rows, phases.pitch, h.dilation,
+           w.dilation, phases.taps, *_height_width_taps(problem))
     return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))
