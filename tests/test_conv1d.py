@@ -1,13 +1,12 @@
 """1D depthwise convolution on the CPU, checked against tests/reference.py."""
 
 import itertools
-import threading
 import tracemalloc
 
 import numpy as np
 import pytest
 import reference as ref
-from cases import assert_close, make_case
+from cases import assert_close, assert_same_from_threads, make_case
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -254,35 +253,13 @@ def test_kernel_gradient_is_deterministic(data_format):
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_four_threads_calling_at_once(data_format):
     rng = np.random.default_rng(11)
-    cases = [make_case(rng, 2, 500, 24, 5, 2, data_format, np.float32) for _ in range(4)]
-    expected = []
-    for x, kernel, bias in cases:
+
+    def forward_and_backward(x, kernel, bias):
         y = nd.depthwise_conv1d(x, kernel, bias, 1, "same", data_format)
-        expected.append((y, nd.depthwise_conv1d_backward(y, x, kernel, 1, "same", data_format)))
-    results = [None] * 4
-    errors = []
-    barrier = threading.Barrier(4)
+        return y, nd.depthwise_conv1d_backward(y, x, kernel, 1, "same", data_format)
 
-    def work(i):
-        try:
-            x, kernel, bias = cases[i]
-            barrier.wait()
-            for _ in range(5):
-                y = nd.depthwise_conv1d(x, kernel, bias, 1, "same", data_format)
-                results[i] = (y, nd.depthwise_conv1d_backward(y, x, kernel, 1, "same", data_format))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for (y, grads), (y_want, grads_want) in zip(results, expected):
-        np.testing.assert_array_equal(y, y_want)
-        for a, b in zip(grads, grads_want):
-            np.testing.assert_array_equal(a, b)
+    cases = [make_case(rng, 2, 500, 24, 5, 2, data_format, np.float32) for _ in range(4)]
+    assert_same_from_threads([lambda case=case: forward_and_backward(*case) for case in cases])
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
