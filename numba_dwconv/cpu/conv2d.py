@@ -88,6 +88,11 @@ def _width_taps(problem):
     return (0,) * problem.width.kernel_size
 
 
+def _multiplier_t(problem):
+    """A tuple whose *length* is the depth multiplier: a compile-time constant of the channels_last kernels."""
+    return (0,) * problem.multiplier
+
+
 def conv2d_forward(problem, inputs, kernel, bias):
     """Forward pass on C-contiguous arrays of ``problem.dtype``; ``bias`` may be None."""
     out = _memory.empty(problem.output_shape, problem.dtype)
@@ -98,7 +103,7 @@ def conv2d_forward(problem, inputs, kernel, bias):
     h, w = problem.height, problem.width
     if problem.channels_last:
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
-               problem.multiplier, h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
+               _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
                w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
     else:
         args, taps = _first_args(problem)
@@ -122,7 +127,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
                    _width_taps(problem))
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
-                   *_last_dims(problem), problem.multiplier, *sizes, h.stride, w.stride, h.dilation, w.dilation,
+                   *_last_dims(problem), _multiplier_t(problem), *sizes, h.stride, w.stride, h.dilation, w.dilation,
                    h.pad_left, w.pad_left, _width_taps(problem))
     else:
         _input_grad_first(problem, grad_outputs, kernel, grad_in)
@@ -205,7 +210,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         bias_partials = np.empty((n_tasks, out_channels), dtype)
         if n_tasks:
             launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
-                   kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), problem.multiplier,
+                   kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
                    rows_per_task, _width_taps(problem))
     else:
