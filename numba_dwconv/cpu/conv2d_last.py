@@ -54,7 +54,7 @@ def _valid_range(offset, stride, length, out_length):
 def _block_columns(kw, sw, dw, left, width, out_w, mult):
     """Output columns ``[lo, hi)`` that go through block passes: those whose every tap reads inside a row of ``width``.
 
-    None when ``mult != 1``.  The same for every row, so kernels compute it once,
+    An empty range when ``mult != 1``.  The same for every row, so kernels compute it once,
     outside their parallel loop (it costs integer divisions).
     """
     if mult != 1:
