@@ -13,7 +13,6 @@ noisy; the minimum is the least disturbed run).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -84,18 +83,6 @@ def make_problem(shape: Shape, layout: str, dtype=np.float32, seed: int = 0):
     y = ops.depthwise_conv1d(x, kernel, bias, padding=shape.padding, data_format=layout)
     grad_y = rng.standard_normal(y.shape, dtype=np.float32).astype(dtype)
     return x, kernel, bias, y, grad_y
-
-
-def _load_reference():
-    """tests/reference.py from the source tree (the package directory's parent, or the cwd)."""
-    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
-        path = root / "tests" / "reference.py"
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location("_numba_dwconv_reference", path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    return None
 
 
 def check_slice(reference, shape: Shape, layout: str, x, kernel, bias, grad_y, device: str = "cpu") -> float:
@@ -345,9 +332,9 @@ def main(argv=None) -> int:
     if args.repeat is not None and args.repeat <= 0:
         parser.error(f"--repeat must be a positive integer, got {args.repeat}")
     repeat = args.repeat or (3 if args.quick else 7)
-    reference = None if args.no_check else _load_reference()
-    if reference is None and not args.no_check:
-        print("note: tests/reference.py not found (run from a source checkout); correctness check skipped")
+    reference = None
+    if not args.no_check:
+        from . import reference
     from .dispatch import cuda_available
 
     result = {"repeat": repeat, "rows": []}

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
-import reference as ref
 
 from numba_dwconv import activations, constraints, initializers, regularizers
+from numba_dwconv import reference as ref
 
 # ---------------------------------------------------------------------------- activations
 POINTS = np.array([-7.5, -3.2, -2.9, -1.0, -0.3, 0.25, 0.9, 2.5, 2.95, 3.1, 5.9, 6.2, 11.0])

@@ -5,13 +5,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import reference as ref
 from cases import assert_close, assert_same_from_threads, make_case
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import numba_dwconv as nd
 from numba_dwconv import _memory
+from numba_dwconv import reference as ref
 
 
 def check_all(x, kernel, bias, stride, padding, data_format, dilation, dtype, rng):

@@ -4,12 +4,12 @@ import itertools
 
 import numpy as np
 import pytest
-import reference as ref
 from cases import assert_close, assert_same_from_threads
 from hypothesis import given
 from hypothesis import strategies as st
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 
 def make_case2d(rng, batch, height, width, channels, kernel_hw, mult, data_format, dtype):

@@ -13,11 +13,11 @@ import random
 
 import numpy as np
 import pytest
-import reference as ref
 from cases import assert_close, host, make_case
 from gpu import SIMULATOR, hardware_only, requires_cuda
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 pytestmark = requires_cuda
 

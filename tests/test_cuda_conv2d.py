@@ -5,12 +5,12 @@ import random
 
 import numpy as np
 import pytest
-import reference as ref
 from cases import assert_close, host
 from gpu import SIMULATOR, requires_cuda
 from test_conv2d import check_all_2d, make_case2d
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 pytestmark = requires_cuda
 

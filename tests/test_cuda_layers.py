@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-import reference as ref
 from gpu import requires_cuda
 from test_layers import REGULARIZED, finite_difference_check
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 pytestmark = requires_cuda
 

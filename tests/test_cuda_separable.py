@@ -5,12 +5,12 @@ import random
 
 import numpy as np
 import pytest
-import reference as ref
 from cases import assert_close, host
 from gpu import SIMULATOR, requires_cuda
 from test_separable import check_separable, make_separable
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 pytestmark = requires_cuda
 

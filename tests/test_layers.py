@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-import reference as ref
 
 import numba_dwconv as nd
 from numba_dwconv import activations, layers
+from numba_dwconv import reference as ref
 
 # get_config() keys in order, as SEMANTICS.md lists them.
 DEPTHWISE_KEYS = ["name", "trainable", "dtype", "depth_multiplier", "kernel_size", "strides", "padding",

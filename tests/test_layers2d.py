@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-import reference as ref
 from test_layers import DEPTHWISE_KEYS, REGULARIZED, SEPARABLE_KEYS, data, finite_difference_check
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 
 def test_configs_and_round_trip():

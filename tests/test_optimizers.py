@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-import reference as ref
 
 from numba_dwconv import DepthwiseConv1D, constraints, optimizers
+from numba_dwconv import reference as ref
 
 
 class Holder:

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-import reference as ref
+
+from numba_dwconv import reference as ref
 
 
 def test_valid_two_tap_sum():

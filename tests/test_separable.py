@@ -4,12 +4,12 @@ import itertools
 
 import numpy as np
 import pytest
-import reference as ref
 from cases import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 
 def make_separable(rng, batch, length, channels, ksize, mult, filters, data_format, dtype):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-import reference as ref
 from test_layers import data, finite_difference_check
 
 import numba_dwconv as nd
+from numba_dwconv import reference as ref
 
 
 def make_layers(dtype="float64"):

@@ -1,10 +1,25 @@
-"""Slow, obviously correct NumPy reference for 1D depthwise convolution.
+"""Slow, obviously correct NumPy reference: the truth the kernels are tested against.
 
-Written independently of the kernels and of ``numba_dwconv._geometry``: it
-computes the padding straight from SEMANTICS.md, pads the input with real zeros,
-works in float64 and channels_last, and loops over the kernel taps, each tap
-being a strided slice of the padded input.  Gradients are the chain rule of that
-same loop.
+Public (``from numba_dwconv import reference``) so that users can check results
+too; it imports nothing but NumPy and the standard library, and nothing else of
+the package.  Written independently of the kernels and of
+``numba_dwconv._geometry``: it computes the padding straight from SEMANTICS.md,
+works in float64 and channels_last, and loops over the kernel taps.  Each tap
+reads a *window* of the zero-padded input: the input values where the tap's
+positions fall inside the input and real zeros where they fall on padding, so
+padding takes part in every product exactly as in Keras (``0 * inf`` is NaN).
+Windows are gathered position by position with Python integers, so huge strides
+and dilations never allocate a padded copy and never overflow.  Gradients are the
+chain rule of that same loop.  Also here: scalar formulas of the activations and
+Keras' optimizer updates, one element at a time.
+
+Functions
+---------
+conv1d_forward, conv1d_gradients, separable_forward, separable_gradients
+    1D depthwise and separable convolution, ``(batch, length, channels)`` or
+    ``(batch, channels, length)``.
+conv2d_forward, conv2d_gradients, separable2d_forward, separable2d_gradients
+    The same in 2D.
 """
 
 import math
@@ -31,17 +46,35 @@ def _channels_last(array, data_format):
     return array if data_format == "channels_last" else np.swapaxes(array, 1, 2)
 
 
-def _padded(x, pad_left, pad_right):
-    batch, length, channels = x.shape
-    xpad = np.zeros((batch, pad_left + length + pad_right, channels))
-    xpad[:, pad_left : pad_left + length] = x
-    return xpad
+def _tap_positions(i, dilation, stride, out_length, pad_left, length):
+    """Indices into the padded input's positions read by tap ``i``: (output index, input index) of the real inputs."""
+    pairs = [(t, t * stride + i * dilation - pad_left) for t in range(out_length)]
+    inside = [(t, p) for t, p in pairs if 0 <= p < length]
+    return np.array([t for t, _ in inside], dtype=np.intp), np.array([p for _, p in inside], dtype=np.intp)
 
 
-def _tap_window(i, dilation, stride, out_length):
-    """Positions of the padded input read by tap ``i`` for outputs 0..out_length-1."""
-    start = i * dilation
-    return slice(start, start + (out_length - 1) * stride + 1, stride)
+def _window(x, axis, outs, ins, out_length):
+    """``x`` read at tap positions along ``axis``: the inputs at ``ins`` placed at ``outs``, zeros elsewhere."""
+    shape = list(x.shape)
+    shape[axis] = out_length
+    window = np.zeros(shape)
+    index = [slice(None)] * x.ndim
+    source = list(index)
+    index[axis], source[axis] = outs, ins
+    window[tuple(index)] = x[tuple(source)]
+    return window
+
+
+def _scatter(grad_window, axis, outs, ins, length):
+    """Adjoint of :func:`_window`: ``grad_window`` at ``outs`` added into a zero array at ``ins``."""
+    shape = list(grad_window.shape)
+    shape[axis] = length
+    grad = np.zeros(shape)
+    index = [slice(None)] * grad_window.ndim
+    source = list(index)
+    index[axis], source[axis] = ins, outs
+    np.add.at(grad, tuple(index), grad_window[tuple(source)])
+    return grad
 
 
 def conv1d_forward(x, kernel, bias=None, stride=1, padding="valid", data_format="channels_last", dilation=1):
@@ -50,11 +83,11 @@ def conv1d_forward(x, kernel, bias=None, stride=1, padding="valid", data_format=
     kernel = np.asarray(kernel, dtype=np.float64)
     batch, length, channels = x.shape
     ksize, _, mult = kernel.shape
-    pad_left, pad_right, out_length = padding_amounts(length, ksize, stride, dilation, padding)
-    xpad = _padded(x, pad_left, pad_right)
+    pad_left, _, out_length = padding_amounts(length, ksize, stride, dilation, padding)
     y = np.zeros((batch, out_length, channels, mult))
     for i in range(ksize):
-        window = xpad[:, _tap_window(i, dilation, stride, out_length), :]  # (B, L_out, C)
+        outs, ins = _tap_positions(i, dilation, stride, out_length, pad_left, length)
+        window = _window(x, 1, outs, ins, out_length)  # (B, L_out, C): inputs and padding zeros
         y += window[:, :, :, None] * kernel[i][None, None, :, :]
     y = y.reshape(batch, out_length, channels * mult)
     if bias is not None:
@@ -69,16 +102,16 @@ def conv1d_gradients(grad_y, x, kernel, stride=1, padding="valid", data_format="
     kernel = np.asarray(kernel, dtype=np.float64)
     batch, length, channels = x.shape
     ksize, _, mult = kernel.shape
-    pad_left, pad_right, out_length = padding_amounts(length, ksize, stride, dilation, padding)
-    xpad = _padded(x, pad_left, pad_right)
+    pad_left, _, out_length = padding_amounts(length, ksize, stride, dilation, padding)
     grad_y4 = grad_y.reshape(batch, out_length, channels, mult)
-    grad_xpad = np.zeros_like(xpad)
+    grad_x = np.zeros_like(x)
     grad_kernel = np.zeros_like(kernel)
     for i in range(ksize):
-        window = _tap_window(i, dilation, stride, out_length)
-        grad_xpad[:, window, :] += np.sum(grad_y4 * kernel[i][None, None, :, :], axis=3)
-        grad_kernel[i] = np.sum(xpad[:, window, :, None] * grad_y4, axis=(0, 1))
-    grad_x = grad_xpad[:, pad_left : pad_left + length]
+        outs, ins = _tap_positions(i, dilation, stride, out_length, pad_left, length)
+        grad_window = np.sum(grad_y4 * kernel[i][None, None, :, :], axis=3)  # what the tap's window receives
+        grad_x += _scatter(grad_window, 1, outs, ins, length)  # the padding's share is dropped
+        window = _window(x, 1, outs, ins, out_length)
+        grad_kernel[i] = np.sum(window[:, :, :, None] * grad_y4, axis=(0, 1))
     grad_bias = grad_y.sum(axis=(0, 1))
     return _channels_last(grad_x, data_format), grad_kernel, grad_bias
 
@@ -149,7 +182,7 @@ def activation(name, x):
 
 
 def norms_along(w, axis):
-    """sqrt of the sum of squares over ``axis`` (int or list), by a loop over the kept positions."""
+    """Sqrt of the sum of squares over ``axis`` (int or list), by a loop over the kept positions."""
     w = np.asarray(w, dtype=np.float64)
     axes = [axis] if isinstance(axis, int) else list(axis)
     axes = [a % w.ndim for a in axes]
@@ -228,14 +261,12 @@ def conv2d_forward(x, kernel, bias=None, stride=1, padding="valid", data_format=
     kh, kw, _, mult = kernel.shape
     (sh, sw), (dh, dw), (top, bottom, left, right), (out_h, out_w) = _geometry_2d(x.shape, kernel.shape, stride,
                                                                                    padding, dilation)
-    xpad = np.zeros((batch, top + height + bottom, left + width + right, channels))
-    xpad[:, top : top + height, left : left + width] = x
     y = np.zeros((batch, out_h, out_w, channels, mult))
     for i in range(kh):
-        rows = _tap_window(i, dh, sh, out_h)
+        rows = _window(x, 1, *_tap_positions(i, dh, sh, out_h, top, height), out_h)
         for k in range(kw):
-            cols = _tap_window(k, dw, sw, out_w)
-            y += xpad[:, rows, cols, :, None] * kernel[i, k][None, None, None]
+            window = _window(rows, 2, *_tap_positions(k, dw, sw, out_w, left, width), out_w)
+            y += window[..., None] * kernel[i, k][None, None, None]
     y = y.reshape(batch, out_h, out_w, channels * mult)
     if bias is not None:
         y = y + np.asarray(bias, dtype=np.float64)
@@ -251,18 +282,18 @@ def conv2d_gradients(grad_y, x, kernel, stride=1, padding="valid", data_format="
     kh, kw, _, mult = kernel.shape
     (sh, sw), (dh, dw), (top, bottom, left, right), (out_h, out_w) = _geometry_2d(x.shape, kernel.shape, stride,
                                                                                    padding, dilation)
-    xpad = np.zeros((batch, top + height + bottom, left + width + right, channels))
-    xpad[:, top : top + height, left : left + width] = x
     grad_y5 = grad_y.reshape(batch, out_h, out_w, channels, mult)
-    grad_xpad = np.zeros_like(xpad)
+    grad_x = np.zeros_like(x)
     grad_kernel = np.zeros_like(kernel)
     for i in range(kh):
-        rows = _tap_window(i, dh, sh, out_h)
+        row_taps = _tap_positions(i, dh, sh, out_h, top, height)
+        rows = _window(x, 1, *row_taps, out_h)
         for k in range(kw):
-            cols = _tap_window(k, dw, sw, out_w)
-            grad_xpad[:, rows, cols, :] += np.sum(grad_y5 * kernel[i, k][None, None, None], axis=4)
-            grad_kernel[i, k] = np.sum(xpad[:, rows, cols, :, None] * grad_y5, axis=(0, 1, 2))
-    grad_x = grad_xpad[:, top : top + height, left : left + width]
+            col_taps = _tap_positions(k, dw, sw, out_w, left, width)
+            grad_window = np.sum(grad_y5 * kernel[i, k][None, None, None], axis=4)
+            grad_x += _scatter(_scatter(grad_window, 2, *col_taps, width), 1, *row_taps, height)
+            window = _window(rows, 2, *col_taps, out_w)
+            grad_kernel[i, k] = np.sum(window[..., None] * grad_y5, axis=(0, 1, 2))
     return _from_channels_last_2d(grad_x, data_format), grad_kernel, grad_y.sum(axis=(0, 1, 2))
 
 
