@@ -17,6 +17,8 @@ from __future__ import annotations
 import threading
 
 import numba
+from numba import types
+from numba.extending import overload
 
 JIT_OPTIONS = {
     "nogil": True,
@@ -60,3 +62,29 @@ def launch(kernel, *args) -> None:
     else:
         with _launch_lock:
             kernel(*args)
+
+
+# ---------------------------------------------------------------------------- trip counts
+# Largest count passed as a compile-time constant (a tuple of that length).  Numba
+# cannot hand a tuple longer than 100 to a parallel region, and every new length
+# compiles the kernel again; above this, the count is a run-time integer.
+STATIC_COUNT_LIMIT = 16
+
+
+def static_count(n: int, limit: int = STATIC_COUNT_LIMIT):
+    """``n`` as a kernel argument: a tuple of length ``n`` (a compile-time constant) up to ``limit``, else the int."""
+    return (0,) * n if n <= limit else int(n)
+
+
+def trip_count(count):
+    """Inside a kernel: ``len(count)`` for a tuple made by :func:`static_count`, else ``count`` itself."""
+    raise NotImplementedError("trip_count is only callable inside numba kernels")
+
+
+@overload(trip_count, inline="always")
+def _trip_count_impl(count):
+    if isinstance(count, types.BaseTuple):
+        return lambda count: len(count)
+    if isinstance(count, types.Integer):
+        return lambda count: count
+    return None

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _memory
-from .._jit import launch
+from .._jit import launch, static_count
 from .conv2d_first import (
     _backward_same_unit_first,
     _forward_first,
@@ -42,6 +42,8 @@ from .partials import sum_partials
 
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
 KERNEL_GRAD_TASKS = 64
+# Largest KH*KW whose tap loops (channels_first) are unrolled at compile time (7x7 is).
+TAPS_STATIC_LIMIT = 64
 
 
 # ---------------------------------------------------------------------------- host functions
@@ -51,7 +53,7 @@ class _Phases(NamedTuple):
     rows: int
     pitch: int
     offsets: np.ndarray  # flat offset of each tap's window, taps in (KH, KW) order
-    taps: tuple  # its length is KH*KW: the kernels' tap loop has a compile-time trip count
+    taps: tuple | int  # KH*KW as a static_count: a compile-time trip count for small kernels
 
 
 def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw):
@@ -60,7 +62,7 @@ def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw):
     pitch = ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
     offsets = np.array([(((i * dh) % sh) * sw + (k * dw) % sw) * rows * pitch + (i * dh) // sh * pitch + (k * dw) // sw
                         for i in range(kh) for k in range(kw)], dtype=np.int64)
-    return _Phases(rows, pitch, offsets, (0,) * (kh * kw))
+    return _Phases(rows, pitch, offsets, static_count(kh * kw, TAPS_STATIC_LIMIT))
 
 
 def _first_args(problem):
@@ -79,18 +81,18 @@ def _last_dims(problem):
 
 
 def _height_width_taps(problem):
-    """Tuples whose lengths are KH and KW (compile-time trip counts of the two-row passes)."""
-    return (0,) * problem.height.kernel_size, (0,) * problem.width.kernel_size
+    """KH and KW as :func:`static_count` arguments (trip counts of the two-row passes)."""
+    return static_count(problem.height.kernel_size), static_count(problem.width.kernel_size)
 
 
 def _width_taps(problem):
-    """A tuple whose *length* is KW: the kernels' tap loop then has a compile-time trip count."""
-    return (0,) * problem.width.kernel_size
+    """KW as a :func:`static_count` argument: for small kernels the tap loop has a compile-time trip count."""
+    return static_count(problem.width.kernel_size)
 
 
 def _multiplier_t(problem):
-    """A tuple whose *length* is the depth multiplier: a compile-time constant of the channels_last kernels."""
-    return (0,) * problem.multiplier
+    """The depth multiplier as a :func:`static_count` argument (a compile-time constant when small)."""
+    return static_count(problem.multiplier)
 
 
 def conv2d_forward(problem, inputs, kernel, bias):
@@ -173,7 +175,7 @@ class _TapClasses(NamedTuple):
     offsets: np.ndarray  # per tap, grouped by class: flat offset into the padded output gradient
     weight_index: np.ndarray  # per tap: i*KW + k
     starts: np.ndarray  # where each of the four classes begins
-    taps: tuple  # four tuples whose lengths are the classes' tap counts
+    taps: tuple  # the four classes' tap counts, as static_count arguments
 
 
 def _tap_classes(h, w):
@@ -191,7 +193,7 @@ def _tap_classes(h, w):
                        if (i * h.dilation) % sh == ph and (k * w.dilation) % 2 == pw]
             offsets += [(pad_h - i * h.dilation // sh) * pitch + pad_w - k * w.dilation // 2 for i, k in members]
             weight_index += [i * w.kernel_size + k for i, k in members]
-            taps.append((0,) * len(members))
+            taps.append(static_count(len(members), TAPS_STATIC_LIMIT))
     return _TapClasses(pad_h, pad_w, rows, pitch, np.array(offsets, np.int64), np.array(weight_index, np.int64),
                        np.array(starts, np.int64), tuple(taps))
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, uint64
 
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import parallel_kernel, serial_kernel, trip_count
 
 
 @serial_kernel
@@ -118,7 +118,7 @@ def _row_window_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_
     """``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
     for u in range(uint64(count)):
         total = dst[d0 + u]
-        for t in range(len(taps_t)):
+        for t in range(trip_count(taps_t)):
             total += buf[uint64(offsets[t]) + r0 + u] * kernel[k0 + uint64(t * k_step)]
         dst[d0 + u] = total
 
@@ -128,7 +128,7 @@ def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count,
     """``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
     for u in range(uint64(count)):
         total = init
-        for t in range(len(taps_t)):
+        for t in range(trip_count(taps_t)):
             total += buf[uint64(offsets[t]) + r0 + u] * kernel[k0 + uint64(t * k_step)]
         dst[d0 + u] = total
 
@@ -142,12 +142,12 @@ def _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, k0, k_step, init, dst, 
     ``dh == 1`` the input vectors that tap row ``i + 1`` of the first row and tap row ``i`` of the second share
     are loaded once.
     """
-    kw = len(kw_t)
+    kw = trip_count(kw_t)
     d1 = d0 + uint64(d_step)
     zero = dst.dtype.type(0)
     for u in range(uint64(count)):
         total0, total1, odd0, odd1 = init, init, zero, zero
-        for i in range(len(kh_t)):
+        for i in range(trip_count(kh_t)):
             row = r0 + uint64(i * dh * pitch) + u
             for k in range(kw):
                 w = kernel[k0 + uint64((i * kw + k) * k_step)]
@@ -206,7 +206,7 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
 
     Arrays are flat: ``x`` (B*C*H*W), ``kernel`` (KH*KW*C*m), ``bias`` (C*m),
     ``out`` (B*C*m*out_h*out_w); ``offsets`` (KH*KW) are the taps' flat offsets
-    in the phase planes and ``len(taps_t) == KH*KW``.
+    in the phase planes and ``trip_count(taps_t) == KH*KW``.
     """
     n_out = channels * mult
     unit = sh == 1 and sw == 1
@@ -255,10 +255,10 @@ def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mul
 def _class_sum(gbuf, offsets, weight_index, start, s0, kernel, o, n_out, init, taps_t):
     """``init + sum_j gbuf[offsets[start + j] + s0] * kernel[weight_index[start + j]*n_out + o]``.
 
-    ``j`` runs over ``len(taps_t)`` taps: a compile-time trip count.
+    ``j`` runs over ``trip_count(taps_t)`` taps (a compile-time constant for small classes).
     """
     total = init
-    for j in range(len(taps_t)):
+    for j in range(trip_count(taps_t)):
         total += gbuf[uint64(offsets[start + j]) + s0] * kernel[uint64(weight_index[start + j] * n_out + o)]
     return total
 
@@ -269,7 +269,7 @@ def _row_pair_sums(gbuf, offsets, weight_index, start_even, start_odd, kernel, o
     """One input-gradient row for column stride 2: its even and odd columns in one pass (see below).
 
     Column ``2u`` is the sum over the taps of the class at ``start_even``
-    (``len(even_t)`` of them) at ``gbuf[offsets + s_even + u]``, column ``2u + 1``
+    (``trip_count(even_t)`` of them) at ``gbuf[offsets + s_even + u]``, column ``2u + 1``
     the same with the class at ``start_odd`` and ``s_odd``.  Written if ``first``, else added.
     """
     zero = grad_in.dtype.type(0)
@@ -357,7 +357,7 @@ def _input_grad_strided_first(grad, kernel, grad_in, offsets, batch, channels, m
         for j in range(mult):
             o = c * mult + j
             _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
-            for t in range(len(taps_t)):
+            for t in range(trip_count(taps_t)):
                 start = uint64(offsets[t])
                 weight = kernel[uint64(t * n_out + o)]
                 if exact:
@@ -423,7 +423,7 @@ def _plane_grads(buf, finite, grad, g0, offsets, pitch, out_h, out_w, kernel_par
     (``finite`` False) takes the exact row-by-row path.  Tap ``t``'s gradient goes
     to ``kernel_partials[k0 + t*k_step]``.
     """
-    n_taps = len(taps_t)
+    n_taps = trip_count(taps_t)
     n = uint64((out_h - 1) * pitch + out_w)
     if not finite:
         total_bias = grad.dtype.type(0)
@@ -460,7 +460,7 @@ def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, 
     ``kernel_partials`` is flat (B * KH*KW * C*m), ``bias_partials`` (B * C*m).
     """
     n_out = channels * mult
-    n_taps = len(taps_t)
+    n_taps = trip_count(taps_t)
     for task in prange(batch * channels):
         b = task // channels
         c = task - b * channels
@@ -489,7 +489,7 @@ def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_p
     must be finite (see :func:`_input_grad_unit_first`).
     """
     n_out = channels * mult
-    n_taps = len(taps_t)
+    n_taps = trip_count(taps_t)
     kh_pad = (rows - height) - top  # the output gradient's padding: (KH-1)*dh - top, and the same for the width
     kw_pad = (pitch - width) - left
     g_first = uint64(kh_pad * pitch + kw_pad)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from numba import prange, uint64
 
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import parallel_kernel, serial_kernel, trip_count
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
 # and an input vector fit the 16 AVX2 registers).
@@ -68,12 +68,12 @@ def _block_columns(kw, sw, dw, left, width, out_w, mult):
 def _block_pass(src, taps, dst, s0, t0, d0, n, col_step, tap_step, kw_t):
     """``dst[d0 + u*n + c] += sum_k src[s0 + (u*col_step + k*tap_step)*n + c] * taps[t0 + k*n + c]``, u < 4, c < n.
 
-    ``len(kw_t)`` is the number of taps; steps are in columns.
+    ``trip_count(kw_t)`` is the number of taps; steps are in columns.
     """
     d1, d2, d3 = d0 + n, d0 + uint64(2) * n, d0 + uint64(3) * n
     for c in range(n):
         a0, a1, a2, a3 = dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c]
-        for k in range(len(kw_t)):
+        for k in range(trip_count(kw_t)):
             w = taps[t0 + uint64(k) * n + c]
             a0 += src[s0 + c + uint64(k * tap_step) * n] * w
             a1 += src[s0 + c + uint64(col_step + k * tap_step) * n] * w
@@ -94,7 +94,7 @@ def _unit_block_pass(src, taps, dst, s0, t0, d0, n, kw_t):
         a0, a1, a2, a3 = dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c]
         s = s0 + c
         v0, v1, v2 = src[s], src[s + n], src[s + uint64(2) * n]
-        for k in range(len(kw_t)):
+        for k in range(trip_count(kw_t)):
             v3 = src[s + uint64(k + 3) * n]
             w = taps[t0 + uint64(k) * n + c]
             a0 += v0 * w
@@ -110,7 +110,7 @@ def _block_grad_pass(x, grad, acc, s0, g0, a0, n, col_step, tap_step, kw_t):
     """``acc[a0 + k*n + c] += sum_u x[s0 + (u*col_step + k*tap_step)*n + c] * grad[g0 + u*n + c]``, u < 4."""
     for c in range(n):
         g_0, g_1, g_2, g_3 = grad[g0 + c], grad[g0 + n + c], grad[g0 + uint64(2) * n + c], grad[g0 + uint64(3) * n + c]
-        for k in range(len(kw_t)):
+        for k in range(trip_count(kw_t)):
             s = s0 + c + uint64(k * tap_step) * n
             acc[a0 + uint64(k) * n + c] += (x[s] * g_0 + x[s + uint64(col_step) * n] * g_1
                                             + x[s + uint64(2 * col_step) * n] * g_2
@@ -128,7 +128,7 @@ def _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n, kw_t):
         g_0, g_1, g_2, g_3 = grad[g0 + c], grad[g0 + n + c], grad[g0 + uint64(2) * n + c], grad[g0 + uint64(3) * n + c]
         s = s0 + c
         v0, v1, v2 = x[s], x[s + n], x[s + uint64(2) * n]
-        for k in range(len(kw_t)):
+        for k in range(trip_count(kw_t)):
             v3 = x[s + uint64(k + 3) * n]
             acc[a0 + uint64(k) * n + c] += v0 * g_0 + v1 * g_1 + v2 * g_2 + v3 * g_3
             v0, v1, v2 = v1, v2, v3
@@ -143,7 +143,7 @@ def _unit_column_pass(src, taps, dst, s0, t0, d0, n, kw_t):
     """
     for c in range(n):
         a = dst[d0 + c]
-        for k in range(len(kw_t)):
+        for k in range(trip_count(kw_t)):
             a += src[s0 + c + uint64(k) * n] * taps[t0 + uint64(k) * n + c]
         dst[d0 + c] = a
 
@@ -202,7 +202,7 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
 
     ``[lo, hi)`` are the :func:`_block_columns`.
     """
-    kw = len(kw_t)
+    kw = trip_count(kw_t)
     n_out = uint64(channels * mult)
     ow = lo
     while ow + BLOCK <= hi:
@@ -233,9 +233,9 @@ def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, ou
 
     Arrays are flat: ``x`` (B*H*W*C), ``taps`` (KH*KW*C*m), ``bias`` (C*m), ``out`` (B*out_h*out_w*C*m).
     """
-    mult = len(mult_t)
+    mult = trip_count(mult_t)
     n_out = channels * mult
-    kw = len(kw_t)
+    kw = trip_count(kw_t)
     row_size = uint64(width * channels)
     lo, hi = _block_columns(kw, sw, dw, left, width, out_w, mult)
     for task in prange(batch * out_h):
@@ -261,7 +261,7 @@ def _input_grad_gather_last(grad, flipped, grad_in, batch, height, width, channe
     grad[iw + left - (KW-1)*dw + k*dw] * flipped[k]``: a forward pass with left
     padding ``(KW-1)*dw - left`` over the output gradient row.
     """
-    kw = len(kw_t)
+    kw = trip_count(kw_t)
     row_size = uint64(width * channels)
     flipped_left = (kw - 1) * dw - left
     lo, hi = _block_columns(kw, 1, dw, flipped_left, out_w, width, 1)
@@ -283,8 +283,8 @@ def _input_grad_gather_last(grad, flipped, grad_in, batch, height, width, channe
 def _input_grad_scatter_last(grad, taps, grad_in, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw,
                              dh, dw, top, left, kw_t):
     """Any stride and multiplier: one task per input row, each output column's gradient scattered into it."""
-    mult = len(mult_t)
-    kw = len(kw_t)
+    mult = trip_count(mult_t)
+    kw = trip_count(kw_t)
     n_out = channels * mult
     row_size = uint64(width * channels)
     for task in prange(batch * height):
@@ -307,7 +307,7 @@ def _input_grad_scatter_last(grad, taps, grad_in, batch, height, width, channels
 @serial_kernel
 def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t):
     """Kernel-gradient twin of :func:`_taps_along_row`: ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]``."""
-    kw = len(kw_t)
+    kw = trip_count(kw_t)
     n_out = uint64(channels * mult)
     ow = lo
     while ow + BLOCK <= hi:
@@ -333,8 +333,8 @@ def _kernel_grad_partials_last(grad, x, kernel_partials, bias_partials, batch, h
 
     ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).
     """
-    mult = len(mult_t)
-    kw = len(kw_t)
+    mult = trip_count(mult_t)
+    kw = trip_count(kw_t)
     n_out = channels * mult
     chunks = (out_h + rows_per_task - 1) // rows_per_task
     part_size = uint64(kh * kw * n_out)
