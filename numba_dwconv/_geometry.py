@@ -147,6 +147,76 @@ def axis_geometry(length: int, kernel_size: int, stride: int, dilation: int, pad
     return AxisGeometry(length, kernel_size, stride, dilation, pad_left, pad_right, out_length)
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def needs_reduction(axis: AxisGeometry) -> bool:
+    """Whether a stride or dilation exceeds the input length (then :func:`reduce_axis` applies)."""
+    return axis.stride > axis.length or axis.dilation > axis.length
+
+
+def reduce_axis(axis: AxisGeometry) -> tuple[AxisGeometry, int, int]:
+    """The same convolution along ``axis`` as a small ``valid`` one on a zero-padded or cropped input.
+
+    A tap is *live* if some output reads an input through it; the others read only
+    padding zeros and add nothing (the rule for non-finite weights on padding is
+    applied apart, see :mod:`numba_dwconv._padding_rule`).  Keeping the live taps,
+    the stride only when there is more than one output (it is <= the length then)
+    and the dilation only between two live taps (it is then below the length plus
+    the outputs' span) bounds every value by the data's size: strides and
+    dilations up to and beyond 2**63 reach the kernels as small integers, and no
+    scratch buffer grows with them.
+
+    Returns
+    -------
+    (AxisGeometry, int, int)
+        The reduced axis (no padding: its input is ``length`` positions of the
+        original input's zero-padded line, starting at position ``-offset``), the
+        index of its first tap in the original kernel, and ``offset``.
+    """
+    length, size, stride, dilation, pad_left, _, out_length = axis
+    if out_length == 1:
+        stride = 1
+    # Tap i reads positions i*d - pad .. (out-1)*s + i*d - pad, in steps of s <= length
+    # (with more than one output): it is live iff that span meets [0, length).
+    first = max(0, _ceil_div(pad_left - (out_length - 1) * stride, dilation))
+    last = min(size - 1, (length - 1 + pad_left) // dilation)
+    if first > last:  # every tap reads padding only: keep one, reading zeros
+        first, last = 0, 0
+    size = last - first + 1
+    offset = pad_left - first * dilation
+    dilation = dilation if size > 1 else 1
+    reduced_length = (out_length - 1) * stride + (size - 1) * dilation + 1
+    return AxisGeometry(reduced_length, size, stride, dilation, 0, 0, out_length), first, offset
+
+
+def reduce_problem(problem):
+    """``(problem, taps, offsets)``: ``problem`` as a small ``valid`` one when a stride or dilation is huge.
+
+    Returns ``(problem, None, None)`` when no axis :func:`needs_reduction`.  Otherwise
+    every spatial axis is reduced by :func:`reduce_axis` (an axis that does not need
+    it keeps all its taps, its padding made explicit): ``taps`` holds one slice per
+    axis selecting the kernel's live taps and ``offsets`` where each axis' reduced
+    input starts (``-offset`` in the original input's positions).
+    """
+    names = ("axis",) if isinstance(problem, Conv1DProblem) else ("height", "width")
+    axes = [getattr(problem, name) for name in names]
+    if not any(needs_reduction(axis) for axis in axes):
+        return problem, None, None
+    reduced, taps, offsets = {}, [], []
+    for name, axis in zip(names, axes):
+        if needs_reduction(axis):
+            reduced[name], first, offset = reduce_axis(axis)
+        else:
+            first, offset = 0, axis.pad_left
+            extent = (axis.out_length - 1) * axis.stride + (axis.kernel_size - 1) * axis.dilation + 1
+            reduced[name] = axis._replace(length=extent, pad_left=0, pad_right=0)
+        taps.append(slice(first, first + reduced[name].kernel_size))
+        offsets.append(offset)
+    return problem._replace(**reduced), tuple(taps), tuple(offsets)
+
+
 def check_output_size(axes, input_shape, kernel_shape, strides, dilation_rate, padding) -> None:
     """Raise ValueError if any axis has an output size <= 0."""
     if any(axis.out_length <= 0 for axis in axes):
@@ -219,11 +289,19 @@ class Conv1DProblem(NamedTuple):
         return (self.axis.kernel_size, self.channels, self.multiplier)
 
 
+def check_channels(name: str, channels: int) -> None:
+    """Raise ValueError for zero channels: every op refuses them alike (none could infer a depth multiplier)."""
+    if channels <= 0:
+        raise ValueError(f"`{name}` must have at least one channel (a depthwise convolution of no channels "
+                         f"has no depth multiplier to infer). Received {name} with {channels} channels")
+
+
 def _kernel_dims(kernel_shape, spatial_layout: str, channels: int, channels_name: str, kernel_name: str):
     """(spatial kernel sizes, multiplier) of a depthwise kernel ``(*spatial, C, m)``, checked against ``channels``."""
     rank = spatial_layout.count(",") + 1
     check_rank(kernel_name, kernel_shape, rank + 2, f"({spatial_layout}, channels, depth_multiplier)")
     *sizes, kernel_channels, multiplier = (int(v) for v in kernel_shape)
+    check_channels(channels_name, channels)
     if min(sizes) <= 0 or multiplier <= 0:
         raise ValueError(
             f"`{kernel_name}` must have positive kernel sizes and depth multiplier. "
@@ -383,10 +461,14 @@ __all__ = [
     "Conv2DProblem",
     "as_positive_int",
     "axis_geometry",
+    "check_channels",
     "check_dtype",
     "check_output_size",
     "check_rank",
     "check_shape",
+    "needs_reduction",
+    "reduce_axis",
+    "reduce_problem",
     "conv1d_problem",
     "conv2d_problem",
     "normalize_data_format",

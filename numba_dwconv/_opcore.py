@@ -15,7 +15,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import _geometry as geo
+from . import _padding_rule as padding_rule
 from . import dispatch
+from ._reduction import Reduction
 
 
 class Rank(NamedTuple):
@@ -40,6 +42,34 @@ def _check_grad_outputs(rank: Rank, grad_outputs, expected_shape):
     geo.check_shape("grad_outputs", grad_outputs.shape, expected_shape)
 
 
+# ---------------------------------------------------------------------------- padding rule
+def _on_host(place, array, func):
+    """``func(host array)`` in place: on the array itself on the CPU, on a copy sent back on the GPU."""
+    if place.target == "cpu":
+        func(array)
+        return array
+    host = dispatch.to_host(array)
+    func(host)
+    return place.operand(host, host.dtype)
+
+
+def _forward_rule(place, problem, kernel, out):
+    """``out`` with Keras' padding rule for non-finite weights applied (see ``_padding_rule``)."""
+    if not padding_rule.forward_needs_rule(problem, kernel):
+        return out
+    return _on_host(place, out, lambda host: padding_rule.apply_forward(problem, kernel, host))
+
+
+def _kernel_grad_rule(place, problem, grad_outputs, grad_bias, grad_kernel):
+    """``grad_kernel`` with Keras' padding rule for non-finite output gradients applied."""
+    channels = padding_rule.kernel_grad_channels(grad_bias)
+    if not channels.size:
+        return grad_kernel
+    return _on_host(place, grad_kernel,
+                    lambda host: padding_rule.apply_kernel_grad(problem, grad_outputs, channels, host))
+
+
+# ---------------------------------------------------------------------------- ops
 def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream):
     place = dispatch.place(device, (inputs,), (kernel, bias), stream)
     inputs = place.view("inputs", inputs)
@@ -53,9 +83,10 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
         bias = place.view("bias", bias)
         geo.check_shape("bias", bias.shape, (out_channels,))
         bias = place.operand(bias, dtype)
-    out = place.call(f"{rank.module}_forward", problem, place.operand(inputs, dtype), place.operand(kernel, dtype),
-                     bias, module=rank.module)
-    return place.finish(out)
+    reduction = Reduction(place, problem)
+    out = place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs), reduction.kernel(kernel), bias,
+                     module=rank.module)
+    return place.finish(_forward_rule(place, problem, kernel, out))
 
 
 def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream):
@@ -67,13 +98,17 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
     problem = rank.problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     grad_outputs = place.operand(grad_outputs, dtype)
-    kernel, inputs = place.operand(kernel, dtype), place.operand(inputs, dtype)
+    reduction = Reduction(place, problem)
+    live, kernel_op, inputs = reduction.live, reduction.kernel(kernel), reduction.inputs(inputs)
     if hasattr(place.backend(rank.module), f"{rank.module}_backward"):  # a backend's one-pass backward
-        grads = place.call(f"{rank.module}_backward", problem, grad_outputs, kernel, inputs, module=rank.module)
-        return place.finish(tuple(grads))
-    grad_inputs = place.call(f"{rank.module}_input_grad", problem, grad_outputs, kernel, module=rank.module)
-    grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", problem, grad_outputs, inputs,
-                                        module=rank.module)
+        grad_inputs, grad_kernel, grad_bias = place.call(f"{rank.module}_backward", live, grad_outputs, kernel_op,
+                                                         inputs, module=rank.module)
+    else:
+        grad_inputs = place.call(f"{rank.module}_input_grad", live, grad_outputs, kernel_op, module=rank.module)
+        grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", live, grad_outputs, inputs,
+                                            module=rank.module)
+    grad_inputs, grad_kernel = reduction.grad_inputs(grad_inputs), reduction.grad_kernel(grad_kernel)
+    grad_kernel = _kernel_grad_rule(place, problem, grad_outputs, grad_bias, grad_kernel)
     return place.finish((grad_inputs, grad_kernel, grad_bias))
 
 
@@ -95,9 +130,10 @@ def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padd
     input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
     problem = rank.problem(input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
-    grad_inputs = place.call(f"{rank.module}_input_grad", problem, place.operand(grad_outputs, dtype),
-                             place.operand(kernel, dtype), module=rank.module)
-    return place.finish(grad_inputs)
+    reduction = Reduction(place, problem)
+    grad_inputs = place.call(f"{rank.module}_input_grad", reduction.live, place.operand(grad_outputs, dtype),
+                             reduction.kernel(kernel), module=rank.module)
+    return place.finish(reduction.grad_inputs(grad_inputs))
 
 
 def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding, data_format, dilation_rate,
@@ -112,7 +148,8 @@ def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding,
     geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
     channels = inputs.shape[rank.rank + 1] if channels_last else inputs.shape[1]
     out_channels = grad_outputs.shape[rank.rank + 1] if channels_last else grad_outputs.shape[1]
-    if channels == 0 or out_channels % channels or out_channels == 0:
+    geo.check_channels("inputs", channels)
+    if out_channels % channels or out_channels == 0:
         raise ValueError(
             f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
             f"Received grad_outputs with shape={tuple(grad_outputs.shape)}"
@@ -120,15 +157,19 @@ def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding,
     kernel_shape = (*sizes, channels, out_channels // channels)
     problem = rank.problem(inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
-    grads = place.call(f"{rank.module}_kernel_grad", problem, place.operand(grad_outputs, dtype),
-                       place.operand(inputs, dtype), module=rank.module)
-    return place.finish(grads)
+    reduction = Reduction(place, problem)
+    grad_outputs = place.operand(grad_outputs, dtype)
+    grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", reduction.live, grad_outputs,
+                                        reduction.inputs(inputs), module=rank.module)
+    grad_kernel = reduction.grad_kernel(grad_kernel)
+    grad_kernel = _kernel_grad_rule(place, problem, grad_outputs, grad_bias, grad_kernel)
+    return place.finish((grad_kernel, grad_bias))
 
 
 # ---------------------------------------------------------------------------- separable
 def _separable_operands(rank, place, inputs, depthwise_kernel, pointwise_kernel, extra_dtypes, strides, padding,
                         data_format, dilation_rate):
-    """(problem, filters, dtype, inputs, depthwise, pointwise as (Cm, F)) of a validated separable call."""
+    """(problem, filters, dtype, inputs, depthwise kernel, pointwise as (Cm, F)) of a validated separable call."""
     inputs = place.view("inputs", inputs)
     depthwise_kernel = place.view("depthwise_kernel", depthwise_kernel)
     pointwise_kernel = place.view("pointwise_kernel", pointwise_kernel)
@@ -138,8 +179,16 @@ def _separable_operands(rank, place, inputs, depthwise_kernel, pointwise_kernel,
     depth_channels = problem.channels * problem.multiplier
     filters = geo.pointwise_filters(pointwise_kernel.shape, depth_channels, rank.rank)
     pointwise = place.operand(pointwise_kernel, dtype).reshape(depth_channels, filters)
-    return (problem, filters, dtype, place.operand(inputs, dtype), place.operand(depthwise_kernel, dtype),
-            pointwise)
+    return problem, filters, dtype, inputs, depthwise_kernel, pointwise
+
+
+def _depthwise_step(rank, place, problem, inputs, depthwise_kernel):
+    """``(reduction, its inputs, its depthwise kernel, depthwise outputs)`` of a separable call (no bias)."""
+    reduction = Reduction(place, problem)
+    inputs, depthwise = reduction.inputs(inputs), reduction.kernel(depthwise_kernel)
+    out = place.call(f"{rank.module}_forward", reduction.live, inputs, depthwise,
+                     place.zeros(problem.channels * problem.multiplier, problem.dtype), module=rank.module)
+    return reduction, inputs, depthwise, _forward_rule(place, problem, depthwise_kernel, out)
 
 
 def _flat_positions(array, channels_last):
@@ -164,8 +213,7 @@ def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, st
     if bias is not None:
         geo.check_shape("bias", bias.shape, (filters,))
         bias = place.operand(bias, dtype)
-    depthwise_out = place.call(f"{rank.module}_forward", problem, inputs, depthwise,
-                               place.zeros(problem.channels * problem.multiplier, dtype), module=rank.module)
+    *_, depthwise_out = _depthwise_step(rank, place, problem, inputs, depthwise)
     out = place.call("pointwise_forward", _flat_positions(depthwise_out, problem.channels_last), pointwise, bias,
                      problem.channels_last, module="pointwise")
     out = out.reshape(_with_channels(problem.output_shape, filters, problem.channels_last))
@@ -182,14 +230,17 @@ def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_k
     depth_channels = problem.channels * problem.multiplier
     _check_grad_outputs(rank, grad_outputs, _with_channels(problem.output_shape, filters, problem.channels_last))
     grad_outputs = place.operand(grad_outputs, dtype)
-    depthwise_out = place.call(f"{rank.module}_forward", problem, inputs, depthwise, place.zeros(depth_channels, dtype),
-                               module=rank.module)
+    reduction, inputs, live_depthwise, depthwise_out = _depthwise_step(rank, place, problem, inputs, depthwise)
     grad_depthwise_out, grad_pointwise, grad_bias = place.call(
         "pointwise_backward", _flat_positions(grad_outputs, problem.channels_last),
         _flat_positions(depthwise_out, problem.channels_last), pointwise, problem.channels_last, module="pointwise")
     grad_depthwise_out = grad_depthwise_out.reshape(problem.output_shape)
-    grad_inputs = place.call(f"{rank.module}_input_grad", problem, grad_depthwise_out, depthwise, module=rank.module)
-    grad_depthwise, _ = place.call(f"{rank.module}_kernel_grad", problem, grad_depthwise_out, inputs,
-                                   module=rank.module)
+    live = reduction.live
+    grad_inputs = place.call(f"{rank.module}_input_grad", live, grad_depthwise_out, live_depthwise,
+                             module=rank.module)
+    grad_depthwise, grad_depthwise_bias = place.call(f"{rank.module}_kernel_grad", live, grad_depthwise_out, inputs,
+                                                     module=rank.module)
+    grad_inputs, grad_depthwise = reduction.grad_inputs(grad_inputs), reduction.grad_kernel(grad_depthwise)
+    grad_depthwise = _kernel_grad_rule(place, problem, grad_depthwise_out, grad_depthwise_bias, grad_depthwise)
     grad_pointwise = grad_pointwise.reshape((1,) * rank.rank + (depth_channels, filters))
     return place.finish((grad_inputs, grad_depthwise, grad_pointwise, grad_bias))

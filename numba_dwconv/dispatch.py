@@ -39,6 +39,11 @@ def is_cuda_array(array) -> bool:
     )
 
 
+def to_host(array):
+    """``array`` as a NumPy array: itself, or a copy of a numba device array."""
+    return array if isinstance(array, np.ndarray) else array.copy_to_host()
+
+
 def _import_cuda():
     try:
         from numba import cuda
@@ -121,6 +126,8 @@ class Placement:
                 array = arrays.as_device_array(array)
             else:
                 array = np.asarray(array)
+        if isinstance(array, np.ndarray) and not array.dtype.isnative:  # e.g. '>f4': converted once, like a cast
+            array = array.astype(array.dtype.newbyteorder("="))
         geo.check_dtype(name, array.dtype, self.target)
         return array
 
