@@ -17,7 +17,14 @@ as Keras does.
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
+
+
+def is_real(value) -> bool:
+    """True for real numbers of any type (Python, NumPy scalars such as ``np.float32(0.1)``), False for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
 def interpret_error(kind: str, identifier) -> ValueError:
@@ -27,7 +34,7 @@ def interpret_error(kind: str, identifier) -> ValueError:
 
 def non_negative_float(value, name: str) -> float:
     """``value`` as a float if it is a finite number >= 0 (Keras' rule for penalties), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(
             f"Invalid value for argument {name}: expected a non-negative float. Received: {name}={value!r}"
         )
@@ -85,10 +92,14 @@ class ClassRegistry:
                 raise interpret_error(self.kind, identifier)
             return cls()
         if isinstance(identifier, dict):
-            cls = self.by_name.get(identifier.get("class_name"))
-            config = identifier.get("config", {})
+            name, config = identifier.get("class_name"), identifier.get("config", {})
+            cls = self.by_name.get(name) if isinstance(name, str) else None
             if cls is None or not isinstance(config, dict):
                 raise interpret_error(self.kind, identifier)
+            unknown = sorted(set(config) - set(inspect.signature(cls).parameters))
+            if unknown:
+                raise ValueError(f"Could not interpret {self.kind} identifier: {identifier!r}: {name} takes no "
+                                 f"argument {', '.join(map(repr, unknown))}")
             return cls.from_config(config)
         if isinstance(identifier, type):  # a class: an instance with default arguments
             if identifier in self.by_name.values():

@@ -26,9 +26,18 @@ from ._registry import ClassRegistry, Configurable
 _TRUNCATED_STD = 0.87962566103423978
 
 
-def compute_fans(shape) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight shape, Keras' rule."""
+def compute_fans(shape, input_axes=None, output_axes=None) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight shape, Keras' rule.
+
+    When both ``input_axes`` and ``output_axes`` are given (Keras 3.15), the fans are
+    the products of the sizes of those axes; otherwise they follow the shape's rank.
+    """
     shape = tuple(int(v) for v in shape)
+    if input_axes is not None and output_axes is not None:
+        for name, axes in (("input_axes", input_axes), ("output_axes", output_axes)):
+            if any(not -len(shape) <= a < len(shape) for a in axes):
+                raise ValueError(f"`{name}` names an axis outside a weight of shape {shape}. Received {name}={axes!r}")
+        return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -43,6 +52,18 @@ def _check_seed(seed):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ValueError(f"`seed` must be None or a non-negative integer. Received: seed={seed!r}")
     return None if seed is None else int(seed)
+
+
+def _check_axes(axes, name: str):
+    """``axes`` as a list of ints (Keras' config form), or None."""
+    if axes is None:
+        return None
+    if isinstance(axes, (int, np.integer)) and not isinstance(axes, (bool, np.bool_)):
+        axes = [axes]
+    if not isinstance(axes, (list, tuple)) or any(
+            isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) for a in axes):
+        raise ValueError(f"`{name}` must be None or a list of integers (weight axes). Received {name}={axes!r}")
+    return [int(a) for a in axes]
 
 
 def _float_dtype(dtype) -> np.dtype:
@@ -101,6 +122,8 @@ class Constant(Initializer):
     """Every element equal to ``value``."""
 
     def __init__(self, value=0.0):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"`value` must be a real number. Received value={value!r}")
         self.value = value
 
     def __call__(self, shape, dtype=None):
@@ -122,7 +145,7 @@ class RandomUniform(_Seeded):
         return self._rng().uniform(self.minval, self.maxval, shape).astype(_float_dtype(dtype))
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+        return {"seed": self.seed, "minval": self.minval, "maxval": self.maxval}
 
 
 class RandomNormal(_Seeded):
@@ -137,7 +160,7 @@ class RandomNormal(_Seeded):
         return self._rng().normal(self.mean, self.stddev, shape).astype(_float_dtype(dtype))
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 class TruncatedNormal(RandomNormal):
@@ -158,9 +181,11 @@ class VarianceScaling(_Seeded):
     MODES = ("fan_in", "fan_out", "fan_avg")
     DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, input_axes=None,
+                 output_axes=None):
         super().__init__(seed)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+                or not scale > 0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale!r}")
         if mode not in self.MODES:
             raise ValueError(f"Invalid `mode` argument: expected one of {set(self.MODES)}. Received: mode={mode!r}")
@@ -174,9 +199,11 @@ class VarianceScaling(_Seeded):
         self.scale = scale
         self.mode = mode
         self.distribution = distribution
+        self.input_axes = _check_axes(input_axes, "input_axes")
+        self.output_axes = _check_axes(output_axes, "output_axes")
 
     def _fan(self, shape) -> float:
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
         return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
 
     def __call__(self, shape, dtype=None):
@@ -191,19 +218,20 @@ class VarianceScaling(_Seeded):
         return _truncated_normal(rng, shape, 0.0, math.sqrt(scale) / _TRUNCATED_STD).astype(dtype)
 
     def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {"seed": self.seed, "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class _FixedVarianceScaling(VarianceScaling):
-    """A named VarianceScaling: only ``seed`` is configurable (Keras' Glorot/He/LeCun)."""
+    """A named VarianceScaling: ``seed`` and the fan axes are configurable (Keras' Glorot/He/LeCun)."""
 
     FIXED = (1.0, "fan_in", "truncated_normal")
 
-    def __init__(self, seed=None):
-        super().__init__(*self.FIXED, seed=seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(*self.FIXED, seed=seed, input_axes=input_axes, output_axes=output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class GlorotUniform(_FixedVarianceScaling):
@@ -263,7 +291,7 @@ class Orthogonal(_Seeded):
         return (self.gain * q.reshape(shape)).astype(dtype)
 
     def get_config(self):
-        return {"gain": self.gain, "seed": self.seed}
+        return {"seed": self.seed, "gain": self.gain}
 
 
 _REGISTRY = ClassRegistry(

@@ -23,16 +23,17 @@ import math
 
 import numpy as np
 
+from ._registry import is_real
+
 
 def _positive_float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not is_real(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"`{name}` must be a positive float. Received: {name}={value!r}")
     return float(value)
 
 
 def _unit_interval(value, name, *, closed):
-    upper_ok = value <= 1 if closed else value < 1
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and upper_ok):
+    if not is_real(value) or not (value >= 0 and (value <= 1 if closed else value < 1)):
         interval = "[0, 1]" if closed else "[0, 1)"
         raise ValueError(f"`{name}` must be a float between {interval}. Received: {name}={value!r}")
     return float(value)
