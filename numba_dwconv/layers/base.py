@@ -25,6 +25,7 @@ The weights live in host memory.  ``device`` chooses where the convolutions run
 from __future__ import annotations
 
 import collections
+import inspect
 import os
 from typing import NamedTuple
 
@@ -62,10 +63,15 @@ def _dtype_name(dtype) -> str:
     if dtype is None:
         return "float32"
     if isinstance(dtype, dict):  # {"module": "keras", "class_name": "DTypePolicy", "config": {"name": ...}}
-        dtype = dtype.get("config", {}).get("name")
+        config = dtype.get("config")
+        if dtype.get("class_name") not in ("DTypePolicy", "FloatDTypePolicy", None) or not isinstance(config, dict) \
+                or not isinstance(config.get("name"), str):
+            raise ValueError("Invalid dtype argument: expected a dtype name or Keras' DTypePolicy dict "
+                             f"{{'class_name': 'DTypePolicy', 'config': {{'name': ...}}}}. Received: dtype={dtype!r}")
+        dtype = config["name"]
     try:
         name = np.dtype(dtype).name
-    except TypeError:
+    except (TypeError, ValueError):
         name = None
     if name not in LAYER_DTYPES:
         raise ValueError(f"Invalid dtype argument: expected one of {LAYER_DTYPES}. Received: dtype={dtype!r}")
@@ -205,15 +211,25 @@ class Layer:
                 f"You called `set_weights(weights)` on layer {self.name!r} with a weight list of length "
                 f"{len(weights)}, but the layer was expecting {len(self._specs)} weights."
             )
-        arrays = [np.asarray(w) for w in weights]
-        for spec, array in zip(self._specs, arrays):
+        self._assign(self._specs, self._checked_weights(weights, self._specs))  # all checked, then all assigned
+
+    def _checked_weights(self, weights, specs) -> list:
+        """``weights`` as arrays of the layer dtype, each checked against its spec (ValueError/TypeError first)."""
+        arrays = []
+        for spec, weight in zip(specs, weights):
+            array = np.asarray(weight.copy_to_host() if is_cuda_array(weight) else weight)
+            if array.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"Layer {self.name!r} weight `{spec.name}` must be a real numeric array. Received an array of "
+                    f"dtype {array.dtype}"
+                )
             if array.shape != tuple(spec.shape):
                 raise ValueError(
                     f"Layer {self.name!r} weight shape {tuple(spec.shape)} is not compatible with provided weight "
                     f"shape {array.shape}."
                 )
-        for spec, array in zip(self._specs, arrays):
-            getattr(self, spec.name)[...] = array
+            arrays.append(array.astype(self.dtype, copy=True))
+        return arrays
 
     def save_weights(self, path) -> None:
         """Write the weights to a ``.npz`` file (arrays only, no pickle)."""
@@ -223,17 +239,48 @@ class Layer:
         np.savez(path, **{f"{i:03d}_{spec.name}": getattr(self, spec.name) for i, spec in enumerate(self._specs)})
 
     def load_weights(self, path) -> None:
-        """Read weights written by :meth:`save_weights` (building the layer from them if needed)."""
+        """Read weights written by :meth:`save_weights` (building the layer from them if needed).
+
+        Nothing changes unless every array is there, under its name, with its shape.
+        """
         path = _npz_path(path)
         with np.load(path, allow_pickle=False) as data:
-            weights = [data[key] for key in sorted(data.files)]
-        self._set_loaded_weights(weights)
+            arrays = {key: data[key] for key in data.files}
+        expected = [f"{i:03d}_{name}" for i, name in enumerate(self._weight_name_list())]
+        check_file_keys(path, sorted(arrays), expected, f"layer {self.name!r}")
+        self._assign(*self._prepare_loaded([arrays[key] for key in expected]))
 
-    def _set_loaded_weights(self, weights) -> None:
-        """``set_weights`` for weights read from a file: an unbuilt layer is first built from their shapes."""
-        if not self.built and weights:
-            self._build_for_channels(int(weights[0].shape[-2]))  # the kernel's channel axis
-        self.set_weights(weights)
+    def _weight_name_list(self) -> list:
+        """The weights' names, whether built or not (they do not depend on the channel count)."""
+        return [spec.name for spec in (self._specs or self._weight_specs(1))]
+
+    def _prepare_loaded(self, weights):
+        """``(specs, arrays)`` for weights read from a file, all checked; nothing is assigned yet.
+
+        An unbuilt layer takes its channel count from the kernel's channel axis.
+        """
+        weights = list(weights)
+        if self.built:
+            specs = self._specs
+        else:
+            if not weights or np.ndim(weights[0]) < 2:
+                raise ValueError(f"Layer {self.name!r} cannot be built from these weights: the first must be its "
+                                 f"kernel. Received {len(weights)} arrays")
+            specs = self._weight_specs(int(np.shape(weights[0])[-2]))
+        if len(weights) != len(specs):
+            raise ValueError(f"Layer {self.name!r} has {len(specs)} weights; received {len(weights)} arrays")
+        return specs, self._checked_weights(weights, specs)
+
+    def _assign(self, specs, arrays) -> None:
+        """Set checked weights: in place when built, else build with them (no random draws)."""
+        if self.built:
+            for spec, array in zip(specs, arrays):
+                getattr(self, spec.name)[...] = array
+            return
+        self._specs = specs
+        for spec, array in zip(specs, arrays):
+            setattr(self, spec.name, np.ascontiguousarray(array))
+        self.built = True
 
     # -- losses --------------------------------------------------------------------------------------
     @property
@@ -328,10 +375,28 @@ class Layer:
     @classmethod
     def from_config(cls, config: dict):
         """Rebuild a layer from :meth:`get_config`'s output (or a Keras layer's config)."""
+        if not isinstance(config, dict):
+            raise ValueError(f"`config` must be a dict (a layer's get_config()). Received: config={config!r}")
+        known = set(inspect.signature(cls).parameters)
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_config: unknown argument(s) {unknown} in `config`; "
+                             f"{cls.__name__} takes {sorted(known)}")
         return cls(**config)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}, built={self.built}>"
+
+
+def check_file_keys(path, found, expected, owner: str) -> None:
+    """Raise ValueError naming the missing and unexpected keys when a weights file's keys differ from ``expected``."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if not found:
+        raise ValueError(f"{path!r} holds no weights; {owner} expects the keys {sorted(expected)}")
+    if missing or unexpected:
+        raise ValueError(f"{path!r} does not hold the weights of {owner}: missing keys {missing}, "
+                         f"unexpected keys {unexpected}")
 
 
 def _npz_path(path) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, _check_bool, _npz_path, _unique_name
+from .base import Layer, _check_bool, _dtype_name, _npz_path, _unique_name, check_file_keys
 
 
 def _layer_classes() -> dict:
@@ -189,10 +189,12 @@ class Sequential:
                 f"You called `set_weights(weights)` on model {self.name!r} with a weight list of length "
                 f"{len(weights)}, but the model was expecting {sum(counts)} weights."
             )
-        start = 0
-        for layer, count in zip(self._layers, counts):
-            layer.set_weights(weights[start : start + count])
+        checked, start = [], 0
+        for layer, count in zip(self._layers, counts):  # every layer's arrays checked before any is assigned
+            checked.append(layer._checked_weights(weights[start : start + count], layer._specs))
             start += count
+        for layer, arrays in zip(self._layers, checked):
+            layer._assign(layer._specs, arrays)
 
     def save_weights(self, path) -> None:
         """Write every layer's weights to one ``.npz`` file (arrays only, no pickle)."""
@@ -208,15 +210,15 @@ class Sequential:
     def load_weights(self, path) -> None:
         """Read weights written by :meth:`save_weights` (unbuilt layers are built from them)."""
         path = _npz_path(path)
+        self._require_layers()
         with np.load(path, allow_pickle=False) as data:
-            keys = sorted(data.files)
-            per_layer = [[data[k] for k in keys if int(k.split("_", 1)[0]) == index]
-                         for index in range(len(self._layers))]
-            if sum(len(group) for group in per_layer) != len(keys):
-                raise ValueError(f"{path!r} holds weights of {len({k.split('_', 1)[0] for k in keys})} layers; "
-                                 f"model {self.name!r} has {len(self._layers)}")
-        for layer, group in zip(self._layers, per_layer):
-            layer._set_loaded_weights(group)
+            arrays = {key: data[key] for key in data.files}
+        keys = [[f"{index:03d}_{position:02d}_{name}" for position, name in enumerate(layer._weight_name_list())]
+                for index, layer in enumerate(self._layers)]
+        check_file_keys(path, sorted(arrays), [k for group in keys for k in group], f"model {self.name!r}")
+        prepared = [layer._prepare_loaded([arrays[k] for k in group]) for layer, group in zip(self._layers, keys)]
+        for layer, (specs, checked) in zip(self._layers, prepared):  # all checked first: all assigned or none
+            layer._assign(specs, checked)
 
     # -- config and summary ----------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -230,15 +232,47 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config: dict):
-        """Rebuild a model (unbuilt layers) from :meth:`get_config`'s output."""
+        """Rebuild a model from :meth:`get_config`'s output or from a Keras ``Sequential``'s ``get_config()``.
+
+        Keras' form (3.0 and later) is accepted: an ``InputLayer`` entry (its
+        ``batch_shape``) or ``build_input_shape`` gives the input shape, and the model
+        is then built, so ``set_weights(keras_model.get_weights())`` works at once;
+        DTypePolicy dicts and ``build_config`` entries are understood.  Any other layer
+        class raises a ValueError naming it and the supported ones.
+        """
+        if not isinstance(config, dict):
+            raise ValueError(f"`config` must be a dict (a Sequential's get_config()). Received: config={config!r}")
+        entries = config.get("layers", [])
+        if not isinstance(entries, list):
+            raise ValueError(f"`config['layers']` must be a list of layer dicts. Received: {entries!r}")
+        if config.get("dtype") is not None:
+            _dtype_name(config["dtype"])  # a malformed policy is an error here too
         classes = _layer_classes()
-        layers = []
-        for entry in config.get("layers", []):
-            layer_cls = classes.get(entry.get("class_name"))
+        layers, input_shape = [], config.get("build_input_shape")
+        for position, entry in enumerate(entries):
+            where = f"config['layers'][{position}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+                raise ValueError(f"`{where}` must be a dict with 'class_name' and 'config'. Received: {entry!r}")
+            name = entry.get("class_name")
+            if name == "InputLayer":
+                shape = entry["config"].get("batch_shape", entry["config"].get("batch_input_shape"))
+                if not isinstance(shape, (list, tuple)) or len(shape) < 2:
+                    raise ValueError(f"`{where}` is an InputLayer without a batch_shape. Received: {entry!r}")
+                input_shape = shape
+                continue
+            layer_cls = classes.get(name)
             if layer_cls is None:
-                raise ValueError(f"Unknown layer class {entry.get('class_name')!r}; known: {sorted(classes)}")
+                raise ValueError(f"Layer class {name!r} in `{where}` is not supported: a numba_dwconv Sequential holds "
+                                 f"{', '.join(sorted(classes))} (and Keras' InputLayer)")
             layers.append(layer_cls.from_config(entry["config"]))
-        return cls(layers, name=config.get("name"), trainable=config.get("trainable", True))
+        model = cls(layers, name=config.get("name"), trainable=config.get("trainable", True))
+        if input_shape is not None and layers:
+            if not isinstance(input_shape, (list, tuple)) or any(
+                    v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0) for v in input_shape):
+                raise ValueError(f"The model's input shape must be a list of ints (None for the batch). "
+                                 f"Received: {input_shape!r}")
+            model.build(tuple(input_shape))
+        return model
 
     def summary(self, print_fn=print) -> str:
         """Print (and return) a table of the layers, their output shapes and parameter counts."""
