@@ -19,6 +19,7 @@ def test_quick_report_as_json():
         assert row["forward_ms"] > 0 and row["backward_ms"] > 0
         assert row["max_rel_error"] < 1e-4
     assert result["startup"]["warm_cache_process"]["first_forward_s"] > 0
+    assert result["startup"]["cold_cache_process"]["first_forward_s"] > 0
     assert any("x" in row["shape"] for row in result["rows"])  # the 2D rows ("B4 28x28 C64 K3 s1")
 
 

@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import ops
-from .bench import best_time
+from .. import ops
+from .timing import best_time
 
 
 class Shape2D(NamedTuple):
@@ -96,7 +96,7 @@ def _check_slice(reference, shape: Shape2D, layout: str, x, kernel, bias, grad_y
 
 
 def run_cpu_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
-    """Measure every 2D shape x layout on the CPU; rows in the format of :func:`numba_dwconv.bench.run_cpu`."""
+    """Measure every 2D shape x layout on the CPU; rows in the format of :func:`numba_dwconv.bench.conv1d.run_cpu`."""
     rows = []
     for shape in shapes:
         for layout in ("channels_last", "channels_first"):
@@ -105,7 +105,8 @@ def run_cpu_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, referenc
             fwd = best_time(lambda: ops.depthwise_conv2d(x, kernel, bias, *args), repeat)
             bwd = best_time(lambda: ops.depthwise_conv2d_backward(grad_y, x, kernel, *args), repeat)
             nbytes = x.nbytes + y.nbytes
-            row = {"device": "cpu", "shape": shape.label(), "layout": layout, "dtype": "float32",
+            row = {"device": "cpu", "bytes": nbytes, "fma": y.size * shape.kernel_size**2, "shape": shape.label(),
+                   "layout": layout, "dtype": "float32",
                    "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3, "forward_GBps": nbytes / fwd / 1e9,
                    "roofline_pct": 100 * (nbytes / bandwidth) / fwd, "backward_over_forward": bwd / fwd}
             torch_times = _torch_times(shape, layout, x, kernel, repeat) if with_torch else None

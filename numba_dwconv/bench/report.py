@@ -1,0 +1,139 @@
+"""The report's tables and its command line (``python -m numba_dwconv``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .conv1d import GPU_SHAPES, PUBLIC_SHAPES, QUICK_SHAPES, launch_overhead, run_cpu, run_cuda
+from .conv2d import PUBLIC_SHAPES_2D, QUICK_SHAPES_2D, run_cpu_2d
+from .startup import measure_startup
+from .timing import copy_bandwidth, gpu_copy_bandwidth
+
+# Largest relative error (outputs and gradients, against the float64 reference) that a float32 row may show.
+TOLERANCE = 1e-4
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
+    """A fixed-width text table of the result rows."""
+    header = (
+        f"{'device':6} {'shape':28} {'layout':14} {'fwd ms':>8} {'GB/s':>6} {'%roof':>6} "
+        f"{'bwd ms':>8} {'bwd/fwd':>7} {'xTorch f':>8} {'xTorch fb':>9} {'rel err':>8} {'check':>5}"
+    )
+    lines = [f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)]
+    for r in rows:
+        speed_f = f"{r['torch_forward_speedup']:.1f}" if "torch_forward_speedup" in r else "-"
+        speed_fb = f"{r['torch_fwd_bwd_speedup']:.1f}" if "torch_fwd_bwd_speedup" in r else "-"
+        err = f"{r['max_rel_error']:.1e}" if "max_rel_error" in r else "-"
+        verdict = ("ok" if r["max_rel_error"] <= TOLERANCE else "FAIL") if "max_rel_error" in r else "-"
+        lines.append(
+            f"{r['device']:6} {r['shape']:28} {r['layout']:14} {r['forward_ms']:8.2f} {r['forward_GBps']:6.1f} "
+            f"{r['roofline_pct']:6.0f} {r['backward_ms']:8.2f} {r['backward_over_forward']:7.2f} "
+            f"{speed_f:>8} {speed_fb:>9} {err:>8} {verdict:>5}"
+        )
+    return "\n".join(lines)
+
+
+def _notes(args, with_torch: bool, checked: bool) -> str:
+    """What the columns mean and why some are empty."""
+    if args.no_torch:
+        torch_note = "xTorch: skipped (--no-torch)"
+    elif not with_torch:
+        torch_note = "xTorch: PyTorch is not installed; install torch for the comparison (pip install torch)"
+    else:
+        torch_note = "xTorch: time of PyTorch's CPU conv1d/conv2d(groups=C) over ours (> 1: we are faster)"
+    check_note = (f"rel err: largest relative error of outputs and gradients against numba_dwconv.reference on a "
+                  f"slice; check: ok when <= {TOLERANCE:g}" if checked else "rel err: skipped (--no-check)")
+    return f"{torch_note}\n{check_note}"
+
+
+def _startup_line(startup: dict) -> str:
+    cold, warm = startup["cold_cache_process"], startup["warm_cache_process"]
+    return (f"first call in a fresh process (import + first forward): empty kernel cache "
+            f"{cold['import_s']:.2f} + {cold['first_forward_s']:.2f} s (kernels compile), warm cache "
+            f"{warm['import_s']:.2f} + {warm['first_forward_s']:.2f} s")
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m numba_dwconv``."""
+    parser = argparse.ArgumentParser(prog="python -m numba_dwconv", description="The numba_dwconv bench report.")
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a few seconds)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per measurement; the best is kept")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
+    parser.add_argument("--plot", metavar="PATH", help="draw a roofline plot (PNG) to PATH (needs matplotlib)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--no-check", action="store_true", help="skip the correctness check")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
+                        help="which rows to run (default: the CPU, and the GPU when one is available)")
+    args = parser.parse_args(argv)
+    if args.repeat is not None and args.repeat <= 0:
+        parser.error(f"--repeat must be a positive integer, got {args.repeat}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked before minutes of measuring)
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install matplotlib (or the 'bench' extra)")
+    shapes = QUICK_SHAPES if args.quick else PUBLIC_SHAPES
+    repeat = args.repeat or (3 if args.quick else 7)
+    reference = None
+    if not args.no_check:
+        from .. import reference
+    from ..dispatch import cuda_available
+
+    with_torch = not args.no_torch and _torch_available()
+    result = {"repeat": repeat, "rows": []}
+    tables = []
+    rooflines = []
+    if args.device in ("all", "cpu"):
+        startup = measure_startup()
+        bandwidth = copy_bandwidth()
+        rows = run_cpu(shapes, repeat, bandwidth, with_torch, reference)
+        tables.append(format_table(rows, bandwidth, "CPU copy roofline (np.copyto)") + "\n" + _startup_line(startup))
+        result.update(copy_bandwidth_GBps=bandwidth / 1e9, startup=startup)
+        rows_2d = run_cpu_2d(QUICK_SHAPES_2D if args.quick else PUBLIC_SHAPES_2D, repeat, bandwidth, with_torch,
+                             reference)
+        tables.append(format_table(rows_2d, bandwidth, "2D depthwise, CPU copy roofline (np.copyto)"))
+        result["rows"] += rows + rows_2d
+        rooflines.append(("CPU", bandwidth, rows + rows_2d))
+    if args.device == "cuda" or (args.device == "all" and cuda_available()):
+        from numba import config as numba_config
+
+        if numba_config.ENABLE_CUDASIM:
+            tables.append("GPU rows skipped: numba's CUDA simulator is active (NUMBA_ENABLE_CUDASIM=1)")
+        else:
+            gpu_bandwidth = gpu_copy_bandwidth()
+            rows = run_cuda(QUICK_SHAPES if args.quick else GPU_SHAPES, repeat, gpu_bandwidth, with_torch,
+                            reference)
+            overhead = launch_overhead()
+            tables.append(format_table(rows, gpu_bandwidth, "GPU device-to-device copy") +
+                          f"\nGPU launch overhead (host time per small forward call, warm): {overhead * 1e6:.1f} us")
+            result.update(gpu_copy_bandwidth_GBps=gpu_bandwidth / 1e9, gpu_launch_overhead_us=overhead * 1e6)
+            result["rows"] += rows
+            rooflines.append(("GPU", gpu_bandwidth, rows))
+    rows = result["rows"]
+    table = "\n\n".join(tables + [_notes(args, with_torch, reference is not None)])
+    if args.json == "-":
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(table)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.plot:
+        from .plot import roofline_plot
+
+        roofline_plot(rooflines, args.plot)
+        print(f"roofline plot written to {args.plot}", file=sys.stderr if args.json == "-" else sys.stdout)
+    bad = [r for r in rows if r.get("max_rel_error", 0.0) > TOLERANCE]
+    if bad:
+        print(f"CORRECTNESS CHECK FAILED for {len(bad)} rows", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,54 @@
+"""Timing primitives of the bench report: best-of-N wall clock, CUDA-event timing, copy bandwidths."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def best_time(func, repeat: int, min_seconds: float = 0.0) -> float:
+    """Best wall time of ``func()`` over ``repeat`` runs (after one warm-up run)."""
+    func()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def copy_bandwidth(nbytes: int = 1 << 28, repeat: int = 5) -> float:
+    """Bytes per second of a large ``np.copyto`` counting both the read and the write."""
+    src = np.random.default_rng(0).random(nbytes // 8)
+    dst = np.empty_like(src)
+    return 2 * src.nbytes / best_time(lambda: np.copyto(dst, src), repeat)
+
+
+def gpu_time(func, repeat: int, calls: int = 20) -> float:
+    """Best over ``repeat`` of the mean time of ``calls`` back-to-back calls, between CUDA events."""
+    from numba import cuda
+
+    func()
+    cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeat):
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        for _ in range(calls):
+            func()
+        stop.record()
+        stop.synchronize()
+        best = min(best, cuda.event_elapsed_time(start, stop) / 1e3 / calls)
+    return best
+
+
+def gpu_copy_bandwidth(nbytes: int = 1 << 31, repeat: int = 5) -> float:
+    """Bytes per second of a device-to-device copy of a large array, read + write counted."""
+    from numba import cuda
+
+    src = cuda.to_device(np.random.default_rng(0).random(nbytes // 8))
+    dst = cuda.device_array_like(src)
+    seconds = gpu_time(lambda: dst.copy_to_device(src), repeat, calls=5)
+    return 2 * nbytes / seconds
