@@ -151,9 +151,17 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+# Strides and dilations up to this (or up to the input length) go to the kernels as they are.
+REDUCE_ABOVE = 64
+
+
 def needs_reduction(axis: AxisGeometry) -> bool:
-    """Whether a stride or dilation exceeds the input length (then :func:`reduce_axis` applies)."""
-    return axis.stride > axis.length or axis.dilation > axis.length
+    """Whether a stride or dilation exceeds both the input length and ``REDUCE_ABOVE`` (:func:`reduce_axis` applies).
+
+    Below that the kernels' own geometry handles any value exactly with small integers and
+    small scratch buffers; above, the values could overflow or size a buffer.
+    """
+    return max(axis.stride, axis.dilation) > max(axis.length, REDUCE_ABOVE)
 
 
 def reduce_axis(axis: AxisGeometry) -> tuple[AxisGeometry, int, int]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _geometry as geo
 
-INSTALL_HINT = "pip install \".[cuda]\" in a checkout of numba_dwconv (it is not on PyPI yet)"
+INSTALL_HINT = 'pip install ".[cuda]" from a checkout of numba_dwconv, which is not on PyPI yet'
 
 
 class CudaUnavailableError(RuntimeError):

@@ -14,15 +14,17 @@ from numba_dwconv import reference as ref
 LAYOUTS = ["channels_last", "channels_first"]
 BIG = 2**62
 
-# (length, K, stride, dilation, padding): each axis reduces to small integers (see _geometry.live_axis)
+# (length, K, stride, dilation, padding): large values reduce to small integers (see _geometry.reduce_axis)
 AXES = [
     (4, 3, 10**9, 1, "same"),  # one output: the stride is irrelevant
     (4, 3, 1, 10**9, "same"),  # only the middle tap reads inputs
     (4, 3, 1, BIG, "same"),
     (6, 3, 2, 2**63 + 5, "same"),  # beyond int64
-    (10, 3, 10, 6, "same"),  # the live tap starts inside the input (negative padding once reduced)
-    (5, 4, 1, 3, "same"),  # kernel wider than the input
-    (3, 2, 1, 5, "causal"),  # every tap but the last reads padding only for some outputs
+    (10, 3, 1000, 6, "same"),  # the live tap starts inside the input (the reduced input is cropped)
+    (5, 4, 1, 100, "same"),  # no tap ever reads an input
+    (3, 2, 1, 70, "causal"),  # only the last tap reads inputs
+    (200, 3, 1, 80, "same"),  # every tap live: padding made explicit
+    (5, 4, 1, 3, "same"),  # kernel wider than the input (small values: the kernels' own geometry)
     (3, 3, BIG, BIG, "causal"),
     (7, 2, BIG, 3, "valid"),
 ]
@@ -59,7 +61,7 @@ def test_conv1d_extreme_geometry(axis, layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("rows, cols", [(AXES[0], AXES[1]), (AXES[3], AXES[4]), (AXES[5], AXES[6]),
-                                        (AXES[2], AXES[5]), (AXES[8], AXES[7])])
+                                        (AXES[2], AXES[5]), (AXES[10], AXES[9]), (AXES[7], AXES[8])])
 def test_conv2d_extreme_geometry(rows, cols, layout):
     padding = "valid" if rows[4] == cols[4] == "valid" else "same"  # no causal in 2D
     rng = np.random.default_rng(rows[0] * 31 + cols[0])

@@ -35,7 +35,8 @@ def test_depthwise_config_keys_and_value_forms():
     assert config["padding"] == "valid" and config["data_format"] == "channels_last"
     assert config["activation"] == "linear" and config["use_bias"] is True and config["depth_multiplier"] == 1
     assert config["depthwise_initializer"] == {"module": "keras.initializers", "class_name": "GlorotUniform",
-                                               "config": {"seed": None}, "registered_name": None}
+                                               "config": {"seed": None, "input_axes": None, "output_axes": None},
+                                               "registered_name": None}
     assert config["bias_initializer"] == {"module": "keras.initializers", "class_name": "Zeros", "config": {},
                                           "registered_name": None}
     for key in DEPTHWISE_KEYS[-5:]:

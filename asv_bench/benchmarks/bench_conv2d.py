@@ -15,18 +15,26 @@ SHAPES = {
     "B16-56x56-C256-K3-s2": (16, 56, 56, 256, 3, 2),
     "B8-28x28-C512-K5-s1": (8, 28, 28, 512, 5, 1),
 }
+# Large kernels (ConvNeXt 7x7, RepLKNet 31x31, 1xN): (batch, height, width, channels, (KH, KW), stride)
+LARGE_SHAPES = {
+    "B8-28x28-C256-K7x7": (8, 28, 28, 256, (7, 7), 1),
+    "B4-56x56-C64-K31x31": (4, 56, 56, 64, (31, 31), 1),
+    "B4-56x56-C64-K1x101": (4, 56, 56, 64, (1, 101), 1),
+}
 
 
 class _Conv2D:
     params = (list(SHAPES), ["channels_last", "channels_first"])
     param_names = ["shape", "data_format"]
+    shapes = SHAPES
 
     def setup(self, shape, data_format):
-        batch, height, width, channels, ksize, self.stride = SHAPES[shape]
+        batch, height, width, channels, ksize, self.stride = self.shapes[shape]
+        ksize = ksize if isinstance(ksize, tuple) else (ksize, ksize)
         rng = np.random.default_rng(0)
         dims = (batch, height, width, channels) if data_format == "channels_last" else (batch, channels, height, width)
         self.x = rng.standard_normal(dims).astype(np.float32)
-        self.kernel = rng.standard_normal((ksize, ksize, channels, 1)).astype(np.float32)
+        self.kernel = rng.standard_normal((*ksize, channels, 1)).astype(np.float32)
         self.bias = rng.standard_normal(channels).astype(np.float32)
         self.data_format = data_format
         self.grad_y = self.forward()
@@ -52,4 +60,15 @@ class Backward2D(_Conv2D):
         self.backward()
 
     def peakmem_backward(self, shape, data_format):
+        self.backward()
+
+
+class LargeKernel2D(_Conv2D):
+    params = (list(LARGE_SHAPES), ["channels_last", "channels_first"])
+    shapes = LARGE_SHAPES
+
+    def time_forward(self, shape, data_format):
+        self.forward()
+
+    def time_backward(self, shape, data_format):
         self.backward()
