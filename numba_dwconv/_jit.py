@@ -65,15 +65,14 @@ def launch(kernel, *args) -> None:
 
 
 # ---------------------------------------------------------------------------- trip counts
-# Largest count passed as a compile-time constant (a tuple of that length).  Numba
-# cannot hand a tuple longer than 100 to a parallel region, and every new length
-# compiles the kernel again; above this, the count is a run-time integer.
-STATIC_COUNT_LIMIT = 16
+def static_count(n: int, static: bool):
+    """``n`` as a kernel argument: a tuple of length ``n`` (a compile-time constant) if ``static``, else the int.
 
-
-def static_count(n: int, limit: int = STATIC_COUNT_LIMIT):
-    """``n`` as a kernel argument: a tuple of length ``n`` (a compile-time constant) up to ``limit``, else the int."""
-    return (0,) * n if n <= limit else int(n)
+    Compile-time counts let LLVM unroll small tap loops; each new length compiles the
+    kernel again, and numba cannot hand a tuple longer than 100 to a parallel
+    region, so large counts go as run-time integers (one compiled kernel for all).
+    """
+    return (0,) * n if static else int(n)
 
 
 def trip_count(count):
@@ -87,4 +86,18 @@ def _trip_count_impl(count):
         return lambda count: len(count)
     if isinstance(count, types.Integer):
         return lambda count: count
+    return None
+
+
+def is_static(count):
+    """Inside a kernel: True (a compile-time constant) for a tuple made by :func:`static_count`, False for an int."""
+    raise NotImplementedError("is_static is only callable inside numba kernels")
+
+
+@overload(is_static, inline="always")
+def _is_static_impl(count):
+    if isinstance(count, types.BaseTuple):
+        return lambda count: True
+    if isinstance(count, types.Integer):
+        return lambda count: False
     return None

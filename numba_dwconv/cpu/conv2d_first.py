@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, uint64
 
-from .._jit import parallel_kernel, serial_kernel, trip_count
+from .._jit import is_static, parallel_kernel, serial_kernel, trip_count
 
 
 @serial_kernel
@@ -114,8 +114,25 @@ def _gather_phases(buf, grad_in, d0, height, width, rows, pitch, sh, sw, top, le
 
 
 @serial_kernel
+def _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, n_taps):
+    """``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]``, one tap at a time along the row.
+
+    The run-time tap count of large kernels: with the row loop innermost it vectorises
+    (the row of ``dst`` stays in cache across the taps).
+    """
+    for t in range(n_taps):
+        w = kernel[k0 + uint64(t * k_step)]
+        s = uint64(offsets[t]) + r0
+        for u in range(uint64(count)):
+            dst[d0 + u] += buf[s + u] * w
+
+
+@serial_kernel
 def _row_window_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
     """``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
+    if not is_static(taps_t):
+        _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, trip_count(taps_t))
+        return
     for u in range(uint64(count)):
         total = dst[d0 + u]
         for t in range(trip_count(taps_t)):
@@ -126,6 +143,11 @@ def _row_window_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_
 @serial_kernel
 def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
     """``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
+    if not is_static(taps_t):
+        for u in range(uint64(count)):
+            dst[d0 + u] = init
+        _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, trip_count(taps_t))
+        return
     for u in range(uint64(count)):
         total = init
         for t in range(trip_count(taps_t)):
@@ -168,7 +190,7 @@ def _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d
     Row ``oh`` is ``init + sum_t buf[offsets[t] + oh*pitch + ow] * kernel[t*n_out + o]``
     with ``offsets[t] = i*dh*pitch + k*dw``.
     """
-    paired = out_h - out_h % 2
+    paired = out_h - out_h % 2 if is_static(taps_t) else 0  # large kernels: row by row, taps outermost
     for oh in range(0, paired, 2):
         r0 = uint64(oh * pitch)
         d = d0 + uint64(oh * out_w)
@@ -178,9 +200,9 @@ def _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d
         else:
             _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, uint64(o), n_out, init, dst, d, out_w, out_w, kh_t,
                                  kw_t)
-    if paired < out_h:
-        _row_window_sums(buf, offsets, uint64(paired * pitch), kernel, uint64(o), n_out, init, dst,
-                         d0 + uint64(paired * out_w), out_w, taps_t)
+    for oh in range(paired, out_h):
+        _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, init, dst,
+                         d0 + uint64(oh * out_w), out_w, taps_t)
 
 
 @serial_kernel

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from numba import prange, uint64
 
-from .._jit import parallel_kernel, serial_kernel, trip_count
+from .._jit import is_static, parallel_kernel, serial_kernel, trip_count
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
 # and an input vector fit the 16 AVX2 registers).
@@ -51,14 +51,18 @@ def _valid_range(offset, stride, length, out_length):
 
 
 @serial_kernel
-def _block_columns(kw, sw, dw, left, width, out_w, mult):
+def _block_columns(kw_t, sw, dw, left, width, out_w, mult):
     """Output columns ``[lo, hi)`` that go through block passes: those whose every tap reads inside a row of ``width``.
 
-    An empty range when ``mult != 1``.  The same for every row, so kernels compute it once,
-    outside their parallel loop (it costs integer divisions).
+    An empty range when ``mult != 1`` or when ``KW`` is a run-time count (large kernels): the
+    block passes keep their taps in an unrolled inner loop, which only a compile-time ``KW``
+    makes fast; the column passes put the channel loop innermost (vectorised) for any ``KW``.
+    The same for every row, so kernels compute it once, outside their parallel loop (it
+    costs integer divisions).
     """
-    if mult != 1:
+    if mult != 1 or not is_static(kw_t):
         return 0, 0
+    kw = trip_count(kw_t)
     lo, _ = _valid_range(-left, sw, width, out_w)
     _, hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
     return lo, max(lo, hi)
@@ -237,7 +241,7 @@ def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, ou
     n_out = channels * mult
     kw = trip_count(kw_t)
     row_size = uint64(width * channels)
-    lo, hi = _block_columns(kw, sw, dw, left, width, out_w, mult)
+    lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
     for task in prange(batch * out_h):
         b = task // out_h
         oh = task - b * out_h
@@ -264,7 +268,7 @@ def _input_grad_gather_last(grad, flipped, grad_in, batch, height, width, channe
     kw = trip_count(kw_t)
     row_size = uint64(width * channels)
     flipped_left = (kw - 1) * dw - left
-    lo, hi = _block_columns(kw, 1, dw, flipped_left, out_w, width, 1)
+    lo, hi = _block_columns(kw_t, 1, dw, flipped_left, out_w, width, 1)
     for task in prange(batch * height):
         b = task // height
         ih = task - b * height
@@ -338,7 +342,7 @@ def _kernel_grad_partials_last(grad, x, kernel_partials, bias_partials, batch, h
     n_out = channels * mult
     chunks = (out_h + rows_per_task - 1) // rows_per_task
     part_size = uint64(kh * kw * n_out)
-    lo, hi = _block_columns(kw, sw, dw, left, width, out_w, mult)
+    lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
     for task in prange(batch * chunks):
         b = task // chunks
         oh0 = (task - b * chunks) * rows_per_task
