@@ -97,7 +97,7 @@ def test_channels_first_scratch_does_not_grow_with_stride():
 # ---------------------------------------------------------------------------- many taps
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("ksize, strides, mult", [((31, 31), 1, 1), ((1, 101), (1, 2), 1), ((101, 1), 2, 1),
-                                                  ((3, 3), 1, 120), ((7, 7), (2, 1), 2), ((7, 7), (1, 2), 1)])
+                                                  ((3, 3), 1, 120), ((7, 7), 2, 2)])
 def test_conv2d_many_taps(ksize, strides, mult, layout):
     rng = np.random.default_rng(sum(ksize))
     spatial = (max(ksize[0] // 3, 5), max(ksize[1] + 9, 9))

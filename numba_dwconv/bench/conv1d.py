@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import ops
-from .timing import best_time, gpu_time
+from .timing import best_time, gpu_time, result_row
 
 
 class Shape(NamedTuple):
@@ -122,26 +122,10 @@ def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
                 lambda: ops.depthwise_conv1d_backward(grad_y, x, kernel, padding=shape.padding, data_format=layout),
                 repeat,
             )
-            nbytes = x.nbytes + y.nbytes
-            row = {
-                "device": "cpu",
-                "bytes": nbytes,
-                "fma": y.size * shape.kernel_size,
-                "shape": shape.label(),
-                "layout": layout,
-                "dtype": "float32",
-                "forward_ms": fwd * 1e3,
-                "backward_ms": bwd * 1e3,
-                "forward_GBps": nbytes / fwd / 1e9,
-                "roofline_pct": 100 * (nbytes / bandwidth) / fwd,
-                "backward_over_forward": bwd / fwd,
-            }
-            if with_torch:
-                if torch_times is None:
-                    torch_times = _torch_times(shape, layout, x, kernel, repeat)
-                if torch_times is not None:
-                    row["torch_forward_speedup"] = torch_times[0] / fwd
-                    row["torch_fwd_bwd_speedup"] = torch_times[1] / (fwd + bwd)
+            if with_torch and torch_times is None:
+                torch_times = _torch_times(shape, layout, x, kernel, repeat)
+            row = result_row("cpu", shape.label(), layout, fwd, bwd, x.nbytes + y.nbytes, y.size * shape.kernel_size,
+                             bandwidth, torch_times if with_torch else None)
             if reference is not None:
                 row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cpu")
             rows.append(row)
@@ -190,26 +174,11 @@ def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference)
             bwd = gpu_time(lambda: ops.depthwise_conv1d_backward(dgy, dx, dk, padding=pad, data_format=layout),
                            repeat)
             nbytes = x.nbytes + y.nbytes
+            torch_times = _torch_times(shape, layout, x, kernel, repeat, "cuda") if with_torch else None
+            row = result_row("cuda", shape.label(), layout, fwd, bwd, nbytes, y.size * shape.kernel_size, bandwidth,
+                             torch_times)
             bwd_bytes = 2 * x.nbytes + 2 * y.nbytes  # reads grad_y twice, x once, writes grad_x
-            row = {
-                "device": "cuda",
-                "bytes": nbytes,
-                "fma": y.size * shape.kernel_size,
-                "shape": shape.label(),
-                "layout": layout,
-                "dtype": "float32",
-                "forward_ms": fwd * 1e3,
-                "backward_ms": bwd * 1e3,
-                "forward_GBps": nbytes / fwd / 1e9,
-                "roofline_pct": 100 * (nbytes / bandwidth) / fwd,
-                "backward_roofline_pct": 100 * (bwd_bytes / bandwidth) / bwd,
-                "backward_over_forward": bwd / fwd,
-            }
-            if with_torch:
-                times = _torch_times(shape, layout, x, kernel, repeat, "cuda")
-                if times is not None:
-                    row["torch_forward_speedup"] = times[0] / fwd
-                    row["torch_fwd_bwd_speedup"] = times[1] / (fwd + bwd)
+            row["backward_roofline_pct"] = 100 * (bwd_bytes / bandwidth) / bwd
             if reference is not None:
                 row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cuda")
             rows.append(row)

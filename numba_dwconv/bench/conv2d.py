@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import ops
-from .timing import best_time
+from .timing import best_time, result_row
 
 
 class Shape2D(NamedTuple):
@@ -104,15 +104,9 @@ def run_cpu_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, referenc
             args = (shape.stride, "same", layout)
             fwd = best_time(lambda: ops.depthwise_conv2d(x, kernel, bias, *args), repeat)
             bwd = best_time(lambda: ops.depthwise_conv2d_backward(grad_y, x, kernel, *args), repeat)
-            nbytes = x.nbytes + y.nbytes
-            row = {"device": "cpu", "bytes": nbytes, "fma": y.size * shape.kernel_size**2, "shape": shape.label(),
-                   "layout": layout, "dtype": "float32",
-                   "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3, "forward_GBps": nbytes / fwd / 1e9,
-                   "roofline_pct": 100 * (nbytes / bandwidth) / fwd, "backward_over_forward": bwd / fwd}
             torch_times = _torch_times(shape, layout, x, kernel, repeat) if with_torch else None
-            if torch_times is not None:
-                row["torch_forward_speedup"] = torch_times[0] / fwd
-                row["torch_fwd_bwd_speedup"] = torch_times[1] / (fwd + bwd)
+            row = result_row("cpu", shape.label(), layout, fwd, bwd, x.nbytes + y.nbytes,
+                             y.size * shape.kernel_size**2, bandwidth, torch_times)
             if reference is not None:
                 row["max_rel_error"] = _check_slice(reference, shape, layout, x, kernel, bias, grad_y)
             rows.append(row)

@@ -52,3 +52,19 @@ def gpu_copy_bandwidth(nbytes: int = 1 << 31, repeat: int = 5) -> float:
     dst = cuda.device_array_like(src)
     seconds = gpu_time(lambda: dst.copy_to_device(src), repeat, calls=5)
     return 2 * nbytes / seconds
+
+
+def result_row(device: str, label: str, layout: str, fwd: float, bwd: float, nbytes: int, fma: int,
+               bandwidth: float, torch_times=None) -> dict:
+    """One row of the report: times (s) turned into ms, GB/s, % of the copy roofline and ratios.
+
+    ``nbytes`` is input + output bytes, ``fma`` the forward's multiply-adds, ``torch_times``
+    PyTorch's (forward, forward + backward) times or None.
+    """
+    row = {"device": device, "shape": label, "layout": layout, "dtype": "float32", "bytes": nbytes, "fma": fma,
+           "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3, "forward_GBps": nbytes / fwd / 1e9,
+           "roofline_pct": 100 * (nbytes / bandwidth) / fwd, "backward_over_forward": bwd / fwd}
+    if torch_times is not None:
+        row["torch_forward_speedup"] = torch_times[0] / fwd
+        row["torch_fwd_bwd_speedup"] = torch_times[1] / (fwd + bwd)
+    return row
