@@ -14,6 +14,7 @@ compile on their first call.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numba
@@ -101,3 +102,26 @@ def _is_static_impl(count):
     if isinstance(count, types.Integer):
         return lambda count: False
     return None
+
+
+def by_count(static_impl, runtime_impl):
+    """A kernel helper that is ``static_impl`` when its last argument is a compile-time count, else ``runtime_impl``.
+
+    Both are plain functions with the same parameters (the count last).  The choice is
+    made on the argument's type while numba compiles the caller, so only the chosen body
+    is compiled and inlined (a run-time ``if is_static(...)`` compiles both).
+    """
+    @functools.wraps(static_impl)
+    def helper(*args):
+        raise NotImplementedError(f"{static_impl.__name__} is only callable inside numba kernels")
+
+    @functools.wraps(static_impl)  # numba checks the implementations' parameters against this signature
+    def choose(*args):
+        if isinstance(args[-1], types.BaseTuple):
+            return static_impl
+        if isinstance(args[-1], types.Integer):
+            return runtime_impl
+        return None
+
+    overload(helper, inline="always")(choose)
+    return helper

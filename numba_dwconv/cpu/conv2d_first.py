@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange, uint64
 
-from .._jit import is_static, parallel_kernel, serial_kernel, trip_count
+from .._jit import by_count, parallel_kernel, serial_kernel, trip_count
 
 
 @serial_kernel
@@ -127,32 +127,38 @@ def _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, n_tap
             dst[d0 + u] += buf[s + u] * w
 
 
-@serial_kernel
-def _row_window_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
-    """``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
-    if not is_static(taps_t):
-        _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, trip_count(taps_t))
-        return
+def _row_window_adds_static(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
     for u in range(uint64(count)):
         total = dst[d0 + u]
-        for t in range(trip_count(taps_t)):
+        for t in range(len(taps_t)):
             total += buf[uint64(offsets[t]) + r0 + u] * kernel[k0 + uint64(t * k_step)]
         dst[d0 + u] = total
 
 
-@serial_kernel
-def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
-    """``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``."""
-    if not is_static(taps_t):
-        for u in range(uint64(count)):
-            dst[d0 + u] = init
-        _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, trip_count(taps_t))
-        return
+def _row_window_adds_runtime(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
+    _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t)
+
+
+# ``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``.
+_row_window_adds = by_count(_row_window_adds_static, _row_window_adds_runtime)
+
+
+def _row_window_sums_static(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
     for u in range(uint64(count)):
         total = init
-        for t in range(trip_count(taps_t)):
+        for t in range(len(taps_t)):
             total += buf[uint64(offsets[t]) + r0 + u] * kernel[k0 + uint64(t * k_step)]
         dst[d0 + u] = total
+
+
+def _row_window_sums_runtime(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
+    for u in range(uint64(count)):
+        dst[d0 + u] = init
+    _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t)
+
+
+# ``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``.
+_row_window_sums = by_count(_row_window_sums_static, _row_window_sums_runtime)
 
 
 @serial_kernel
@@ -183,14 +189,14 @@ def _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, k0, k_step, init, dst, 
         dst[d1 + u] = total1 + odd1
 
 
-@serial_kernel
-def _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t, kw_t):
+def _unit_plane_sums_static(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t,
+                            kw_t):
     """A whole output plane ``dst[d0:]`` for unit strides: rows two at a time, the last odd one alone.
 
     Row ``oh`` is ``init + sum_t buf[offsets[t] + oh*pitch + ow] * kernel[t*n_out + o]``
     with ``offsets[t] = i*dh*pitch + k*dw``.
     """
-    paired = out_h - out_h % 2 if is_static(taps_t) else 0  # large kernels: row by row, taps outermost
+    paired = out_h - out_h % 2
     for oh in range(0, paired, 2):
         r0 = uint64(oh * pitch)
         d = d0 + uint64(oh * out_w)
@@ -203,6 +209,16 @@ def _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d
     for oh in range(paired, out_h):
         _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, init, dst,
                          d0 + uint64(oh * out_w), out_w, taps_t)
+
+
+def _unit_plane_sums_runtime(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t,
+                             kw_t):
+    for oh in range(out_h):  # large kernels: row by row, taps outermost
+        _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, init, dst,
+                         d0 + uint64(oh * out_w), out_w, taps_t)
+
+
+_unit_plane_sums = by_count(_unit_plane_sums_static, _unit_plane_sums_runtime)
 
 
 @serial_kernel
