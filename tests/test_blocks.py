@@ -1,4 +1,4 @@
-"""Activations, initializers, regularizers and constraints against tests/reference.py and hand formulas."""
+"""Activations, initializers, regularizers and constraints against numba_dwconv.reference and hand formulas."""
 
 import math
 

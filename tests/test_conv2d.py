@@ -1,4 +1,4 @@
-"""2D depthwise and separable convolution on the CPU, checked against tests/reference.py."""
+"""2D depthwise and separable convolution on the CPU, checked against numba_dwconv.reference."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""The GPU path (numba-cuda), checked against tests/reference.py.
+"""The GPU path (numba-cuda), checked against numba_dwconv.reference.
 
 Runs on a real GPU, or in CI under numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported: see .ci/run).  Under

@@ -1,4 +1,4 @@
-"""2D depthwise and separable convolution on the GPU path, against tests/reference.py (simulator in CI)."""
+"""2D depthwise and separable convolution on the GPU path, against numba_dwconv.reference (simulator in CI)."""
 
 import itertools
 import random

@@ -1,4 +1,4 @@
-"""The separable convolution on the GPU path, checked against tests/reference.py (simulator in CI)."""
+"""The separable convolution on the GPU path, checked against numba_dwconv.reference (simulator in CI)."""
 
 import itertools
 import random

@@ -1,4 +1,4 @@
-"""1D depthwise-separable convolution on the CPU, checked against tests/reference.py."""
+"""1D depthwise-separable convolution on the CPU, checked against numba_dwconv.reference."""
 
 import itertools
 
