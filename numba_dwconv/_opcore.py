@@ -60,13 +60,18 @@ def _forward_rule(place, problem, kernel, out):
     return _on_host(place, out, lambda host: padding_rule.apply_forward(problem, kernel, host))
 
 
-def _kernel_grad_rule(place, problem, grad_outputs, grad_bias, grad_kernel):
-    """``grad_kernel`` with Keras' padding rule for non-finite output gradients applied."""
+def _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel):
+    """The kernel gradient the kernels computed for ``reduction.live``, as the caller's problem has it.
+
+    Placed in the whole kernel's shape (zeros for dead taps), then Keras' padding rule for
+    non-finite output gradients applied.
+    """
+    grad_kernel = reduction.grad_kernel(grad_kernel)
     channels = padding_rule.kernel_grad_channels(grad_bias)
     if not channels.size:
         return grad_kernel
     return _on_host(place, grad_kernel,
-                    lambda host: padding_rule.apply_kernel_grad(problem, grad_outputs, channels, host))
+                    lambda host: padding_rule.apply_kernel_grad(reduction.problem, grad_outputs, channels, host))
 
 
 # ---------------------------------------------------------------------------- ops
@@ -107,8 +112,8 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
         grad_inputs = place.call(f"{rank.module}_input_grad", live, grad_outputs, kernel_op, module=rank.module)
         grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", live, grad_outputs, inputs,
                                             module=rank.module)
-    grad_inputs, grad_kernel = reduction.grad_inputs(grad_inputs), reduction.grad_kernel(grad_kernel)
-    grad_kernel = _kernel_grad_rule(place, problem, grad_outputs, grad_bias, grad_kernel)
+    grad_inputs = reduction.grad_inputs(grad_inputs)
+    grad_kernel = _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel)
     return place.finish((grad_inputs, grad_kernel, grad_bias))
 
 
@@ -161,8 +166,7 @@ def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding,
     grad_outputs = place.operand(grad_outputs, dtype)
     grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", reduction.live, grad_outputs,
                                         reduction.inputs(inputs), module=rank.module)
-    grad_kernel = reduction.grad_kernel(grad_kernel)
-    grad_kernel = _kernel_grad_rule(place, problem, grad_outputs, grad_bias, grad_kernel)
+    grad_kernel = _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel)
     return place.finish((grad_kernel, grad_bias))
 
 
@@ -240,7 +244,7 @@ def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_k
                              module=rank.module)
     grad_depthwise, grad_depthwise_bias = place.call(f"{rank.module}_kernel_grad", live, grad_depthwise_out, inputs,
                                                      module=rank.module)
-    grad_inputs, grad_depthwise = reduction.grad_inputs(grad_inputs), reduction.grad_kernel(grad_depthwise)
-    grad_depthwise = _kernel_grad_rule(place, problem, grad_depthwise_out, grad_depthwise_bias, grad_depthwise)
+    grad_inputs = reduction.grad_inputs(grad_inputs)
+    grad_depthwise = _whole_kernel_grad(place, reduction, grad_depthwise_out, grad_depthwise_bias, grad_depthwise)
     grad_pointwise = grad_pointwise.reshape((1,) * rank.rank + (depth_channels, filters))
     return place.finish((grad_inputs, grad_depthwise, grad_pointwise, grad_bias))

@@ -60,10 +60,9 @@ def _channels_last_view(array, channels_last: bool):
 
 def forward_needs_rule(problem, kernel) -> bool:
     """Whether the kernel holds a non-finite weight on a tap that reads padding somewhere."""
-    kernel = _host(kernel)
-    if np.isfinite(kernel).all():
+    bad = ~np.isfinite(_host(kernel))
+    if not bad.any():
         return False
-    bad = ~np.isfinite(kernel)
     return any(bad[tap].any() and mask.any() for tap, mask in _tap_masks(problem))
 
 
