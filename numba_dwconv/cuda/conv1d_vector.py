@@ -1,0 +1,396 @@
+"""The 16-byte vector kernels of 1D depthwise convolution (stride 1, small tap counts).
+
+Every kernel here is built for compile-time constants (a :class:`VectorKey`): the storage
+codec, the tap count ``K``, the dilation ``d`` and (channels_first) where the padding falls
+inside a vector, so that the windows, the taps and the accumulators are register arrays
+with constant indices after unrolling.  Arguments are raw pointers and int32 scalars
+(:mod:`numba_dwconv.cuda.vector`); all index arithmetic is wrapped in ``int32`` so numba
+does not widen it to 64 bits.
+
+* channels_first (``(batch, channels, length)``): a thread owns a 16-byte vector of
+  consecutive outputs of one row; it reads the vectors of input its taps cover
+  (neighbouring threads' vectors come from L1) and writes one vector.
+* channels_last (``(batch, length, channels)``, ``depth_multiplier == 1``): a thread owns a
+  16-byte vector of consecutive channels, keeps their taps in registers and walks output
+  rows, one vector load per tap and one vector store per row.
+* the backward kernels compute the input gradient and, in the same pass, each block's
+  partial sums of the kernel and bias gradients (reduced inside the block in a fixed
+  order, written to ``partials``); :func:`numba_dwconv.cuda.conv1d` sums the partials in
+  a second, fixed-order launch.  No float atomics: results are deterministic.
+
+Padding: the forward and the kernel gradient read padding as exact zeros and multiply
+(``0 * inf`` is NaN, Keras' rule); the input gradient skips the products of taps whose
+output lies outside, as padding is no input.  Threads whose window lies inside the row
+take an unchecked path; only edge threads test positions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+from numba import cuda
+
+from .vector import codec as get_codec
+from .vector import pointer_type, types
+
+int32 = types.int32
+
+I32 = types.int32
+
+
+class VectorKey(NamedTuple):
+    """The compile-time constants of one vector kernel."""
+
+    kind: str  # "forward_first", "forward_last", "backward_first", "backward_last"
+    dtype: str  # storage dtype name
+    taps: int  # K
+    dilation: int  # d
+    offset: int  # channels_first: (-pad_left) mod width; channels_last: 0
+    mult: int  # channels_first backward: depth_multiplier (static); else 1
+    threads: int  # backward: threads reducing together (channels_first: per block; channels_last: row lanes)
+    groups: int  # channels_last backward: channel vectors per block (threadIdx.x); else 1
+
+
+def window_vectors(width: int, offset: int, taps: int, dilation: int) -> int:
+    """Vectors a channels_first thread reads to compute ``width`` outputs from a window starting ``offset`` in."""
+    return math.ceil((offset + width + (taps - 1) * dilation) / width)
+
+
+# ---------------------------------------------------------------------------- forward
+def _forward_first(key: VectorKey):
+    cd = get_codec(key.dtype)
+    acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
+    taps_n, dil, off = key.taps, key.dilation, key.offset
+    n_vec = window_vectors(width, off, taps_n, dil)
+    win_size = n_vec * width
+
+    def forward_first_vector(x, w, bias, out, rows, out_ch, chans, mult, length, out_slots, shift):
+        """out[row, q*W .. q*W+W-1] for every row = (b, o) and vector slot q; the window starts at q*W - shift."""
+        win = cuda.local.array(win_size, acc)
+        taps = cuda.local.array(taps_n, acc)
+        res = cuda.local.array(width, acc)
+        zero = acc(0)
+        row = int32(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y)
+        while row < rows:
+            b = int32(row // out_ch)
+            o = int32(row - b * out_ch)
+            c = int32(o // mult)
+            for i in range(taps_n):
+                taps[i] = load1(w, int32(int32(i * chans + c) * mult + o - c * mult))
+            start_bias = load1(bias, o)
+            x_row = int32(int32(b * chans + c) * length)
+            out_row = int32(row * out_slots * width)
+            q = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+            while q < out_slots:
+                start = int32(q * width - shift)
+                if start >= 0 and int32(start + win_size) <= length:  # interior: no checks
+                    for k in range(n_vec):
+                        vload(x, int32(x_row + start + k * width), win, k * width)
+                else:
+                    for k in range(n_vec):
+                        pos = int32(start + k * width)
+                        if pos >= 0 and pos < length:  # length % width == 0: a vector is all in or all out
+                            vload(x, int32(x_row + pos), win, k * width)
+                        else:
+                            for e in range(width):
+                                win[k * width + e] = zero
+                for e in range(width):
+                    total = start_bias
+                    for i in range(taps_n):
+                        total += taps[i] * win[off + e + i * dil]
+                    res[e] = total
+                vstore(out, int32(out_row + q * width), res, 0)
+                q = int32(q + cuda.gridDim.x * cuda.blockDim.x)
+            row = int32(row + cuda.gridDim.y * cuda.blockDim.y)
+
+    ptr = pointer_type(key.dtype)
+    return forward_first_vector, (ptr, ptr, ptr, ptr) + (I32,) * 7
+
+
+def _forward_last(key: VectorKey):
+    cd = get_codec(key.dtype)
+    acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
+    taps_n, dil = key.taps, key.dilation
+    span = (taps_n - 1) * dil
+    taps_size = taps_n * width
+
+    def forward_last_vector(x, w, bias, out, batch, chans, length, out_length, pad):
+        """out[b, t, cq*W .. cq*W+W-1] (depth_multiplier 1): channel vector cq on x, rows t on y, batch on z."""
+        win = cuda.local.array(width, acc)
+        taps = cuda.local.array(taps_size, acc)
+        res = cuda.local.array(width, acc)
+        start_bias = cuda.local.array(width, acc)
+        zero = acc(0)
+        cq = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+        if cq * width >= chans:
+            return
+        c0 = int32(cq * width)
+        for i in range(taps_n):
+            for e in range(width):
+                taps[i * width + e] = load1(w, int32(i * chans + c0 + e))
+        for e in range(width):
+            start_bias[e] = load1(bias, int32(c0 + e))
+        b = int32(cuda.blockIdx.z)
+        while b < batch:
+            t = int32(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y)
+            while t < out_length:
+                for e in range(width):
+                    res[e] = start_bias[e]
+                r0 = int32(t - pad)
+                base = int32(int32(b * length + r0) * chans + c0)
+                if r0 >= 0 and r0 + span < length:  # interior
+                    for i in range(taps_n):
+                        vload(x, int32(base + i * dil * chans), win, 0)
+                        for e in range(width):
+                            res[e] += taps[i * width + e] * win[e]
+                else:
+                    for i in range(taps_n):
+                        r = int32(r0 + i * dil)
+                        if r >= 0 and r < length:
+                            vload(x, int32(base + i * dil * chans), win, 0)
+                        else:
+                            for e in range(width):
+                                win[e] = zero
+                        for e in range(width):
+                            res[e] += taps[i * width + e] * win[e]
+                vstore(out, int32(int32(b * out_length + t) * chans + c0), res, 0)
+                t = int32(t + cuda.gridDim.y * cuda.blockDim.y)
+            b = int32(b + cuda.gridDim.z)
+
+    ptr = pointer_type(key.dtype)
+    return forward_last_vector, (ptr, ptr, ptr, ptr) + (I32,) * 5
+
+
+# ---------------------------------------------------------------------------- backward
+def _make_block_reduce(n_sums: int, lanes: int, groups: int):
+    """A device function summing ``sums[0..n_sums)`` over the ``lanes`` threads of each group, in a fixed order.
+
+    Thread (lane, group) contributes ``sums``; afterwards ``shared[k * lanes * groups + group]`` holds the
+    total of sum ``k`` of ``group`` (read it before the next call: the function starts with a barrier).
+    """
+
+    @cuda.jit(device=True, inline=True)
+    def block_reduce(sums, shared, lane, group):
+        cuda.syncthreads()
+        for k in range(n_sums):
+            shared[int32(int32(k * lanes + lane) * groups + group)] = sums[k]
+        cuda.syncthreads()
+        width = int32(lanes)
+        while width > 1:  # element i adds element i + half: the same order on every run
+            half = int32((width + 1) // 2)
+            if lane < width - half:
+                for k in range(n_sums):
+                    at = int32(int32(k * lanes + lane) * groups + group)
+                    shared[at] += shared[int32(at + half * groups)]
+            cuda.syncthreads()
+            width = half
+
+    return block_reduce
+
+
+def _backward_first(key: VectorKey):
+    cd = get_codec(key.dtype)
+    acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
+    taps_n, dil, off, mult, threads = key.taps, key.dilation, key.offset, key.mult, key.threads
+    span = (taps_n - 1) * dil
+    n_x = window_vectors(width, off, taps_n, dil)  # x window of the kernel gradient (as the forward's)
+    off_g = (off + span) % width  # the g window of the input gradient starts at r0 + pad - span
+    n_g = window_vectors(width, off_g, taps_n, dil)
+    n_sums = (taps_n + 1) * mult
+    block_reduce = _make_block_reduce(n_sums, threads, 1)
+    sizes = (n_x * width, n_g * width, taps_n * mult, n_sums * threads)
+    x_size, g_size, taps_size, shared_size = sizes
+
+    def backward_first_vector(g, x, w, grad_in, partials, rows, chans, length, out_length, shift, shift_g):
+        """Input gradient of rows (b, c) and this block's partial kernel/bias gradients.
+
+        Block (threads,) walks the vector slots of one row; slot q covers inputs q*W.. (input gradient, g
+        window from q*W - shift_g) and outputs q*W.. (kernel gradient, x window from q*W - shift).
+        partials[b * gridDim.x + blockIdx.x, s, c*m + j]: s = 0 the bias, s = 1 + i tap i.
+        """
+        xwin = cuda.local.array(x_size, acc)
+        gwin = cuda.local.array(g_size, acc)
+        gvec = cuda.local.array(width, acc)
+        gin = cuda.local.array(width, acc)
+        taps = cuda.local.array(taps_size, acc)
+        sums = cuda.local.array(n_sums, acc)
+        shared = cuda.shared.array(shared_size, acc)
+        zero = acc(0)
+        tid = int32(cuda.threadIdx.x)
+        in_slots = int32(length // width)
+        out_slots = int32(out_length // width)
+        slots = max(in_slots, out_slots)
+        out_ch = int32(chans * mult)
+        row = int32(cuda.blockIdx.y)
+        while row < rows:  # uniform per block: every thread reaches the reductions
+            b = int32(row // chans)
+            c = int32(row - b * chans)
+            for s in range(n_sums):
+                sums[s] = zero
+            for j in range(mult):
+                for i in range(taps_n):
+                    taps[j * taps_n + i] = load1(w, int32(int32(i * chans + c) * mult + j))
+            x_row = int32(row * length)
+            g_row0 = int32(int32(b * out_ch + c * mult) * out_length)
+            q = int32(cuda.blockIdx.x * cuda.blockDim.x + tid)
+            while q < slots:
+                if q < in_slots:  # input gradient at q*W + e: sum_j sum_i g[j, q*W + e + pad - i*d] * w[i, j]
+                    for e in range(width):
+                        gin[e] = zero
+                    start = int32(q * width - shift_g)
+                    if start >= 0 and int32(start + g_size) <= out_length:  # interior
+                        for j in range(mult):
+                            for k in range(n_g):
+                                vload(g, int32(g_row0 + j * out_length + start + k * width), gwin, k * width)
+                            for e in range(width):
+                                for i in range(taps_n):  # window index of output q*W + e + pad - i*d
+                                    gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
+                    else:  # an output outside the row is padding: its products are skipped
+                        for j in range(mult):
+                            for k in range(n_g):
+                                pos = int32(start + k * width)
+                                if pos >= 0 and pos < out_length:
+                                    vload(g, int32(g_row0 + j * out_length + pos), gwin, k * width)
+                            for e in range(width):
+                                for i in range(taps_n):
+                                    at = int32(start + off_g + e + span - i * dil)
+                                    if at >= 0 and at < out_length:
+                                        gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
+                    vstore(grad_in, int32(x_row + q * width), gin, 0)
+                if q < out_slots:  # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding 0
+                    start = int32(q * width - shift)
+                    if start >= 0 and int32(start + x_size) <= length:  # interior
+                        for k in range(n_x):
+                            vload(x, int32(x_row + start + k * width), xwin, k * width)
+                    else:
+                        for k in range(n_x):
+                            pos = int32(start + k * width)
+                            if pos >= 0 and pos < length:
+                                vload(x, int32(x_row + pos), xwin, k * width)
+                            else:
+                                for e in range(width):
+                                    xwin[k * width + e] = zero
+                    for j in range(mult):
+                        vload(g, int32(g_row0 + j * out_length + q * width), gvec, 0)
+                        for e in range(width):
+                            sums[j * (taps_n + 1)] += gvec[e]
+                            for i in range(taps_n):
+                                sums[j * (taps_n + 1) + 1 + i] += gvec[e] * xwin[off + e + i * dil]
+                q = int32(q + cuda.gridDim.x * cuda.blockDim.x)
+            block_reduce(sums, shared, tid, 0)
+            s = tid
+            while s < n_sums:  # thread tid writes sums tid, tid + threads, ...: (j, slot) = divmod(s, K + 1)
+                j = int32(s // (taps_n + 1))
+                slot = int32(s - j * (taps_n + 1))
+                at = int32(int32(int32(b * cuda.gridDim.x + cuda.blockIdx.x) * (taps_n + 1) + slot) * out_ch)
+                partials[int32(at + c * mult + j)] = shared[s * threads]
+                s = int32(s + threads)
+            row = int32(row + cuda.gridDim.y)
+
+    ptr = pointer_type(key.dtype)
+    return backward_first_vector, (ptr, ptr, ptr, ptr, types.CPointer(acc)) + (I32,) * 6
+
+
+def _backward_last(key: VectorKey):
+    cd = get_codec(key.dtype)
+    acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
+    taps_n, dil, lanes = key.taps, key.dilation, key.threads
+    groups = key.groups
+    span = (taps_n - 1) * dil
+    n_sums = (taps_n + 1) * width
+    block_reduce = _make_block_reduce(n_sums, lanes, groups)
+    taps_size, shared_size = taps_n * width, n_sums * lanes * groups
+
+    def backward_last_vector(g, x, w, grad_in, partials, batch, chans, length, out_length, pad):
+        """Input gradient and block partials, depth_multiplier 1: channel vector on x, row lanes on y, batch z.
+
+        Thread (cq, lane) walks rows lane, lane + lanes*gridDim.y, ...: input row n (input gradient) and output
+        row n (kernel gradient).  partials[b * gridDim.y + blockIdx.y, s, c]: s = 0 the bias, 1 + i tap i.
+        """
+        win = cuda.local.array(width, acc)
+        gvec = cuda.local.array(width, acc)
+        gin = cuda.local.array(width, acc)
+        taps = cuda.local.array(taps_size, acc)
+        sums = cuda.local.array(n_sums, acc)
+        shared = cuda.shared.array(shared_size, acc)
+        zero = acc(0)
+        lane = int32(cuda.threadIdx.y)
+        group = int32(cuda.threadIdx.x)
+        cq = int32(cuda.blockIdx.x * cuda.blockDim.x + group)
+        active = cq * width < chans
+        c0 = int32(min(cq * width, chans - width))  # idle threads still join the reductions
+        for i in range(taps_n):
+            for e in range(width):
+                taps[i * width + e] = load1(w, int32(i * chans + c0 + e))
+        rows = max(length, out_length)
+        b = int32(cuda.blockIdx.z)
+        while b < batch:
+            for s in range(n_sums):
+                sums[s] = zero
+            n = int32(cuda.blockIdx.y * lanes + lane)
+            while active and n < rows:
+                if n < length:  # input gradient of row n: sum_i g[n + pad - i*d] * w[i]; outside rows skipped
+                    for e in range(width):
+                        gin[e] = zero
+                    t0 = int32(n + pad)
+                    base = int32(int32(b * out_length + t0) * chans + c0)
+                    if t0 - span >= 0 and t0 < out_length:  # interior
+                        for i in range(taps_n):
+                            vload(g, int32(base - i * dil * chans), gvec, 0)
+                            for e in range(width):
+                                gin[e] += gvec[e] * taps[i * width + e]
+                    else:
+                        for i in range(taps_n):
+                            if t0 - i * dil >= 0 and t0 - i * dil < out_length:
+                                vload(g, int32(base - i * dil * chans), gvec, 0)
+                                for e in range(width):
+                                    gin[e] += gvec[e] * taps[i * width + e]
+                    vstore(grad_in, int32(int32(b * length + n) * chans + c0), gin, 0)
+                if n < out_length:  # kernel gradient of output row n: g[n] * x[n - pad + i*d], padding reads 0
+                    vload(g, int32(int32(b * out_length + n) * chans + c0), gvec, 0)
+                    r0 = int32(n - pad)
+                    base = int32(int32(b * length + r0) * chans + c0)
+                    for e in range(width):
+                        sums[e] += gvec[e]
+                    if r0 >= 0 and r0 + span < length:  # interior
+                        for i in range(taps_n):
+                            vload(x, int32(base + i * dil * chans), win, 0)
+                            for e in range(width):
+                                sums[(1 + i) * width + e] += gvec[e] * win[e]
+                    else:
+                        for i in range(taps_n):
+                            if r0 + i * dil >= 0 and r0 + i * dil < length:
+                                vload(x, int32(base + i * dil * chans), win, 0)
+                            else:
+                                for e in range(width):
+                                    win[e] = zero
+                            for e in range(width):
+                                sums[(1 + i) * width + e] += gvec[e] * win[e]
+                n = int32(n + cuda.gridDim.y * lanes)
+            block_reduce(sums, shared, lane, group)
+            if active and lane == 0:
+                at = int32(int32(b * cuda.gridDim.y + cuda.blockIdx.y) * (taps_n + 1))
+                for s in range(taps_n + 1):
+                    for e in range(width):
+                        partials[int32(int32(at + s) * chans + c0 + e)] = shared[
+                            int32((s * width + e) * lanes * groups + group)]
+            b = int32(b + cuda.gridDim.z)
+
+    ptr = pointer_type(key.dtype)
+    return backward_last_vector, (ptr, ptr, ptr, ptr, types.CPointer(acc)) + (I32,) * 5
+
+
+_BUILDERS = {
+    "forward_first": _forward_first,
+    "forward_last": _forward_last,
+    "backward_first": _backward_first,
+    "backward_last": _backward_last,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def vector_kernel(key: VectorKey):
+    """``(python function, numba signature)`` of the vector kernel for ``key`` (not compiled)."""
+    return _BUILDERS[key.kind](key)

@@ -1,0 +1,221 @@
+"""Element access for the GPU kernels: typed pointers, 16-byte vectors, float32 accumulation.
+
+The kernels take raw device pointers (``CPointer`` arguments: one integer each at
+launch, no per-call array marshalling) and 32-bit indices.  Each storage type is a
+:class:`Codec`: how one element or one 16-byte vector of it is read into the
+accumulator type and written back.
+
+* ``float32``: 4 per vector, accumulated in float32;
+* ``float64``: 2 per vector, accumulated in float64;
+* ``float16``: 8 per vector, widened to float32 (``cvt``), narrowed with round-to-nearest-even;
+* ``bfloat16``: stored as its 16 raw bits (``uint16``), 8 per vector; widened by a
+  16-bit shift (exact) and narrowed by integer round-to-nearest-even
+  (:func:`bf16_bits_from_f32`), so no bf16 hardware type is needed.
+
+On a GPU the vector forms are ``ld.global.v4`` / ``st.global.v4`` of 16 bytes (the
+caller guarantees 16-byte alignment); under numba's CUDA simulator the same kernel
+source runs with plain Python twins of these functions (the "pointers" are then the
+flat arrays themselves).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba import config
+
+try:  # numba-cuda >= 0.2x has its own type system; older versions share numba's
+    from numba.cuda import types
+except ImportError:  # pragma: no cover - older numba-cuda
+    from numba import types
+
+SIMULATED = bool(config.ENABLE_CUDASIM)
+VECTOR_BYTES = 16
+
+
+def bf16_bits_from_f32(value):
+    """The bfloat16 bit pattern nearest to float32 ``value`` (ties to even; NaN -> quiet NaN, sign kept).
+
+    Integer arithmetic only, so CPU (NumPy ``uint32`` arrays or scalars) and GPU give the same bits.
+    """
+    bits = np.asarray(value, dtype=np.float32).view(np.uint32).astype(np.uint32)
+    is_nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    quiet = (bits >> np.uint32(16)) | np.uint32(0x0040)
+    return np.where(is_nan, quiet, rounded).astype(np.uint16)
+
+
+def f32_from_bf16_bits(bits):
+    """float32 values of bfloat16 bit patterns (exact: the 16 bits become the high half)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+class Codec(NamedTuple):
+    """How a kernel reads and writes one storage type.
+
+    Attributes
+    ----------
+    name : str
+        Storage dtype name ("float32", "float64", "float16", "bfloat16").
+    storage : numba type
+        Element type of the pointers (``uint16`` for bfloat16).
+    acc : numba type
+        Accumulator type (float32, or float64 for float64 data).
+    width : int
+        Elements per 16-byte vector.
+    load1, store1 : device functions
+        ``load1(ptr, i) -> acc``; ``store1(ptr, i, value)``.
+    vload, vstore : device functions
+        ``vload(ptr, i, regs, k)``: elements ``i .. i+width-1`` into ``regs[k ..]`` (a local array of ``acc``);
+        ``vstore(ptr, i, regs, k)``: the reverse.  ``i`` must be a multiple of ``width`` (16-byte aligned).
+    """
+
+    name: str
+    storage: object
+    acc: object
+    width: int
+    load1: object
+    store1: object
+    vload: object
+    vstore: object
+
+    @property
+    def numpy_storage(self) -> np.dtype:
+        """NumPy dtype of the device buffers (bfloat16 is handled as its raw ``uint16`` bits)."""
+        return np.dtype(np.uint16) if self.name == "bfloat16" else np.dtype(self.name)
+
+
+# ---------------------------------------------------------------------------- simulator twins
+def _sim_codec(name: str) -> Codec:
+    acc = np.float64 if name == "float64" else np.float32
+    width = VECTOR_BYTES // (8 if name == "float64" else 4 if name == "float32" else 2)
+    if name == "bfloat16":
+        def load1(ptr, i):
+            return f32_from_bf16_bits(ptr[i])[()]
+
+        def store1(ptr, i, value):
+            ptr[i] = bf16_bits_from_f32(value)[()]
+    else:
+        def load1(ptr, i):
+            return acc(ptr[i])
+
+        def store1(ptr, i, value):
+            ptr[i] = value
+
+    def vload(ptr, i, regs, k):
+        for e in range(width):
+            regs[k + e] = load1(ptr, i + e)
+
+    def vstore(ptr, i, regs, k):
+        for e in range(width):
+            store1(ptr, i + e, regs[k + e])
+
+    storage = types.uint16 if name == "bfloat16" else getattr(types, name)
+    return Codec(name, storage, getattr(types, np.dtype(acc).name), width, load1, store1, vload, vstore)
+
+
+# ---------------------------------------------------------------------------- GPU intrinsics
+def _gpu_codec(name: str) -> Codec:
+    from llvmlite import ir
+
+    try:
+        from numba.cuda.extending import intrinsic
+    except ImportError:  # older numba-cuda: numba's own extension API
+        from numba.core.extending import intrinsic
+
+    storage = types.uint16 if name == "bfloat16" else getattr(types, name)
+    acc = types.float64 if name == "float64" else types.float32
+    width = VECTOR_BYTES * 8 // storage.bitwidth
+    i32 = ir.IntType(32)
+    f32 = ir.FloatType()
+    store_ir = {"float32": f32, "float64": ir.DoubleType(), "float16": ir.HalfType(), "bfloat16": ir.IntType(16)}[name]
+
+    def global_pointer(builder, ptr, index, elem_type):
+        """``&ptr[index]`` in the global address space, typed ``elem_type*``."""
+        elem = builder.gep(ptr, [index])
+        generic = builder.bitcast(elem, elem_type.as_pointer())
+        return builder.addrspacecast(generic, elem_type.as_pointer(1))
+
+    def widen(builder, value):
+        if name == "float16":
+            return builder.fpext(value, f32)
+        if name == "bfloat16":
+            return builder.bitcast(builder.shl(builder.zext(value, i32), ir.Constant(i32, 16)), f32)
+        return value
+
+    def narrow(builder, value):
+        if name == "float16":
+            return builder.fptrunc(value, store_ir)
+        if name == "bfloat16":  # round to nearest even on the bits; NaN -> quiet NaN
+            bits = builder.bitcast(value, i32)
+            low = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 1))
+            rounded = builder.lshr(builder.add(builder.add(bits, ir.Constant(i32, 0x7FFF)), low), ir.Constant(i32, 16))
+            magnitude = builder.and_(bits, ir.Constant(i32, 0x7FFFFFFF))
+            is_nan = builder.icmp_unsigned(">", magnitude, ir.Constant(i32, 0x7F800000))
+            quiet = builder.or_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 0x40))
+            return builder.trunc(builder.select(is_nan, quiet, rounded), store_ir)
+        return value
+
+    @intrinsic
+    def load1(typingctx, ptr, index):
+        def codegen(context, builder, sig, args):
+            return widen(builder, builder.load(global_pointer(builder, args[0], args[1], store_ir)))
+
+        return acc(ptr, index), codegen
+
+    @intrinsic
+    def store1(typingctx, ptr, index, value):
+        def codegen(context, builder, sig, args):
+            value = context.cast(builder, args[2], sig.args[2], acc)
+            builder.store(narrow(builder, value), global_pointer(builder, args[0], args[1], store_ir))
+
+        return types.void(ptr, index, value), codegen
+
+    vec_ir = ir.VectorType(store_ir, width)
+
+    def local_slot(context, builder, regs_type, regs, k):
+        array = context.make_array(regs_type)(context, builder, value=regs)
+        return builder.gep(array.data, [k])
+
+    @intrinsic
+    def vload(typingctx, ptr, index, regs, k):
+        def codegen(context, builder, sig, args):
+            vec = builder.load(global_pointer(builder, args[0], args[1], vec_ir), align=VECTOR_BYTES)
+            base = local_slot(context, builder, sig.args[2], args[2], args[3])
+            for e in range(width):
+                value = widen(builder, builder.extract_element(vec, ir.Constant(i32, e)))
+                builder.store(value, builder.gep(base, [ir.Constant(i32, e)]))
+            return context.get_dummy_value()
+
+        return types.none(ptr, index, regs, k), codegen
+
+    @intrinsic
+    def vstore(typingctx, ptr, index, regs, k):
+        def codegen(context, builder, sig, args):
+            base = local_slot(context, builder, sig.args[2], args[2], args[3])
+            vec = ir.Constant(vec_ir, ir.Undefined)
+            for e in range(width):
+                value = builder.load(builder.gep(base, [ir.Constant(i32, e)]))
+                vec = builder.insert_element(vec, narrow(builder, value), ir.Constant(i32, e))
+            builder.store(vec, global_pointer(builder, args[0], args[1], vec_ir), align=VECTOR_BYTES)
+            return context.get_dummy_value()
+
+        return types.none(ptr, index, regs, k), codegen
+
+    return Codec(name, storage, acc, width, load1, store1, vload, vstore)
+
+
+@functools.lru_cache(maxsize=None)
+def codec(name: str) -> Codec:
+    """The :class:`Codec` of storage dtype ``name`` (cached: one set of device functions per type)."""
+    if name not in ("float32", "float64", "float16", "bfloat16"):
+        raise ValueError(f"no GPU codec for dtype {name!r}")
+    return _sim_codec(name) if SIMULATED else _gpu_codec(name)
+
+
+def pointer_type(name: str):
+    """The numba kernel-argument type of a buffer of storage dtype ``name``."""
+    return types.CPointer(codec(name).storage)
+
