@@ -53,20 +53,31 @@ def _on_host(place, array, func):
     return place.operand(host, host.dtype)
 
 
-def _forward_rule(place, problem, kernel, out):
+def _rule_in_kernels(place, reduction, module: str) -> bool:
+    """Whether the kernels that ran applied the padding rule themselves (no host pass needed).
+
+    Backends whose kernels multiply padding as zeros say so (``PADDING_RULE_IN_KERNELS``); a reduced
+    problem still needs the host pass for the taps it dropped.
+    """
+    return reduction.taps is None and getattr(place.backend(module), "PADDING_RULE_IN_KERNELS", False)
+
+
+def _forward_rule(place, problem, kernel, out, native=False):
     """``out`` with Keras' padding rule for non-finite weights applied (see ``_padding_rule``)."""
-    if not padding_rule.forward_needs_rule(problem, kernel):
+    if native or not padding_rule.forward_needs_rule(problem, kernel):
         return out
     return _on_host(place, out, lambda host: padding_rule.apply_forward(problem, kernel, host))
 
 
-def _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel):
+def _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel, module):
     """The kernel gradient the kernels computed for ``reduction.live``, as the caller's problem has it.
 
     Placed in the whole kernel's shape (zeros for dead taps), then Keras' padding rule for
-    non-finite output gradients applied.
+    non-finite output gradients applied (unless the kernels did).
     """
     grad_kernel = reduction.grad_kernel(grad_kernel)
+    if _rule_in_kernels(place, reduction, module):
+        return grad_kernel
     channels = padding_rule.kernel_grad_channels(grad_bias)
     if not channels.size:
         return grad_kernel
@@ -91,7 +102,7 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
     reduction = Reduction(place, problem)
     out = place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs), reduction.kernel(kernel), bias,
                      module=rank.module)
-    return place.finish(_forward_rule(place, problem, kernel, out))
+    return place.finish(_forward_rule(place, problem, kernel, out, _rule_in_kernels(place, reduction, rank.module)))
 
 
 def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream):
@@ -113,7 +124,7 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
         grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", live, grad_outputs, inputs,
                                             module=rank.module)
     grad_inputs = reduction.grad_inputs(grad_inputs)
-    grad_kernel = _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel)
+    grad_kernel = _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel, rank.module)
     return place.finish((grad_inputs, grad_kernel, grad_bias))
 
 
@@ -166,7 +177,7 @@ def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding,
     grad_outputs = place.operand(grad_outputs, dtype)
     grad_kernel, grad_bias = place.call(f"{rank.module}_kernel_grad", reduction.live, grad_outputs,
                                         reduction.inputs(inputs), module=rank.module)
-    grad_kernel = _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel)
+    grad_kernel = _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel, rank.module)
     return place.finish((grad_kernel, grad_bias))
 
 
@@ -192,7 +203,8 @@ def _depthwise_step(rank, place, problem, inputs, depthwise_kernel):
     inputs, depthwise = reduction.inputs(inputs), reduction.kernel(depthwise_kernel)
     out = place.call(f"{rank.module}_forward", reduction.live, inputs, depthwise,
                      place.zeros(problem.channels * problem.multiplier, problem.dtype), module=rank.module)
-    return reduction, inputs, depthwise, _forward_rule(place, problem, depthwise_kernel, out)
+    native = _rule_in_kernels(place, reduction, rank.module)
+    return reduction, inputs, depthwise, _forward_rule(place, problem, depthwise_kernel, out, native)
 
 
 def _flat_positions(array, channels_last):
@@ -245,6 +257,7 @@ def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_k
     grad_depthwise, grad_depthwise_bias = place.call(f"{rank.module}_kernel_grad", live, grad_depthwise_out, inputs,
                                                      module=rank.module)
     grad_inputs = reduction.grad_inputs(grad_inputs)
-    grad_depthwise = _whole_kernel_grad(place, reduction, grad_depthwise_out, grad_depthwise_bias, grad_depthwise)
+    grad_depthwise = _whole_kernel_grad(place, reduction, grad_depthwise_out, grad_depthwise_bias, grad_depthwise,
+                                        rank.module)
     grad_pointwise = grad_pointwise.reshape((1,) * rank.rank + (depth_channels, filters))
     return place.finish((grad_inputs, grad_depthwise, grad_pointwise, grad_bias))

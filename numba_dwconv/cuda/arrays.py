@@ -64,8 +64,20 @@ def device_operand(array, dtype, stream=0):
 
 
 def device_zeros(n: int, dtype, stream=0):
-    """A zero vector of ``n`` elements on the device."""
-    return cuda.to_device(np.zeros(n, dtype=dtype), stream=stream)
+    """A zero vector of ``n`` elements on the device, shared between calls (the kernels only read it).
+
+    The bias of a call without one: made once per size and dtype instead of a transfer per call.
+    """
+    key = (int(n), np.dtype(dtype).str)
+    zeros = _zeros.get(key)
+    if zeros is None:
+        zeros = _zeros[key] = cuda.to_device(np.zeros(n, dtype=dtype), stream=stream)
+        if stream != 0:
+            stream.synchronize()  # ready before any other stream reads it
+    return zeros
+
+
+_zeros: dict = {}
 
 
 # ---------------------------------------------------------------------------- output pool

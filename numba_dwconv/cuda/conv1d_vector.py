@@ -49,6 +49,7 @@ class VectorKey(NamedTuple):
     dilation: int  # d
     offset: int  # channels_first: (-pad_left) mod width; channels_last: 0
     mult: int  # channels_first backward: depth_multiplier (static); else 1
+    parts: str  # backward: "both", "input" (input gradient only) or "kernel" (kernel/bias partials only)
     threads: int  # backward: threads reducing together (channels_first: per block; channels_last: row lanes)
     groups: int  # channels_last backward: channel vectors per block (threadIdx.x); else 1
 
@@ -194,9 +195,10 @@ def _backward_first(key: VectorKey):
     cd = get_codec(key.dtype)
     acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
     taps_n, dil, off, mult, threads = key.taps, key.dilation, key.offset, key.mult, key.threads
+    do_input, do_kernel = key.parts in ("both", "input"), key.parts in ("both", "kernel")
     span = (taps_n - 1) * dil
     n_x = window_vectors(width, off, taps_n, dil)  # x window of the kernel gradient (as the forward's)
-    off_g = (off + span) % width  # the g window of the input gradient starts at r0 + pad - span
+    off_g = (-off - span) % width  # = (pad - span) mod W: where the input gradient's g window starts
     n_g = window_vectors(width, off_g, taps_n, dil)
     n_sums = (taps_n + 1) * mult
     block_reduce = _make_block_reduce(n_sums, threads, 1)
@@ -229,14 +231,15 @@ def _backward_first(key: VectorKey):
             c = int32(row - b * chans)
             for s in range(n_sums):
                 sums[s] = zero
-            for j in range(mult):
-                for i in range(taps_n):
-                    taps[j * taps_n + i] = load1(w, int32(int32(i * chans + c) * mult + j))
+            if do_input:  # (w is not read when only the kernel gradient is asked for)
+                for j in range(mult):
+                    for i in range(taps_n):
+                        taps[j * taps_n + i] = load1(w, int32(int32(i * chans + c) * mult + j))
             x_row = int32(row * length)
             g_row0 = int32(int32(b * out_ch + c * mult) * out_length)
             q = int32(cuda.blockIdx.x * cuda.blockDim.x + tid)
             while q < slots:
-                if q < in_slots:  # input gradient at q*W + e: sum_j sum_i g[j, q*W + e + pad - i*d] * w[i, j]
+                if do_input and q < in_slots:  # input gradient at q*W + e: sum_j sum_i g[j, q*W + e + pad - i*d] * w[i, j]
                     for e in range(width):
                         gin[e] = zero
                     start = int32(q * width - shift_g)
@@ -259,7 +262,7 @@ def _backward_first(key: VectorKey):
                                     if at >= 0 and at < out_length:
                                         gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
                     vstore(grad_in, int32(x_row + q * width), gin, 0)
-                if q < out_slots:  # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding 0
+                if do_kernel and q < out_slots:  # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding 0
                     start = int32(q * width - shift)
                     if start >= 0 and int32(start + x_size) <= length:  # interior
                         for k in range(n_x):
@@ -279,9 +282,10 @@ def _backward_first(key: VectorKey):
                             for i in range(taps_n):
                                 sums[j * (taps_n + 1) + 1 + i] += gvec[e] * xwin[off + e + i * dil]
                 q = int32(q + cuda.gridDim.x * cuda.blockDim.x)
-            block_reduce(sums, shared, tid, 0)
+            if do_kernel:
+                block_reduce(sums, shared, tid, 0)
             s = tid
-            while s < n_sums:  # thread tid writes sums tid, tid + threads, ...: (j, slot) = divmod(s, K + 1)
+            while do_kernel and s < n_sums:  # thread tid writes sums tid, tid + threads, ...: (j, slot) = divmod(s, K + 1)
                 j = int32(s // (taps_n + 1))
                 slot = int32(s - j * (taps_n + 1))
                 at = int32(int32(int32(b * cuda.gridDim.x + cuda.blockIdx.x) * (taps_n + 1) + slot) * out_ch)
@@ -297,6 +301,7 @@ def _backward_last(key: VectorKey):
     cd = get_codec(key.dtype)
     acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
     taps_n, dil, lanes = key.taps, key.dilation, key.threads
+    do_input, do_kernel = key.parts in ("both", "input"), key.parts in ("both", "kernel")
     groups = key.groups
     span = (taps_n - 1) * dil
     n_sums = (taps_n + 1) * width
@@ -321,9 +326,10 @@ def _backward_last(key: VectorKey):
         cq = int32(cuda.blockIdx.x * cuda.blockDim.x + group)
         active = cq * width < chans
         c0 = int32(min(cq * width, chans - width))  # idle threads still join the reductions
-        for i in range(taps_n):
-            for e in range(width):
-                taps[i * width + e] = load1(w, int32(i * chans + c0 + e))
+        if do_input:
+            for i in range(taps_n):
+                for e in range(width):
+                    taps[i * width + e] = load1(w, int32(i * chans + c0 + e))
         rows = max(length, out_length)
         b = int32(cuda.blockIdx.z)
         while b < batch:
@@ -331,7 +337,7 @@ def _backward_last(key: VectorKey):
                 sums[s] = zero
             n = int32(cuda.blockIdx.y * lanes + lane)
             while active and n < rows:
-                if n < length:  # input gradient of row n: sum_i g[n + pad - i*d] * w[i]; outside rows skipped
+                if do_input and n < length:  # input gradient of row n: sum_i g[n + pad - i*d] * w[i]; outside rows skipped
                     for e in range(width):
                         gin[e] = zero
                     t0 = int32(n + pad)
@@ -348,7 +354,7 @@ def _backward_last(key: VectorKey):
                                 for e in range(width):
                                     gin[e] += gvec[e] * taps[i * width + e]
                     vstore(grad_in, int32(int32(b * length + n) * chans + c0), gin, 0)
-                if n < out_length:  # kernel gradient of output row n: g[n] * x[n - pad + i*d], padding reads 0
+                if do_kernel and n < out_length:  # kernel gradient of output row n: g[n] * x[n - pad + i*d], padding reads 0
                     vload(g, int32(int32(b * out_length + n) * chans + c0), gvec, 0)
                     r0 = int32(n - pad)
                     base = int32(int32(b * length + r0) * chans + c0)
@@ -369,8 +375,9 @@ def _backward_last(key: VectorKey):
                             for e in range(width):
                                 sums[(1 + i) * width + e] += gvec[e] * win[e]
                 n = int32(n + cuda.gridDim.y * lanes)
-            block_reduce(sums, shared, lane, group)
-            if active and lane == 0:
+            if do_kernel:
+                block_reduce(sums, shared, lane, group)
+            if do_kernel and active and lane == 0:
                 at = int32(int32(b * cuda.gridDim.y + cuda.blockIdx.y) * (taps_n + 1))
                 for s in range(taps_n + 1):
                     for e in range(width):
@@ -382,7 +389,34 @@ def _backward_last(key: VectorKey):
     return backward_last_vector, (ptr, ptr, ptr, ptr, types.CPointer(acc)) + (I32,) * 5
 
 
+def _sum_partials(key: VectorKey):
+    cd = get_codec(key.dtype)
+    acc, store1 = cd.acc, cd.store1
+
+    def sum_partials_vector(partials, grad_kernel, grad_bias, n_partials, slots, out_ch):
+        """grad_bias[o] = sum_p partials[p, 0, o]; grad_kernel[i, c, j] = sum_p partials[p, 1 + i, c*m + j].
+
+        One thread per (slot, o), summing over p in index order (deterministic).
+        """
+        idx = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+        if idx >= slots * out_ch:
+            return
+        total = acc(0)
+        p = int32(0)
+        while p < n_partials:
+            total += partials[int32(p * slots * out_ch + idx)]
+            p = int32(p + 1)
+        if idx < out_ch:
+            store1(grad_bias, idx, total)
+        else:  # (1 + i) * O + c*m + j -> i*C*m + c*m + j: the kernel's own flat order
+            store1(grad_kernel, int32(idx - out_ch), total)
+
+    ptr = pointer_type(key.dtype)
+    return sum_partials_vector, (types.CPointer(acc), ptr, ptr) + (I32,) * 3
+
+
 _BUILDERS = {
+    "sum_partials": _sum_partials,
     "forward_first": _forward_first,
     "forward_last": _forward_last,
     "backward_first": _backward_first,

@@ -28,7 +28,7 @@ import numba
 from numba import cuda
 
 from .arrays import device_empty
-from .conv1d import accumulator_dtype
+from .conv1d_generic import accumulator_dtype
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 from numba import cuda
 
 from .arrays import device_empty
-from .conv1d import accumulator_dtype
+from .conv1d_generic import accumulator_dtype
 
 
 @dataclass

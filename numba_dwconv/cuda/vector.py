@@ -10,7 +10,7 @@ accumulator type and written back.
 * ``float16``: 8 per vector, widened to float32 (``cvt``), narrowed with round-to-nearest-even;
 * ``bfloat16``: stored as its 16 raw bits (``uint16``), 8 per vector; widened by a
   16-bit shift (exact) and narrowed by integer round-to-nearest-even
-  (:func:`bf16_bits_from_f32`), so no bf16 hardware type is needed.
+  (:func:`numba_dwconv._bfloat16.bf16_bits_from_f32`), so no bf16 hardware type is needed.
 
 On a GPU the vector forms are ``ld.global.v4`` / ``st.global.v4`` of 16 bytes (the
 caller guarantees 16-byte alignment); under numba's CUDA simulator the same kernel
@@ -31,25 +31,10 @@ try:  # numba-cuda >= 0.2x has its own type system; older versions share numba's
 except ImportError:  # pragma: no cover - older numba-cuda
     from numba import types
 
+from .._bfloat16 import bf16_bits_from_f32, f32_from_bf16_bits  # noqa: F401 (the simulator twins)
+
 SIMULATED = bool(config.ENABLE_CUDASIM)
 VECTOR_BYTES = 16
-
-
-def bf16_bits_from_f32(value):
-    """The bfloat16 bit pattern nearest to float32 ``value`` (ties to even; NaN -> quiet NaN, sign kept).
-
-    Integer arithmetic only, so CPU (NumPy ``uint32`` arrays or scalars) and GPU give the same bits.
-    """
-    bits = np.asarray(value, dtype=np.float32).view(np.uint32).astype(np.uint32)
-    is_nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-    quiet = (bits >> np.uint32(16)) | np.uint32(0x0040)
-    return np.where(is_nan, quiet, rounded).astype(np.uint16)
-
-
-def f32_from_bf16_bits(bits):
-    """float32 values of bfloat16 bit patterns (exact: the 16 bits become the high half)."""
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
 class Codec(NamedTuple):
