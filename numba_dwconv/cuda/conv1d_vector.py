@@ -52,26 +52,28 @@ class VectorKey(NamedTuple):
     parts: str  # backward: "both", "input" (input gradient only) or "kernel" (kernel/bias partials only)
     threads: int  # backward: threads reducing together (channels_first: per block; channels_last: row lanes)
     groups: int  # channels_last backward: channel vectors per block (threadIdx.x); else 1
+    unroll: int = 1  # channels_first forward: consecutive vectors of outputs per thread
 
 
-def window_vectors(width: int, offset: int, taps: int, dilation: int) -> int:
-    """Vectors a channels_first thread reads to compute ``width`` outputs from a window starting ``offset`` in."""
-    return math.ceil((offset + width + (taps - 1) * dilation) / width)
+def window_vectors(width: int, offset: int, taps: int, dilation: int, unroll: int = 1) -> int:
+    """Vectors a channels_first thread reads for ``unroll`` vectors of outputs, its window starting ``offset`` in."""
+    return math.ceil((offset + unroll * width + (taps - 1) * dilation) / width)
 
 
 # ---------------------------------------------------------------------------- forward
 def _forward_first(key: VectorKey):
     cd = get_codec(key.dtype)
     acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
-    taps_n, dil, off = key.taps, key.dilation, key.offset
-    n_vec = window_vectors(width, off, taps_n, dil)
+    taps_n, dil, off, unroll = key.taps, key.dilation, key.offset, key.unroll
+    n_vec = window_vectors(width, off, taps_n, dil, unroll)
     win_size = n_vec * width
+    outputs = unroll * width  # per thread and step: more FMAs per step's index arithmetic for short kernels
 
     def forward_first_vector(x, w, bias, out, rows, out_ch, chans, mult, length, out_slots, shift):
-        """out[row, q*W .. q*W+W-1] for every row = (b, o) and vector slot q; the window starts at q*W - shift."""
+        """out[row, q*U*W .. (q+1)*U*W - 1] for every row = (b, o) and step q; the window starts at q*U*W - shift."""
         win = cuda.local.array(win_size, acc)
         taps = cuda.local.array(taps_n, acc)
-        res = cuda.local.array(width, acc)
+        res = cuda.local.array(outputs, acc)
         zero = acc(0)
         row = int32(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y)
         while row < rows:
@@ -84,25 +86,27 @@ def _forward_first(key: VectorKey):
             x_row = int32(int32(b * chans + c) * length)
             out_row = int32(row * out_slots * width)
             q = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
-            while q < out_slots:
-                start = int32(q * width - shift)
+            while int32(q * unroll) < out_slots:
+                start = int32(q * outputs - shift)
                 if start >= 0 and int32(start + win_size) <= length:  # interior: no checks
                     for k in range(n_vec):
-                        vload(x, int32(x_row + start + k * width), win, k * width)
+                        vload(x, int32(x_row + start), k * width, win, k * width)
                 else:
                     for k in range(n_vec):
                         pos = int32(start + k * width)
                         if pos >= 0 and pos < length:  # length % width == 0: a vector is all in or all out
-                            vload(x, int32(x_row + pos), win, k * width)
+                            vload(x, int32(x_row + pos), 0, win, k * width)
                         else:
                             for e in range(width):
                                 win[k * width + e] = zero
-                for e in range(width):
+                for e in range(outputs):
                     total = start_bias
                     for i in range(taps_n):
                         total += taps[i] * win[off + e + i * dil]
                     res[e] = total
-                vstore(out, int32(out_row + q * width), res, 0)
+                for u in range(unroll):
+                    if unroll == 1 or int32(q * unroll + u) < out_slots:
+                        vstore(out, int32(out_row + q * outputs), u * width, res, u * width)
                 q = int32(q + cuda.gridDim.x * cuda.blockDim.x)
             row = int32(row + cuda.gridDim.y * cuda.blockDim.y)
 
@@ -143,20 +147,20 @@ def _forward_last(key: VectorKey):
                 base = int32(int32(b * length + r0) * chans + c0)
                 if r0 >= 0 and r0 + span < length:  # interior
                     for i in range(taps_n):
-                        vload(x, int32(base + i * dil * chans), win, 0)
+                        vload(x, int32(base + i * dil * chans), 0, win, 0)
                         for e in range(width):
                             res[e] += taps[i * width + e] * win[e]
                 else:
                     for i in range(taps_n):
                         r = int32(r0 + i * dil)
                         if r >= 0 and r < length:
-                            vload(x, int32(base + i * dil * chans), win, 0)
+                            vload(x, int32(base + i * dil * chans), 0, win, 0)
                         else:
                             for e in range(width):
                                 win[e] = zero
                         for e in range(width):
                             res[e] += taps[i * width + e] * win[e]
-                vstore(out, int32(int32(b * out_length + t) * chans + c0), res, 0)
+                vstore(out, int32(int32(b * out_length + t) * chans + c0), 0, res, 0)
                 t = int32(t + cuda.gridDim.y * cuda.blockDim.y)
             b = int32(b + cuda.gridDim.z)
 
@@ -246,7 +250,7 @@ def _backward_first(key: VectorKey):
                     if start >= 0 and int32(start + g_size) <= out_length:  # interior
                         for j in range(mult):
                             for k in range(n_g):
-                                vload(g, int32(g_row0 + j * out_length + start + k * width), gwin, k * width)
+                                vload(g, int32(g_row0 + j * out_length + start), k * width, gwin, k * width)
                             for e in range(width):
                                 for i in range(taps_n):  # window index of output q*W + e + pad - i*d
                                     gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
@@ -255,28 +259,28 @@ def _backward_first(key: VectorKey):
                             for k in range(n_g):
                                 pos = int32(start + k * width)
                                 if pos >= 0 and pos < out_length:
-                                    vload(g, int32(g_row0 + j * out_length + pos), gwin, k * width)
+                                    vload(g, int32(g_row0 + j * out_length + pos), 0, gwin, k * width)
                             for e in range(width):
                                 for i in range(taps_n):
                                     at = int32(start + off_g + e + span - i * dil)
                                     if at >= 0 and at < out_length:
                                         gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
-                    vstore(grad_in, int32(x_row + q * width), gin, 0)
+                    vstore(grad_in, int32(x_row + q * width), 0, gin, 0)
                 if do_kernel and q < out_slots:  # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding 0
                     start = int32(q * width - shift)
                     if start >= 0 and int32(start + x_size) <= length:  # interior
                         for k in range(n_x):
-                            vload(x, int32(x_row + start + k * width), xwin, k * width)
+                            vload(x, int32(x_row + start), k * width, xwin, k * width)
                     else:
                         for k in range(n_x):
                             pos = int32(start + k * width)
                             if pos >= 0 and pos < length:
-                                vload(x, int32(x_row + pos), xwin, k * width)
+                                vload(x, int32(x_row + pos), 0, xwin, k * width)
                             else:
                                 for e in range(width):
                                     xwin[k * width + e] = zero
                     for j in range(mult):
-                        vload(g, int32(g_row0 + j * out_length + q * width), gvec, 0)
+                        vload(g, int32(g_row0 + j * out_length + q * width), 0, gvec, 0)
                         for e in range(width):
                             sums[j * (taps_n + 1)] += gvec[e]
                             for i in range(taps_n):
@@ -344,31 +348,31 @@ def _backward_last(key: VectorKey):
                     base = int32(int32(b * out_length + t0) * chans + c0)
                     if t0 - span >= 0 and t0 < out_length:  # interior
                         for i in range(taps_n):
-                            vload(g, int32(base - i * dil * chans), gvec, 0)
+                            vload(g, int32(base - i * dil * chans), 0, gvec, 0)
                             for e in range(width):
                                 gin[e] += gvec[e] * taps[i * width + e]
                     else:
                         for i in range(taps_n):
                             if t0 - i * dil >= 0 and t0 - i * dil < out_length:
-                                vload(g, int32(base - i * dil * chans), gvec, 0)
+                                vload(g, int32(base - i * dil * chans), 0, gvec, 0)
                                 for e in range(width):
                                     gin[e] += gvec[e] * taps[i * width + e]
-                    vstore(grad_in, int32(int32(b * length + n) * chans + c0), gin, 0)
+                    vstore(grad_in, int32(int32(b * length + n) * chans + c0), 0, gin, 0)
                 if do_kernel and n < out_length:  # kernel gradient of output row n: g[n] * x[n - pad + i*d], padding reads 0
-                    vload(g, int32(int32(b * out_length + n) * chans + c0), gvec, 0)
+                    vload(g, int32(int32(b * out_length + n) * chans + c0), 0, gvec, 0)
                     r0 = int32(n - pad)
                     base = int32(int32(b * length + r0) * chans + c0)
                     for e in range(width):
                         sums[e] += gvec[e]
                     if r0 >= 0 and r0 + span < length:  # interior
                         for i in range(taps_n):
-                            vload(x, int32(base + i * dil * chans), win, 0)
+                            vload(x, int32(base + i * dil * chans), 0, win, 0)
                             for e in range(width):
                                 sums[(1 + i) * width + e] += gvec[e] * win[e]
                     else:
                         for i in range(taps_n):
                             if r0 + i * dil >= 0 and r0 + i * dil < length:
-                                vload(x, int32(base + i * dil * chans), win, 0)
+                                vload(x, int32(base + i * dil * chans), 0, win, 0)
                             else:
                                 for e in range(width):
                                     win[e] = zero

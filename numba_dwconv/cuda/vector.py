@@ -53,8 +53,9 @@ class Codec(NamedTuple):
     load1, store1 : device functions
         ``load1(ptr, i) -> acc``; ``store1(ptr, i, value)``.
     vload, vstore : device functions
-        ``vload(ptr, i, regs, k)``: elements ``i .. i+width-1`` into ``regs[k ..]`` (a local array of ``acc``);
-        ``vstore(ptr, i, regs, k)``: the reverse.  ``i`` must be a multiple of ``width`` (16-byte aligned).
+        ``vload(ptr, i, offset, regs, k)``: elements ``i + offset ..`` (``width`` of them) into ``regs[k ..]`` (a
+        local array of ``acc``); ``vstore(ptr, i, offset, regs, k)``: the reverse.  ``i + offset`` must be a
+        multiple of ``width`` (16-byte aligned); ``offset`` is a compile-time constant, folded into the address.
     """
 
     name: str
@@ -89,13 +90,13 @@ def _sim_codec(name: str) -> Codec:
         def store1(ptr, i, value):
             ptr[i] = value
 
-    def vload(ptr, i, regs, k):
+    def vload(ptr, i, offset, regs, k):
         for e in range(width):
-            regs[k + e] = load1(ptr, i + e)
+            regs[k + e] = load1(ptr, i + offset + e)
 
-    def vstore(ptr, i, regs, k):
+    def vstore(ptr, i, offset, regs, k):
         for e in range(width):
-            store1(ptr, i + e, regs[k + e])
+            store1(ptr, i + offset + e, regs[k + e])
 
     storage = types.uint16 if name == "bfloat16" else getattr(types, name)
     return Codec(name, storage, getattr(types, np.dtype(acc).name), width, load1, store1, vload, vstore)
@@ -117,9 +118,11 @@ def _gpu_codec(name: str) -> Codec:
     f32 = ir.FloatType()
     store_ir = {"float32": f32, "float64": ir.DoubleType(), "float16": ir.HalfType(), "bfloat16": ir.IntType(16)}[name]
 
-    def global_pointer(builder, ptr, index, elem_type):
-        """``&ptr[index]`` in the global address space, typed ``elem_type*``."""
+    def global_pointer(builder, ptr, index, elem_type, offset=None):
+        """``&ptr[index + offset]`` in the global address space, typed ``elem_type*``."""
         elem = builder.gep(ptr, [index])
+        if offset is not None:  # a second GEP: the constant becomes the access's immediate offset
+            elem = builder.gep(elem, [offset])
         generic = builder.bitcast(elem, elem_type.as_pointer())
         return builder.addrspacecast(generic, elem_type.as_pointer(1))
 
@@ -158,36 +161,60 @@ def _gpu_codec(name: str) -> Codec:
 
         return types.void(ptr, index, value), codegen
 
-    vec_ir = ir.VectorType(store_ir, width)
+    # 16-bit types move as <4 x i32> (LLVM splits <8 x i16> into 8-byte accesses) and are unpacked in pairs.
+    packed = storage.bitwidth == 16
+    vec_ir = ir.VectorType(i32, 4) if packed else ir.VectorType(store_ir, width)
+    i16 = ir.IntType(16)
+
+    def unpack(builder, vec):
+        """The ``width`` storage values of a loaded vector."""
+        if not packed:
+            return [builder.extract_element(vec, ir.Constant(i32, e)) for e in range(width)]
+        values = []
+        for word_index in range(4):
+            word = builder.extract_element(vec, ir.Constant(i32, word_index))
+            for half in (builder.trunc(word, i16), builder.trunc(builder.lshr(word, ir.Constant(i32, 16)), i16)):
+                values.append(builder.bitcast(half, store_ir) if name == "float16" else half)
+        return values
+
+    def pack(builder, values):
+        """A vector to store from ``width`` storage values."""
+        vec = ir.Constant(vec_ir, ir.Undefined)
+        if not packed:
+            for e, value in enumerate(values):
+                vec = builder.insert_element(vec, value, ir.Constant(i32, e))
+            return vec
+        for word_index in range(4):
+            low, high = (builder.zext(builder.bitcast(v, i16), i32) for v in values[2 * word_index:2 * word_index + 2])
+            word = builder.or_(low, builder.shl(high, ir.Constant(i32, 16)))
+            vec = builder.insert_element(vec, word, ir.Constant(i32, word_index))
+        return vec
 
     def local_slot(context, builder, regs_type, regs, k):
         array = context.make_array(regs_type)(context, builder, value=regs)
         return builder.gep(array.data, [k])
 
     @intrinsic
-    def vload(typingctx, ptr, index, regs, k):
+    def vload(typingctx, ptr, index, offset, regs, k):
         def codegen(context, builder, sig, args):
-            vec = builder.load(global_pointer(builder, args[0], args[1], vec_ir), align=VECTOR_BYTES)
-            base = local_slot(context, builder, sig.args[2], args[2], args[3])
-            for e in range(width):
-                value = widen(builder, builder.extract_element(vec, ir.Constant(i32, e)))
-                builder.store(value, builder.gep(base, [ir.Constant(i32, e)]))
+            vec = builder.load(global_pointer(builder, args[0], args[1], vec_ir, args[2]), align=VECTOR_BYTES)
+            base = local_slot(context, builder, sig.args[3], args[3], args[4])
+            for e, value in enumerate(unpack(builder, vec)):
+                builder.store(widen(builder, value), builder.gep(base, [ir.Constant(i32, e)]))
             return context.get_dummy_value()
 
-        return types.none(ptr, index, regs, k), codegen
+        return types.none(ptr, index, offset, regs, k), codegen
 
     @intrinsic
-    def vstore(typingctx, ptr, index, regs, k):
+    def vstore(typingctx, ptr, index, offset, regs, k):
         def codegen(context, builder, sig, args):
-            base = local_slot(context, builder, sig.args[2], args[2], args[3])
-            vec = ir.Constant(vec_ir, ir.Undefined)
-            for e in range(width):
-                value = builder.load(builder.gep(base, [ir.Constant(i32, e)]))
-                vec = builder.insert_element(vec, narrow(builder, value), ir.Constant(i32, e))
-            builder.store(vec, global_pointer(builder, args[0], args[1], vec_ir), align=VECTOR_BYTES)
+            base = local_slot(context, builder, sig.args[3], args[3], args[4])
+            values = [narrow(builder, builder.load(builder.gep(base, [ir.Constant(i32, e)]))) for e in range(width)]
+            builder.store(pack(builder, values), global_pointer(builder, args[0], args[1], vec_ir, args[2]),
+                          align=VECTOR_BYTES)
             return context.get_dummy_value()
 
-        return types.none(ptr, index, regs, k), codegen
+        return types.none(ptr, index, offset, regs, k), codegen
 
     return Codec(name, storage, acc, width, load1, store1, vload, vstore)
 

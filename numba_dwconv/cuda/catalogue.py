@@ -1,0 +1,73 @@
+"""Every GPU kernel of the package with a signature a typical float32 call compiles for.
+
+:func:`kernel_catalogue` lets a test compile each kernel with numba-cuda's real
+compiler (``numba.cuda.compile_ptx``, no GPU needed) and lets the static check
+(``tools/kernel_report.py``) report registers, spills and the instruction mix of
+each, so GPU code that the CUDA simulator accepts but the compiler rejects is caught
+without a GPU.  Building the catalogue compiles nothing.
+"""
+
+from __future__ import annotations
+
+from numba import cuda
+
+from .vector import types
+
+
+def _vector_entries():
+    from . import conv1d
+    from .conv1d_vector import VectorKey, vector_kernel
+
+    config = conv1d.VECTOR
+    keys = {
+        "conv1d.forward_first_vector": VectorKey("forward_first", "float32", 3, 1, 3, 1, "both", 1, 1, 2),
+        "conv1d.forward_first_vector[float16, K4 causal]": VectorKey("forward_first", "float16", 4, 1, 5, 1, "both",
+                                                                     1, 1, 2),
+        "conv1d.forward_first_vector[bfloat16, K4 causal]": VectorKey("forward_first", "bfloat16", 4, 1, 5, 1,
+                                                                      "both", 1, 1, 2),
+        "conv1d.forward_first_vector[K31]": VectorKey("forward_first", "float32", 31, 1, 1, 1, "both", 1, 1),
+        "conv1d.forward_last_vector": VectorKey("forward_last", "float32", 3, 1, 0, 1, "both", 1, 1),
+        "conv1d.forward_last_vector[float16]": VectorKey("forward_last", "float16", 3, 1, 0, 1, "both", 1, 1),
+        "conv1d.backward_first_vector": VectorKey("backward_first", "float32", 3, 1, 3, 1, "both", config.threads, 1),
+        "conv1d.backward_first_vector[bfloat16, m2]": VectorKey("backward_first", "bfloat16", 3, 1, 7, 2, "both",
+                                                                config.threads, 1),
+        "conv1d.backward_last_vector": VectorKey("backward_last", "float32", 3, 1, 0, 1, "both", config.lanes,
+                                                 config.groups),
+        "conv1d.sum_partials_vector": VectorKey("sum_partials", "float32", 0, 1, 0, 1, "both", 1, 1),
+    }
+    for name, key in keys.items():
+        pyfunc, signature = vector_kernel(key)
+        yield name, cuda.jit(pyfunc), signature
+
+
+def _array_entries():
+    from . import arrays, conv1d_generic, conv2d, pointwise
+
+    f32, i64 = types.float32, types.int64
+    a1, a3, a4 = f32[::1], f32[:, :, ::1], f32[:, :, :, ::1]
+    generic = conv1d_generic._kernels("float32")
+    for layout in ("last", "first"):
+        yield f"conv1d.forward_channels_{layout}", generic[f"forward_channels_{layout}"], (a3, a3, a1, i64, i64,
+                                                                                            i64, a3)
+        yield f"conv1d.input_grad_channels_{layout}", generic[f"input_grad_channels_{layout}"], (a3, a3, i64, i64,
+                                                                                                  i64, a3)
+        yield (f"conv1d.kernel_grad_partials_{layout}", generic[f"kernel_grad_partials_{layout}"],
+               (a3, a3, i64, i64, i64, i64, a3))
+    yield "conv1d.sum_partials", generic["sum_partials"], (a3, a3, a1)
+    for channels_last in (True, False):
+        two_d = conv2d._kernels("float32", channels_last)
+        tag = "channels_last" if channels_last else "channels_first"
+        axes = (i64,) * 6
+        yield f"conv2d.forward[{tag}]", two_d["forward"], (a4, a4, a1, *axes, a4)
+        yield f"conv2d.input_grad[{tag}]", two_d["input_grad"], (a4, a4, *axes, a4)
+        yield f"conv2d.kernel_grad_partials[{tag}]", two_d["kernel_grad_partials"], (a4, a4, *axes, i64, i64, a3)
+        yield f"conv2d.sum_partials[{tag}]", two_d["sum_partials"], (a3, a4, a1)
+    matmul = pointwise._matmul_kernel("plain", "shared", "float32", pointwise.LAUNCH.tile)
+    yield "pointwise.matmul", matmul, (a3, a3, a1, i64, i64, i64, i64, i64, i64, a3)
+    yield "pointwise.sum_partials", pointwise._sum_partials_kernel("float32"), (a3, f32[:, ::1])
+    yield "arrays.copy_cast_3d", arrays._copy_cast_3d, (f32[:, :, :], a3)
+
+
+def catalogue() -> list[tuple[str, object, tuple]]:
+    """``[(name, dispatcher, signature)]`` for every GPU kernel (see :func:`numba_dwconv.cuda.kernel_catalogue`)."""
+    return [*_vector_entries(), *_array_entries()]
