@@ -48,7 +48,8 @@ def make_problem(shape: Shape, layout: str, dtype=np.float32, seed: int = 0):
     x = rng.standard_normal(dims, dtype=np.float32).astype(dtype)
     kernel = rng.standard_normal((k, c, 1), dtype=np.float32).astype(dtype)
     bias = rng.standard_normal(c, dtype=np.float32).astype(dtype)
-    y = ops.depthwise_conv1d(x, kernel, bias, padding=shape.padding, data_format=layout)
+    y = ops.depthwise_conv1d(x.astype(np.float32), kernel.astype(np.float32), bias.astype(np.float32),
+                             padding=shape.padding, data_format=layout).astype(dtype)  # (float16: the CPU has none)
     grad_y = rng.standard_normal(y.shape, dtype=np.float32).astype(dtype)
     return x, kernel, bias, y, grad_y
 
@@ -133,47 +134,64 @@ def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
 
 
 GPU_SHAPES = PUBLIC_SHAPES  # the same set, device-resident
+SMALL_CALL = Shape(1, 256, 64, 3, "same")  # the host-time probe: launch cost dominates
 
 
-def launch_overhead(repeat: int = 200) -> float:
-    """Host seconds per call of a tiny forward on device arrays (launch only, configuration warm)."""
+def host_call_times(calls: int = 1000, runs: int = 3) -> tuple[float, float]:
+    """Host seconds per warm small call (:data:`SMALL_CALL`, channels_last, device arrays): (forward, backward).
+
+    ``calls`` back-to-back calls, synchronised once at the end; best of ``runs``.
+    """
     from numba import cuda
 
-    x = cuda.to_device(np.ones((1, 64, 8), np.float32))
-    kernel = cuda.to_device(np.ones((3, 8, 1), np.float32))
-    bias = cuda.to_device(np.zeros(8, np.float32))
-    ops.depthwise_conv1d(x, kernel, bias, padding="same")
-    cuda.synchronize()
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            ops.depthwise_conv1d(x, kernel, bias, padding="same")
-        best = min(best, (time.perf_counter() - t0) / repeat)
+    x, kernel, bias, _, grad_y = make_problem(SMALL_CALL, "channels_last")
+    dx, dk, db, dgy = (cuda.to_device(a) for a in (x, kernel, bias, grad_y))
+    pad = SMALL_CALL.padding
+    per_call = []
+    for call in (lambda: ops.depthwise_conv1d(dx, dk, db, padding=pad),
+                 lambda: ops.depthwise_conv1d_backward(dgy, dx, dk, padding=pad)):
+        call()
         cuda.synchronize()
-    return best
+        best = float("inf")
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                call()
+            cuda.synchronize()
+            best = min(best, (time.perf_counter() - t0) / calls)
+        per_call.append(best)
+    return per_call[0], per_call[1]
+
+
+GPU_DTYPES = ("float32", "float16")
 
 
 def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
-    """Measure every shape x layout on the GPU (device-resident operands); return result dicts."""
+    """Measure every shape x layout x dtype on the GPU (device-resident operands); return result dicts.
+
+    Backward traffic counts the least the three gradients need: read the inputs and the output gradient,
+    write the input gradient (the kernel/bias gradients are tiny).  PyTorch is timed in float32.
+    """
     from numba import cuda
 
     rows = []
     for shape in shapes:
-        for layout in LAYOUTS:
-            x, kernel, bias, y, grad_y = make_problem(shape, layout)
-            dx, dk, db, dgy = (cuda.to_device(a) for a in (x, kernel, bias, grad_y))
-            pad = shape.padding
-            fwd = gpu_time(lambda: ops.depthwise_conv1d(dx, dk, db, padding=pad, data_format=layout), repeat)
-            bwd = gpu_time(lambda: ops.depthwise_conv1d_backward(dgy, dx, dk, padding=pad, data_format=layout),
-                           repeat)
-            nbytes = x.nbytes + y.nbytes
-            torch_times = _torch_times(shape, layout, x, kernel, repeat, "cuda") if with_torch else None
-            row = result_row("cuda", shape.label(), layout, fwd, bwd, nbytes, y.size * shape.kernel_size, bandwidth,
-                             torch_times)
-            bwd_bytes = 2 * x.nbytes + 2 * y.nbytes  # reads grad_y twice, x once, writes grad_x
-            row["backward_roofline_pct"] = 100 * (bwd_bytes / bandwidth) / bwd
-            if reference is not None:
-                row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cuda")
-            rows.append(row)
+        for dtype in GPU_DTYPES:
+            for layout in LAYOUTS:
+                x, kernel, bias, y, grad_y = make_problem(shape, layout, np.dtype(dtype))
+                dx, dk, db, dgy = (cuda.to_device(a) for a in (x, kernel, bias, grad_y))
+                pad = shape.padding
+                fwd = gpu_time(lambda: ops.depthwise_conv1d(dx, dk, db, padding=pad, data_format=layout), repeat)
+                bwd = gpu_time(lambda: ops.depthwise_conv1d_backward(dgy, dx, dk, padding=pad, data_format=layout),
+                               repeat)
+                torch_times = None
+                if with_torch and dtype == "float32":
+                    torch_times = _torch_times(shape, layout, x, kernel, repeat, "cuda")
+                label = shape.label() + ("" if dtype == "float32" else " fp16")
+                row = result_row("cuda", label, layout, fwd, bwd, x.nbytes + y.nbytes, y.size * shape.kernel_size,
+                                 bandwidth, torch_times, dtype)
+                row["backward_roofline_pct"] = 100 * ((2 * x.nbytes + y.nbytes) / bandwidth) / bwd
+                if reference is not None and dtype == "float32":
+                    row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cuda")
+                rows.append(row)
     return rows

@@ -55,13 +55,13 @@ def gpu_copy_bandwidth(nbytes: int = 1 << 31, repeat: int = 5) -> float:
 
 
 def result_row(device: str, label: str, layout: str, fwd: float, bwd: float, nbytes: int, fma: int,
-               bandwidth: float, torch_times=None) -> dict:
+               bandwidth: float, torch_times=None, dtype: str = "float32") -> dict:
     """One row of the report: times (s) turned into ms, GB/s, % of the copy roofline and ratios.
 
     ``nbytes`` is input + output bytes, ``fma`` the forward's multiply-adds, ``torch_times``
     PyTorch's (forward, forward + backward) times or None.
     """
-    row = {"device": device, "shape": label, "layout": layout, "dtype": "float32", "bytes": nbytes, "fma": fma,
+    row = {"device": device, "shape": label, "layout": layout, "dtype": dtype, "bytes": nbytes, "fma": fma,
            "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3, "forward_GBps": nbytes / fwd / 1e9,
            "roofline_pct": 100 * (nbytes / bandwidth) / fwd, "backward_over_forward": bwd / fwd}
     if torch_times is not None:
