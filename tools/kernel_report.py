@@ -48,6 +48,7 @@ def main_loop_figures(sass_report, dispatcher, signature) -> dict:
 
 
 def main():
+    """Print the table for the kernels named on the command line (all by default)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "tools", "sass_report.py")
     parser.add_argument("--sass-report", default=default, help="path of sass_report.py")
@@ -56,7 +57,7 @@ def main():
     sass_report = _load(args.sass_report)
     from numba_dwconv.cuda import kernel_catalogue
 
-    print(f"| kernel | registers | spill bytes | int/addr per float (main loop) | loads | stores |")
+    print("| kernel | registers | spill bytes | int/addr per float (main loop) | loads | stores |")
     print("|---|---|---|---|---|---|")
     for name, dispatcher, signature in kernel_catalogue():
         if args.names and not any(n in name for n in args.names):

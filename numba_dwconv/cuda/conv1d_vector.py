@@ -243,7 +243,8 @@ def _backward_first(key: VectorKey):
             g_row0 = int32(int32(b * out_ch + c * mult) * out_length)
             q = int32(cuda.blockIdx.x * cuda.blockDim.x + tid)
             while q < slots:
-                if do_input and q < in_slots:  # input gradient at q*W + e: sum_j sum_i g[j, q*W + e + pad - i*d] * w[i, j]
+                # input gradient at q*W + e: sum_j sum_i g[j, q*W + e + pad - i*d] * w[i, j]
+                if do_input and q < in_slots:
                     for e in range(width):
                         gin[e] = zero
                     start = int32(q * width - shift_g)
@@ -266,7 +267,8 @@ def _backward_first(key: VectorKey):
                                     if at >= 0 and at < out_length:
                                         gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
                     vstore(grad_in, int32(x_row + q * width), 0, gin, 0)
-                if do_kernel and q < out_slots:  # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding 0
+                # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding read as 0
+                if do_kernel and q < out_slots:
                     start = int32(q * width - shift)
                     if start >= 0 and int32(start + x_size) <= length:  # interior
                         for k in range(n_x):
@@ -289,7 +291,7 @@ def _backward_first(key: VectorKey):
             if do_kernel:
                 block_reduce(sums, shared, tid, 0)
             s = tid
-            while do_kernel and s < n_sums:  # thread tid writes sums tid, tid + threads, ...: (j, slot) = divmod(s, K + 1)
+            while do_kernel and s < n_sums:  # thread tid writes sums tid, tid + threads, ...; (j, slot) of s
                 j = int32(s // (taps_n + 1))
                 slot = int32(s - j * (taps_n + 1))
                 at = int32(int32(int32(b * cuda.gridDim.x + cuda.blockIdx.x) * (taps_n + 1) + slot) * out_ch)
@@ -341,7 +343,8 @@ def _backward_last(key: VectorKey):
                 sums[s] = zero
             n = int32(cuda.blockIdx.y * lanes + lane)
             while active and n < rows:
-                if do_input and n < length:  # input gradient of row n: sum_i g[n + pad - i*d] * w[i]; outside rows skipped
+                # input gradient of row n: sum_i g[n + pad - i*d] * w[i]; rows outside are skipped
+                if do_input and n < length:
                     for e in range(width):
                         gin[e] = zero
                     t0 = int32(n + pad)
@@ -358,7 +361,8 @@ def _backward_last(key: VectorKey):
                                 for e in range(width):
                                     gin[e] += gvec[e] * taps[i * width + e]
                     vstore(grad_in, int32(int32(b * length + n) * chans + c0), 0, gin, 0)
-                if do_kernel and n < out_length:  # kernel gradient of output row n: g[n] * x[n - pad + i*d], padding reads 0
+                # kernel gradient of output row n: g[n] * x[n - pad + i*d], padding read as 0
+                if do_kernel and n < out_length:
                     vload(g, int32(int32(b * out_length + n) * chans + c0), 0, gvec, 0)
                     r0 = int32(n - pad)
                     base = int32(int32(b * length + r0) * chans + c0)
