@@ -42,6 +42,38 @@ def _check_grad_outputs(rank: Rank, grad_outputs, expected_shape):
     geo.check_shape("grad_outputs", grad_outputs.shape, expected_shape)
 
 
+# ---------------------------------------------------------------------------- validated geometry
+_PROBLEMS: dict = {}
+_MAX_PROBLEMS = 512
+
+
+def _typed_key(value):
+    """A hashable key that tells ``1``, ``1.0`` and ``True`` apart (they hash alike but validate differently)."""
+    if isinstance(value, tuple):
+        return (tuple, tuple(_typed_key(v) for v in value))
+    return (type(value), value)
+
+
+def _problem(rank: Rank, *args, **kwargs):
+    """``rank.problem(*args, **kwargs)``, remembered for repeated calls with the same hashable arguments.
+
+    Validation and padding arithmetic cost ~15 us of Python per call; a training loop repeats the same
+    few shapes.  Arguments that cannot be hashed (lists) are validated every time; errors are never cached.
+    """
+    try:
+        key = (rank.rank, _typed_key(args), _typed_key(tuple(sorted(kwargs.items()))))
+        hash(key)
+    except TypeError:
+        return rank.problem(*args, **kwargs)
+    problem = _PROBLEMS.get(key)
+    if problem is None:
+        problem = rank.problem(*args, **kwargs)
+        if len(_PROBLEMS) >= _MAX_PROBLEMS:
+            _PROBLEMS.clear()
+        _PROBLEMS[key] = problem
+    return problem
+
+
 # ---------------------------------------------------------------------------- padding rule
 def _on_host(place, array, func):
     """``func(host array)`` in place: on the array itself on the CPU, on a copy sent back on the GPU."""
@@ -91,7 +123,7 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
     dtype = np.result_type(inputs.dtype, kernel.dtype)
-    problem = rank.problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    problem = _problem(rank, inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     out_channels = problem.channels * problem.multiplier
     if bias is None:
         bias = place.zeros(out_channels, dtype)
@@ -111,7 +143,7 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
     dtype = np.result_type(grad_outputs.dtype, inputs.dtype, kernel.dtype)
-    problem = rank.problem(inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    problem = _problem(rank, inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     grad_outputs = place.operand(grad_outputs, dtype)
     reduction = Reduction(place, problem)
@@ -144,7 +176,7 @@ def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padd
     batch, channels = grad_outputs.shape[0], kernel.shape[rank.rank]
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
     input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
-    problem = rank.problem(input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    problem = _problem(rank, input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     reduction = Reduction(place, problem)
     grad_inputs = place.call(f"{rank.module}_input_grad", reduction.live, place.operand(grad_outputs, dtype),
@@ -171,7 +203,7 @@ def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding,
             f"Received grad_outputs with shape={tuple(grad_outputs.shape)}"
         )
     kernel_shape = (*sizes, channels, out_channels // channels)
-    problem = rank.problem(inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
+    problem = _problem(rank, inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     reduction = Reduction(place, problem)
     grad_outputs = place.operand(grad_outputs, dtype)
@@ -189,8 +221,8 @@ def _separable_operands(rank, place, inputs, depthwise_kernel, pointwise_kernel,
     depthwise_kernel = place.view("depthwise_kernel", depthwise_kernel)
     pointwise_kernel = place.view("pointwise_kernel", pointwise_kernel)
     dtype = np.result_type(inputs.dtype, depthwise_kernel.dtype, pointwise_kernel.dtype, *extra_dtypes)
-    problem = rank.problem(inputs.shape, depthwise_kernel.shape, strides, padding, data_format, dilation_rate, dtype,
-                           kernel_name="depthwise_kernel")
+    problem = _problem(rank, inputs.shape, depthwise_kernel.shape, strides, padding, data_format, dilation_rate,
+                       dtype, kernel_name="depthwise_kernel")
     depth_channels = problem.channels * problem.multiplier
     filters = geo.pointwise_filters(pointwise_kernel.shape, depth_channels, rank.rank)
     pointwise = place.operand(pointwise_kernel, dtype).reshape(depth_channels, filters)

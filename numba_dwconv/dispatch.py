@@ -15,6 +15,8 @@ package never fails for lack of CUDA.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _geometry as geo
@@ -150,9 +152,7 @@ class Placement:
     # -- kernels -------------------------------------------------------------------------------------
     def backend(self, module: str):
         """The kernel module ``module`` of the target (imported lazily: importing the package compiles nothing)."""
-        import importlib
-
-        return importlib.import_module(f".{self.target}.{module}", __package__)
+        return _backend(self.target, module)
 
     def call(self, name: str, *args, module: str = "conv1d"):
         """Run ``backend(module).name(*args)``, passing the stream on the GPU."""
@@ -168,6 +168,14 @@ class Placement:
                 return tuple(r.copy_to_host(stream=self.stream) for r in result)
             return result.copy_to_host(stream=self.stream)
         return result
+
+
+@functools.lru_cache(maxsize=None)
+def _backend(target: str, module: str):
+    """``numba_dwconv.<target>.<module>``, imported on first use (importlib's lookup costs ~20 us a call)."""
+    import importlib
+
+    return importlib.import_module(f".{target}.{module}", __package__)
 
 
 def place(device, data, others=(), stream=None) -> Placement:

@@ -1,8 +1,10 @@
 """The 16-byte vector kernels of the 1D GPU path, against numba_dwconv.reference.
 
-Each case first checks that the vector kernels really run (the general kernels are
-replaced by a function that fails), or, for operands the vector kernels must not read
-(unaligned views, odd lengths), that the general kernels do.  Under the simulator the
+Each case first checks that the register-window kernels really run (the general kernels
+are replaced by a function that fails), or, where they must not (strides; channels_last
+with odd channel counts, multipliers or unaligned operands), that the general kernels do.
+channels_first rows that are not whole aligned 16-byte vectors (`valid` outputs, odd
+lengths, offset views) run the same kernels element by element.  Under the simulator the
 launches are tiny (see ``gpu.py``), so grid-stride loops, several blocks per row and
 halos crossing block boundaries all occur on small shapes.
 """
@@ -55,10 +57,11 @@ def _check_all(x, kernel, bias, padding, layout, dilation, dtype, rng, stride=1)
     assert_close(grad_b, want[2], dtype)
 
 
-FIRST = [  # (length, taps, dilation, padding, multiplier, dtype): lengths are multiples of the vector width
+FIRST = [  # (length, taps, dilation, padding, multiplier, dtype): rows of whole 16-byte vectors, and not
     (16, 3, 1, "same", 1, np.float32), (24, 4, 2, "causal", 2, np.float32), (16, 9, 1, "same", 1, np.float32),
     (20, 5, 1, "valid", 1, np.float32), (12, 2, 3, "same", 3, np.float64), (16, 4, 1, "causal", 1, np.float16),
     (32, 7, 1, "same", 2, np.float16), (8, 1, 1, "valid", 1, np.float32),
+    (16, 3, 1, "valid", 1, np.float32), (15, 4, 1, "causal", 1, np.float32), (13, 3, 2, "same", 2, np.float16),
 ]
 
 
@@ -86,7 +89,7 @@ def test_channels_last_vector_path(monkeypatch, channels, taps, dilation, paddin
 
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("case", ["odd length or channels", "stride 2", "multiplier (channels_last)", "unaligned view"])
-def test_shapes_the_vector_kernels_leave_to_the_general_ones(monkeypatch, layout, case):
+def test_shapes_off_the_vector_layout(monkeypatch, layout, case):
     rng = np.random.default_rng(3)
     length, channels, mult, stride = (14, 4, 1, 1) if layout == "channels_last" else (16, 3, 1, 1)
     if case == "odd length or channels":
@@ -96,8 +99,8 @@ def test_shapes_the_vector_kernels_leave_to_the_general_ones(monkeypatch, layout
     elif case == "multiplier (channels_last)":
         mult = 2
     x, kernel, bias = make_case(rng, 2, length, channels, 3, mult, layout, np.float32)
-    if case == "multiplier (channels_last)" and layout == "channels_first":
-        _no_general_kernels(monkeypatch)  # channels_first vectorises any multiplier
+    if layout == "channels_first" and case != "stride 2":
+        _no_general_kernels(monkeypatch)  # channels_first: any multiplier; odd or unaligned rows element-wise
     else:
         _only_general_kernels(monkeypatch)
     if case != "unaligned view":

@@ -34,6 +34,11 @@ def _vector_entries():
         "conv1d.backward_last_vector": VectorKey("backward_last", "float32", 3, 1, 0, 1, "both", config.lanes,
                                                  config.groups),
         "conv1d.sum_partials_vector": VectorKey("sum_partials", "float32", 0, 1, 0, 1, "both", 1, 1),
+        # rows that are not 16-byte multiples (e.g. `valid` outputs) or unaligned: the same windows, element-wise
+        "conv1d.forward_first_elements": VectorKey("forward_first", "float32", 3, 1, 0, 1, "both", 1, 1, 2, False,
+                                                   False),
+        "conv1d.backward_first_elements": VectorKey("backward_first", "float32", 3, 1, 0, 1, "both",
+                                                    config.threads, 1, 1, False, False),
     }
     for name, key in keys.items():
         pyfunc, signature = vector_kernel(key)

@@ -1,11 +1,12 @@
 """1D depthwise convolution on the GPU: picks the kernels for a call and launches them.
 
-* The 16-byte vector kernels (:mod:`numba_dwconv.cuda.conv1d_vector`) run whenever they
-  apply (:func:`vector_key`): stride 1, taps and windows that fit in registers, rows (or
-  channels, for channels_last) a multiple of the vector width and 16-byte aligned operands,
-  fewer than 2**31 elements.  A forward is one launch; a backward is one fused launch
-  (input gradient and per-block kernel/bias partials) plus one fixed-order sum of the
-  partials.
+* The register-window kernels of :mod:`numba_dwconv.cuda.conv1d_vector` run whenever they
+  apply (:func:`vector_key`): stride 1, taps and windows that fit in registers, fewer than
+  2**31 elements; channels_first rows move as 16-byte vectors when they are a multiple of
+  16 bytes long and aligned, element by element otherwise; channels_last needs depth
+  multiplier 1, channels a multiple of the vector width and aligned operands.  A forward is
+  one launch; a backward is one fused launch (input gradient and per-block kernel/bias
+  partials) plus one fixed-order sum of the partials.
 * Everything else (any stride, tap count, multiplier, alignment, size) runs the general
   kernels of :mod:`numba_dwconv.cuda.conv1d_generic`.
 
@@ -78,7 +79,11 @@ def vector_key(kind: str, problem, parts: str = "both", config: VectorLaunch | N
     Shapes only: the caller still checks the operands' alignment (:func:`launch.aligned`).  ``storage``
     overrides the storage type named by ``problem.dtype`` (e.g. "bfloat16", which NumPy has no dtype for).
     """
-    config = config or VECTOR
+    return _vector_key(kind, problem, parts, config or VECTOR, storage)
+
+
+@functools.lru_cache(maxsize=1024)
+def _vector_key(kind, problem, parts, config, storage):
     name = storage or _dtype_name(problem)
     axis = problem.axis
     if name is None or axis.stride != 1 or axis.kernel_size > 32:
@@ -96,18 +101,32 @@ def vector_key(kind: str, problem, parts: str = "both", config: VectorLaunch | N
             return None
         return VectorKey(f"{kind}_last", name, taps, dil, 0, 1, parts if kind == "backward" else "both",
                          config.lanes if kind == "backward" else 1, config.groups if kind == "backward" else 1)
-    if axis.length % width or axis.out_length % width:
-        return None
+    vector_in, vector_out = axis.length % width == 0, axis.out_length % width == 0  # (else element by element)
     offset = (-axis.pad_left) % width
     window = window_vectors(width, offset, taps, dil) * width
     if window > config.max_window:
         return None
     if kind == "forward":  # short kernels: two vectors of outputs per thread step (fewer index ops per FMA)
         unroll = 2 if taps <= 8 and window_vectors(width, offset, taps, dil, 2) * width <= config.max_window else 1
-        return VectorKey("forward_first", name, taps, dil, offset, 1, "both", 1, 1, unroll)
+        return VectorKey("forward_first", name, taps, dil, offset, 1, "both", 1, 1, unroll, vector_in, vector_out)
     if (taps + 1) * mult > 32:
         return None
-    return VectorKey("backward_first", name, taps, dil, offset, mult, parts, config.threads, 1)
+    return VectorKey("backward_first", name, taps, dil, offset, mult, parts, config.threads, 1, 1, vector_in,
+                     vector_out)
+
+
+def _with_alignment(key: VectorKey, inputs, outputs) -> VectorKey | None:
+    """``key`` adjusted to the operands' alignment, or None (then the general kernels run).
+
+    channels_first rows of unaligned operands move element by element; channels_last needs aligned operands.
+    """
+    aligned_in = inputs is None or aligned(inputs)
+    aligned_out = outputs is None or aligned(outputs)
+    if key.kind.endswith("_last"):
+        return key if aligned_in and aligned_out else None
+    if (key.vector_in and not aligned_in) or (key.vector_out and not aligned_out):
+        key = key._replace(vector_in=key.vector_in and aligned_in, vector_out=key.vector_out and aligned_out)
+    return key
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,20 +158,20 @@ def _plan(problem, key: VectorKey, config: VectorLaunch):
     batch, chans, mult = problem.batch, problem.channels, problem.multiplier
     out_ch = chans * mult
     if key.kind == "forward_first":
-        slots = axis.out_length // width
-        steps = math.ceil(slots / key.unroll)
+        steps = math.ceil(axis.out_length / (width * key.unroll))
         tx = _pow2_at_least(steps, config.threads)
         ty = config.threads // tx
         rows = batch * out_ch
         grid = (_blocks(steps, tx, config.max_grid), _blocks(rows, ty, 65535), 1)
-        return grid, (tx, ty, 1), (rows, out_ch, chans, mult, axis.length, slots, axis.pad_left + key.offset), 0
+        args = (rows, out_ch, chans, mult, axis.length, axis.out_length, axis.pad_left + key.offset)
+        return grid, (tx, ty, 1), args, 0
     if key.kind == "forward_last":
         grid = (math.ceil(chans / width / config.groups), _blocks(axis.out_length, config.lanes, config.max_grid),
                 min(batch, 65535))
         return grid, (config.groups, config.lanes, 1), (batch, chans, axis.length, axis.out_length, axis.pad_left), 0
     span = (axis.kernel_size - 1) * axis.dilation
     if key.kind == "backward_first":
-        slots = max(axis.length, axis.out_length) // width
+        slots = math.ceil(max(axis.length, axis.out_length) / width)
         chunks = _blocks(slots, key.threads * config.work_per_thread, config.max_grid)
         off_g = (-key.offset - span) % width
         shift_g = off_g + span - axis.pad_left
@@ -168,10 +187,13 @@ def _plan(problem, key: VectorKey, config: VectorLaunch):
 # ---------------------------------------------------------------------------- host launchers
 def _vector_forward(problem, inputs, kernel, bias, stream):
     key = vector_key("forward", problem)
-    if key is None or not aligned(inputs):
+    if key is None:
+        return None
+    out = device_empty(problem.output_shape, problem.dtype, stream)
+    key = _with_alignment(key, inputs, out)
+    if key is None:
         return None
     grid, block, args, _ = _plan(problem, key, VECTOR)
-    out = device_empty(problem.output_shape, problem.dtype, stream)
     compiled(key).launch(grid, block, stream, 0,
                          (buffer(inputs), buffer(kernel), buffer(bias), buffer(out)) + args)
     return out
@@ -193,7 +215,9 @@ def conv1d_forward(problem, inputs, kernel, bias, stream=0, config=None):
 def _vector_backward(problem, grad_outputs, inputs, kernel, parts, stream):
     """``(grad_inputs or None, grad_kernel or None, grad_bias or None)`` from the vector kernels, or None."""
     key = vector_key("backward", problem, parts)
-    if key is None or not all(aligned(a) for a in (grad_outputs, inputs) if a is not None):
+    if key is not None:  # (the outputs are fresh, aligned allocations)
+        key = _with_alignment(key, inputs, grad_outputs)
+    if key is None:
         return None
     grid, block, args, n_partials = _plan(problem, key, VECTOR)
     acc = generic.accumulator_dtype(problem.dtype)

@@ -53,6 +53,8 @@ class VectorKey(NamedTuple):
     threads: int  # backward: threads reducing together (channels_first: per block; channels_last: row lanes)
     groups: int  # channels_last backward: channel vectors per block (threadIdx.x); else 1
     unroll: int = 1  # channels_first forward: consecutive vectors of outputs per thread
+    vector_in: bool = True  # channels_first: input rows (and input-gradient rows) move as 16-byte vectors
+    vector_out: bool = True  # channels_first: output (and output-gradient) rows move as 16-byte vectors
 
 
 def window_vectors(width: int, offset: int, taps: int, dilation: int, unroll: int = 1) -> int:
@@ -60,21 +62,81 @@ def window_vectors(width: int, offset: int, taps: int, dilation: int, unroll: in
     return math.ceil((offset + unroll * width + (taps - 1) * dilation) / width)
 
 
+@functools.lru_cache(maxsize=None)
+def _row_io(dtype: str, vector: bool):
+    """``(load, load_checked, store)`` for vector ``k`` of a window along one row.
+
+    With ``vector`` the row is 16-byte aligned and a multiple of the width long: 16-byte accesses, a vector
+    is wholly inside or outside the row.  Otherwise the same windows move element by element (rows of any
+    length, operands at any address), each element checked on the edges.
+
+    * ``load(ptr, row, start, k, limit, regs)``: the window is inside the row: no checks;
+    * ``load_checked(...)``: positions outside ``[0, limit)`` read as zero;
+    * ``store(ptr, row, first, k, limit, regs)``: ``regs[k*W ..]`` to positions ``first + k*W ..`` below ``limit``.
+    """
+    cd = get_codec(dtype)
+    acc, width, vload, vstore, load_at, store_at = cd.acc, cd.width, cd.vload, cd.vstore, cd.load_at, cd.store_at
+    if vector:
+        @cuda.jit(device=True, inline=True)
+        def load(ptr, row, start, k, limit, regs):
+            vload(ptr, int32(row + start), k * width, regs, k * width)
+
+        @cuda.jit(device=True, inline=True)
+        def load_checked(ptr, row, start, k, limit, regs):
+            pos = int32(start + k * width)
+            if pos >= 0 and pos < limit:
+                vload(ptr, int32(row + pos), 0, regs, k * width)
+            else:
+                for e in range(width):
+                    regs[k * width + e] = acc(0)
+
+        @cuda.jit(device=True, inline=True)
+        def store(ptr, row, first, k, limit, regs):
+            if int32(first + k * width) < limit:
+                vstore(ptr, int32(row + first), k * width, regs, k * width)
+
+        return load, load_checked, store
+
+    @cuda.jit(device=True, inline=True)
+    def load(ptr, row, start, k, limit, regs):
+        base = int32(row + start)
+        for e in range(width):
+            regs[k * width + e] = load_at(ptr, base, k * width + e)
+
+    @cuda.jit(device=True, inline=True)
+    def load_checked(ptr, row, start, k, limit, regs):
+        for e in range(width):
+            pos = int32(start + k * width + e)
+            regs[k * width + e] = load_at(ptr, row, pos) if pos >= 0 and pos < limit else acc(0)
+
+    @cuda.jit(device=True, inline=True)
+    def store(ptr, row, first, k, limit, regs):
+        base = int32(row + first)
+        for e in range(width):
+            if int32(first + k * width + e) < limit:
+                store_at(ptr, base, k * width + e, regs[k * width + e])
+
+    return load, load_checked, store
+
+
 # ---------------------------------------------------------------------------- forward
 def _forward_first(key: VectorKey):
     cd = get_codec(key.dtype)
-    acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
+    acc, width, load1 = cd.acc, cd.width, cd.load1
     taps_n, dil, off, unroll = key.taps, key.dilation, key.offset, key.unroll
     n_vec = window_vectors(width, off, taps_n, dil, unroll)
     win_size = n_vec * width
     outputs = unroll * width  # per thread and step: more FMAs per step's index arithmetic for short kernels
 
-    def forward_first_vector(x, w, bias, out, rows, out_ch, chans, mult, length, out_slots, shift):
+    load_x, load_x_checked, _ = _row_io(key.dtype, key.vector_in)
+    _, _, store_out = _row_io(key.dtype, key.vector_out)
+
+    def forward_first_vector(x, w, bias, out, rows, out_ch, chans, mult, length, out_length, shift):
         """out[row, q*U*W .. (q+1)*U*W - 1] for every row = (b, o) and step q; the window starts at q*U*W - shift."""
         win = cuda.local.array(win_size, acc)
         taps = cuda.local.array(taps_n, acc)
         res = cuda.local.array(outputs, acc)
-        zero = acc(0)
+        steps = int32((out_length + outputs - 1) // outputs)
         row = int32(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y)
         while row < rows:
             b = int32(row // out_ch)
@@ -84,29 +146,23 @@ def _forward_first(key: VectorKey):
                 taps[i] = load1(w, int32(int32(i * chans + c) * mult + o - c * mult))
             start_bias = load1(bias, o)
             x_row = int32(int32(b * chans + c) * length)
-            out_row = int32(row * out_slots * width)
+            out_row = int32(row * out_length)
             q = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
-            while int32(q * unroll) < out_slots:
+            while q < steps:
                 start = int32(q * outputs - shift)
                 if start >= 0 and int32(start + win_size) <= length:  # interior: no checks
                     for k in range(n_vec):
-                        vload(x, int32(x_row + start), k * width, win, k * width)
+                        load_x(x, x_row, start, k, length, win)
                 else:
                     for k in range(n_vec):
-                        pos = int32(start + k * width)
-                        if pos >= 0 and pos < length:  # length % width == 0: a vector is all in or all out
-                            vload(x, int32(x_row + pos), 0, win, k * width)
-                        else:
-                            for e in range(width):
-                                win[k * width + e] = zero
+                        load_x_checked(x, x_row, start, k, length, win)
                 for e in range(outputs):
                     total = start_bias
                     for i in range(taps_n):
                         total += taps[i] * win[off + e + i * dil]
                     res[e] = total
                 for u in range(unroll):
-                    if unroll == 1 or int32(q * unroll + u) < out_slots:
-                        vstore(out, int32(out_row + q * outputs), u * width, res, u * width)
+                    store_out(out, out_row, int32(q * outputs), u, out_length, res)
                 q = int32(q + cuda.gridDim.x * cuda.blockDim.x)
             row = int32(row + cuda.gridDim.y * cuda.blockDim.y)
 
@@ -197,8 +253,10 @@ def _make_block_reduce(n_sums: int, lanes: int, groups: int):
 
 def _backward_first(key: VectorKey):
     cd = get_codec(key.dtype)
-    acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
+    acc, width, load1 = cd.acc, cd.width, cd.load1
     taps_n, dil, off, mult, threads = key.taps, key.dilation, key.offset, key.mult, key.threads
+    load_x, load_x_checked, store_x = _row_io(key.dtype, key.vector_in)  # x and the input gradient: length L
+    load_g, load_g_checked, _ = _row_io(key.dtype, key.vector_out)  # the output gradient: length Lo
     do_input, do_kernel = key.parts in ("both", "input"), key.parts in ("both", "kernel")
     span = (taps_n - 1) * dil
     n_x = window_vectors(width, off, taps_n, dil)  # x window of the kernel gradient (as the forward's)
@@ -225,8 +283,8 @@ def _backward_first(key: VectorKey):
         shared = cuda.shared.array(shared_size, acc)
         zero = acc(0)
         tid = int32(cuda.threadIdx.x)
-        in_slots = int32(length // width)
-        out_slots = int32(out_length // width)
+        in_slots = int32((length + width - 1) // width)
+        out_slots = int32((out_length + width - 1) // width)
         slots = max(in_slots, out_slots)
         out_ch = int32(chans * mult)
         row = int32(cuda.blockIdx.y)
@@ -251,38 +309,31 @@ def _backward_first(key: VectorKey):
                     if start >= 0 and int32(start + g_size) <= out_length:  # interior
                         for j in range(mult):
                             for k in range(n_g):
-                                vload(g, int32(g_row0 + j * out_length + start), k * width, gwin, k * width)
+                                load_g(g, int32(g_row0 + j * out_length), start, k, out_length, gwin)
                             for e in range(width):
                                 for i in range(taps_n):  # window index of output q*W + e + pad - i*d
                                     gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
                     else:  # an output outside the row is padding: its products are skipped
                         for j in range(mult):
                             for k in range(n_g):
-                                pos = int32(start + k * width)
-                                if pos >= 0 and pos < out_length:
-                                    vload(g, int32(g_row0 + j * out_length + pos), 0, gwin, k * width)
+                                load_g_checked(g, int32(g_row0 + j * out_length), start, k, out_length, gwin)
                             for e in range(width):
                                 for i in range(taps_n):
                                     at = int32(start + off_g + e + span - i * dil)
                                     if at >= 0 and at < out_length:
                                         gin[e] += gwin[off_g + e + span - i * dil] * taps[j * taps_n + i]
-                    vstore(grad_in, int32(x_row + q * width), 0, gin, 0)
+                    store_x(grad_in, x_row, int32(q * width), 0, length, gin)
                 # kernel gradient at outputs q*W + e: g * x[q*W + e - pad + i*d], padding read as 0
                 if do_kernel and q < out_slots:
                     start = int32(q * width - shift)
                     if start >= 0 and int32(start + x_size) <= length:  # interior
                         for k in range(n_x):
-                            vload(x, int32(x_row + start), k * width, xwin, k * width)
+                            load_x(x, x_row, start, k, length, xwin)
                     else:
                         for k in range(n_x):
-                            pos = int32(start + k * width)
-                            if pos >= 0 and pos < length:
-                                vload(x, int32(x_row + pos), 0, xwin, k * width)
-                            else:
-                                for e in range(width):
-                                    xwin[k * width + e] = zero
-                    for j in range(mult):
-                        vload(g, int32(g_row0 + j * out_length + q * width), 0, gvec, 0)
+                            load_x_checked(x, x_row, start, k, length, xwin)
+                    for j in range(mult):  # (outputs past the row's end read as zero)
+                        load_g_checked(g, int32(g_row0 + j * out_length), int32(q * width), 0, out_length, gvec)
                         for e in range(width):
                             sums[j * (taps_n + 1)] += gvec[e]
                             for i in range(taps_n):

@@ -52,6 +52,9 @@ class Codec(NamedTuple):
         Elements per 16-byte vector.
     load1, store1 : device functions
         ``load1(ptr, i) -> acc``; ``store1(ptr, i, value)``.
+    load_at, store_at : device functions
+        ``load_at(ptr, i, offset)``, ``store_at(ptr, i, offset, value)``: element ``i + offset``, ``offset`` a
+        compile-time constant folded into the address (as for the vectors).
     vload, vstore : device functions
         ``vload(ptr, i, offset, regs, k)``: elements ``i + offset ..`` (``width`` of them) into ``regs[k ..]`` (a
         local array of ``acc``); ``vstore(ptr, i, offset, regs, k)``: the reverse.  ``i + offset`` must be a
@@ -66,6 +69,8 @@ class Codec(NamedTuple):
     store1: object
     vload: object
     vstore: object
+    load_at: object
+    store_at: object
 
     @property
     def numpy_storage(self) -> np.dtype:
@@ -90,6 +95,12 @@ def _sim_codec(name: str) -> Codec:
         def store1(ptr, i, value):
             ptr[i] = value
 
+    def load_at(ptr, i, offset):
+        return load1(ptr, i + offset)
+
+    def store_at(ptr, i, offset, value):
+        store1(ptr, i + offset, value)
+
     def vload(ptr, i, offset, regs, k):
         for e in range(width):
             regs[k + e] = load1(ptr, i + offset + e)
@@ -99,7 +110,8 @@ def _sim_codec(name: str) -> Codec:
             store1(ptr, i + offset + e, regs[k + e])
 
     storage = types.uint16 if name == "bfloat16" else getattr(types, name)
-    return Codec(name, storage, getattr(types, np.dtype(acc).name), width, load1, store1, vload, vstore)
+    return Codec(name, storage, getattr(types, np.dtype(acc).name), width, load1, store1, vload, vstore, load_at,
+                 store_at)
 
 
 # ---------------------------------------------------------------------------- GPU intrinsics
@@ -161,6 +173,21 @@ def _gpu_codec(name: str) -> Codec:
 
         return types.void(ptr, index, value), codegen
 
+    @intrinsic
+    def load_at(typingctx, ptr, index, offset):
+        def codegen(context, builder, sig, args):
+            return widen(builder, builder.load(global_pointer(builder, args[0], args[1], store_ir, args[2])))
+
+        return acc(ptr, index, offset), codegen
+
+    @intrinsic
+    def store_at(typingctx, ptr, index, offset, value):
+        def codegen(context, builder, sig, args):
+            value = context.cast(builder, args[3], sig.args[3], acc)
+            builder.store(narrow(builder, value), global_pointer(builder, args[0], args[1], store_ir, args[2]))
+
+        return types.void(ptr, index, offset, value), codegen
+
     # 16-bit types move as <4 x i32> (LLVM splits <8 x i16> into 8-byte accesses) and are unpacked in pairs.
     packed = storage.bitwidth == 16
     vec_ir = ir.VectorType(i32, 4) if packed else ir.VectorType(store_ir, width)
@@ -216,7 +243,7 @@ def _gpu_codec(name: str) -> Codec:
 
         return types.none(ptr, index, offset, regs, k), codegen
 
-    return Codec(name, storage, acc, width, load1, store1, vload, vstore)
+    return Codec(name, storage, acc, width, load1, store1, vload, vstore, load_at, store_at)
 
 
 @functools.lru_cache(maxsize=None)
