@@ -12,7 +12,7 @@ halos crossing block boundaries all occur on small shapes.
 import numpy as np
 import pytest
 from cases import assert_close, host, make_case
-from gpu import SIMULATOR, requires_cuda
+from gpu import hardware_only, requires_cuda
 
 import numba_dwconv as nd
 from numba_dwconv import reference as ref
@@ -165,7 +165,6 @@ def test_padding_rule_inside_the_vector_kernels(monkeypatch, layout):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-@pytest.mark.skipif(not SIMULATOR, reason="bfloat16 kernels on a GPU run in test_cuda_hardware")
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
 def test_bfloat16_storage_in_the_vector_kernels(layout):
     """bfloat16 (raw uint16 bits) through the forward kernel: widened exactly, summed in float32, rounded once."""
@@ -185,3 +184,23 @@ def test_bfloat16_storage_in_the_vector_kernels(layout):
     want = ref.conv1d_forward(x16, k16, b16, 1, "same", layout).astype(np.float32)
     got = vector.f32_from_bf16_bits(operands[-1].copy_to_host())
     np.testing.assert_allclose(got, want, rtol=2**-8, atol=2**-8 * np.abs(want).max())
+
+
+@hardware_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_full_size_launches_on_a_stream(monkeypatch, layout, dtype):
+    """Real launch geometry (many blocks, grid-stride loops) on a non-default stream, against the reference."""
+    _no_general_kernels(monkeypatch)
+    rng = np.random.default_rng(7)
+    x, kernel, bias = make_case(rng, 3, 4096, 96, 4, 1, layout, dtype)
+    stream = cuda.stream()
+    options = dict(padding="causal", data_format=layout, stream=stream)
+    dx, dk, db = (cuda.to_device(a, stream=stream) for a in (x, kernel, bias))
+    y = nd.depthwise_conv1d(dx, dk, db, **options)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    grads = nd.depthwise_conv1d_backward(cuda.to_device(grad_y, stream=stream), dx, dk, **options)
+    stream.synchronize()
+    assert_close(y, ref.conv1d_forward(x, kernel, bias, 1, "causal", layout), dtype)
+    for got, want in zip(grads, ref.conv1d_gradients(grad_y, x, kernel, 1, "causal", layout)):
+        assert_close(got, want, dtype)
