@@ -68,7 +68,7 @@ def device_zeros(n: int, dtype, stream=0):
 
     The bias of a call without one: made once per size and dtype instead of a transfer per call.
     """
-    key = (int(n), np.dtype(dtype).str)
+    key = (int(n), np.dtype(dtype).str, getattr(cuda.get_current_device(), "id", 0))  # one per GPU
     zeros = _zeros.get(key)
     if zeros is None:
         zeros = _zeros[key] = cuda.to_device(np.zeros(n, dtype=dtype), stream=stream)

@@ -82,18 +82,24 @@ def _fast_launcher(dispatcher, signature):
         from numba.cuda.cudadrv import driver
 
         overload = next(iter(dispatcher.overloads.values()))
-        handle = overload._codelibrary.get_cufunc().kernel
+        library = overload._codelibrary
+        library.get_cufunc().kernel  # noqa: B018 - the attribute this path relies on exists
         to_stream = driver._to_core_stream
     except Exception:  # another numba-cuda: its own launch path packs the same arguments
         return None
     packers = tuple(ctypes.c_int32 if ty == types.int32 else int for ty in signature)
     configs: dict = {}
+    handles: dict = {}  # per GPU: a module is loaded into each device's context
 
     def launch(grid, block, stream, shared_bytes, args):
         key = (grid, block, shared_bytes)
         config = configs.get(key)
         if config is None:
             config = configs[key] = LaunchConfig(grid=grid, block=block, shmem_size=shared_bytes)
+        device = cuda.get_current_device().id
+        handle = handles.get(device)
+        if handle is None:
+            handle = handles[device] = library.get_cufunc().kernel
         core_launch(to_stream(stream), config, handle, *[pack(a) for pack, a in zip(packers, args)])
 
     return launch
