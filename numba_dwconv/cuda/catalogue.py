@@ -52,8 +52,8 @@ def _array_entries():
     a1, a3, a4 = f32[::1], f32[:, :, ::1], f32[:, :, :, ::1]
     generic = conv1d_generic._kernels("float32")
     for layout in ("last", "first"):
-        yield f"conv1d.forward_channels_{layout}", generic[f"forward_channels_{layout}"], (a3, a3, a1, i64, i64,
-                                                                                            i64, a3)
+        pyfunc, signature = conv1d_generic._forward_general("float32", layout == "last", False)
+        yield f"conv1d.forward_general[channels_{layout}]", cuda.jit(pyfunc), signature
         yield f"conv1d.input_grad_channels_{layout}", generic[f"input_grad_channels_{layout}"], (a3, a3, i64, i64,
                                                                                                   i64, a3)
         yield (f"conv1d.kernel_grad_partials_{layout}", generic[f"kernel_grad_partials_{layout}"],

@@ -1,28 +1,23 @@
 """numba-cuda kernels for 1D depthwise convolution: the general path (any stride, taps, alignment).
 
-:mod:`numba_dwconv.cuda.conv1d` uses these when the 16-byte vector kernels of
-:mod:`numba_dwconv.cuda.conv1d_vector` do not apply.  Three layers, as in the CPU module:
+:mod:`numba_dwconv.cuda.conv1d` uses these when the register-window kernels of
+:mod:`numba_dwconv.cuda.conv1d_vector` do not apply (strides, channels_last with a depth
+multiplier, odd channel counts or unaligned operands, very large windows).
 
-* device functions (``_point_*``) do the arithmetic of one output element;
-* kernels (``_*_channels_last`` / ``_*_channels_first``) only index and
-  bounds-check: the contiguous axis of each layout maps to ``threadIdx.x`` so
-  that every load and store of a warp is coalesced, and no integer division
-  by a runtime value is needed per element (the grid is 3D);
+* forward (:func:`_forward_general`): raw pointers and int32 indices (int64 past 2**31
+  elements), launched through :mod:`numba_dwconv.cuda.launch`; four outputs per thread.
+* input gradient and kernel/bias gradient: array-argument kernels; the contiguous axis of
+  each layout maps to ``threadIdx.x`` so that every load and store of a warp is coalesced
+  (device functions ``point_*`` do the arithmetic of one element).
 * host launchers (:func:`conv1d_forward`, :func:`conv1d_input_grad`,
-  :func:`conv1d_kernel_grad`) choose the launch configuration from
-  :data:`LAUNCH` (a host-side object: kernels never read globals) and allocate
-  the outputs.
+  :func:`conv1d_kernel_grad`) choose the launch configuration from :data:`LAUNCH` (a
+  host-side object: kernels never read globals) and allocate the outputs.
 
 float16 data is read as float16 and accumulated in float32; float64 in float64.
 The kernel/bias gradient never uses float atomics: each block writes its partial
 sums, reduced inside the block in a fixed order, and a second kernel sums the
 partials over blocks in index order.  Results are deterministic.
-
-Kernels are built once per accumulator type (:func:`_kernels`, cached) and
-numba-cuda compiles each once per argument types, so repeated calls with the
-same configuration only launch.
 """
-
 from __future__ import annotations
 
 import functools
@@ -34,6 +29,9 @@ import numpy as np
 from numba import cuda
 
 from .arrays import device_empty
+from .launch import Kernel, buffer
+from .vector import codec as get_codec
+from .vector import pointer_type, types
 
 
 @dataclass
@@ -63,8 +61,6 @@ class LaunchConfig:
 
 
 LAUNCH = LaunchConfig()
-# Outputs computed by one thread of the forward kernels (written out by hand in them).
-OUTPUTS_PER_THREAD = 4
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,99 +126,6 @@ def _kernels(acc_name: str) -> dict:
 
     point_input_grad_last = make_point_input_grad(at_last)
     point_input_grad_first = make_point_input_grad(at_first)
-
-    def make_four_outputs(at):
-        @cuda.jit(device=True, inline=True)
-        def four_outputs(x, kernel, b, t, step, c, j, stride, dilation, pad_left, start, last):
-            """Outputs t, t+step, t+2*step, t+3*step of channel c*m+j, each ``start`` plus its taps."""
-            a0 = start
-            a1 = start
-            a2 = start
-            a3 = start
-            r = t * stride - pad_left
-            r_step = step * stride
-            for i in range(kernel.shape[0]):
-                w = acc_t(kernel[i, c, j])
-                r1 = r + r_step
-                r2 = r1 + r_step
-                r3 = r2 + r_step
-                # padding reads as an exact zero and is multiplied (0 * inf = NaN, Keras' rule)
-                a0 += masked(at(x, b, min(max(r, 0), last), c), r >= 0 and r <= last) * w
-                a1 += masked(at(x, b, min(max(r1, 0), last), c), r1 >= 0 and r1 <= last) * w
-                a2 += masked(at(x, b, min(max(r2, 0), last), c), r2 >= 0 and r2 <= last) * w
-                a3 += masked(at(x, b, min(max(r3, 0), last), c), r3 >= 0 and r3 <= last) * w
-                r += dilation
-            return a0, a1, a2, a3
-
-        return four_outputs
-
-    four_outputs_last = make_four_outputs(at_last)
-    four_outputs_first = make_four_outputs(at_first)
-
-    # ------------------------------------------------------------------ forward
-    # Grid-stride loops on every axis, so any shape fits the grid limits.
-    # Each thread computes four outputs ``step`` apart (``step`` = the grid's extent
-    # along that axis, so each of the four passes is still coalesced): the tap loop,
-    # the weight loads and the index arithmetic are shared by the four.  Measured on an
-    # H200 the one-output version was bound by instruction issue (0.78 warps issued per
-    # scheduler-cycle, memory pipes 10 % busy).
-    @cuda.jit
-    def forward_channels_last(x, kernel, bias, stride, dilation, pad_left, out):
-        # block (x: output channels, y: output rows); grid z: batch
-        o = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        if o >= out.shape[2]:
-            return
-        mult = kernel.shape[2]
-        c = o // mult
-        j = o - c * mult
-        bias_o = acc_t(bias[o])
-        out_length = out.shape[1]
-        last = x.shape[1] - 1
-        step = cuda.gridDim.y * cuda.blockDim.y
-        b = cuda.blockIdx.z
-        while b < out.shape[0]:
-            t = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-            while t < out_length:
-                a0, a1, a2, a3 = four_outputs_last(x, kernel, b, t, step, c, j, stride, dilation, pad_left, bias_o,
-                                                   last)
-                out[b, t, o] = a0
-                if t + step < out_length:
-                    out[b, t + step, o] = a1
-                if t + 2 * step < out_length:
-                    out[b, t + 2 * step, o] = a2
-                if t + 3 * step < out_length:
-                    out[b, t + 3 * step, o] = a3
-                t += 4 * step
-            b += cuda.gridDim.z
-
-    @cuda.jit
-    def forward_channels_first(x, kernel, bias, stride, dilation, pad_left, out):
-        # block x: output positions; grid y: output channels, z: batch
-        mult = kernel.shape[2]
-        out_length = out.shape[2]
-        last = x.shape[2] - 1
-        step = cuda.gridDim.x * cuda.blockDim.x
-        b = cuda.blockIdx.z
-        while b < out.shape[0]:
-            o = cuda.blockIdx.y
-            while o < out.shape[1]:
-                c = o // mult
-                j = o - c * mult
-                bias_o = acc_t(bias[o])
-                t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-                while t < out_length:
-                    a0, a1, a2, a3 = four_outputs_first(x, kernel, b, t, step, c, j, stride, dilation, pad_left,
-                                                        bias_o, last)
-                    out[b, o, t] = a0
-                    if t + step < out_length:
-                        out[b, o, t + step] = a1
-                    if t + 2 * step < out_length:
-                        out[b, o, t + 2 * step] = a2
-                    if t + 3 * step < out_length:
-                        out[b, o, t + 3 * step] = a3
-                    t += 4 * step
-                o += cuda.gridDim.y
-            b += cuda.gridDim.z
 
     # ------------------------------------------------------------------ input gradient
     @cuda.jit
@@ -370,8 +273,6 @@ def _kernels(acc_name: str) -> dict:
             grad_kernel[k - 1, c, o - c * mult] = total
 
     return {
-        "forward_channels_last": forward_channels_last,
-        "forward_channels_first": forward_channels_first,
         "input_grad_channels_last": input_grad_channels_last,
         "input_grad_channels_first": input_grad_channels_first,
         "kernel_grad_partials_last": kernel_grad_partials_last,
@@ -411,22 +312,121 @@ def _launch_over_positions(kernels, op, problem, channels, positions, config, st
         kernels[op + "_channels_first"][grid, config.tile_x, stream](*args)
 
 
+def _forward_general(dtype: str, channels_last: bool, wide: bool):
+    """``(python function, signature)`` of the general forward: any stride, dilation, taps, multiplier, alignment.
+
+    Raw pointers and ``int32`` (``int64`` when ``wide``) indices.  Each thread computes four outputs ``step``
+    apart along the length (``step`` = the grid's extent there, so each store of a warp stays coalesced),
+    sharing the weight loads and the index arithmetic; windows inside the row take an unchecked path, edge
+    windows read padding as zero (multiplied: Keras' rule).
+    """
+    cd = get_codec(dtype)
+    acc, load1, store1 = cd.acc, cd.load1, cd.store1
+    ix = types.int64 if wide else types.int32
+
+    def forward_general(x, w, bias, out, batch, chans, mult, length, out_length, taps, stride, dil, pad):
+        zero = acc(0)
+        out_ch = ix(chans * mult)
+        if channels_last:  # threads x along output channels, y along positions
+            o_first, o_step = ix(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x), out_ch
+            t_first = ix(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y)
+            step = ix(cuda.gridDim.y * cuda.blockDim.y)
+            x_r, o_r = ix(chans), out_ch
+        else:  # threads x along positions, grid y along output channels
+            o_first, o_step = ix(cuda.blockIdx.y), ix(cuda.gridDim.y)
+            t_first = ix(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+            step = ix(cuda.gridDim.x * cuda.blockDim.x)
+            x_r, o_r = ix(1), ix(1)
+        d_x = ix(dil * x_r)
+        u_x = ix(step * stride * x_r)  # input distance between a thread's four outputs
+        w_step = ix(chans * mult)
+        reach = ix(3 * step * stride + (taps - 1) * dil)
+        b = ix(cuda.blockIdx.z)
+        while b < batch:
+            o = o_first
+            while o < out_ch:
+                c = ix(o // mult)
+                start = load1(bias, o)
+                if channels_last:
+                    x_base, o_base = ix(ix(b * length) * chans + c), ix(ix(b * out_length) * out_ch + o)
+                else:
+                    x_base, o_base = ix(ix(b * chans + c) * length), ix(ix(b * out_ch + o) * out_length)
+                t = t_first
+                while t < out_length:
+                    a0, a1, a2, a3 = start, start, start, start
+                    r0 = ix(t * stride - pad)
+                    wi = o  # w[i, c, j] = w[i * C*m + o]
+                    if r0 >= 0 and ix(r0 + reach) < length:  # interior: no checks
+                        q = ix(x_base + r0 * x_r)
+                        for _ in range(taps):
+                            wv = load1(w, wi)
+                            a0 += load1(x, q) * wv
+                            a1 += load1(x, ix(q + u_x)) * wv
+                            a2 += load1(x, ix(q + 2 * u_x)) * wv
+                            a3 += load1(x, ix(q + 3 * u_x)) * wv
+                            q = ix(q + d_x)
+                            wi = ix(wi + w_step)
+                    else:
+                        r_step = ix(step * stride)
+                        for i in range(taps):
+                            wv = load1(w, wi)
+                            r = ix(r0 + i * dil)
+                            v0 = load1(x, ix(x_base + r * x_r)) if r >= 0 and r < length else zero
+                            r = ix(r + r_step)
+                            v1 = load1(x, ix(x_base + r * x_r)) if r >= 0 and r < length else zero
+                            r = ix(r + r_step)
+                            v2 = load1(x, ix(x_base + r * x_r)) if r >= 0 and r < length else zero
+                            r = ix(r + r_step)
+                            v3 = load1(x, ix(x_base + r * x_r)) if r >= 0 and r < length else zero
+                            a0 += v0 * wv
+                            a1 += v1 * wv
+                            a2 += v2 * wv
+                            a3 += v3 * wv
+                            wi = ix(wi + w_step)
+                    store1(out, ix(o_base + t * o_r), a0)
+                    if ix(t + step) < out_length:
+                        store1(out, ix(o_base + (t + step) * o_r), a1)
+                    if ix(t + 2 * step) < out_length:
+                        store1(out, ix(o_base + (t + 2 * step) * o_r), a2)
+                    if ix(t + 3 * step) < out_length:
+                        store1(out, ix(o_base + (t + 3 * step) * o_r), a3)
+                    t = ix(t + 4 * step)
+                o = ix(o + o_step)
+            b = ix(b + cuda.gridDim.z)
+
+    ptr = pointer_type(dtype)
+    return forward_general, (ptr,) * 4 + (ix,) * 9
+
+
+@functools.lru_cache(maxsize=None)
+def _general_forward_kernel(dtype: str, channels_last: bool, wide: bool) -> Kernel:
+    return Kernel(*_forward_general(dtype, channels_last, wide))
+
+
 def conv1d_forward(problem, inputs, kernel, bias, stream=0, config: LaunchConfig | None = None):
     """Forward pass on device arrays of ``problem.dtype``; returns a new device array.
 
     ``bias`` is a device array of shape (C*m,) (zeros when the caller had none).
     """
     config = config or LAUNCH
-    kernels = _kernel_set(problem.dtype)
     out = device_empty(problem.output_shape, problem.dtype, stream)
     axis = problem.axis
     out_channels = problem.channels * problem.multiplier
     if out.size == 0:
         return out
-    _launch_over_positions(
-        kernels, "forward", problem, out_channels, math.ceil(axis.out_length / OUTPUTS_PER_THREAD), config, stream,
-        (inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, out),
-    )
+    wide = max(out.size, int(np.prod(problem.input_shape))) > 2**31 - 1
+    rows = math.ceil(axis.out_length / 4)  # four outputs per thread
+    batches = _grid(problem.batch, 1, config)
+    if problem.channels_last:
+        grid = (math.ceil(out_channels / config.tile_x), _grid(rows, config.tile_y, config), batches)
+        block = (config.tile_x, config.tile_y, 1)
+    else:
+        grid = (_grid(rows, config.tile_x, config), min(out_channels, 65535), batches)
+        block = (config.tile_x, 1, 1)
+    args = (problem.batch, problem.channels, problem.multiplier, axis.length, axis.out_length, axis.kernel_size,
+            axis.stride, axis.dilation, axis.pad_left)
+    _general_forward_kernel(np.dtype(problem.dtype).name, problem.channels_last, wide).launch(
+        grid, block, stream, 0, (buffer(inputs), buffer(kernel), buffer(bias), buffer(out)) + args)
     return out
 
 

@@ -87,7 +87,8 @@ def _fast_launcher(dispatcher, signature):
         to_stream = driver._to_core_stream
     except Exception:  # another numba-cuda: its own launch path packs the same arguments
         return None
-    packers = tuple(ctypes.c_int32 if ty == types.int32 else int for ty in signature)
+    scalars = {types.int32: ctypes.c_int32, types.int64: ctypes.c_int64}
+    packers = tuple(scalars.get(ty, int) for ty in signature)  # pointers: plain ints, as numba-cuda passes them
     configs: dict = {}
     handles: dict = {}  # per GPU: a module is loaded into each device's context
 
