@@ -204,3 +204,26 @@ def test_full_size_launches_on_a_stream(monkeypatch, layout, dtype):
     assert_close(y, ref.conv1d_forward(x, kernel, bias, 1, "causal", layout), dtype)
     for got, want in zip(grads, ref.conv1d_gradients(grad_y, x, kernel, 1, "causal", layout)):
         assert_close(got, want, dtype)
+
+
+def test_the_public_shapes_take_the_register_window_kernels():
+    """Which kernels the bench report's shapes run (a change that drops them to the general path fails here)."""
+    from numba_dwconv import _geometry
+    from numba_dwconv.bench.conv1d import PUBLIC_SHAPES
+
+    general = []
+    for shape in PUBLIC_SHAPES:
+        for layout in ("channels_last", "channels_first"):
+            for dtype in (np.float32, np.float16):
+                dims = (shape.batch, shape.length, shape.channels)
+                if layout == "channels_first":
+                    dims = (dims[0], dims[2], dims[1])
+                problem = _geometry.conv1d_problem(dims, (shape.kernel_size, shape.channels, 1), 1, shape.padding,
+                                                   layout, 1, dtype)
+                for kind in ("forward", "backward"):
+                    if conv1d.vector_key(kind, problem, config=conv1d.VectorLaunch()) is None:
+                        general.append((shape.kernel_size, layout, np.dtype(dtype).name, kind))
+    # channels_last backward keeps (K + 1) x vector-width sums per thread in registers: K <= 9 (fp32), 4 (fp16)
+    assert sorted(general) == [(7, "channels_last", "float16", "backward"),
+                               (31, "channels_last", "float16", "backward"),
+                               (31, "channels_last", "float32", "backward")]
