@@ -60,8 +60,9 @@ def test_conv1d_extreme_geometry(axis, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("rows, cols", [(AXES[0], AXES[1]), (AXES[3], AXES[4]), (AXES[5], AXES[6]),
-                                        (AXES[2], AXES[5]), (AXES[10], AXES[9]), (AXES[7], AXES[8])])
+# (each pair compiles its own 2D kernels: three pairs cover cropping, dead taps, int64 overflow and valid;
+# the other axes run in 1D above)
+@pytest.mark.parametrize("rows, cols", [(AXES[3], AXES[4]), (AXES[5], AXES[6]), (AXES[10], AXES[9])])
 def test_conv2d_extreme_geometry(rows, cols, layout):
     padding = "valid" if rows[4] == cols[4] == "valid" else "same"  # no causal in 2D
     rng = np.random.default_rng(rows[0] * 31 + cols[0])
