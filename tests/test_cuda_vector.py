@@ -227,3 +227,13 @@ def test_the_public_shapes_take_the_register_window_kernels():
     assert sorted(general) == [(7, "channels_last", "float16", "backward"),
                                (31, "channels_last", "float16", "backward"),
                                (31, "channels_last", "float32", "backward")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_channels_last_long_kernel_reads_its_weights_per_row(monkeypatch, dtype):
+    """Taps x vector width above the register budget: weights read as vectors per tap (forward)."""
+    monkeypatch.setattr(conv1d_generic, "conv1d_forward", lambda *a, **k: pytest.fail("general forward ran"))
+    rng = np.random.default_rng(8)
+    x, kernel, bias = make_case(rng, 2, 21, 8, 17, 1, "channels_last", dtype)
+    y = nd.depthwise_conv1d(cuda.to_device(x), cuda.to_device(kernel), cuda.to_device(bias), padding="same")
+    assert_close(y, ref.conv1d_forward(x, kernel, bias, 1, "same"), dtype)

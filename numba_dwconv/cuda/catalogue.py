@@ -28,6 +28,7 @@ def _vector_entries():
         "conv1d.forward_first_vector[K31]": VectorKey("forward_first", "float32", 31, 1, 1, 1, "both", 1, 1),
         "conv1d.forward_last_vector": VectorKey("forward_last", "float32", 3, 1, 0, 1, "both", 1, 1),
         "conv1d.forward_last_vector[float16]": VectorKey("forward_last", "float16", 3, 1, 0, 1, "both", 1, 1),
+        "conv1d.forward_last_vector[K31]": VectorKey("forward_last", "float32", 31, 1, 0, 1, "both", 1, 1),
         "conv1d.backward_first_vector": VectorKey("backward_first", "float32", 3, 1, 3, 1, "both", config.threads, 1),
         "conv1d.backward_first_vector[bfloat16, m2]": VectorKey("backward_first", "bfloat16", 3, 1, 7, 2, "both",
                                                                 config.threads, 1),

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import conv1d_generic as generic
 from .arrays import device_empty
-from .conv1d_vector import VectorKey, vector_kernel, window_vectors
+from .conv1d_vector import TAP_REGISTERS, VectorKey, vector_kernel, window_vectors
 from .launch import Kernel, aligned, buffer
 from .vector import codec
 
@@ -189,6 +189,8 @@ def _vector_forward(problem, inputs, kernel, bias, stream):
     key = vector_key("forward", problem)
     if key is None:
         return None
+    if key.kind == "forward_last" and key.taps * codec(key.dtype).width > TAP_REGISTERS and not aligned(kernel):
+        return None  # (long kernels read their weights as 16-byte vectors)
     out = device_empty(problem.output_shape, problem.dtype, stream)
     key = _with_alignment(key, inputs, out)
     if key is None:

@@ -38,6 +38,7 @@ from .vector import pointer_type, types
 int32 = types.int32
 
 I32 = types.int32
+TAP_REGISTERS = 64  # channels_last forward: weights kept in registers per thread (taps x vector width)
 
 
 class VectorKey(NamedTuple):
@@ -175,11 +176,15 @@ def _forward_last(key: VectorKey):
     acc, width, load1, vload, vstore = cd.acc, cd.width, cd.load1, cd.vload, cd.vstore
     taps_n, dil = key.taps, key.dilation
     span = (taps_n - 1) * dil
-    taps_size = taps_n * width
+    # Taps held in registers up to TAP_REGISTERS values; longer kernels read each tap's weight vector per row
+    # (16-byte loads, L1 hits; the kernel operand must then be aligned) instead of a local-memory array.
+    resident = taps_n * width <= TAP_REGISTERS
+    taps_size = taps_n * width if resident else 1
 
     def forward_last_vector(x, w, bias, out, batch, chans, length, out_length, pad):
         """out[b, t, cq*W .. cq*W+W-1] (depth_multiplier 1): channel vector cq on x, rows t on y, batch on z."""
         win = cuda.local.array(width, acc)
+        wvec = cuda.local.array(width, acc)
         taps = cuda.local.array(taps_size, acc)
         res = cuda.local.array(width, acc)
         start_bias = cuda.local.array(width, acc)
@@ -188,9 +193,11 @@ def _forward_last(key: VectorKey):
         if cq * width >= chans:
             return
         c0 = int32(cq * width)
-        for i in range(taps_n):
-            for e in range(width):
-                taps[i * width + e] = load1(w, int32(i * chans + c0 + e))
+        x_step = int32(dil * chans)
+        if resident:
+            for i in range(taps_n):
+                for e in range(width):
+                    taps[i * width + e] = load1(w, int32(i * chans + c0 + e))
         for e in range(width):
             start_bias[e] = load1(bias, int32(c0 + e))
         b = int32(cuda.blockIdx.z)
@@ -202,10 +209,19 @@ def _forward_last(key: VectorKey):
                 r0 = int32(t - pad)
                 base = int32(int32(b * length + r0) * chans + c0)
                 if r0 >= 0 and r0 + span < length:  # interior
-                    for i in range(taps_n):
-                        vload(x, int32(base + i * dil * chans), 0, win, 0)
-                        for e in range(width):
-                            res[e] += taps[i * width + e] * win[e]
+                    xi = base
+                    wi = c0
+                    for i in range(taps_n):  # (indices stepped, not recomputed: one add per tap each)
+                        vload(x, xi, 0, win, 0)
+                        if resident:
+                            for e in range(width):
+                                res[e] += taps[i * width + e] * win[e]
+                        else:
+                            vload(w, wi, 0, wvec, 0)
+                            for e in range(width):
+                                res[e] += wvec[e] * win[e]
+                        xi = int32(xi + x_step)
+                        wi = int32(wi + chans)
                 else:
                     for i in range(taps_n):
                         r = int32(r0 + i * dil)
@@ -214,8 +230,13 @@ def _forward_last(key: VectorKey):
                         else:
                             for e in range(width):
                                 win[e] = zero
-                        for e in range(width):
-                            res[e] += taps[i * width + e] * win[e]
+                        if resident:
+                            for e in range(width):
+                                res[e] += taps[i * width + e] * win[e]
+                        else:
+                            vload(w, int32(i * chans + c0), 0, wvec, 0)
+                            for e in range(width):
+                                res[e] += wvec[e] * win[e]
                 vstore(out, int32(int32(b * out_length + t) * chans + c0), 0, res, 0)
                 t = int32(t + cuda.gridDim.y * cuda.blockDim.y)
             b = int32(b + cuda.gridDim.z)
