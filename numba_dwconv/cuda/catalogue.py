@@ -59,7 +59,6 @@ def _array_entries():
                                                                                                   i64, a3)
         yield (f"conv1d.kernel_grad_partials_{layout}", generic[f"kernel_grad_partials_{layout}"],
                (a3, a3, i64, i64, i64, i64, a3))
-    yield "conv1d.sum_partials", generic["sum_partials"], (a3, a3, a1)
     for channels_last in (True, False):
         two_d = conv2d._kernels("float32", channels_last)
         tag = "channels_last" if channels_last else "channels_first"

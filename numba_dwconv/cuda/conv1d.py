@@ -63,7 +63,6 @@ class VectorLaunch:
 
 
 VECTOR = VectorLaunch()
-SUM_THREADS = 256
 
 
 # ---------------------------------------------------------------------------- choosing the kernels
@@ -133,10 +132,6 @@ def _with_alignment(key: VectorKey, inputs, outputs) -> VectorKey | None:
 def compiled(key: VectorKey) -> Kernel:
     """The compiled kernel of ``key`` (compiled on first use, once per process)."""
     return Kernel(*vector_kernel(key))
-
-
-def _sum_kernel(dtype_name: str) -> Kernel:
-    return compiled(VectorKey("sum_partials", dtype_name, 0, 1, 0, 1, "both", 1, 1))
 
 
 def _blocks(n: int, per_block: int, limit: int) -> int:
@@ -236,9 +231,7 @@ def _vector_backward(problem, grad_outputs, inputs, kernel, parts, stream):
         return grad_in, None, None
     grad_kernel = device_empty(problem.kernel_shape, problem.dtype, stream)
     grad_bias = device_empty((out_ch,), problem.dtype, stream)
-    _sum_kernel(key.dtype).launch(
-        (math.ceil(slots * out_ch / SUM_THREADS), 1, 1), (SUM_THREADS, 1, 1), stream, 0,
-        (buffer(partials), buffer(grad_kernel), buffer(grad_bias), n_partials, slots, out_ch))
+    generic.sum_partials(partials, grad_kernel, grad_bias, key.dtype, stream)
     return grad_in, grad_kernel, grad_bias
 
 

@@ -15,8 +15,8 @@ multiplier, odd channel counts or unaligned operands, very large windows).
 
 float16 data is read as float16 and accumulated in float32; float64 in float64.
 The kernel/bias gradient never uses float atomics: each block writes its partial
-sums, reduced inside the block in a fixed order, and a second kernel sums the
-partials over blocks in index order.  Results are deterministic.
+sums, reduced inside the block in a fixed order, and :func:`sum_partials` (shared
+with the vector path) sums the partials over blocks in index order.  Results are deterministic.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import numpy as np
 from numba import cuda
 
 from .arrays import device_empty
+from .conv1d_vector import VectorKey, vector_kernel
 from .launch import Kernel, buffer
 from .vector import codec as get_codec
 from .vector import pointer_type, types
@@ -252,32 +253,11 @@ def _kernels(acc_name: str) -> dict:
                 partials[b * chunks + cuda.blockIdx.x, k, o] = shared[0]
             cuda.syncthreads()
 
-    # ------------------------------------------------------------------ pass 2
-    @cuda.jit
-    def sum_partials(partials, grad_kernel, grad_bias):
-        """grad_bias[o] = sum_p partials[p, 0, o]; grad_kernel[i, c, j] = sum_p partials[p, 1+i, c*m+j]."""
-        idx = cuda.grid(1)
-        n_out = partials.shape[2]
-        if idx >= partials.shape[1] * n_out:
-            return
-        k = idx // n_out
-        o = idx - k * n_out
-        total = acc_t(0)
-        for p in range(partials.shape[0]):
-            total += partials[p, k, o]
-        if k == 0:
-            grad_bias[o] = total
-        else:
-            mult = grad_kernel.shape[2]
-            c = o // mult
-            grad_kernel[k - 1, c, o - c * mult] = total
-
     return {
         "input_grad_channels_last": input_grad_channels_last,
         "input_grad_channels_first": input_grad_channels_first,
         "kernel_grad_partials_last": kernel_grad_partials_last,
         "kernel_grad_partials_first": kernel_grad_partials_first,
-        "sum_partials": sum_partials,
     }
 
 
@@ -484,7 +464,25 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs, stream=0, config: LaunchCo
             kernels["kernel_grad_partials_first"][grid, config.tile_x, stream, shared_bytes](
                 grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left, positions_per_block, partials
             )
-    n_out = n_slots * out_channels
-    threads = config.tile_x * config.tile_y
-    kernels["sum_partials"][math.ceil(n_out / threads), threads, stream](partials, grad_kernel, grad_bias)
+    sum_partials(partials, grad_kernel, grad_bias, np.dtype(problem.dtype).name, stream)
     return grad_kernel, grad_bias
+
+
+SUM_THREADS = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _sum_partials_kernel(storage: str) -> Kernel:
+    return Kernel(*vector_kernel(VectorKey("sum_partials", storage, 0, 1, 0, 1, "both", 1, 1)))
+
+
+def sum_partials(partials, grad_kernel, grad_bias, storage: str, stream=0) -> None:
+    """Kernel and bias gradients from ``(P, K + 1, C*m)`` block partials, summed over P in index order.
+
+    The second pass of every 1D kernel gradient (general and vector paths): one launch, deterministic.
+    ``storage`` names the gradients' storage type (e.g. "bfloat16" for raw 16-bit data).
+    """
+    n_partials, slots, out_ch = partials.shape
+    _sum_partials_kernel(storage).launch(
+        (math.ceil(slots * out_ch / SUM_THREADS), 1, 1), (SUM_THREADS, 1, 1), stream, 0,
+        (buffer(partials), buffer(grad_kernel), buffer(grad_bias), n_partials, slots, out_ch))
