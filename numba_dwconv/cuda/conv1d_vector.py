@@ -181,6 +181,17 @@ def _forward_last(key: VectorKey):
     resident = taps_n * width <= TAP_REGISTERS
     taps_size = taps_n * width if resident else 1
 
+    @cuda.jit(device=True, inline=True)
+    def add_tap(res, win, taps, i, w, w_index, wvec):
+        """``res += weights of tap i * win``: the weights from registers, or one 16-byte load at ``w_index``."""
+        if resident:
+            for e in range(width):
+                res[e] += taps[i * width + e] * win[e]
+        else:
+            vload(w, w_index, 0, wvec, 0)
+            for e in range(width):
+                res[e] += wvec[e] * win[e]
+
     def forward_last_vector(x, w, bias, out, batch, chans, length, out_length, pad):
         """out[b, t, cq*W .. cq*W+W-1] (depth_multiplier 1): channel vector cq on x, rows t on y, batch on z."""
         win = cuda.local.array(width, acc)
@@ -193,7 +204,6 @@ def _forward_last(key: VectorKey):
         if cq * width >= chans:
             return
         c0 = int32(cq * width)
-        x_step = int32(dil * chans)
         if resident:
             for i in range(taps_n):
                 for e in range(width):
@@ -209,19 +219,9 @@ def _forward_last(key: VectorKey):
                 r0 = int32(t - pad)
                 base = int32(int32(b * length + r0) * chans + c0)
                 if r0 >= 0 and r0 + span < length:  # interior
-                    xi = base
-                    wi = c0
-                    for i in range(taps_n):  # (indices stepped, not recomputed: one add per tap each)
-                        vload(x, xi, 0, win, 0)
-                        if resident:
-                            for e in range(width):
-                                res[e] += taps[i * width + e] * win[e]
-                        else:
-                            vload(w, wi, 0, wvec, 0)
-                            for e in range(width):
-                                res[e] += wvec[e] * win[e]
-                        xi = int32(xi + x_step)
-                        wi = int32(wi + chans)
+                    for i in range(taps_n):
+                        vload(x, int32(base + i * dil * chans), 0, win, 0)
+                        add_tap(res, win, taps, i, w, int32(i * chans + c0), wvec)
                 else:
                     for i in range(taps_n):
                         r = int32(r0 + i * dil)
@@ -230,13 +230,7 @@ def _forward_last(key: VectorKey):
                         else:
                             for e in range(width):
                                 win[e] = zero
-                        if resident:
-                            for e in range(width):
-                                res[e] += taps[i * width + e] * win[e]
-                        else:
-                            vload(w, int32(i * chans + c0), 0, wvec, 0)
-                            for e in range(width):
-                                res[e] += wvec[e] * win[e]
+                        add_tap(res, win, taps, i, w, int32(i * chans + c0), wvec)
                 vstore(out, int32(int32(b * out_length + t) * chans + c0), 0, res, 0)
                 t = int32(t + cuda.gridDim.y * cuda.blockDim.y)
             b = int32(b + cuda.gridDim.z)
