@@ -48,7 +48,7 @@ def make_problem(shape: Shape, layout: str, dtype=np.float32, seed: int = 0):
     x = rng.standard_normal(dims, dtype=np.float32).astype(dtype)
     kernel = rng.standard_normal((k, c, 1), dtype=np.float32).astype(dtype)
     bias = rng.standard_normal(c, dtype=np.float32).astype(dtype)
-    y = ops.depthwise_conv1d(x.astype(np.float32), kernel.astype(np.float32), bias.astype(np.float32),
+    y = ops.depthwise_conv1d(*(a.astype(np.float32, copy=False) for a in (x, kernel, bias)),
                              padding=shape.padding, data_format=layout).astype(dtype)  # (float16: the CPU has none)
     grad_y = rng.standard_normal(y.shape, dtype=np.float32).astype(dtype)
     return x, kernel, bias, y, grad_y
