@@ -46,8 +46,41 @@ def _vector_entries():
         yield name, cuda.jit(pyfunc), signature
 
 
+def _vector2d_entries():
+    """The 2D vector kernels as the MobileNet-style shapes pick them (3x3 and 5x5, stride 1 and 2)."""
+    from .._geometry import conv2d_problem
+    from . import conv2d
+    from .conv2d_vector import vector_kernel
+
+    cases = {  # name: (kind, layout, dtype, (H, W), C, kernel size, stride)
+        "conv2d.forward_last_vector[3x3]": ("forward", "channels_last", "float32", (56, 56), 128, 3, 1),
+        "conv2d.forward_last_vector[3x3 s2]": ("forward", "channels_last", "float32", (56, 56), 256, 3, 2),
+        "conv2d.forward_last_vector[float16 5x5]": ("forward", "channels_last", "float16", (28, 28), 512, 5, 1),
+        "conv2d.forward_last_vector[float32 9x9]": ("forward", "channels_last", "float32", (28, 28), 64, 9, 1),
+        "conv2d.forward_first_vector[3x3]": ("forward", "channels_first", "float32", (56, 56), 128, 3, 1),
+        "conv2d.forward_first_vector[float16 3x3 s2]": ("forward", "channels_first", "float16", (112, 112), 32, 3, 2),
+        "conv2d.forward_first_vector[5x5]": ("forward", "channels_first", "float32", (28, 28), 512, 5, 1),
+        "conv2d.forward_first_vector[float16 9x9]": ("forward", "channels_first", "float16", (32, 32), 64, 9, 1),
+        "conv2d.backward_last_vector[3x3]": ("backward", "channels_last", "float32", (56, 56), 128, 3, 1),
+        "conv2d.backward_last_vector[3x3 s2]": ("backward", "channels_last", "float32", (56, 56), 256, 3, 2),
+        "conv2d.backward_last_vector[float16 3x3]": ("backward", "channels_last", "float16", (112, 112), 32, 3, 1),
+        "conv2d.backward_last_vector[5x5]": ("backward", "channels_last", "float32", (28, 28), 512, 5, 1),
+        "conv2d.backward_first_vector[3x3]": ("backward", "channels_first", "float32", (56, 56), 128, 3, 1),
+        "conv2d.backward_first_vector[float16 3x3]": ("backward", "channels_first", "float16", (112, 112), 32, 3, 1),
+        "conv2d.backward_first_vector[5x5]": ("backward", "channels_first", "float32", (28, 28), 512, 5, 1),
+    }
+    for name, (kind, layout, dtype, spatial, chans, size, stride) in cases.items():
+        shape = (16, *spatial, chans) if layout == "channels_last" else (16, chans, *spatial)
+        problem = conv2d_problem(shape, (size, size, chans, 1), stride, "same", layout, 1, dtype)
+        key = conv2d.vector_key(kind, problem, config=conv2d.VECTOR)
+        if key is None:  # pragma: no cover - the catalogue names kernels that exist
+            raise AssertionError(f"{name}: no vector kernel for {problem}")
+        pyfunc, signature = vector_kernel(key)
+        yield name, cuda.jit(pyfunc), signature
+
+
 def _array_entries():
-    from . import arrays, conv1d_generic, conv2d, pointwise
+    from . import arrays, conv1d_generic, conv2d_generic, pointwise
 
     f32, i64 = types.float32, types.int64
     a1, a3, a4 = f32[::1], f32[:, :, ::1], f32[:, :, :, ::1]
@@ -60,7 +93,7 @@ def _array_entries():
         yield (f"conv1d.kernel_grad_partials_{layout}", generic[f"kernel_grad_partials_{layout}"],
                (a3, a3, i64, i64, i64, i64, a3))
     for channels_last in (True, False):
-        two_d = conv2d._kernels("float32", channels_last)
+        two_d = conv2d_generic._kernels("float32", channels_last)
         tag = "channels_last" if channels_last else "channels_first"
         axes = (i64,) * 6
         yield f"conv2d.forward[{tag}]", two_d["forward"], (a4, a4, a1, *axes, a4)
@@ -75,4 +108,4 @@ def _array_entries():
 
 def catalogue() -> list[tuple[str, object, tuple]]:
     """``[(name, dispatcher, signature)]`` for every GPU kernel (see :func:`numba_dwconv.cuda.kernel_catalogue`)."""
-    return [*_vector_entries(), *_array_entries()]
+    return [*_vector_entries(), *_vector2d_entries(), *_array_entries()]

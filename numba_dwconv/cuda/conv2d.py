@@ -1,21 +1,22 @@
-"""numba-cuda kernels for 2D depthwise convolution: forward, input gradient, kernel/bias gradient.
+"""2D depthwise convolution on the GPU: picks the kernels for a call and launches them.
 
-Three layers, as in :mod:`numba_dwconv.cuda.conv1d`:
+* The register-window kernels of :mod:`numba_dwconv.cuda.conv2d_vector` run whenever
+  they apply (:func:`vector_key`):
 
-* device functions compute one element: an output (taps read through the
-  layout's element access), an input-gradient element (a gather over the taps
-  that reach it, so there are no write races), or one kernel-gradient partial;
-* kernels only map threads to elements and bounds-check: consecutive threads
-  take consecutive elements *in the memory order of the layout*, so stores (and
-  most loads) of a warp are coalesced in both layouts; grids loop when the
-  problem is larger than the grid;
-* host launchers choose the launch configuration (:data:`LAUNCH`) and allocate
-  outputs.
+  - channels_last with depth multiplier 1 and channels a multiple of the 16-byte vector
+    width (aligned operands): forward at any stride and dilation; backward (one fused
+    launch plus the fixed-order partial sum) when a kernel row's sums fit in registers;
+  - channels_first: forward at any stride whose input window fits in registers; fused
+    backward at stride 1 when every tap's sum fits; rows that are not whole aligned
+    vectors move element by element.
 
-The kernel/bias gradient never uses float atomics: each thread sums one (tap,
-output channel) pair over a fixed chunk of positions into a partials buffer,
-and a second kernel sums the partials in index order.  float16 data is
-accumulated in float32.
+* Everything else (large kernels, multipliers in channels_last, strided channels_first
+  backward, more than 2**31 elements) runs the general kernels of
+  :mod:`numba_dwconv.cuda.conv2d_generic`.
+
+Both apply Keras' padding rule for non-finite numbers inside the kernels
+(:data:`PADDING_RULE_IN_KERNELS`).  The launch geometry of each problem is computed once
+(:func:`_plan`, cached).
 """
 
 from __future__ import annotations
@@ -24,248 +25,268 @@ import functools
 import math
 from dataclasses import dataclass
 
-import numba
-from numba import cuda
+import numpy as np
 
+from . import conv2d_generic as generic
 from .arrays import device_empty
-from .conv1d_generic import accumulator_dtype
+from .conv1d_generic import accumulator_dtype, sum_partials
+from .conv1d_vector import TAP_REGISTERS
+from .conv2d_vector import Vector2DKey, first_window, vector_kernel
+from .launch import Kernel, aligned, buffer
+from .vector import codec
+
+PADDING_RULE_IN_KERNELS = True
+MAX_INDEX = 2**31 - 1  # int32 index arithmetic in the vector kernels
+SUM_REGISTERS = 48  # backward: kernel/bias sums one thread keeps (values)
 
 
-@dataclass
-class LaunchConfig2D:
-    """Launch configuration of the 2D kernels (read by the host launchers only).
+@dataclass(frozen=True)
+class Vector2DLaunch:
+    """Launch tunables of the 2D vector kernels (read by the host only).
 
     Attributes
     ----------
     threads : int
         Threads per block.
-    reduce_positions : int
-        Output positions (over batch, height and width) one thread sums into one
-        kernel-gradient partial.
+    max_groups : int
+        channels_last: most channel vectors per block (threadIdx.x); the rest of the block walks positions.
     max_grid : int
-        Upper bound on the number of blocks along a grid axis (kernels loop beyond).
+        Upper bound on blocks along the position axes; larger problems loop inside the kernels.
+    work_per_thread : int
+        Backward: positions (runs or vectors) each thread sums before its block reduces.
+    max_window : int
+        channels_first: bound on the values of one input row window a thread holds.
     """
 
-    threads: int = 256
-    reduce_positions: int = 2048
-    max_grid: int = 65535
+    threads: int = 128
+    max_groups: int = 32
+    max_grid: int = 2048
+    work_per_thread: int = 4
+    max_window: int = 64
 
 
-LAUNCH = LaunchConfig2D()
+VECTOR = Vector2DLaunch()
+
+
+# ---------------------------------------------------------------------------- choosing the kernels
+def _dtype_name(problem) -> str | None:
+    name = np.dtype(problem.dtype).name
+    return name if name in ("float32", "float64", "float16") else None
+
+
+def vector_key(kind: str, problem, parts: str = "both", config: Vector2DLaunch | None = None,
+               storage: str | None = None) -> Vector2DKey | None:
+    """The vector kernel for ``kind`` ("forward" or "backward") on ``problem``, or None if it does not apply.
+
+    Shapes only: the caller still checks the operands' alignment.  ``storage`` overrides the storage type
+    named by ``problem.dtype`` (e.g. "bfloat16").
+    """
+    return _vector_key(kind, problem, parts, config or VECTOR, storage)
+
+
+def _pow2_at_least(n: int, cap: int) -> int:
+    size = 1
+    while size < n and size < cap:
+        size *= 2
+    return size
+
+
+@functools.lru_cache(maxsize=1024)
+def _vector_key(kind, problem, parts, config, storage):
+    name = storage or _dtype_name(problem)
+    if name is None:
+        return None
+    h, w = problem.height, problem.width
+    width = codec(name).width
+    batch, chans, mult = problem.batch, problem.channels, problem.multiplier
+    sizes = (batch * chans * h.length * w.length, batch * chans * mult * h.out_length * w.out_length)
+    if min(sizes) == 0 or max(sizes) > MAX_INDEX:
+        return None
+    kh, kw = h.kernel_size, w.kernel_size
+    geometry = dict(dtype=name, kw=kw, sh=h.stride, sw=w.stride, dh=h.dilation, dw=w.dilation)
+    if problem.channels_last:
+        if mult != 1 or chans % width or kw * width > TAP_REGISTERS:
+            return None
+        groups = _pow2_at_least(chans // width, config.max_groups)
+        if kind == "forward":
+            resident = kh * kw * width <= TAP_REGISTERS
+            return Vector2DKey("forward_last", kh=kh if resident else 0, offset=0, run=4 if kw <= 7 else 2, rows=1,
+                               mult=1, parts="both", tap_rows=0, lanes=1, **geometry)
+        tap_rows = min(kh, (SUM_REGISTERS // width - 1) // kw)
+        if tap_rows < 1:
+            return None
+        run = 2 if w.stride <= 2 else w.stride  # a multiple of the stride (the input gradient's phase is constant)
+        return Vector2DKey("backward_last", kh=kh, offset=w.pad_left % w.stride, run=run, rows=1, mult=1,
+                           parts=parts, tap_rows=tap_rows, lanes=max(1, config.threads // groups), groups=groups,
+                           **geometry)
+    vector_in, vector_out = w.length % width == 0, w.out_length % width == 0  # (else element by element)
+    offset = (-w.pad_left) % width
+    if kind == "forward":
+        run = 2 if kw <= 8 and first_window(width, offset, 2, w.stride, kw, w.dilation) * width <= config.max_window \
+            else 1
+        if first_window(width, offset, run, w.stride, kw, w.dilation) * width > config.max_window:
+            return None
+        resident = kh * kw <= TAP_REGISTERS
+        return Vector2DKey("forward_first", kh=kh if resident else 0, offset=offset, run=run,
+                           rows=2 if resident and kh <= 7 else 1, mult=mult, parts="both", tap_rows=0, lanes=1,
+                           vector_in=vector_in, vector_out=vector_out, **geometry)
+    if h.stride != 1 or w.stride != 1 or (kh * kw + 1) * mult > 32:
+        return None
+    if max(first_window(width, offset, 1, 1, kw, w.dilation),
+           first_window(width, (-offset - (kw - 1) * w.dilation) % width, 1, 1, kw, w.dilation)) * width \
+            > config.max_window:
+        return None
+    return Vector2DKey("backward_first", kh=kh, offset=offset, run=1, rows=1, mult=mult, parts=parts, tap_rows=0,
+                       lanes=config.threads, vector_in=vector_in, vector_out=vector_out, **geometry)
+
+
+def _with_alignment(key: Vector2DKey, inputs, outputs, kernel) -> Vector2DKey | None:
+    """``key`` adjusted to the operands' alignment, or None (then the general kernels run).
+
+    channels_first rows of unaligned operands move element by element; channels_last needs aligned data, and
+    kernels that read their weights a row at a time need an aligned kernel.
+    """
+    aligned_in = inputs is None or aligned(inputs)
+    aligned_out = outputs is None or aligned(outputs)
+    if key.kind.endswith("_last"):
+        width = codec(key.dtype).width
+        rows_of_weights = key.kh == 0 or (key.kind == "backward_last" and key.kh * key.kw * width > TAP_REGISTERS)
+        if not (aligned_in and aligned_out) or (rows_of_weights and kernel is not None and not aligned(kernel)):
+            return None
+        return key
+    return key._replace(vector_in=key.vector_in and aligned_in, vector_out=key.vector_out and aligned_out)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels(acc_name: str, channels_last: bool) -> dict:
-    """Build the kernels for one accumulator type and layout."""
-    acc_t = numba.float32 if acc_name == "float32" else numba.float64
+def compiled(key: Vector2DKey) -> Kernel:
+    """The compiled kernel of ``key`` (compiled on first use, once per process)."""
+    return Kernel(*vector_kernel(key))
 
-    # ------------------------------------------------------------------ device functions
-    if channels_last:
-        @cuda.jit(device=True, inline=True)
-        def at(a, b, h, w, c):
-            return acc_t(a[b, h, w, c])
 
-        @cuda.jit(device=True, inline=True)
-        def decode(e, shape):
-            """(b, h, w, c) of flat element e of a (B, H, W, C) array."""
-            c = e % shape[3]
-            rest = e // shape[3]
-            w = rest % shape[2]
-            rest = rest // shape[2]
-            return rest // shape[1], rest % shape[1], w, c
+def _blocks(n: int, per_block: int, limit: int) -> int:
+    return max(1, min(math.ceil(n / per_block), limit))
 
-        @cuda.jit(device=True, inline=True)
-        def store(a, b, h, w, c, value):
-            a[b, h, w, c] = value
-    else:
-        @cuda.jit(device=True, inline=True)
-        def at(a, b, h, w, c):
-            return acc_t(a[b, c, h, w])
 
-        @cuda.jit(device=True, inline=True)
-        def decode(e, shape):
-            """(b, h, w, c) of flat element e of a (B, C, H, W) array."""
-            w = e % shape[3]
-            rest = e // shape[3]
-            h = rest % shape[2]
-            rest = rest // shape[2]
-            return rest // shape[1], h, w, rest % shape[1]
-
-        @cuda.jit(device=True, inline=True)
-        def store(a, b, h, w, c, value):
-            a[b, c, h, w] = value
-
-    @cuda.jit(device=True, inline=True)
-    def point_forward(x, kernel, b, oh, ow, o, sh, sw, dh, dw, top, left, height, width):
-        """Sum over taps (i, k) of x[b, oh*sh + i*dh - top, ow*sw + k*dw - left, c] * kernel[i, k, c, j]."""
-        mult = kernel.shape[3]
-        c = o // mult
-        j = o - c * mult
-        acc = acc_t(0)
-        for i in range(kernel.shape[0]):
-            ih = oh * sh + i * dh - top
-            if ih >= 0 and ih < height:
-                for k in range(kernel.shape[1]):
-                    iw = ow * sw + k * dw - left
-                    if iw >= 0 and iw < width:
-                        acc += at(x, b, ih, iw, c) * acc_t(kernel[i, k, c, j])
-        return acc
-
-    @cuda.jit(device=True, inline=True)
-    def point_input_grad(grad, kernel, b, ih, iw, c, sh, sw, dh, dw, top, left, out_h, out_w):
-        """Sum over the taps that read x[b, ih, iw, c] of grad[b, oh, ow, c*m + j] * kernel[i, k, c, j]."""
-        mult = kernel.shape[3]
-        acc = acc_t(0)
-        for i in range(kernel.shape[0]):
-            q = ih + top - i * dh
-            oh = q // sh
-            if q >= 0 and oh * sh == q and oh < out_h:
-                for k in range(kernel.shape[1]):
-                    r = iw + left - k * dw
-                    ow = r // sw
-                    if r >= 0 and ow * sw == r and ow < out_w:
-                        for j in range(mult):
-                            acc += at(grad, b, oh, ow, c * mult + j) * acc_t(kernel[i, k, c, j])
-        return acc
-
-    # ------------------------------------------------------------------ kernels
-    @cuda.jit
-    def forward(x, kernel, bias, sh, sw, dh, dw, top, left, out):
-        start = cuda.grid(1)
-        step = cuda.gridsize(1)
-        height = x.shape[2] if not channels_last else x.shape[1]
-        width = x.shape[3] if not channels_last else x.shape[2]
-        for e in range(start, out.size, step):
-            b, oh, ow, o = decode(e, out.shape)
-            value = acc_t(bias[o]) + point_forward(x, kernel, b, oh, ow, o, sh, sw, dh, dw, top, left, height, width)
-            store(out, b, oh, ow, o, value)
-
-    @cuda.jit
-    def input_grad(grad, kernel, sh, sw, dh, dw, top, left, grad_in):
-        start = cuda.grid(1)
-        step = cuda.gridsize(1)
-        out_h = grad.shape[2] if not channels_last else grad.shape[1]
-        out_w = grad.shape[3] if not channels_last else grad.shape[2]
-        for e in range(start, grad_in.size, step):
-            b, ih, iw, c = decode(e, grad_in.shape)
-            value = point_input_grad(grad, kernel, b, ih, iw, c, sh, sw, dh, dw, top, left, out_h, out_w)
-            store(grad_in, b, ih, iw, c, value)
-
-    @cuda.jit
-    def kernel_grad_partials(grad, x, sh, sw, dh, dw, top, left, kw, positions_per_chunk, partials):
-        """partials[p, slot, o]: slot 0 sums grad (bias), slot 1 + i*KW + k sums x * grad of tap (i, k)."""
-        n_slots, out_c = partials.shape[1], partials.shape[2]
-        height = x.shape[2] if not channels_last else x.shape[1]
-        width = x.shape[3] if not channels_last else x.shape[2]
-        out_h = grad.shape[2] if not channels_last else grad.shape[1]
-        out_w = grad.shape[3] if not channels_last else grad.shape[2]
-        total_positions = grad.shape[0] * out_h * out_w
-        mult = out_c // (x.shape[3] if channels_last else x.shape[1])
-        for p in range(cuda.blockIdx.y, partials.shape[0], cuda.gridDim.y):
-            first = p * positions_per_chunk
-            last = min(first + positions_per_chunk, total_positions)
-            for idx in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, n_slots * out_c,
-                             cuda.gridDim.x * cuda.blockDim.x):
-                slot = idx // out_c
-                o = idx - slot * out_c
-                c = o // mult
-                i = (slot - 1) // kw
-                k = (slot - 1) - i * kw
-                acc = acc_t(0)
-                for position in range(first, last):
-                    ow = position % out_w
-                    rest = position // out_w
-                    oh = rest % out_h
-                    b = rest // out_h
-                    g = at(grad, b, oh, ow, o)
-                    if slot == 0:
-                        acc += g
-                    else:
-                        ih = oh * sh + i * dh - top
-                        iw = ow * sw + k * dw - left
-                        if ih >= 0 and ih < height and iw >= 0 and iw < width:
-                            acc += at(x, b, ih, iw, c) * g
-                partials[p, slot, o] = acc
-
-    @cuda.jit
-    def sum_partials(partials, grad_kernel, grad_bias):
-        """grad_bias[o] = sum_p partials[p, 0, o]; grad_kernel[i, k, c, j] = sum_p partials[p, 1 + i*KW + k, o]."""
-        idx = cuda.grid(1)
-        n_slots, out_c = partials.shape[1], partials.shape[2]
-        if idx >= n_slots * out_c:
-            return
-        slot = idx // out_c
-        o = idx - slot * out_c
-        total = acc_t(0)
-        for p in range(partials.shape[0]):
-            total += partials[p, slot, o]
-        if slot == 0:
-            grad_bias[o] = total
-        else:
-            kw = grad_kernel.shape[1]
-            mult = grad_kernel.shape[3]
-            i = (slot - 1) // kw
-            c = o // mult
-            grad_kernel[i, slot - 1 - i * kw, c, o - c * mult] = total
-
-    return {"forward": forward, "input_grad": input_grad, "kernel_grad_partials": kernel_grad_partials,
-            "sum_partials": sum_partials}
+@functools.lru_cache(maxsize=1024)
+def _plan(problem, key: Vector2DKey, config: Vector2DLaunch):
+    """``(grid, block, int32 arguments, partial rows)`` of ``key`` on ``problem`` (cached per shape)."""
+    h, w = problem.height, problem.width
+    width = codec(key.dtype).width
+    batch, chans, mult = problem.batch, problem.channels, problem.multiplier
+    if key.kind == "forward_last":
+        cvecs = chans // width
+        groups = _pow2_at_least(cvecs, config.max_groups)
+        lanes = max(1, config.threads // groups)
+        runs = math.ceil(w.out_length / key.run)
+        grid = (_blocks(runs, lanes, config.max_grid), math.ceil(cvecs / groups), min(batch * h.out_length, 65535))
+        args = (batch * h.out_length, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left, w.pad_left,
+                h.kernel_size)
+        return grid, (groups, lanes, 1), args, 0
+    if key.kind == "forward_first":
+        outputs = key.run * width
+        steps = math.ceil(w.out_length / outputs)
+        tx = _pow2_at_least(steps, config.threads)
+        ty = config.threads // tx
+        groups = batch * chans * mult * math.ceil(h.out_length / key.rows)
+        grid = (_blocks(steps, tx, config.max_grid), _blocks(groups, ty, 65535), 1)
+        args = (groups, chans * mult, chans, mult, h.length, w.length, h.out_length, w.out_length, h.pad_left,
+                w.pad_left + key.offset, h.kernel_size)
+        return grid, (tx, ty, 1), args, 0
+    rows = max(h.length, h.out_length)
+    if key.kind == "backward_last":  # lanes split along a row (run_lanes) and across rows (b, n)
+        runs = math.ceil(max(w.length, w.out_length) / key.run)
+        run_lanes = _pow2_at_least(runs, key.lanes)
+        row_lanes = key.lanes // run_lanes
+        chunks = _blocks(batch * rows, row_lanes * config.work_per_thread, config.max_grid)
+        row_groups = 1 if key.parts == "input" else math.ceil(h.kernel_size / key.tap_rows)
+        grid = (math.ceil(chans // width / key.groups), chunks, row_groups)
+        args = (batch, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left, w.pad_left, run_lanes)
+        return grid, (key.groups, key.lanes, 1), args, chunks
+    slots = math.ceil(max(w.length, w.out_length) / width)
+    slot_threads = _pow2_at_least(slots, key.lanes)
+    chunks = _blocks(rows, key.lanes // slot_threads * config.work_per_thread, config.max_grid)
+    span = (w.kernel_size - 1) * w.dilation
+    off_g = (-key.offset - span) % width
+    args = (batch * chans, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left,
+            w.pad_left + key.offset, off_g + span - w.pad_left, slot_threads)
+    return (chunks, min(batch * chans, 65535), 1), (key.lanes, 1, 1), args, batch * chunks
 
 
 # ---------------------------------------------------------------------------- host launchers
-def _kernel_set(problem):
-    return _kernels(accumulator_dtype(problem.dtype).name, problem.channels_last)
-
-
-def _axes_args(problem):
-    h, w = problem.height, problem.width
-    return h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left
-
-
-def _elementwise_grid(n: int, config: LaunchConfig2D) -> int:
-    return max(1, min(math.ceil(n / config.threads), config.max_grid))
-
-
-def conv2d_forward(problem, inputs, kernel, bias, stream=0, config: LaunchConfig2D | None = None):
-    """Forward pass on device arrays of ``problem.dtype``; ``bias`` is a device vector (zeros without one)."""
-    config = config or LAUNCH
+def _vector_forward(problem, inputs, kernel, bias, stream):
+    key = vector_key("forward", problem)
+    if key is None:
+        return None
     out = device_empty(problem.output_shape, problem.dtype, stream)
-    if out.size:
-        kernel_fn = _kernel_set(problem)["forward"]
-        kernel_fn[_elementwise_grid(out.size, config), config.threads, stream](inputs, kernel, bias,
-                                                                               *_axes_args(problem), out)
+    key = _with_alignment(key, inputs, out, kernel)
+    if key is None:
+        return None
+    grid, block, args, _ = _plan(problem, key, VECTOR)
+    compiled(key).launch(grid, block, stream, 0, (buffer(inputs), buffer(kernel), buffer(bias), buffer(out)) + args)
     return out
 
 
-def conv2d_input_grad(problem, grad_outputs, kernel, stream=0, config: LaunchConfig2D | None = None):
-    """Gradient with respect to the inputs (a gather per input element)."""
-    config = config or LAUNCH
-    grad_in = device_empty(problem.input_shape, problem.dtype, stream)
-    if grad_in.size:
-        kernel_fn = _kernel_set(problem)["input_grad"]
-        kernel_fn[_elementwise_grid(grad_in.size, config), config.threads, stream](grad_outputs, kernel,
-                                                                                   *_axes_args(problem), grad_in)
-    return grad_in
+def conv2d_forward(problem, inputs, kernel, bias, stream=0, config=None):
+    """Forward pass on device arrays of ``problem.dtype``; returns a new device array.
+
+    ``bias`` is a device vector of the output channels (zeros when the caller had none).  ``config`` is the
+    general kernels' :class:`~numba_dwconv.cuda.conv2d_generic.LaunchConfig2D` (and forces them).
+    """
+    if config is None:
+        out = _vector_forward(problem, inputs, kernel, bias, stream)
+        if out is not None:
+            return out
+    return generic.conv2d_forward(problem, inputs, kernel, bias, stream, config)
 
 
-def conv2d_kernel_grad(problem, grad_outputs, inputs, stream=0, config: LaunchConfig2D | None = None):
-    """Kernel and bias gradients: per-chunk partials, then a fixed-order sum (no atomics)."""
-    config = config or LAUNCH
-    kernels = _kernel_set(problem)
-    acc_dtype = accumulator_dtype(problem.dtype)
-    out_channels = problem.channels * problem.multiplier
-    kh, kw = problem.height.kernel_size, problem.width.kernel_size
-    n_slots = kh * kw + 1
-    positions = problem.batch * problem.height.out_length * problem.width.out_length
-    chunks = max(1, math.ceil(positions / config.reduce_positions))
-    per_chunk = math.ceil(positions / chunks) if positions else 0
-    partials = device_empty((chunks, n_slots, out_channels), acc_dtype, stream)
-    grid = (_elementwise_grid(n_slots * out_channels, config), min(chunks, config.max_grid))
-    kernels["kernel_grad_partials"][grid, config.threads, stream](grad_outputs, inputs, *_axes_args(problem), kw,
-                                                                  per_chunk, partials)
+def _vector_backward(problem, grad_outputs, inputs, kernel, parts, stream):
+    """``(grad_inputs or None, grad_kernel or None, grad_bias or None)`` from the vector kernels, or None."""
+    key = vector_key("backward", problem, parts)
+    if key is not None:  # (the outputs are fresh, aligned allocations)
+        key = _with_alignment(key, inputs, grad_outputs, kernel)
+    if key is None:
+        return None
+    grid, block, args, n_partials = _plan(problem, key, VECTOR)
+    out_ch = problem.channels * problem.multiplier
+    slots = problem.height.kernel_size * problem.width.kernel_size + 1
+    grad_in = device_empty(problem.input_shape, problem.dtype, stream) if parts != "kernel" else None
+    partials = device_empty((n_partials, slots, out_ch), accumulator_dtype(problem.dtype), stream) \
+        if parts != "input" else None
+    anything = grad_outputs  # a valid pointer for the operands a part does not read or write
+    compiled(key).launch(grid, block, stream, 0, (
+        buffer(grad_outputs), buffer(inputs if inputs is not None else anything),
+        buffer(kernel if kernel is not None else anything), buffer(grad_in if grad_in is not None else anything),
+        buffer(partials if partials is not None else anything)) + args)
+    if partials is None:
+        return grad_in, None, None
     grad_kernel = device_empty(problem.kernel_shape, problem.dtype, stream)
-    grad_bias = device_empty((out_channels,), problem.dtype, stream)
-    n_out = n_slots * out_channels
-    kernels["sum_partials"][math.ceil(n_out / config.threads), config.threads, stream](partials, grad_kernel,
-                                                                                     grad_bias)
-    return grad_kernel, grad_bias
+    grad_bias = device_empty((out_ch,), problem.dtype, stream)
+    sum_partials(partials, grad_kernel, grad_bias, key.dtype, stream)
+    return grad_in, grad_kernel, grad_bias
+
+
+def conv2d_backward(problem, grad_outputs, kernel, inputs, stream=0):
+    """``(grad_inputs, grad_kernel, grad_bias)`` in one fused pass where the vector kernels apply."""
+    result = _vector_backward(problem, grad_outputs, inputs, kernel, "both", stream)
+    if result is not None:
+        return result
+    grad_in = generic.conv2d_input_grad(problem, grad_outputs, kernel, stream)
+    return (grad_in, *generic.conv2d_kernel_grad(problem, grad_outputs, inputs, stream))
+
+
+def conv2d_input_grad(problem, grad_outputs, kernel, stream=0, config=None):
+    """Gradient with respect to the inputs; returns a new device array."""
+    if config is None:
+        result = _vector_backward(problem, grad_outputs, None, kernel, "input", stream)
+        if result is not None:
+            return result[0]
+    return generic.conv2d_input_grad(problem, grad_outputs, kernel, stream, config)
+
+
+def conv2d_kernel_grad(problem, grad_outputs, inputs, stream=0, config=None):
+    """Kernel and bias gradients (block partials, then a fixed-order sum); two new device arrays."""
+    if config is None:
+        result = _vector_backward(problem, grad_outputs, inputs, None, "kernel", stream)
+        if result is not None:
+            return result[1], result[2]
+    return generic.conv2d_kernel_grad(problem, grad_outputs, inputs, stream, config)
