@@ -29,7 +29,7 @@ def tiny_launches(monkeypatch):
                         conv1d_generic.LaunchConfig(tile_x=4, tile_y=2, reduce_rows=5, max_grid_y=3))
     monkeypatch.setattr(conv1d, "VECTOR", conv1d.VectorLaunch(threads=4, lanes=2, groups=2, max_grid=3,
                                                                  work_per_thread=1))
-    monkeypatch.setattr(pointwise, "LAUNCH", pointwise.PointwiseLaunch(tile=4, reduce_length=5, max_grid=3))
+    monkeypatch.setattr(pointwise, "LAUNCH", pointwise.PointwiseLaunch(tile=4, reg=2, reduce_length=5, max_grid=3))
     monkeypatch.setattr(conv2d_generic, "LAUNCH",
                         conv2d_generic.LaunchConfig2D(threads=8, reduce_positions=7, max_grid=3))
     monkeypatch.setattr(conv2d, "VECTOR", conv2d.Vector2DLaunch(threads=8, max_groups=2, max_grid=3,

@@ -100,8 +100,9 @@ def _array_entries():
         yield f"conv2d.input_grad[{tag}]", two_d["input_grad"], (a4, a4, *axes, a4)
         yield f"conv2d.kernel_grad_partials[{tag}]", two_d["kernel_grad_partials"], (a4, a4, *axes, i64, i64, a3)
         yield f"conv2d.sum_partials[{tag}]", two_d["sum_partials"], (a3, a4, a1)
-    matmul = pointwise._matmul_kernel("plain", "shared", "float32", pointwise.LAUNCH.tile)
-    yield "pointwise.matmul", matmul, (a3, a3, a1, i64, i64, i64, i64, i64, i64, a3)
+    for access in (("plain", "shared"), ("shared_transposed", "plain"), ("transposed", "plain")):
+        matmul = pointwise._matmul_kernel(*access, "float32", pointwise.LAUNCH.tile, pointwise.LAUNCH.reg)
+        yield f"pointwise.matmul[{', '.join(access)}]", matmul, (a3, a3, a1, i64, i64, i64, i64, i64, i64, a3)
     yield "pointwise.sum_partials", pointwise._sum_partials_kernel("float32"), (a3, f32[:, ::1])
     yield "arrays.copy_cast_3d", arrays._copy_cast_3d, (f32[:, :, :], a3)
 

@@ -41,6 +41,7 @@ from typing import NamedTuple
 from numba import cuda
 
 from .conv1d_vector import TAP_REGISTERS, _make_block_reduce, _row_io
+from .unroll import repeat
 from .vector import codec as get_codec
 from .vector import pointer_type, types
 
@@ -69,19 +70,6 @@ class Vector2DKey(NamedTuple):
     vector_in: bool = True  # channels_first: input rows move as 16-byte vectors
     vector_out: bool = True  # channels_first: output rows move as 16-byte vectors
     groups: int = 1  # channels_last backward: channel vectors per block (threadIdx.x)
-
-
-def _repeat(func, count: int, n_args: int):
-    """A device function calling ``func(i, *args)`` for ``i = 0 .. count-1`` as straight-line code.
-
-    LLVM declines to unroll loops whose bodies are large; a loop index that stays a variable
-    would put the register arrays it indexes into local memory.  Here each ``i`` is a literal.
-    """
-    params = ", ".join(f"a{j}" for j in range(n_args))
-    body = "".join(f"    func({i}, {params})\n" for i in range(count)) or "    pass\n"
-    namespace = {"func": func}
-    exec(f"def repeated({params}):\n{body}", namespace)  # noqa: S102 - source built from integers above
-    return cuda.jit(device=True, inline=True)(namespace["repeated"])
 
 
 # ---------------------------------------------------------------------------- forward
@@ -128,7 +116,7 @@ def _forward_last(key: Vector2DKey):
         else:
             add_row(x, base, chans, res, taps, t0, v, True, ih >= 0 and ih < height, iw0, width_in)
 
-    all_rows = _repeat(row_step, kh_n, 13)
+    all_rows = repeat(row_step, kh_n, 13)
 
     def forward_last_2d(x, w, bias, out, rows, chans, height, width_in, out_h, out_w, top, left, kh_rt):
         """out[b, oh, ow0 + r, c0 ..]: channel vectors on x (and blockIdx.y), column runs on y, rows (b, oh) on z."""

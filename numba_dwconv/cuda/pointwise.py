@@ -11,8 +11,9 @@ all ones).  The access functions are passed to one kernel factory
 (:func:`_matmul_kernel`), so the four layouts of the data share one body:
 
 * device functions: the access functions;
-* kernel: a ``tile x tile`` block stages ``A`` and ``B`` tiles in shared memory
-  and each thread sums one output element in a fixed order;
+* kernel: a ``tile x tile`` block stages ``tile``-deep slices of ``A`` and ``B`` in
+  shared memory and each thread sums a ``reg x reg`` block of outputs in registers,
+  every output in a fixed order (a register-blocked matrix product);
 * host launchers: :func:`pointwise_forward` and :func:`pointwise_backward`
   choose the tile (:data:`LAUNCH`) and the split of the reduction axis.
 
@@ -34,6 +35,7 @@ from numba import cuda
 
 from .arrays import device_empty
 from .conv1d_generic import accumulator_dtype
+from .unroll import repeat
 
 
 @dataclass
@@ -43,7 +45,9 @@ class PointwiseLaunch:
     Attributes
     ----------
     tile : int
-        Side of the square thread block and of the shared-memory tiles.
+        Side of the square thread block, and the depth of the shared-memory operand tiles.
+    reg : int
+        Each thread computes a ``reg x reg`` block of outputs: a block covers ``tile*reg`` rows and columns.
     reduce_length : int
         Length of the reduction axis that one block sums into one partial when a
         gradient reduces over positions.
@@ -52,6 +56,7 @@ class PointwiseLaunch:
     """
 
     tile: int = 16
+    reg: int = 4
     reduce_length: int = 8192
     max_grid: int = 65535
 
@@ -89,52 +94,102 @@ def _ones(a, b, i, k):
 
 _ACCESS = {"plain": _plain, "transposed": _transposed, "shared": _shared,
            "shared_transposed": _shared_transposed, "ones": _ones}
+# Whether consecutive k of an access are adjacent in memory (A(b, i, k) and B(b, k, j) alike): the tiles are
+# then loaded with k fastest across threads, otherwise with i (A) or j (B) fastest, so loads coalesce.
+_K_CONTIGUOUS_A = {"plain": True, "transposed": False, "shared": True, "shared_transposed": False, "ones": True}
+_K_CONTIGUOUS_B = {"plain": False, "transposed": True, "shared": False, "shared_transposed": True, "ones": False}
 
 
 # ---------------------------------------------------------------------------- kernels
 @functools.lru_cache(maxsize=None)
-def _matmul_kernel(load_a_name: str, load_b_name: str, acc_name: str, tile: int):
-    """Kernel ``out[p, i, j] = sum_{k in chunk} A(b, i, k) B(b, k, j) + bias``, p = b * chunks + chunk."""
+def _matmul_kernel(load_a_name: str, load_b_name: str, acc_name: str, tile: int, reg: int):
+    """Kernel ``out[p, i, j] = sum_{k in chunk} A(b, i, k) B(b, k, j) + bias``, p = b * chunks + chunk.
+
+    A ``tile x tile`` block computes a ``tile*reg`` square of outputs: per step it stages a ``tile``-deep
+    slice of A and B in shared memory (each thread loads ``reg`` elements of each), then every thread
+    multiplies ``reg`` values of A by ``reg`` of B into its ``reg x reg`` accumulators.  Thread (ty, tx)
+    owns rows ``ty + r*tile`` and columns ``tx + s*tile``: shared reads are conflict-free and stores coalesce.
+    Each output is summed in k order: deterministic.
+    """
     load_a = _ACCESS[load_a_name]
     load_b = _ACCESS[load_b_name]
+    a_k_fast, b_k_fast = _K_CONTIGUOUS_A[load_a_name], _K_CONTIGUOUS_B[load_b_name]
     acc_t = numba.float32 if acc_name == "float32" else numba.float64
+    side = tile * reg  # outputs per block along each axis
+    threads = tile * tile
+    n_acc = reg * reg
+    tile_size = tile * side
+    u32 = numba.uint32
+
+    @cuda.jit(device=True, inline=True)
+    def multiply_step(kk, tile_a, tile_b, a_lane, b_lane, ra, rb, total):
+        """Depth ``kk`` of the staged tiles into the accumulators (unsigned indices: constant offsets)."""
+        for r in range(reg):
+            ra[r] = tile_a[u32(a_lane + u32(kk * side + r))]
+            rb[r] = tile_b[u32(b_lane + u32(kk * side + r))]
+        for r in range(reg):
+            for c in range(reg):
+                total[r * reg + c] += ra[r] * rb[c]
+
+    multiply_tiles = repeat(multiply_step, tile, 7)
 
     @cuda.jit
     def matmul(a, b_op, bias, bias_axis, rows, cols, depth, chunk_depth, chunks, out):
-        tile_a = cuda.shared.array((tile, tile), dtype=acc_t)
-        tile_b = cuda.shared.array((tile, tile), dtype=acc_t)
+        tile_a = cuda.shared.array(tile_size, dtype=acc_t)  # [k * side + i]
+        tile_b = cuda.shared.array(tile_size, dtype=acc_t)  # [k * side + j]
+        ra = cuda.local.array(reg, dtype=acc_t)
+        rb = cuda.local.array(reg, dtype=acc_t)
+        total = cuda.local.array(n_acc, dtype=acc_t)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
+        tid = ty * tile + tx
+        a_lane = u32(ty * reg)
+        b_lane = u32(tx * reg)
         for p in range(cuda.blockIdx.z, out.shape[0], cuda.gridDim.z):
             b = p // chunks
             k_start = (p - b * chunks) * chunk_depth
             k_stop = min(k_start + chunk_depth, depth)
-            for row0 in range(cuda.blockIdx.x * tile, rows, cuda.gridDim.x * tile):
-                for col0 in range(cuda.blockIdx.y * tile, cols, cuda.gridDim.y * tile):
-                    i = row0 + ty
-                    j = col0 + tx
-                    acc = acc_t(0)
+            for row0 in range(cuda.blockIdx.x * side, rows, cuda.gridDim.x * side):
+                for col0 in range(cuda.blockIdx.y * side, cols, cuda.gridDim.y * side):
+                    for t in range(n_acc):
+                        total[t] = acc_t(0)
                     for k0 in range(k_start, k_stop, tile):
-                        ka = k0 + tx
-                        kb = k0 + ty
-                        a_val = acc_t(0)
-                        b_val = acc_t(0)
-                        if i < rows and ka < k_stop:
-                            a_val = acc_t(load_a(a, b, i, ka))
-                        if j < cols and kb < k_stop:
-                            b_val = acc_t(load_b(b_op, b, kb, j))
-                        tile_a[ty, tx] = a_val
-                        tile_b[ty, tx] = b_val
+                        for step in range(reg):  # each thread stages reg elements of each operand tile
+                            e = tid + step * threads
+                            if a_k_fast:
+                                kk = e % tile
+                                ii = e // tile
+                            else:
+                                ii = e % side
+                                kk = e // side
+                            i = row0 + ii
+                            ka = k0 + kk
+                            tile_a[u32(kk * side + ii)] = (acc_t(load_a(a, b, i, ka)) if i < rows and ka < k_stop
+                                                           else acc_t(0))
+                            if b_k_fast:
+                                kk = e % tile
+                                jj = e // tile
+                            else:
+                                jj = e % side
+                                kk = e // side
+                            j = col0 + jj
+                            kb = k0 + kk
+                            tile_b[u32(kk * side + jj)] = (acc_t(load_b(b_op, b, kb, j)) if j < cols and kb < k_stop
+                                                           else acc_t(0))
                         cuda.syncthreads()
-                        for t in range(tile):
-                            acc += tile_a[ty, t] * tile_b[t, tx]
+                        multiply_tiles(tile_a, tile_b, a_lane, b_lane, ra, rb, total)
                         cuda.syncthreads()
-                    if i < rows and j < cols:
-                        if bias_axis == 1:
-                            acc += acc_t(bias[i])
-                        elif bias_axis == 2:
-                            acc += acc_t(bias[j])
-                        out[p, i, j] = acc
+                    for r in range(reg):
+                        i = row0 + ty * reg + r
+                        for c in range(reg):
+                            j = col0 + tx * reg + c
+                            if i < rows and j < cols:
+                                value = total[r * reg + c]
+                                if bias_axis == 1:
+                                    value += acc_t(bias[i])
+                                elif bias_axis == 2:
+                                    value += acc_t(bias[j])
+                                out[p, i, j] = value
 
     return matmul
 
@@ -177,9 +232,10 @@ def _matmul(access, a, b_op, rows, cols, depth, batch, dtype, stream, *, bias=No
     target_dtype = acc_dtype if reduce else dtype
     out = device_empty((n_partials, rows, cols), target_dtype, stream)
     if out.size:
-        kernel = _matmul_kernel(access[0], access[1], acc_dtype.name, config.tile)
+        kernel = _matmul_kernel(access[0], access[1], acc_dtype.name, config.tile, config.reg)
+        side = config.tile * config.reg
         grid = tuple(min(n, config.max_grid)
-                     for n in (math.ceil(rows / config.tile), math.ceil(cols / config.tile), n_partials))
+                     for n in (math.ceil(rows / side), math.ceil(cols / side), n_partials))
         bias_arg = bias if bias is not None else out  # unread when bias_axis == 0
         kernel[grid, (config.tile, config.tile), stream](a, b_op, bias_arg, bias_axis, rows, cols, depth, chunk_depth,
                                                          chunks, out)
