@@ -209,3 +209,18 @@ def test_full_size_launches_on_a_stream(monkeypatch, layout, dtype):
     assert_close(y, ref.conv2d_forward(x, kernel, bias, 1, "same", layout), dtype)
     for got, want in zip(grads, ref.conv2d_gradients(grad_y, x, kernel, 1, "same", layout)):
         assert_close(got, want, dtype)
+
+
+def test_bench_report_gpu_rows(monkeypatch):
+    """The bench report's 2D GPU rows on a tiny shape: both dtypes and layouts, the float32 rows checked."""
+    from numba_dwconv import reference
+    from numba_dwconv.bench import conv2d as bench2d
+    from numba_dwconv.bench.report import TOLERANCE
+    from numba_dwconv.bench.timing import best_time
+
+    monkeypatch.setattr(bench2d, "gpu_time", lambda func, repeat, calls=1: best_time(func, 1))  # (no CUDA events)
+    rows = bench2d.run_cuda_2d([bench2d.Shape2D(1, 6, 6, 8, 3, 2)], 1, 1e9, False, reference)
+    assert [(r["dtype"], r["layout"]) for r in rows] == [(d, lay) for d in ("float32", "float16")
+                                                         for lay in ("channels_last", "channels_first")]
+    assert all(r["max_rel_error"] <= TOLERANCE for r in rows if r["dtype"] == "float32")
+    assert all(r["forward_ms"] > 0 and r["backward_roofline_pct"] > 0 for r in rows)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .conv1d import GPU_SHAPES, PUBLIC_SHAPES, QUICK_SHAPES, host_call_times, run_cpu, run_cuda
-from .conv2d import PUBLIC_SHAPES_2D, QUICK_SHAPES_2D, run_cpu_2d
+from .conv2d import GPU_SHAPES_2D, PUBLIC_SHAPES_2D, QUICK_SHAPES_2D, run_cpu_2d, run_cuda_2d
 from .startup import measure_startup
 from .timing import copy_bandwidth, gpu_copy_bandwidth
 
@@ -28,6 +28,9 @@ def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
         f"{'device':6} {'shape':28} {'layout':14} {'fwd ms':>8} {'GB/s':>6} {'%roof':>6} "
         f"{'bwd ms':>8} {'%roof':>6} {'bwd/fwd':>7} {'xTorch f':>8} {'xTorch fb':>9} {'rel err':>8} {'check':>5}"
     )
+    separable = any("separable_over_dw_plus_cublas" in r for r in rows)
+    if separable:
+        header += f" {'sep/dw+mm':>9}"
     lines = [f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)]
     for r in rows:
         speed_f = f"{r['torch_forward_speedup']:.1f}" if "torch_forward_speedup" in r else "-"
@@ -39,6 +42,8 @@ def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
             f"{r['device']:6} {r['shape']:28} {r['layout']:14} {r['forward_ms']:8.2f} {r['forward_GBps']:6.1f} "
             f"{r['roofline_pct']:6.0f} {r['backward_ms']:8.2f} {bwd_roof:>6} {r['backward_over_forward']:7.2f} "
             f"{speed_f:>8} {speed_fb:>9} {err:>8} {verdict:>5}"
+            + (f" {r['separable_over_dw_plus_cublas']:9.2f}" if "separable_over_dw_plus_cublas" in r
+               else f" {'-':>9}" if separable else "")
         )
     return "\n".join(lines)
 
@@ -50,8 +55,10 @@ def _notes(args, with_torch: bool, checked: bool) -> str:
     elif not with_torch:
         torch_note = "xTorch: PyTorch is not installed; install torch for the comparison (pip install torch)"
     else:
-        torch_note = ("xTorch: time of PyTorch's conv1d/conv2d(groups=C) on the same device (float32) over ours "
-                      "(> 1: we are faster)")
+        torch_note = ("xTorch: time of PyTorch's conv1d/conv2d(groups=C) on the same device over ours (> 1: we are "
+                      "faster; float32, except the 2D GPU rows: the row's dtype)\n"
+                      "sep/dw+mm: our separable forward over (our depthwise forward + PyTorch's cuBLAS matmul of the "
+                      "pointwise size), C -> C filters (<= 1.3 is the target)")
     check_note = (f"rel err: largest relative error of outputs and gradients against numba_dwconv.reference on a "
                   f"slice; check: ok when <= {TOLERANCE:g}" if checked else "rel err: skipped (--no-check)")
     return f"{torch_note}\n{check_note}"
@@ -120,8 +127,11 @@ def main(argv=None) -> int:
                           f"forward {host_fwd * 1e6:.1f} us, backward {host_bwd * 1e6:.1f} us")
             result.update(gpu_copy_bandwidth_GBps=gpu_bandwidth / 1e9, gpu_host_forward_us=host_fwd * 1e6,
                           gpu_host_backward_us=host_bwd * 1e6)
-            result["rows"] += rows
-            rooflines.append(("GPU", gpu_bandwidth, rows))
+            rows_2d = run_cuda_2d(QUICK_SHAPES_2D if args.quick else GPU_SHAPES_2D, repeat, gpu_bandwidth,
+                                  with_torch, reference)
+            tables.append(format_table(rows_2d, gpu_bandwidth, "2D depthwise, GPU device-to-device copy"))
+            result["rows"] += rows + rows_2d
+            rooflines.append(("GPU", gpu_bandwidth, rows + rows_2d))
     rows = result["rows"]
     table = "\n\n".join(tables + [_notes(args, with_torch, reference is not None)])
     if args.json == "-":
