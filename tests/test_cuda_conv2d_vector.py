@@ -90,13 +90,24 @@ def test_channels_first_vector_path(monkeypatch, height, width, channels, ksize,
     _check(x, kernel, bias, stride, padding, "channels_first", dilation, dtype, channels)
 
 
-def test_channels_first_strided_forward_runs_vectors_and_backward_the_general_kernels(monkeypatch):
+@pytest.mark.parametrize(("width", "ksize", "stride", "dilation", "dtype"), [
+    (16, (3, 4), 2, 1, np.float16),  # rows of vectors, left pad 1 (the input gradient's phase)
+    (16, (3, 3), (2, 2), 1, np.float32),  # left pad 0
+    (15, (2, 3), (1, 2), (2, 2), np.float32),  # odd rows: element by element, dilation
+    (16, (3, 5), (1, 4), 1, np.float32),  # stride = vector width
+])
+def test_channels_first_strided_backward_runs_vectors(monkeypatch, width, ksize, stride, dilation, dtype):
+    _no_general_kernels(monkeypatch)
+    x, kernel, bias = make_case2d(np.random.default_rng(width), 2, 7, width, 2, ksize, 1, "channels_first", dtype)
+    _check(x, kernel, bias, stride, "same", "channels_first", dilation, dtype, 1)
+
+
+def test_channels_first_stride_not_dividing_the_vector_runs_the_general_backward(monkeypatch):
     _no_general_kernels(monkeypatch, backward=False)
-    monkeypatch.setattr(conv2d, "_vector_backward", lambda *a, **k: None)  # (and the general backward is right)
-    x, kernel, bias = make_case2d(np.random.default_rng(1), 2, 7, 16, 2, (3, 4), 1, "channels_first", np.float16)
-    _check(x, kernel, bias, (2, 2), "same", "channels_first", 1, np.float16, 1)  # (left pad 1)
-    problem = _problem(x.shape, (3, 3), 1, 2, "same", "channels_first", 1, np.float32)
+    x, kernel, bias = make_case2d(np.random.default_rng(1), 2, 7, 16, 2, (3, 3), 1, "channels_first", np.float32)
+    problem = _problem(x.shape, (3, 3), 1, 3, "same", "channels_first", 1, np.float32)
     assert conv2d.vector_key("forward", problem) is not None and conv2d.vector_key("backward", problem) is None
+    _check(x, kernel, bias, 3, "same", "channels_first", 1, np.float32, 1)
 
 
 def _problem(shape, ksize, mult, stride, padding, layout, dilation, dtype):
@@ -186,9 +197,7 @@ def test_the_mobilenet_shapes_take_the_vector_kernels():
                 for kind in ("forward", "backward"):
                     if conv2d.vector_key(kind, problem, config=conv2d.Vector2DLaunch()) is None:
                         general.append((height, size, stride, layout, np.dtype(dtype).name, kind))
-    # channels_first backward runs at stride 1 only
-    assert sorted(general) == [(56, 3, 2, "channels_first", "float16", "backward"),
-                               (56, 3, 2, "channels_first", "float32", "backward")]
+    assert general == []
 
 
 @hardware_only

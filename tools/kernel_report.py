@@ -2,10 +2,11 @@
 
 Compiles each entry of ``numba_dwconv.cuda.kernel_catalogue()`` for sm_90 with the
 shared ``sass_report.py`` tool (``ptxas`` + ``nvdisasm``) and prints one row per kernel:
-registers, spill bytes, and for the innermost loop with the most float math the
+registers, spill bytes, stack bytes (local-memory arrays: register arrays whose indices
+did not become constants), and for the innermost loop with the most float math the
 integer/address instructions per float instruction and the widths of its global
 loads and stores.  Targets for the vector paths: <= 2 integer per float, 128-bit
-accesses, no spills.
+accesses, no spills, no stack.
 
     pip install ".[cuda]" nvidia-cuda-nvdisasm
     python tools/kernel_report.py [--sass-report ../shared/tools/sass_report.py] [NAME-SUBSTRING ...]
@@ -34,7 +35,8 @@ def main_loop_figures(sass_report, dispatcher, signature) -> dict:
              if not any(o is not lp and lp[0] <= o[0] and o[1] <= lp[1] and (o[0], o[1]) != (lp[0], lp[1])
                         for o in found)]
     row = {"registers": int(re.search(r"Used (\d+) registers", info).group(1)),
-           "spill bytes": sum(int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", info))}
+           "spill bytes": sum(int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", info)),
+           "stack bytes": int(re.search(r"(\d+) bytes stack frame", info).group(1))}
     if not inner:
         return row
     mix = [sass_report._mix(body) for _, _, body in inner]
@@ -57,14 +59,15 @@ def main():
     sass_report = _load(args.sass_report)
     from numba_dwconv.cuda import kernel_catalogue
 
-    print("| kernel | registers | spill bytes | int/addr per float (main loop) | loads | stores |")
-    print("|---|---|---|---|---|---|")
+    print("| kernel | registers | spill bytes | stack bytes | int/addr per float (main loop) | loads | stores |")
+    print("|---|---|---|---|---|---|---|")
     for name, dispatcher, signature in kernel_catalogue():
         if args.names and not any(n in name for n in args.names):
             continue
         row = main_loop_figures(sass_report, dispatcher, signature)
         ratio = f"{row['int per float']:.2f}" if "int per float" in row else "-"
-        print(f"| {name} | {row['registers']} | {row['spill bytes']} | {ratio} | {row.get('LDG', '-')} | "
+        print(f"| {name} | {row['registers']} | {row['spill bytes']} | {row['stack bytes']} | {ratio} | "
+              f"{row.get('LDG', '-')} | "
               f"{row.get('STG', '-')} |", flush=True)
 
 

@@ -68,6 +68,7 @@ def _vector2d_entries():
         "conv2d.backward_first_vector[3x3]": ("backward", "channels_first", "float32", (56, 56), 128, 3, 1),
         "conv2d.backward_first_vector[float16 3x3]": ("backward", "channels_first", "float16", (112, 112), 32, 3, 1),
         "conv2d.backward_first_vector[5x5]": ("backward", "channels_first", "float32", (28, 28), 512, 5, 1),
+        "conv2d.backward_first_vector[3x3 s2]": ("backward", "channels_first", "float32", (56, 56), 256, 3, 2),
     }
     for name, (kind, layout, dtype, spatial, chans, size, stride) in cases.items():
         shape = (16, *spatial, chans) if layout == "channels_last" else (16, chans, *spatial)
@@ -99,7 +100,6 @@ def _array_entries():
         yield f"conv2d.forward[{tag}]", two_d["forward"], (a4, a4, a1, *axes, a4)
         yield f"conv2d.input_grad[{tag}]", two_d["input_grad"], (a4, a4, *axes, a4)
         yield f"conv2d.kernel_grad_partials[{tag}]", two_d["kernel_grad_partials"], (a4, a4, *axes, i64, i64, a3)
-        yield f"conv2d.sum_partials[{tag}]", two_d["sum_partials"], (a3, a4, a1)
     for access in (("plain", "shared"), ("shared_transposed", "plain"), ("transposed", "plain")):
         matmul = pointwise._matmul_kernel(*access, "float32", pointwise.LAUNCH.tile, pointwise.LAUNCH.reg)
         yield f"pointwise.matmul[{', '.join(access)}]", matmul, (a3, a3, a1, i64, i64, i64, i64, i64, i64, a3)

@@ -477,9 +477,10 @@ def _sum_partials_kernel(storage: str) -> Kernel:
 
 
 def sum_partials(partials, grad_kernel, grad_bias, storage: str, stream=0) -> None:
-    """Kernel and bias gradients from ``(P, K + 1, C*m)`` block partials, summed over P in index order.
+    """Kernel and bias gradients from ``(P, taps + 1, C*m)`` block partials, summed over P in index order.
 
-    The second pass of every 1D kernel gradient (general and vector paths): one launch, deterministic.
+    The second pass of every kernel gradient (1D and 2D, general and vector paths): one launch,
+    deterministic.  Slot 0 is the bias; slot ``1 + t`` tap ``t`` in the kernel's own flat order.
     ``storage`` names the gradients' storage type (e.g. "bfloat16" for raw 16-bit data).
     """
     n_partials, slots, out_ch = partials.shape

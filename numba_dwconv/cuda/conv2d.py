@@ -31,7 +31,7 @@ from . import conv2d_generic as generic
 from .arrays import device_empty
 from .conv1d_generic import accumulator_dtype, sum_partials
 from .conv1d_vector import TAP_REGISTERS
-from .conv2d_vector import Vector2DKey, first_window, vector_kernel
+from .conv2d_vector import Vector2DKey, first_backward_reads, first_window, vector_kernel
 from .launch import Kernel, aligned, buffer
 from .vector import codec
 
@@ -130,14 +130,17 @@ def _vector_key(kind, problem, parts, config, storage):
         return Vector2DKey("forward_first", kh=kh if resident else 0, offset=offset, run=run,
                            rows=2 if resident and kh <= 7 else 1, mult=mult, parts="both", tap_rows=0, lanes=1,
                            vector_in=vector_in, vector_out=vector_out, **geometry)
-    if h.stride != 1 or w.stride != 1 or (kh * kw + 1) * mult > 32:
+    if width % w.stride or (kh * kw + 1) * mult > 32:
         return None
-    if max(first_window(width, offset, 1, 1, kw, w.dilation),
-           first_window(width, (-offset - (kw - 1) * w.dilation) % width, 1, 1, kw, w.dilation)) * width \
-            > config.max_window:
+    _, _, d_low, d_high = first_backward_reads(width, offset, w.stride, kw, w.dilation)
+    lq = (w.pad_left - w.pad_left % w.stride) // w.stride
+    offset_g = (lq + d_low) % width
+    g_window = math.ceil((offset_g + d_high - d_low + 1) / width) * width
+    if max(first_window(width, offset, 1, w.stride, kw, w.dilation) * width, g_window) > config.max_window:
         return None
     return Vector2DKey("backward_first", kh=kh, offset=offset, run=1, rows=1, mult=mult, parts=parts, tap_rows=0,
-                       lanes=config.threads, vector_in=vector_in, vector_out=vector_out, **geometry)
+                       lanes=config.threads, vector_in=vector_in, vector_out=vector_out, offset_g=offset_g,
+                       **geometry)
 
 
 def _with_alignment(key: Vector2DKey, inputs, outputs, kernel) -> Vector2DKey | None:
@@ -202,13 +205,13 @@ def _plan(problem, key: Vector2DKey, config: Vector2DLaunch):
         grid = (math.ceil(chans // width / key.groups), chunks, row_groups)
         args = (batch, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left, w.pad_left, run_lanes)
         return grid, (key.groups, key.lanes, 1), args, chunks
-    slots = math.ceil(max(w.length, w.out_length) / width)
+    slots = max(math.ceil(w.length / (w.stride * width)), math.ceil(w.out_length / width))
     slot_threads = _pow2_at_least(slots, key.lanes)
     chunks = _blocks(rows, key.lanes // slot_threads * config.work_per_thread, config.max_grid)
-    span = (w.kernel_size - 1) * w.dilation
-    off_g = (-key.offset - span) % width
+    _, _, d_low, _ = first_backward_reads(width, key.offset, w.stride, w.kernel_size, w.dilation)
+    lq = (w.pad_left - w.pad_left % w.stride) // w.stride
     args = (batch * chans, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left,
-            w.pad_left + key.offset, off_g + span - w.pad_left, slot_threads)
+            w.pad_left + key.offset, key.offset_g - lq - d_low, slot_threads)
     return (chunks, min(batch * chans, 65535), 1), (key.lanes, 1, 1), args, batch * chunks
 
 

@@ -15,7 +15,8 @@
 
 The kernel/bias gradient never uses float atomics: each thread sums one (tap,
 output channel) pair over a fixed chunk of positions into a partials buffer,
-and a second kernel sums the partials in index order.  float16 data is
+and :func:`~numba_dwconv.cuda.conv1d_generic.sum_partials` (shared with every
+kernel gradient) sums the partials in index order.  float16 data is
 accumulated in float32.  Padding is read as zeros that are multiplied, so Keras'
 rule for non-finite weights and gradients (``0 * inf`` is NaN) holds without a host pass.
 """
@@ -27,10 +28,11 @@ import math
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 from numba import cuda
 
 from .arrays import device_empty
-from .conv1d_generic import accumulator_dtype
+from .conv1d_generic import accumulator_dtype, sum_partials
 
 
 @dataclass
@@ -193,29 +195,7 @@ def _kernels(acc_name: str, channels_last: bool) -> dict:
                             acc += acc_t(0) * g
                 partials[p, slot, o] = acc
 
-    @cuda.jit
-    def sum_partials(partials, grad_kernel, grad_bias):
-        """grad_bias[o] = sum_p partials[p, 0, o]; grad_kernel[i, k, c, j] = sum_p partials[p, 1 + i*KW + k, o]."""
-        idx = cuda.grid(1)
-        n_slots, out_c = partials.shape[1], partials.shape[2]
-        if idx >= n_slots * out_c:
-            return
-        slot = idx // out_c
-        o = idx - slot * out_c
-        total = acc_t(0)
-        for p in range(partials.shape[0]):
-            total += partials[p, slot, o]
-        if slot == 0:
-            grad_bias[o] = total
-        else:
-            kw = grad_kernel.shape[1]
-            mult = grad_kernel.shape[3]
-            i = (slot - 1) // kw
-            c = o // mult
-            grad_kernel[i, slot - 1 - i * kw, c, o - c * mult] = total
-
-    return {"forward": forward, "input_grad": input_grad, "kernel_grad_partials": kernel_grad_partials,
-            "sum_partials": sum_partials}
+    return {"forward": forward, "input_grad": input_grad, "kernel_grad_partials": kernel_grad_partials}
 
 
 # ---------------------------------------------------------------------------- host launchers
@@ -271,7 +251,5 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs, stream=0, config: LaunchCo
                                                                   per_chunk, partials)
     grad_kernel = device_empty(problem.kernel_shape, problem.dtype, stream)
     grad_bias = device_empty((out_channels,), problem.dtype, stream)
-    n_out = n_slots * out_channels
-    kernels["sum_partials"][math.ceil(n_out / config.threads), config.threads, stream](partials, grad_kernel,
-                                                                                     grad_bias)
+    sum_partials(partials, grad_kernel, grad_bias, np.dtype(problem.dtype).name, stream)
     return grad_kernel, grad_bias

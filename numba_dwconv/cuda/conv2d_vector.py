@@ -70,6 +70,7 @@ class Vector2DKey(NamedTuple):
     vector_in: bool = True  # channels_first: input rows move as 16-byte vectors
     vector_out: bool = True  # channels_first: output rows move as 16-byte vectors
     groups: int = 1  # channels_last backward: channel vectors per block (threadIdx.x)
+    offset_g: int = 0  # channels_first backward: where the input gradient's output-gradient window starts
 
 
 # ---------------------------------------------------------------------------- forward
@@ -425,17 +426,32 @@ def _backward_last(key: Vector2DKey):
     return backward_last_2d, (ptr, ptr, ptr, ptr, types.CPointer(acc)) + (I32,) * 9
 
 
+def first_backward_reads(width: int, offset: int, stride: int, taps: int, dilation: int):
+    """Output-gradient positions the input gradient of ``stride`` vectors of a channels_first row reads.
+
+    Input element ``r`` of the run (``0 <= r < stride * width``) reads output ``q*W + Lq + d`` through tap
+    ``k`` when ``r + phase - k*dilation == d*stride``, where ``phase = pad_left mod stride`` (from ``offset``,
+    the vector offset ``(-pad_left) mod W``; ``stride`` divides ``W``) and ``Lq = (pad_left - phase) / stride``.
+    Returns ``(phase, [(r, k, d)], d_low, d_high)``.
+    """
+    phase = (-offset) % stride
+    reads = [(r, k, (r + phase - k * dilation) // stride) for r in range(stride * width) for k in range(taps)
+             if (r + phase - k * dilation) % stride == 0]
+    return phase, reads, min(d for *_, d in reads), max(d for *_, d in reads)
+
+
 def _backward_first(key: Vector2DKey):
     cd = get_codec(key.dtype)
     acc, width, load1 = cd.acc, cd.width, cd.load1
-    kh_n, kw_n, dh, dw, off, mult, threads = key.kh, key.kw, key.dh, key.dw, key.offset, key.mult, key.lanes
+    kh_n, kw_n, sh, sw, dh, dw = key.kh, key.kw, key.sh, key.sw, key.dh, key.dw
+    off, off_g, mult, threads = key.offset, key.offset_g, key.mult, key.lanes
     load_x, load_x_checked, store_x = _row_io(key.dtype, key.vector_in)  # x and the input gradient rows
     load_g, load_g_checked, _ = _row_io(key.dtype, key.vector_out)  # output-gradient rows
     do_input, do_kernel = key.parts in ("both", "input"), key.parts in ("both", "kernel")
-    span = (kw_n - 1) * dw
-    n_x = first_window(width, off, 1, 1, kw_n, dw)  # x window of the kernel gradient (the forward's)
-    off_g = (-off - span) % width  # where the input gradient's g window starts in its first vector
-    n_g = first_window(width, off_g, 1, 1, kw_n, dw)
+    n_x = first_window(width, off, 1, sw, kw_n, dw)  # x window of the kernel gradient (the forward's)
+    phase, reads, d_low, d_high = first_backward_reads(width, off, sw, kw_n, dw)
+    n_g = math.ceil((off_g + d_high - d_low + 1) / width)  # g window of the input gradient
+    run = sw * width  # inputs per thread step (their outputs: one vector)
     taps_n = kh_n * kw_n
     per_j = taps_n + 1
     n_sums = per_j * mult
@@ -443,25 +459,74 @@ def _backward_first(key: Vector2DKey):
     x_size, g_size, shared_size = n_x * width, n_g * width, n_sums * threads
     gv_size, all_taps = mult * width, taps_n * mult
 
+    @cuda.jit(device=True, inline=True)
+    def gather(gin, gwin, taps, t0, start, out_w, checked):
+        """``gin[r] += g[q*W + Lq + d] * taps[t0 + k]`` over the (r, k, d) reads; outputs outside are skipped."""
+        for r in range(run):
+            for k in range(kw_n):
+                if (r + phase - k * dw) % sw == 0:  # (constant after unrolling)
+                    at = off_g + (r + phase - k * dw) // sw - d_low
+                    if not checked or (int32(start + at) >= 0 and int32(start + at) < out_w):
+                        gin[r] += gwin[at] * taps[t0 + k]
+
+    @cuda.jit(device=True, inline=True)
+    def input_row(i, g, gwin, gin, taps, n, top, out_h, out_w, g_plane, start, cols_in):
+        """Kernel row ``i`` of the input gradient of input row ``n``: output row (n + top - i*dh) / sh, if any."""
+        on = int32(n + top - i * dh)
+        oh = int32(on // sh)
+        if on >= 0 and oh * sh == on and oh < out_h:
+            for j in range(mult):
+                g_row = int32(int32(g_plane + j * out_h + oh) * out_w)
+                if cols_in:
+                    for k in range(n_g):
+                        load_g(g, g_row, start, k, out_w, gwin)
+                    gather(gin, gwin, taps, j * taps_n + i * kw_n, start, out_w, False)
+                else:  # outputs outside the image are no outputs: their products are skipped
+                    for k in range(n_g):
+                        load_g_checked(g, g_row, start, k, out_w, gwin)
+                    gather(gin, gwin, taps, j * taps_n + i * kw_n, start, out_w, True)
+
+    @cuda.jit(device=True, inline=True)
+    def kernel_row(i, x, xwin, gv, sums, n, top, height, width_in, x_plane, start, cols_in):
+        """Kernel row ``i`` of the kernel gradient at output row ``n``: input row n*sh - top + i*dh (padding: 0)."""
+        ih = int32(n * sh - top + i * dh)
+        x_row = int32(int32(x_plane + ih) * width_in)
+        if ih >= 0 and ih < height and cols_in:
+            for k in range(n_x):
+                load_x(x, x_row, start, k, width_in, xwin)
+        elif ih >= 0 and ih < height:
+            for k in range(n_x):
+                load_x_checked(x, x_row, start, k, width_in, xwin)
+        else:  # a padding row: zeros, multiplied
+            for e in range(x_size):
+                xwin[e] = acc(0)
+        for j in range(mult):
+            for e in range(width):
+                for k in range(kw_n):
+                    sums[j * per_j + 1 + i * kw_n + k] += gv[j * width + e] * xwin[off + e * sw + k * dw]
+
+    input_rows = repeat(input_row, kh_n, 11)  # (straight-line rows: the taps and sums stay in registers)
+    kernel_rows = repeat(kernel_row, kh_n, 11)
+
     def backward_first_2d(g, x, w, grad_in, partials, planes, chans, height, width_in, out_h, out_w, top, shift,
                           shift_g, slot_threads):
-        """Input gradient of planes (b, c) and this block's partial kernel/bias gradients (stride 1).
+        """Input gradient of planes (b, c) and this block's partial kernel/bias gradients.
 
         Block (threads,) walks (n, q) of one plane, ``slot_threads`` along a row and the rest across rows:
-        input row n, vector q (input gradient; g windows from q*W - shift_g) and output row n, vector q
-        (kernel gradient; x windows from q*W - shift).
+        input row n, inputs q*S*W .. (S*W of them; input gradient, g window from q*W - shift_g) and output row
+        n, vector q (kernel gradient; x window from q*S*W - shift).
         partials[b * gridDim.x + blockIdx.x, s, c*m + j]: s = 0 the bias, 1 + i*KW + k tap (i, k).
         """
         xwin = cuda.local.array(x_size, acc)
         gwin = cuda.local.array(g_size, acc)
         gv = cuda.local.array(gv_size, acc)
-        gin = cuda.local.array(width, acc)
+        gin = cuda.local.array(run, acc)
         taps = cuda.local.array(all_taps, acc)
         sums = cuda.local.array(n_sums, acc)
         shared = cuda.shared.array(shared_size, acc)
         zero = acc(0)
         tid = int32(cuda.threadIdx.x)
-        in_slots = int32((width_in + width - 1) // width)
+        in_slots = int32((width_in + run - 1) // run)
         out_slots = int32((out_w + width - 1) // width)
         slots = max(in_slots, out_slots)
         rows = max(height, out_h)
@@ -489,55 +554,22 @@ def _backward_first(key: Vector2DKey):
                     n = int32(n + cuda.gridDim.x * row_threads)
                     continue
                 if do_input and n < height and q < in_slots:
-                    for e in range(width):
+                    for e in range(run):
                         gin[e] = zero
                     start = int32(q * width - shift_g)
-                    cols_in = start >= 0 and start + g_size <= out_w
-                    for j in range(mult):
-                        for i in range(kh_n):
-                            oh = int32(n + top - i * dh)
-                            if oh >= 0 and oh < out_h:
-                                g_row = int32(int32(g_plane + j * out_h + oh) * out_w)
-                                if cols_in:
-                                    for k in range(n_g):
-                                        load_g(g, g_row, start, k, out_w, gwin)
-                                    for e in range(width):
-                                        for k in range(kw_n):
-                                            gin[e] += gwin[off_g + e + span - k * dw] * taps[j * taps_n + i * kw_n + k]
-                                else:  # outputs outside the image are no outputs: their products are skipped
-                                    for k in range(n_g):
-                                        load_g_checked(g, g_row, start, k, out_w, gwin)
-                                    for e in range(width):
-                                        for k in range(kw_n):
-                                            at = int32(start + off_g + e + span - k * dw)
-                                            if at >= 0 and at < out_w:
-                                                gin[e] += (gwin[off_g + e + span - k * dw]
-                                                           * taps[j * taps_n + i * kw_n + k])
-                    store_x(grad_in, int32(int32(x_plane + n) * width_in), int32(q * width), 0, width_in, gin)
+                    input_rows(g, gwin, gin, taps, n, top, out_h, out_w, g_plane, start,
+                               start >= 0 and start + g_size <= out_w)
+                    for v in range(sw):
+                        store_x(grad_in, int32(int32(x_plane + n) * width_in), int32(q * run), v, width_in, gin)
                 if do_kernel and n < out_h and q < out_slots:
                     for j in range(mult):  # (outputs past the row's end read as zero; vector j lands in gv[j*W ..])
                         load_g_checked(g, int32(int32(g_plane + j * out_h + n) * out_w), int32(q * width - j * width),
                                        j, out_w, gv)
                         for e in range(width):
                             sums[j * per_j] += gv[j * width + e]
-                    start = int32(q * width - shift)
-                    cols_in = start >= 0 and start + x_size <= width_in
-                    for i in range(kh_n):
-                        ih = int32(n - top + i * dh)
-                        x_row = int32(int32(x_plane + ih) * width_in)
-                        if ih >= 0 and ih < height and cols_in:
-                            for k in range(n_x):
-                                load_x(x, x_row, start, k, width_in, xwin)
-                        elif ih >= 0 and ih < height:
-                            for k in range(n_x):
-                                load_x_checked(x, x_row, start, k, width_in, xwin)
-                        else:  # a padding row: zeros, multiplied
-                            for e in range(x_size):
-                                xwin[e] = zero
-                        for j in range(mult):
-                            for e in range(width):
-                                for k in range(kw_n):
-                                    sums[j * per_j + 1 + i * kw_n + k] += gv[j * width + e] * xwin[off + e + k * dw]
+                    start = int32(q * run - shift)
+                    kernel_rows(x, xwin, gv, sums, n, top, height, width_in, x_plane, start,
+                                start >= 0 and start + x_size <= width_in)
                 q = int32(q + slot_threads)
             if do_kernel:
                 block_reduce(sums, shared, tid, 0)
