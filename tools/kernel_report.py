@@ -29,7 +29,10 @@ def _load(path):
 
 def main_loop_figures(sass_report, dispatcher, signature) -> dict:
     """Registers, spills and the main innermost loop's mix of one kernel."""
-    info, text = sass_report.compile_sass(dispatcher, signature)
+    from numba_dwconv.cuda.catalogue import compiling_for
+
+    with compiling_for((9, 0)):  # (device functions: no GPU to ask for its compute capability)
+        info, text = sass_report.compile_sass(dispatcher, signature)
     found = sass_report.loops(text)
     inner = [lp for lp in found
              if not any(o is not lp and lp[0] <= o[0] and o[1] <= lp[1] and (o[0], o[1]) != (lp[0], lp[1])

@@ -30,6 +30,7 @@ from numba import cuda
 
 from .arrays import device_empty
 from .conv1d_vector import VectorKey, vector_kernel
+from .inline import device_function
 from .launch import Kernel, buffer
 from .vector import codec as get_codec
 from .vector import pointer_type, types
@@ -76,11 +77,11 @@ def _kernels(acc_name: str) -> dict:
     # gradient drops the products of outputs outside (padding is no input).  The input
     # gradient takes taps four at a time: four independent loads per step keep more
     # memory requests in flight than a loop with a branch around each load.
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def masked(value, keep):
         return value if keep else acc_t(0)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def tap_source(r, i, ksize, stride, dilation, pad_left, out_length):
         """(clamped output row, valid) of tap i reaching input row r."""
         q = r + pad_left - i * dilation
@@ -90,16 +91,16 @@ def _kernels(acc_name: str) -> dict:
 
     # Layout twins share one body: the factories below take the element access of
     # a layout (``a[b, position, channel]`` or ``a[b, channel, position]``).
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def at_last(a, b, position, channel):
         return acc_t(a[b, position, channel])
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def at_first(a, b, position, channel):
         return acc_t(a[b, channel, position])
 
     def make_point_input_grad(at):
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def point_input_grad(grad, kernel, b, r, c, stride, dilation, pad_left, out_length):
             """Sum over taps i and multipliers j that reach input row r of grad[t, c*m+j] * kernel[i, c, j]."""
             acc = acc_t(0)

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from numba import cuda
 
+from .inline import device_function
 from .vector import codec as get_codec
 from .vector import pointer_type, types
 
@@ -78,11 +79,11 @@ def _row_io(dtype: str, vector: bool):
     cd = get_codec(dtype)
     acc, width, vload, vstore, load_at, store_at = cd.acc, cd.width, cd.vload, cd.vstore, cd.load_at, cd.store_at
     if vector:
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def load(ptr, row, start, k, limit, regs):
             vload(ptr, int32(row + start), k * width, regs, k * width)
 
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def load_checked(ptr, row, start, k, limit, regs):
             pos = int32(start + k * width)
             if pos >= 0 and pos < limit:
@@ -91,26 +92,26 @@ def _row_io(dtype: str, vector: bool):
                 for e in range(width):
                     regs[k * width + e] = acc(0)
 
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def store(ptr, row, first, k, limit, regs):
             if int32(first + k * width) < limit:
                 vstore(ptr, int32(row + first), k * width, regs, k * width)
 
         return load, load_checked, store
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def load(ptr, row, start, k, limit, regs):
         base = int32(row + start)
         for e in range(width):
             regs[k * width + e] = load_at(ptr, base, k * width + e)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def load_checked(ptr, row, start, k, limit, regs):
         for e in range(width):
             pos = int32(start + k * width + e)
             regs[k * width + e] = load_at(ptr, row, pos) if pos >= 0 and pos < limit else acc(0)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def store(ptr, row, first, k, limit, regs):
         base = int32(row + first)
         for e in range(width):
@@ -181,7 +182,7 @@ def _forward_last(key: VectorKey):
     resident = taps_n * width <= TAP_REGISTERS
     taps_size = taps_n * width if resident else 1
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def add_tap(res, win, taps, i, w, w_index, wvec):
         """``res += weights of tap i * win``: the weights from registers, or one 16-byte load at ``w_index``."""
         if resident:
@@ -247,7 +248,7 @@ def _make_block_reduce(n_sums: int, lanes: int, groups: int):
     total of sum ``k`` of ``group`` (read it before the next call: the function starts with a barrier).
     """
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def block_reduce(sums, shared, lane, group):
         cuda.syncthreads()
         for k in range(n_sums):

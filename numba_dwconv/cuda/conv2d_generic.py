@@ -33,6 +33,7 @@ from numba import cuda
 
 from .arrays import device_empty
 from .conv1d_generic import accumulator_dtype, sum_partials
+from .inline import device_function
 
 
 @dataclass
@@ -65,11 +66,11 @@ def _kernels(acc_name: str, channels_last: bool) -> dict:
 
     # ------------------------------------------------------------------ device functions
     if channels_last:
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def at(a, b, h, w, c):
             return acc_t(a[b, h, w, c])
 
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def decode(e, shape):
             """(b, h, w, c) of flat element e of a (B, H, W, C) array."""
             c = e % shape[3]
@@ -78,15 +79,15 @@ def _kernels(acc_name: str, channels_last: bool) -> dict:
             rest = rest // shape[2]
             return rest // shape[1], rest % shape[1], w, c
 
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def store(a, b, h, w, c, value):
             a[b, h, w, c] = value
     else:
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def at(a, b, h, w, c):
             return acc_t(a[b, c, h, w])
 
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def decode(e, shape):
             """(b, h, w, c) of flat element e of a (B, C, H, W) array."""
             w = e % shape[3]
@@ -95,11 +96,11 @@ def _kernels(acc_name: str, channels_last: bool) -> dict:
             rest = rest // shape[2]
             return rest // shape[1], h, w, rest % shape[1]
 
-        @cuda.jit(device=True, inline=True)
+        @device_function
         def store(a, b, h, w, c, value):
             a[b, c, h, w] = value
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def point_forward(x, kernel, b, oh, ow, o, sh, sw, dh, dw, top, left, height, width):
         """Sum over taps (i, k) of x[b, oh*sh + i*dh - top, ow*sw + k*dw - left, c] * kernel[i, k, c, j]."""
         mult = kernel.shape[3]
@@ -117,7 +118,7 @@ def _kernels(acc_name: str, channels_last: bool) -> dict:
                     acc += acc_t(0) * acc_t(kernel[i, k, c, j])
         return acc
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def point_input_grad(grad, kernel, b, ih, iw, c, sh, sw, dh, dw, top, left, out_h, out_w):
         """Sum over the taps that read x[b, ih, iw, c] of grad[b, oh, ow, c*m + j] * kernel[i, k, c, j]."""
         mult = kernel.shape[3]

@@ -41,7 +41,7 @@ from typing import NamedTuple
 from numba import cuda
 
 from .conv1d_vector import TAP_REGISTERS, _make_block_reduce, _row_io
-from .unroll import repeat
+from .inline import device_function, repeat
 from .vector import codec as get_codec
 from .vector import pointer_type, types
 
@@ -83,7 +83,7 @@ def _forward_last(key: Vector2DKey):
     taps_size = kh_n * kw_n * width if resident else kw_n * width
     res_size = run_n * width  # (array sizes must be plain constants)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def add_row(x, base, chans, res, taps, t0, v, checked, row_ok, iw0, width_in):
         """``res[r] += taps[t0 + k] * x[column r*sw + k*dw of the window]`` for the run's outputs r and taps k.
 
@@ -103,7 +103,7 @@ def _forward_last(key: Vector2DKey):
                 for e in range(width):
                     res[r * width + e] += taps[(t0 + k) * width + e] * v[e]
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def row_step(i, x, w, b, ih0, iw0, inside, chans, c0, height, width_in, res, taps, v):
         """Kernel row ``i`` of a run: its weights (unless resident) and its input row, into ``res``."""
         if not resident:
@@ -185,7 +185,7 @@ def _forward_first(key: Vector2DKey):
     load_x, load_x_checked, _ = _row_io(key.dtype, key.vector_in)
     _, _, store_out = _row_io(key.dtype, key.vector_out)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def add_row(res, taps, win, u):
         """Input row ``u`` of the window (in ``win``) into every output row ``rr`` that reads it (through row ii)."""
         for rr in range(rows_n):
@@ -198,7 +198,7 @@ def _forward_first(key: Vector2DKey):
                             total += taps[t0 + k] * win[off + e * sw + k * dw]
                         res[rr * outputs + e] = total
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def load_row(x, x_row, start, inside, row_ok, width_in, win):
         if inside:
             for k in range(n_vec):
@@ -282,7 +282,7 @@ def _backward_last(key: Vector2DKey):
     shared_size = n_sums * lanes * groups
     run_size = run_n * width
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def gather_row(g, g_row, base_ow, out_w, chans, c0, taps, t0, gvec, gin, checked):
         """``gin[r] += g[row, base_ow + d] * taps[k]`` for every (r, k, d) of the run (outputs outside skipped)."""
         for dd in range(n_d):
@@ -295,7 +295,7 @@ def _backward_last(key: Vector2DKey):
                             for e in range(width):
                                 gin[r * width + e] += gvec[e] * taps[(t0 + k) * width + e]
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def add_products(x, base, chans, gout, sums, ii, v, checked, row_ok, iw0, width_in):
         """``sums[tap (ii, k)] += g[r] * x[column r*sw + k*dw]`` over the run (padding read as zero)."""
         for r in range(run_n):
@@ -459,7 +459,7 @@ def _backward_first(key: Vector2DKey):
     x_size, g_size, shared_size = n_x * width, n_g * width, n_sums * threads
     gv_size, all_taps = mult * width, taps_n * mult
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def gather(gin, gwin, taps, t0, start, out_w, checked):
         """``gin[r] += g[q*W + Lq + d] * taps[t0 + k]`` over the (r, k, d) reads; outputs outside are skipped."""
         for r in range(run):
@@ -469,7 +469,7 @@ def _backward_first(key: Vector2DKey):
                     if not checked or (int32(start + at) >= 0 and int32(start + at) < out_w):
                         gin[r] += gwin[at] * taps[t0 + k]
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def input_row(i, g, gwin, gin, taps, n, top, out_h, out_w, g_plane, start, cols_in):
         """Kernel row ``i`` of the input gradient of input row ``n``: output row (n + top - i*dh) / sh, if any."""
         on = int32(n + top - i * dh)
@@ -486,7 +486,7 @@ def _backward_first(key: Vector2DKey):
                         load_g_checked(g, g_row, start, k, out_w, gwin)
                     gather(gin, gwin, taps, j * taps_n + i * kw_n, start, out_w, True)
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def kernel_row(i, x, xwin, gv, sums, n, top, height, width_in, x_plane, start, cols_in):
         """Kernel row ``i`` of the kernel gradient at output row ``n``: input row n*sh - top + i*dh (padding: 0)."""
         ih = int32(n * sh - top + i * dh)

@@ -35,7 +35,7 @@ from numba import cuda
 
 from .arrays import device_empty
 from .conv1d_generic import accumulator_dtype
-from .unroll import repeat
+from .inline import device_function, repeat
 
 
 @dataclass
@@ -67,27 +67,27 @@ LAUNCH = PointwiseLaunch()
 # ---------------------------------------------------------------------------- device functions
 # A(b, i, k) / B(b, k, j) are read from 3D arrays (batch, rows, cols); weights are stored
 # once and shared by every batch entry (index 0).
-@cuda.jit(device=True, inline=True)
+@device_function
 def _plain(a, b, i, k):
     return a[b, i, k]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _transposed(a, b, i, k):
     return a[b, k, i]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _shared(a, b, i, k):
     return a[0, i, k]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _shared_transposed(a, b, i, k):
     return a[0, k, i]
 
 
-@cuda.jit(device=True, inline=True)
+@device_function
 def _ones(a, b, i, k):
     return 1
 
@@ -121,7 +121,7 @@ def _matmul_kernel(load_a_name: str, load_b_name: str, acc_name: str, tile: int,
     tile_size = tile * side
     u32 = numba.uint32
 
-    @cuda.jit(device=True, inline=True)
+    @device_function
     def multiply_step(kk, tile_a, tile_b, a_lane, b_lane, ra, rb, total):
         """Depth ``kk`` of the staged tiles into the accumulators (unsigned indices: constant offsets)."""
         for r in range(reg):
