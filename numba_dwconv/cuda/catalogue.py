@@ -122,12 +122,15 @@ def compiling_for(cc=(9, 0)):
 
     from numba.cuda import dispatcher
 
-    original = dispatcher.get_current_device
+    original = getattr(dispatcher, "get_current_device", None)
     dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
     try:
         yield
     finally:
-        dispatcher.get_current_device = original
+        if original is None:
+            del dispatcher.get_current_device
+        else:
+            dispatcher.get_current_device = original
 
 
 def catalogue() -> list[tuple[str, object, tuple]]:
