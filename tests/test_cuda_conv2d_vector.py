@@ -75,6 +75,8 @@ FIRST = [  # (H, W, channels, kernel, stride, dilation, padding, multiplier, dty
     (7, 12, 2, (3, 3), 1, 1, "valid", 1, np.float32),  # valid: output rows of 10, element-wise stores
     (4, 4, 2, (5, 5), 1, 1, "same", 1, np.float64),  # image smaller than the kernel
     (11, 12, 1, (9, 9), 1, 1, "same", 1, np.float32),  # 81 taps: weights a row at a time (forward)
+    (8, 8, 2, (7, 7), 1, 1, "same", 1, np.float32),  # ConvNeXt's 7x7: 50 sums per thread (backward)
+    (5, 8, 1, (3, 3), 1, 1, "same", 4, np.float32),  # multiplier 4: 40 sums
 ]
 
 

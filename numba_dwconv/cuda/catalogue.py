@@ -71,6 +71,7 @@ def _vector2d_entries():
         "conv2d.backward_first_vector[float16 3x3]": ("backward", "channels_first", "float16", (112, 112), 32, 3, 1),
         "conv2d.backward_first_vector[5x5]": ("backward", "channels_first", "float32", (28, 28), 512, 5, 1),
         "conv2d.backward_first_vector[3x3 s2]": ("backward", "channels_first", "float32", (56, 56), 256, 3, 2),
+        "conv2d.backward_first_vector[7x7]": ("backward", "channels_first", "float32", (28, 28), 256, 7, 1),
     }
     for name, (kind, layout, dtype, spatial, chans, size, stride) in cases.items():
         shape = (16, *spatial, chans) if layout == "channels_last" else (16, chans, *spatial)

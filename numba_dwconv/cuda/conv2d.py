@@ -7,12 +7,12 @@
     width (aligned operands): forward at any stride and dilation; backward (one fused
     launch plus the fixed-order partial sum) when a kernel row's sums fit in registers;
   - channels_first: forward at any stride whose input window fits in registers; fused
-    backward at stride 1 when every tap's sum fits; rows that are not whole aligned
-    vectors move element by element.
+    backward at strides dividing the vector width when every tap's sum fits (up to 7x7);
+    rows that are not whole aligned vectors move element by element.
 
-* Everything else (large kernels, multipliers in channels_last, strided channels_first
-  backward, more than 2**31 elements) runs the general kernels of
-  :mod:`numba_dwconv.cuda.conv2d_generic`.
+* Everything else (channels_last multipliers or odd channel counts, kernel rows wider than
+  the register budget, channels_first backward above 7x7 or at stride 3, more than 2**31
+  elements) runs the general kernels of :mod:`numba_dwconv.cuda.conv2d_generic`.
 
 Both apply Keras' padding rule for non-finite numbers inside the kernels
 (:data:`PADDING_RULE_IN_KERNELS`).  The launch geometry of each problem is computed once
@@ -37,7 +37,8 @@ from .vector import codec
 
 PADDING_RULE_IN_KERNELS = True
 MAX_INDEX = 2**31 - 1  # int32 index arithmetic in the vector kernels
-SUM_REGISTERS = 48  # backward: kernel/bias sums one thread keeps (values)
+SUM_REGISTERS = 48  # channels_last backward: kernel/bias sums one thread keeps (values)
+CF_SUM_REGISTERS = 50  # channels_first backward: sums (taps + 1) x multiplier per thread (7x7: 50, 184 registers)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _vector_key(kind, problem, parts, config, storage):
         return Vector2DKey("forward_first", kh=kh if resident else 0, offset=offset, run=run,
                            rows=2 if resident and kh <= 7 else 1, mult=mult, parts="both", tap_rows=0, lanes=1,
                            vector_in=vector_in, vector_out=vector_out, **geometry)
-    if width % w.stride or (kh * kw + 1) * mult > 32:
+    if width % w.stride or (kh * kw + 1) * mult > CF_SUM_REGISTERS:
         return None
     _, _, d_low, d_high = first_backward_reads(width, offset, w.stride, kw, w.dilation)
     lq = (w.pad_left - w.pad_left % w.stride) // w.stride
