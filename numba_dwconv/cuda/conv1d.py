@@ -22,17 +22,14 @@ import functools
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from . import conv1d_generic as generic
 from .arrays import device_empty
 from .conv1d_vector import TAP_REGISTERS, VectorKey, vector_kernel, window_vectors
-from .launch import Kernel, aligned, buffer
-from .vector import codec
+from .launch import Kernel, aligned, buffer, grid_blocks, pow2_at_least
+from .vector import MAX_INDEX, codec, storage_name
 
 # The kernels multiply padding as zeros (Keras' rule for inf/NaN weights and gradients).
 PADDING_RULE_IN_KERNELS = True
-MAX_INDEX = 2**31 - 1  # int32 index arithmetic in the vector kernels
 
 
 @dataclass(frozen=True)
@@ -66,11 +63,6 @@ VECTOR = VectorLaunch()
 
 
 # ---------------------------------------------------------------------------- choosing the kernels
-def _dtype_name(problem) -> str | None:
-    name = np.dtype(problem.dtype).name
-    return name if name in ("float32", "float64", "float16") else None
-
-
 def vector_key(kind: str, problem, parts: str = "both", config: VectorLaunch | None = None,
                storage: str | None = None) -> VectorKey | None:
     """The vector kernel for ``kind`` ("forward" or "backward") on ``problem``, or None if it does not apply.
@@ -83,7 +75,7 @@ def vector_key(kind: str, problem, parts: str = "both", config: VectorLaunch | N
 
 @functools.lru_cache(maxsize=1024)
 def _vector_key(kind, problem, parts, config, storage):
-    name = storage or _dtype_name(problem)
+    name = storage or storage_name(problem.dtype)
     axis = problem.axis
     if name is None or axis.stride != 1 or axis.kernel_size > 32:
         return None
@@ -134,17 +126,6 @@ def compiled(key: VectorKey) -> Kernel:
     return Kernel(*vector_kernel(key))
 
 
-def _blocks(n: int, per_block: int, limit: int) -> int:
-    return max(1, min(math.ceil(n / per_block), limit))
-
-
-def _pow2_at_least(n: int, cap: int) -> int:
-    size = 1
-    while size < n and size < cap:
-        size *= 2
-    return size
-
-
 @functools.lru_cache(maxsize=1024)
 def _plan(problem, key: VectorKey, config: VectorLaunch):
     """``(grid, block, int32 arguments, partial rows)`` of ``key`` on ``problem`` (cached per shape)."""
@@ -154,26 +135,26 @@ def _plan(problem, key: VectorKey, config: VectorLaunch):
     out_ch = chans * mult
     if key.kind == "forward_first":
         steps = math.ceil(axis.out_length / (width * key.unroll))
-        tx = _pow2_at_least(steps, config.threads)
+        tx = pow2_at_least(steps, config.threads)
         ty = config.threads // tx
         rows = batch * out_ch
-        grid = (_blocks(steps, tx, config.max_grid), _blocks(rows, ty, 65535), 1)
+        grid = (grid_blocks(steps, tx, config.max_grid), grid_blocks(rows, ty, 65535), 1)
         args = (rows, out_ch, chans, mult, axis.length, axis.out_length, axis.pad_left + key.offset)
         return grid, (tx, ty, 1), args, 0
     if key.kind == "forward_last":
-        grid = (math.ceil(chans / width / config.groups), _blocks(axis.out_length, config.lanes, config.max_grid),
+        grid = (math.ceil(chans / width / config.groups), grid_blocks(axis.out_length, config.lanes, config.max_grid),
                 min(batch, 65535))
         return grid, (config.groups, config.lanes, 1), (batch, chans, axis.length, axis.out_length, axis.pad_left), 0
     span = (axis.kernel_size - 1) * axis.dilation
     if key.kind == "backward_first":
         slots = math.ceil(max(axis.length, axis.out_length) / width)
-        chunks = _blocks(slots, key.threads * config.work_per_thread, config.max_grid)
+        chunks = grid_blocks(slots, key.threads * config.work_per_thread, config.max_grid)
         off_g = (-key.offset - span) % width
         shift_g = off_g + span - axis.pad_left
         args = (batch * chans, chans, axis.length, axis.out_length, axis.pad_left + key.offset, shift_g)
         return (chunks, min(batch * chans, 65535), 1), (key.threads, 1, 1), args, batch * chunks
     rows = max(axis.length, axis.out_length)
-    chunks = _blocks(rows, key.threads * config.work_per_thread, config.max_grid)
+    chunks = grid_blocks(rows, key.threads * config.work_per_thread, config.max_grid)
     grid = (math.ceil(chans / width / key.groups), chunks, min(batch, 65535))
     args = (batch, chans, axis.length, axis.out_length, axis.pad_left)
     return grid, (key.groups, key.threads, 1), args, batch * chunks

@@ -25,18 +25,15 @@ import functools
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from . import conv2d_generic as generic
 from .arrays import device_empty
 from .conv1d_generic import accumulator_dtype, sum_partials
 from .conv1d_vector import TAP_REGISTERS
 from .conv2d_vector import Vector2DKey, first_backward_reads, first_window, vector_kernel
-from .launch import Kernel, aligned, buffer
-from .vector import codec
+from .launch import Kernel, aligned, buffer, grid_blocks, pow2_at_least
+from .vector import MAX_INDEX, codec, storage_name
 
 PADDING_RULE_IN_KERNELS = True
-MAX_INDEX = 2**31 - 1  # int32 index arithmetic in the vector kernels
 SUM_REGISTERS = 48  # channels_last backward: kernel/bias sums one thread keeps (values)
 CF_SUM_REGISTERS = 50  # channels_first backward: sums (taps + 1) x multiplier per thread (7x7: 50, 184 registers)
 
@@ -70,11 +67,6 @@ VECTOR = Vector2DLaunch()
 
 
 # ---------------------------------------------------------------------------- choosing the kernels
-def _dtype_name(problem) -> str | None:
-    name = np.dtype(problem.dtype).name
-    return name if name in ("float32", "float64", "float16") else None
-
-
 def vector_key(kind: str, problem, parts: str = "both", config: Vector2DLaunch | None = None,
                storage: str | None = None) -> Vector2DKey | None:
     """The vector kernel for ``kind`` ("forward" or "backward") on ``problem``, or None if it does not apply.
@@ -85,16 +77,9 @@ def vector_key(kind: str, problem, parts: str = "both", config: Vector2DLaunch |
     return _vector_key(kind, problem, parts, config or VECTOR, storage)
 
 
-def _pow2_at_least(n: int, cap: int) -> int:
-    size = 1
-    while size < n and size < cap:
-        size *= 2
-    return size
-
-
 @functools.lru_cache(maxsize=1024)
 def _vector_key(kind, problem, parts, config, storage):
-    name = storage or _dtype_name(problem)
+    name = storage or storage_name(problem.dtype)
     if name is None:
         return None
     h, w = problem.height, problem.width
@@ -108,7 +93,7 @@ def _vector_key(kind, problem, parts, config, storage):
     if problem.channels_last:
         if mult != 1 or chans % width or kw * width > TAP_REGISTERS:
             return None
-        groups = _pow2_at_least(chans // width, config.max_groups)
+        groups = pow2_at_least(chans // width, config.max_groups)
         if kind == "forward":
             resident = kh * kw * width <= TAP_REGISTERS
             return Vector2DKey("forward_last", kh=kh if resident else 0, offset=0, run=4 if kw <= 7 else 2, rows=1,
@@ -167,10 +152,6 @@ def compiled(key: Vector2DKey) -> Kernel:
     return Kernel(*vector_kernel(key))
 
 
-def _blocks(n: int, per_block: int, limit: int) -> int:
-    return max(1, min(math.ceil(n / per_block), limit))
-
-
 @functools.lru_cache(maxsize=1024)
 def _plan(problem, key: Vector2DKey, config: Vector2DLaunch):
     """``(grid, block, int32 arguments, partial rows)`` of ``key`` on ``problem`` (cached per shape)."""
@@ -179,36 +160,36 @@ def _plan(problem, key: Vector2DKey, config: Vector2DLaunch):
     batch, chans, mult = problem.batch, problem.channels, problem.multiplier
     if key.kind == "forward_last":
         cvecs = chans // width
-        groups = _pow2_at_least(cvecs, config.max_groups)
+        groups = pow2_at_least(cvecs, config.max_groups)
         lanes = max(1, config.threads // groups)
         runs = math.ceil(w.out_length / key.run)
-        grid = (_blocks(runs, lanes, config.max_grid), math.ceil(cvecs / groups), min(batch * h.out_length, 65535))
+        grid = (grid_blocks(runs, lanes, config.max_grid), math.ceil(cvecs / groups), min(batch * h.out_length, 65535))
         args = (batch * h.out_length, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left, w.pad_left,
                 h.kernel_size)
         return grid, (groups, lanes, 1), args, 0
     if key.kind == "forward_first":
         outputs = key.run * width
         steps = math.ceil(w.out_length / outputs)
-        tx = _pow2_at_least(steps, config.threads)
+        tx = pow2_at_least(steps, config.threads)
         ty = config.threads // tx
         groups = batch * chans * mult * math.ceil(h.out_length / key.rows)
-        grid = (_blocks(steps, tx, config.max_grid), _blocks(groups, ty, 65535), 1)
+        grid = (grid_blocks(steps, tx, config.max_grid), grid_blocks(groups, ty, 65535), 1)
         args = (groups, chans * mult, chans, mult, h.length, w.length, h.out_length, w.out_length, h.pad_left,
                 w.pad_left + key.offset, h.kernel_size)
         return grid, (tx, ty, 1), args, 0
     rows = max(h.length, h.out_length)
     if key.kind == "backward_last":  # lanes split along a row (run_lanes) and across rows (b, n)
         runs = math.ceil(max(w.length, w.out_length) / key.run)
-        run_lanes = _pow2_at_least(runs, key.lanes)
+        run_lanes = pow2_at_least(runs, key.lanes)
         row_lanes = key.lanes // run_lanes
-        chunks = _blocks(batch * rows, row_lanes * config.work_per_thread, config.max_grid)
+        chunks = grid_blocks(batch * rows, row_lanes * config.work_per_thread, config.max_grid)
         row_groups = 1 if key.parts == "input" else math.ceil(h.kernel_size / key.tap_rows)
         grid = (math.ceil(chans // width / key.groups), chunks, row_groups)
         args = (batch, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left, w.pad_left, run_lanes)
         return grid, (key.groups, key.lanes, 1), args, chunks
     slots = max(math.ceil(w.length / (w.stride * width)), math.ceil(w.out_length / width))
-    slot_threads = _pow2_at_least(slots, key.lanes)
-    chunks = _blocks(rows, key.lanes // slot_threads * config.work_per_thread, config.max_grid)
+    slot_threads = pow2_at_least(slots, key.lanes)
+    chunks = grid_blocks(rows, key.lanes // slot_threads * config.work_per_thread, config.max_grid)
     _, _, d_low, _ = first_backward_reads(width, key.offset, w.stride, w.kernel_size, w.dilation)
     lq = (w.pad_left - w.pad_left % w.stride) // w.stride
     args = (batch * chans, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left,

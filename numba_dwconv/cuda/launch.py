@@ -17,6 +17,7 @@ Under numba's CUDA simulator the "pointers" are the flat arrays themselves
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 
 from numba import cuda
@@ -29,6 +30,19 @@ def buffer(array):
     if SIMULATED:
         return array.reshape(-1)
     return device_address(array)
+
+
+def grid_blocks(n: int, per_block: int, limit: int) -> int:
+    """Blocks covering ``n`` items at ``per_block`` each, at least 1 and at most ``limit`` (kernels loop beyond)."""
+    return max(1, min(math.ceil(n / per_block), limit))
+
+
+def pow2_at_least(n: int, cap: int) -> int:
+    """The smallest power of two >= ``n``, capped at ``cap`` (a block dimension sized to the work)."""
+    size = 1
+    while size < n and size < cap:
+        size *= 2
+    return size
 
 
 def device_address(array) -> int:

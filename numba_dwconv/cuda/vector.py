@@ -35,6 +35,13 @@ from .._bfloat16 import bf16_bits_from_f32, f32_from_bf16_bits  # noqa: F401 (th
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 VECTOR_BYTES = 16
+MAX_INDEX = 2**31 - 1  # the pointer kernels' index arithmetic is int32
+
+
+def storage_name(dtype) -> str | None:
+    """The codec name of a NumPy dtype the pointer kernels take, or None (bfloat16 has no NumPy dtype)."""
+    name = np.dtype(dtype).name
+    return name if name in ("float32", "float64", "float16") else None
 
 
 class Codec(NamedTuple):
