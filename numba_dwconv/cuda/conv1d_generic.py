@@ -32,8 +32,8 @@ from .arrays import device_empty
 from .conv1d_vector import VectorKey, vector_kernel
 from .inline import device_function
 from .launch import Kernel, buffer
+from .vector import MAX_INDEX, pointer_type, types
 from .vector import codec as get_codec
-from .vector import pointer_type, types
 
 
 @dataclass
@@ -395,7 +395,7 @@ def conv1d_forward(problem, inputs, kernel, bias, stream=0, config: LaunchConfig
     out_channels = problem.channels * problem.multiplier
     if out.size == 0:
         return out
-    wide = max(out.size, int(np.prod(problem.input_shape))) > 2**31 - 1
+    wide = max(out.size, int(np.prod(problem.input_shape))) > MAX_INDEX
     rows = math.ceil(axis.out_length / 4)  # four outputs per thread
     batches = _grid(problem.batch, 1, config)
     if problem.channels_last:
