@@ -197,23 +197,8 @@ def _vector_backward(problem, grad_outputs, inputs, kernel, parts, stream):
         key = _with_alignment(key, inputs, grad_outputs)
     if key is None:
         return None
-    grid, block, args, n_partials = _plan(problem, key, VECTOR)
-    acc = generic.accumulator_dtype(problem.dtype)
-    out_ch = problem.channels * problem.multiplier
-    slots = problem.axis.kernel_size + 1
-    grad_in = device_empty(problem.input_shape, problem.dtype, stream) if parts != "kernel" else None
-    partials = device_empty((n_partials, slots, out_ch), acc, stream) if parts != "input" else None
-    anything = grad_outputs  # a valid pointer for the operands a part does not read or write
-    compiled(key).launch(grid, block, stream, 0, (
-        buffer(grad_outputs), buffer(inputs if inputs is not None else anything),
-        buffer(kernel if kernel is not None else anything), buffer(grad_in if grad_in is not None else anything),
-        buffer(partials) if partials is not None else buffer(anything)) + args)
-    if partials is None:
-        return grad_in, None, None
-    grad_kernel = device_empty(problem.kernel_shape, problem.dtype, stream)
-    grad_bias = device_empty((out_ch,), problem.dtype, stream)
-    generic.sum_partials(partials, grad_kernel, grad_bias, key.dtype, stream)
-    return grad_in, grad_kernel, grad_bias
+    return generic.fused_backward(compiled(key), _plan(problem, key, VECTOR), problem, grad_outputs, inputs, kernel,
+                                  parts, key.dtype, stream)
 
 
 def conv1d_backward(problem, grad_outputs, kernel, inputs, stream=0):

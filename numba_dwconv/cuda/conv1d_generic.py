@@ -488,3 +488,27 @@ def sum_partials(partials, grad_kernel, grad_bias, storage: str, stream=0) -> No
     _sum_partials_kernel(storage).launch(
         (math.ceil(slots * out_ch / SUM_THREADS), 1, 1), (SUM_THREADS, 1, 1), stream, 0,
         (buffer(partials), buffer(grad_kernel), buffer(grad_bias), n_partials, slots, out_ch))
+
+
+def fused_backward(kernel: Kernel, plan, problem, grad_outputs, inputs, weights, parts: str, storage: str, stream=0):
+    """Run a fused vector backward kernel (1D or 2D) and sum its partials: ``(grad_in, grad_kernel, grad_bias)``.
+
+    ``plan`` is the kernel's ``(grid, block, int32 arguments, partial rows)``; ``parts`` "input" or "kernel"
+    leaves the other results None (and their operands unread).  The partials hold one slot per tap plus
+    the bias, so their count follows from the kernel's shape.
+    """
+    grid, block, args, n_partials = plan
+    out_ch = problem.channels * problem.multiplier
+    slots = math.prod(problem.kernel_shape[:-2]) + 1
+    grad_in = device_empty(problem.input_shape, problem.dtype, stream) if parts != "kernel" else None
+    partials = (device_empty((n_partials, slots, out_ch), accumulator_dtype(problem.dtype), stream)
+                if parts != "input" else None)
+    anything = grad_outputs  # a valid pointer for the operands a part does not read or write
+    operands = (grad_outputs, inputs, weights, grad_in, partials)
+    kernel.launch(grid, block, stream, 0, tuple(buffer(a if a is not None else anything) for a in operands) + args)
+    if partials is None:
+        return grad_in, None, None
+    grad_kernel = device_empty(problem.kernel_shape, problem.dtype, stream)
+    grad_bias = device_empty((out_ch,), problem.dtype, stream)
+    sum_partials(partials, grad_kernel, grad_bias, storage, stream)
+    return grad_in, grad_kernel, grad_bias

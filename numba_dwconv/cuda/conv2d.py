@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from . import conv2d_generic as generic
 from .arrays import device_empty
-from .conv1d_generic import accumulator_dtype, sum_partials
+from .conv1d_generic import fused_backward
 from .conv1d_vector import TAP_REGISTERS
 from .conv2d_vector import Vector2DKey, first_backward_reads, first_window, vector_kernel
 from .launch import Kernel, aligned, buffer, grid_blocks, pow2_at_least
@@ -231,23 +231,8 @@ def _vector_backward(problem, grad_outputs, inputs, kernel, parts, stream):
         key = _with_alignment(key, inputs, grad_outputs, kernel)
     if key is None:
         return None
-    grid, block, args, n_partials = _plan(problem, key, VECTOR)
-    out_ch = problem.channels * problem.multiplier
-    slots = problem.height.kernel_size * problem.width.kernel_size + 1
-    grad_in = device_empty(problem.input_shape, problem.dtype, stream) if parts != "kernel" else None
-    partials = device_empty((n_partials, slots, out_ch), accumulator_dtype(problem.dtype), stream) \
-        if parts != "input" else None
-    anything = grad_outputs  # a valid pointer for the operands a part does not read or write
-    compiled(key).launch(grid, block, stream, 0, (
-        buffer(grad_outputs), buffer(inputs if inputs is not None else anything),
-        buffer(kernel if kernel is not None else anything), buffer(grad_in if grad_in is not None else anything),
-        buffer(partials if partials is not None else anything)) + args)
-    if partials is None:
-        return grad_in, None, None
-    grad_kernel = device_empty(problem.kernel_shape, problem.dtype, stream)
-    grad_bias = device_empty((out_ch,), problem.dtype, stream)
-    sum_partials(partials, grad_kernel, grad_bias, key.dtype, stream)
-    return grad_in, grad_kernel, grad_bias
+    return fused_backward(compiled(key), _plan(problem, key, VECTOR), problem, grad_outputs, inputs, kernel, parts,
+                          key.dtype, stream)
 
 
 def conv2d_backward(problem, grad_outputs, kernel, inputs, stream=0):
