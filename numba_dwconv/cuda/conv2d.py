@@ -118,15 +118,24 @@ def _vector_key(kind, problem, parts, config, storage):
                            vector_in=vector_in, vector_out=vector_out, **geometry)
     if width % w.stride or (kh * kw + 1) * mult > CF_SUM_REGISTERS:
         return None
-    _, _, d_low, d_high = first_backward_reads(width, offset, w.stride, kw, w.dilation)
-    lq = (w.pad_left - w.pad_left % w.stride) // w.stride
-    offset_g = (lq + d_low) % width
-    g_window = math.ceil((offset_g + d_high - d_low + 1) / width) * width
+    first_g, reads_g = _output_grad_reads(width, offset, w)
+    offset_g = first_g % width
+    g_window = math.ceil((offset_g + reads_g) / width) * width
     if max(first_window(width, offset, 1, w.stride, kw, w.dilation) * width, g_window) > config.max_window:
         return None
     return Vector2DKey("backward_first", kh=kh, offset=offset, run=1, rows=1, mult=mult, parts=parts, tap_rows=0,
                        lanes=config.threads, vector_in=vector_in, vector_out=vector_out, offset_g=offset_g,
                        **geometry)
+
+
+def _output_grad_reads(width: int, offset: int, w) -> tuple[int, int]:
+    """channels_first backward: where a thread's output-gradient reads start (relative to output q*W) and how many.
+
+    The run of ``stride`` input vectors at ``q*stride*W`` reads outputs ``q*W + Lq + d``, ``d_low <= d <= d_high``
+    (:func:`~numba_dwconv.cuda.conv2d_vector.first_backward_reads`), ``Lq = (pad_left - phase) / stride``.
+    """
+    _, _, d_low, d_high = first_backward_reads(width, offset, w.stride, w.kernel_size, w.dilation)
+    return (w.pad_left - w.pad_left % w.stride) // w.stride + d_low, d_high - d_low + 1
 
 
 def _with_alignment(key: Vector2DKey, inputs, outputs, kernel) -> Vector2DKey | None:
@@ -190,10 +199,9 @@ def _plan(problem, key: Vector2DKey, config: Vector2DLaunch):
     slots = max(math.ceil(w.length / (w.stride * width)), math.ceil(w.out_length / width))
     slot_threads = pow2_at_least(slots, key.lanes)
     chunks = grid_blocks(rows, key.lanes // slot_threads * config.work_per_thread, config.max_grid)
-    _, _, d_low, _ = first_backward_reads(width, key.offset, w.stride, w.kernel_size, w.dilation)
-    lq = (w.pad_left - w.pad_left % w.stride) // w.stride
+    first_g, _ = _output_grad_reads(width, key.offset, w)
     args = (batch * chans, chans, h.length, w.length, h.out_length, w.out_length, h.pad_left,
-            w.pad_left + key.offset, key.offset_g - lq - d_low, slot_threads)
+            w.pad_left + key.offset, key.offset_g - first_g, slot_threads)
     return (chunks, min(batch * chans, 65535), 1), (key.lanes, 1, 1), args, batch * chunks
 
 
