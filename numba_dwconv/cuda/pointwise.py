@@ -122,6 +122,13 @@ def _matmul_kernel(load_a_name: str, load_b_name: str, acc_name: str, tile: int,
     u32 = numba.uint32
 
     @device_function
+    def tile_slot(e, k_fast):
+        """``(k, row or column)`` in a staged tile of a thread's element ``e``: k fastest when ``k_fast``."""
+        if k_fast:
+            return e % tile, e // tile
+        return e // side, e % side
+
+    @device_function
     def multiply_step(kk, tile_a, tile_b, a_lane, b_lane, ra, rb, total):
         """Depth ``kk`` of the staged tiles into the accumulators (unsigned indices: constant offsets)."""
         for r in range(reg):
@@ -156,22 +163,12 @@ def _matmul_kernel(load_a_name: str, load_b_name: str, acc_name: str, tile: int,
                     for k0 in range(k_start, k_stop, tile):
                         for step in range(reg):  # each thread stages reg elements of each operand tile
                             e = tid + step * threads
-                            if a_k_fast:
-                                kk = e % tile
-                                ii = e // tile
-                            else:
-                                ii = e % side
-                                kk = e // side
+                            kk, ii = tile_slot(e, a_k_fast)
                             i = row0 + ii
                             ka = k0 + kk
                             tile_a[u32(kk * side + ii)] = (acc_t(load_a(a, b, i, ka)) if i < rows and ka < k_stop
                                                            else acc_t(0))
-                            if b_k_fast:
-                                kk = e % tile
-                                jj = e // tile
-                            else:
-                                jj = e % side
-                                kk = e // side
+                            kk, jj = tile_slot(e, b_k_fast)
                             j = col0 + jj
                             kb = k0 + kk
                             tile_b[u32(kk * side + jj)] = (acc_t(load_b(b_op, b, kb, j)) if j < cols and kb < k_stop
