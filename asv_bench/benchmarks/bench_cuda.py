@@ -12,18 +12,23 @@ import numba_dwconv as nd
 from .bench_conv1d import SHAPES
 
 
+def require_gpu():
+    """numba.cuda, or NotImplementedError (asv: skipped) without a real GPU."""
+    if not nd.cuda_available():
+        raise NotImplementedError("no CUDA GPU")
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        raise NotImplementedError("CUDA simulator: no meaningful GPU timings")
+    return cuda
+
+
 class _Conv1DCuda:
     params = (list(SHAPES), ["float32", "float16"], ["channels_last", "channels_first"])
     param_names = ["shape", "dtype", "data_format"]
 
     def setup(self, shape, dtype, data_format):
-        if not nd.cuda_available():
-            raise NotImplementedError("no CUDA GPU")
-        from numba import config, cuda
-
-        if config.ENABLE_CUDASIM:
-            raise NotImplementedError("CUDA simulator: no meaningful GPU timings")
-        self.cuda = cuda
+        self.cuda = cuda = require_gpu()
         batch, length, channels, ksize, self.padding = SHAPES[shape]
         rng = np.random.default_rng(0)
         dims = (batch, length, channels) if data_format == "channels_last" else (batch, channels, length)

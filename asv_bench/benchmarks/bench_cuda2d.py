@@ -9,6 +9,8 @@ import numpy as np
 
 import numba_dwconv as nd
 
+from .bench_cuda import require_gpu
+
 SHAPES = {  # name: (batch, height, width, channels, kernel size, stride)
     "B64-56x56-C128-K3-s1": (64, 56, 56, 128, 3, 1),
     "B64-112x112-C32-K3-s1": (64, 112, 112, 32, 3, 1),
@@ -22,13 +24,7 @@ class _Conv2DCuda:
     param_names = ["shape", "dtype", "data_format"]
 
     def setup(self, shape, dtype, data_format):
-        if not nd.cuda_available():
-            raise NotImplementedError("no CUDA GPU")
-        from numba import config, cuda
-
-        if config.ENABLE_CUDASIM:
-            raise NotImplementedError("CUDA simulator: no meaningful GPU timings")
-        self.cuda = cuda
+        self.cuda = cuda = require_gpu()
         batch, height, width, channels, ksize, self.stride = SHAPES[shape]
         rng = np.random.default_rng(0)
         dims = (batch, height, width, channels) if data_format == "channels_last" else (batch, channels, height, width)
