@@ -73,6 +73,27 @@ class Vector2DKey(NamedTuple):
     offset_g: int = 0  # channels_first backward: where the input gradient's output-gradient window starts
 
 
+@functools.lru_cache(maxsize=None)
+def _column_loader(dtype: str):
+    """``load_column(x, base, chans, u, v, checked, row_ok, iw0, width_in)``: channels_last input column ``u``.
+
+    The channel vector at ``base + u*chans`` into ``v``; with ``checked``, a column outside ``[0, width_in)``
+    (relative to ``iw0``) or a row outside (``row_ok`` false) reads as zeros, which are multiplied (padding).
+    """
+    cd = get_codec(dtype)
+    acc, width, vload = cd.acc, cd.width, cd.vload
+
+    @device_function
+    def load_column(x, base, chans, u, v, checked, row_ok, iw0, width_in):
+        if not checked or (row_ok and iw0 + u >= 0 and iw0 + u < width_in):
+            vload(x, int32(base + u * chans), 0, v, 0)
+        else:
+            for e in range(width):
+                v[e] = acc(0)
+
+    return load_column
+
+
 # ---------------------------------------------------------------------------- forward
 def _forward_last(key: Vector2DKey):
     cd = get_codec(key.dtype)
@@ -82,6 +103,7 @@ def _forward_last(key: Vector2DKey):
     span = (run_n - 1) * sw + (kw_n - 1) * dw + 1
     taps_size = kh_n * kw_n * width if resident else kw_n * width
     res_size = run_n * width  # (array sizes must be plain constants)
+    load_column = _column_loader(key.dtype)
 
     @device_function
     def add_row(x, base, chans, res, taps, t0, v, checked, row_ok, iw0, width_in):
@@ -93,13 +115,7 @@ def _forward_last(key: Vector2DKey):
         for r in range(run_n):
             for k in range(kw_n):
                 u = r * sw + k * dw
-                if not checked:
-                    vload(x, int32(base + u * chans), 0, v, 0)
-                elif row_ok and iw0 + u >= 0 and iw0 + u < width_in:
-                    vload(x, int32(base + u * chans), 0, v, 0)
-                else:
-                    for e in range(width):
-                        v[e] = acc(0)
+                load_column(x, base, chans, u, v, checked, row_ok, iw0, width_in)
                 for e in range(width):
                     res[r * width + e] += taps[(t0 + k) * width + e] * v[e]
 
@@ -281,6 +297,7 @@ def _backward_last(key: Vector2DKey):
     block_reduce = _make_block_reduce(n_sums, lanes, groups)
     shared_size = n_sums * lanes * groups
     run_size = run_n * width
+    load_column = _column_loader(key.dtype)
 
     @device_function
     def gather_row(g, g_row, base_ow, out_w, chans, c0, taps, t0, gvec, gin, checked):
@@ -301,13 +318,7 @@ def _backward_last(key: Vector2DKey):
         for r in range(run_n):
             for k in range(kw_n):
                 u = r * sw + k * dw
-                if not checked:
-                    vload(x, int32(base + u * chans), 0, v, 0)
-                elif row_ok and iw0 + u >= 0 and iw0 + u < width_in:
-                    vload(x, int32(base + u * chans), 0, v, 0)
-                else:  # padding: a zero, multiplied
-                    for e in range(width):
-                        v[e] = acc(0)
+                load_column(x, base, chans, u, v, checked, row_ok, iw0, width_in)
                 for e in range(width):
                     sums[(1 + ii * kw_n + k) * width + e] += gout[r * width + e] * v[e]
 
