@@ -19,7 +19,12 @@ import threading
 
 import numba
 from numba import types
+from numba.core import event as _numba_event
 from numba.extending import overload
+
+from . import _compile_log
+
+_compile_log.install(_numba_event)  # say what compiles while it compiles
 
 JIT_OPTIONS = {
     "nogil": True,

@@ -1,0 +1,350 @@
+"""1D depthwise kernels for channels_first ``(B, C, L)``: one channel row per task, taps fused over tiles.
+
+Used by the host functions of :mod:`numba_dwconv.cpu.conv1d`.  Rows are contiguous along
+the length, so the innermost loop runs over positions with the tap weights broadcast.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from .._jit import parallel_kernel, serial_kernel
+from .conv1d_last import tap_range as _tap_range
+
+
+# The helpers below index through views that start at element 0: a computed
+# signed index such as ``t + offset`` makes numba emit a negative-index
+# wraparound select on every access, which stops LLVM from vectorising the loop.
+@serial_kernel
+def _window(row, lo, hi, stride, offset):
+    """View of ``row[t*stride + offset]`` for ``t`` in ``[lo, hi)`` (empty when ``hi <= lo``)."""
+    start = lo * stride + offset
+    return row[start : start + (hi - lo - 1) * stride + 1 : stride] if hi > lo else row[0:0:stride]
+
+
+@serial_kernel
+def _gather_axpy(out_row, in_row, weight, lo, hi, stride, offset):
+    """``out_row[t] += weight * in_row[t*stride + offset]`` for ``t`` in ``[lo, hi)``."""
+    if hi <= lo:
+        return
+    dst = out_row[lo:hi]
+    if stride == 1:
+        src = in_row[lo + offset : hi + offset]
+        for k in range(hi - lo):
+            dst[k] += weight * src[k]
+    else:
+        src_strided = _window(in_row, lo, hi, stride, offset)
+        for k in range(hi - lo):
+            dst[k] += weight * src_strided[k]
+
+
+@serial_kernel
+def _scatter_axpy(out_row, in_row, weight, lo, hi, stride, offset):
+    """``out_row[t*stride + offset] += weight * in_row[t]`` for ``t`` in ``[lo, hi)``."""
+    if hi <= lo:
+        return
+    src = in_row[lo:hi]
+    if stride == 1:
+        dst = out_row[lo + offset : hi + offset]
+        for k in range(hi - lo):
+            dst[k] += weight * src[k]
+    else:
+        dst_strided = _window(out_row, lo, hi, stride, offset)
+        for k in range(hi - lo):
+            dst_strided[k] += weight * src[k]
+
+
+@serial_kernel
+def _strided_dot(x_row, grad_row, lo, hi, stride, offset):
+    """``sum_t x_row[t*stride + offset] * grad_row[t]`` for ``t`` in ``[lo, hi)``."""
+    total = grad_row.dtype.type(0)
+    if hi <= lo:
+        return total
+    grad = grad_row[lo:hi]
+    if stride == 1:
+        src = x_row[lo + offset : hi + offset]
+        for k in range(hi - lo):
+            total += src[k] * grad[k]
+    else:
+        src_strided = _window(x_row, lo, hi, stride, offset)
+        for k in range(hi - lo):
+            total += src_strided[k] * grad[k]
+    return total
+
+
+# --------------------------------------------------------------------------
+# channels_first: x (B, C, L), kernel (K, C, m), y (B, C*m, L_out)
+#
+# Rows are contiguous along the length, so the innermost loop runs over
+# positions with the tap weight broadcast.  Taps are handled four at a time
+# over the positions where all four are inside the input (each output element
+# is then loaded and stored once per four taps); the few edge positions take
+# the one-tap path.
+# --------------------------------------------------------------------------
+@serial_kernel
+def _fused_taps(dst, s, w, count, init, value):
+    """``dst (+)= sum_n w[n] * s[n]`` for ``n < count`` (1, 2, 3, 4 or 8); with ``init``, ``dst = value + ...``.
+
+    ``s`` is a tuple of 8 equally long views and ``w`` a tuple of 8 weights (the
+    entries past ``count`` are ignored).
+    """
+    n = dst.shape[0]
+    s0, s1, s2, s3, s4, s5, s6, s7 = s
+    w0, w1, w2, w3, w4, w5, w6, w7 = w
+    if count == 8:
+        if init:
+            for k in range(n):
+                dst[k] = value + (((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k]))
+                                  + ((w4 * s4[k] + w5 * s5[k]) + (w6 * s6[k] + w7 * s7[k])))
+        else:
+            for k in range(n):
+                dst[k] += ((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k])) + (
+                    (w4 * s4[k] + w5 * s5[k]) + (w6 * s6[k] + w7 * s7[k]))
+    elif count == 4:
+        if init:
+            for k in range(n):
+                dst[k] = value + ((w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k]))
+        else:
+            for k in range(n):
+                dst[k] += (w0 * s0[k] + w1 * s1[k]) + (w2 * s2[k] + w3 * s3[k])
+    elif count == 3:
+        if init:
+            for k in range(n):
+                dst[k] = value + ((w0 * s0[k] + w1 * s1[k]) + w2 * s2[k])
+        else:
+            for k in range(n):
+                dst[k] += (w0 * s0[k] + w1 * s1[k]) + w2 * s2[k]
+    elif count == 2:
+        if init:
+            for k in range(n):
+                dst[k] = value + (w0 * s0[k] + w1 * s1[k])
+        else:
+            for k in range(n):
+                dst[k] += w0 * s0[k] + w1 * s1[k]
+    else:
+        if init:
+            for k in range(n):
+                dst[k] = value + w0 * s0[k]
+        else:
+            for k in range(n):
+                dst[k] += w0 * s0[k]
+
+
+@serial_kernel
+def _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride, o0, init, value):
+    """``out_row[t] (+)= sum_n weights[i+n] * in_row[t*stride + o0 + n*offset_step]``, ``n < count`` (1-4 or 8).
+
+    For ``t`` in ``[lo, hi)``, where every tap is inside ``in_row``.  With ``init``
+    the sum plus ``value`` overwrites ``out_row`` (saving a pass), else it is added.
+    Contiguous (stride 1) and strided views are kept in separate branches so that
+    each keeps its own array layout (a shared variable would make both strided).
+    """
+    last = count - 1
+    w = (weights[i], weights[i + min(1, last)], weights[i + min(2, last)], weights[i + min(3, last)],
+         weights[i + min(4, last)], weights[i + min(5, last)], weights[i + min(6, last)], weights[i + min(7, last)])
+    if stride == 1:
+        v0 = in_row[lo + o0 : hi + o0]
+        v1 = v2 = v3 = v4 = v5 = v6 = v7 = v0  # unused entries: no extra slicing for short groups
+        if count > 1:
+            v1 = in_row[lo + o0 + offset_step : hi + o0 + offset_step]
+        if count > 2:
+            v2 = in_row[lo + o0 + 2 * offset_step : hi + o0 + 2 * offset_step]
+        if count > 3:
+            v3 = in_row[lo + o0 + 3 * offset_step : hi + o0 + 3 * offset_step]
+        if count > 4:
+            v4 = in_row[lo + o0 + 4 * offset_step : hi + o0 + 4 * offset_step]
+            v5 = in_row[lo + o0 + 5 * offset_step : hi + o0 + 5 * offset_step]
+            v6 = in_row[lo + o0 + 6 * offset_step : hi + o0 + 6 * offset_step]
+            v7 = in_row[lo + o0 + 7 * offset_step : hi + o0 + 7 * offset_step]
+        _fused_taps(out_row[lo:hi], (v0, v1, v2, v3, v4, v5, v6, v7), w, count, init, value)
+    else:
+        u0 = _window(in_row, lo, hi, stride, o0)
+        u1 = u2 = u3 = u4 = u5 = u6 = u7 = u0
+        if count > 1:
+            u1 = _window(in_row, lo, hi, stride, o0 + offset_step)
+        if count > 2:
+            u2 = _window(in_row, lo, hi, stride, o0 + 2 * offset_step)
+        if count > 3:
+            u3 = _window(in_row, lo, hi, stride, o0 + 3 * offset_step)
+        if count > 4:
+            u4 = _window(in_row, lo, hi, stride, o0 + 4 * offset_step)
+            u5 = _window(in_row, lo, hi, stride, o0 + 5 * offset_step)
+            u6 = _window(in_row, lo, hi, stride, o0 + 6 * offset_step)
+            u7 = _window(in_row, lo, hi, stride, o0 + 7 * offset_step)
+        _fused_taps(out_row[lo:hi], (u0, u1, u2, u3, u4, u5, u6, u7), w, count, init, value)
+
+
+@serial_kernel
+def _conv_taps(out_row, in_row, weights, t_lo, t_hi, stride, first_offset, offset_step, init, value):
+    """``out_row[t] (+)= sum_i weights[i] * in_row[t*stride + first_offset + i*offset_step]``.
+
+    For ``t`` in ``[t_lo, t_hi)``; positions of ``in_row`` outside its bounds read as
+    zero.  ``offset_step`` may be negative (the input gradient walks the taps
+    backwards).  With ``init`` the result (plus ``value``) overwrites ``out_row``.
+    Taps go eight (then up to four) at a time over the positions where the whole
+    group is inside; the edge positions take one tap at a time.
+    """
+    n_in = in_row.shape[0]
+    ksize = weights.shape[0]
+    i = 0
+    while i < ksize:
+        count = 8 if i + 8 <= ksize else min(4, ksize - i)
+        o0 = first_offset + i * offset_step
+        lo, hi = _tap_range(t_lo, t_hi, 0, n_in, o0, stride)
+        for n in range(1, count):
+            lo_n, hi_n = _tap_range(t_lo, t_hi, 0, n_in, o0 + n * offset_step, stride)
+            lo = max(lo, lo_n)
+            hi = min(hi, hi_n)
+        if hi <= lo:
+            lo = hi = t_lo
+        if init:  # positions the group does not cover start from `value`
+            for t in range(t_lo, lo):
+                out_row[t] = value
+            for t in range(hi, t_hi):
+                out_row[t] = value
+        if lo < hi:
+            _gather_taps(out_row, in_row, weights, i, count, offset_step, lo, hi, stride, o0, init, value)
+        for n in range(count):  # positions outside [lo, hi) where tap i+n is inside
+            offset = o0 + n * offset_step
+            lo_n, hi_n = _tap_range(t_lo, t_hi, 0, n_in, offset, stride)
+            _gather_axpy(out_row, in_row, weights[i + n], lo_n, min(hi_n, lo), stride, offset)
+            _gather_axpy(out_row, in_row, weights[i + n], max(lo_n, hi), hi_n, stride, offset)
+        init = False
+        i += count
+    if init:  # no taps at all
+        for t in range(t_lo, t_hi):
+            out_row[t] = value
+
+
+@serial_kernel
+def _dot4(x_row, grad_row, lo, hi, stride, o0, o1, o2, o3):
+    """The four sums ``sum_t x_row[t*stride + o_n] * grad_row[t]`` for ``t`` in ``[lo, hi)`` (all inside)."""
+    zero = grad_row.dtype.type(0)
+    d0 = zero
+    d1 = zero
+    d2 = zero
+    d3 = zero
+    grad = grad_row[lo:hi]
+    if stride == 1:
+        s0 = x_row[lo + o0 : hi + o0]
+        s1 = x_row[lo + o1 : hi + o1]
+        s2 = x_row[lo + o2 : hi + o2]
+        s3 = x_row[lo + o3 : hi + o3]
+        for k in range(hi - lo):
+            g = grad[k]
+            d0 += s0[k] * g
+            d1 += s1[k] * g
+            d2 += s2[k] * g
+            d3 += s3[k] * g
+    else:
+        v0 = _window(x_row, lo, hi, stride, o0)
+        v1 = _window(x_row, lo, hi, stride, o1)
+        v2 = _window(x_row, lo, hi, stride, o2)
+        v3 = _window(x_row, lo, hi, stride, o3)
+        for k in range(hi - lo):
+            g = grad[k]
+            d0 += v0[k] * g
+            d1 += v1[k] * g
+            d2 += v2[k] * g
+            d3 += v3[k] * g
+    return d0, d1, d2, d3
+
+
+@serial_kernel
+def _kernel_grad_taps(out_weights, x_row, grad_row, stride, first_offset, offset_step):
+    """``out_weights[i] = sum_t x_row[t*stride + first_offset + i*offset_step] * grad_row[t]`` (outside reads 0)."""
+    n_in = x_row.shape[0]
+    n_out = grad_row.shape[0]
+    ksize = out_weights.shape[0]
+    i = 0
+    while i + 4 <= ksize:
+        o0 = first_offset + i * offset_step
+        lo, hi = _tap_range(0, n_out, 0, n_in, o0, stride)
+        for n in range(1, 4):
+            lo_n, hi_n = _tap_range(0, n_out, 0, n_in, o0 + n * offset_step, stride)
+            lo = max(lo, lo_n)
+            hi = min(hi, hi_n)
+        if lo < hi:
+            d0, d1, d2, d3 = _dot4(x_row, grad_row, lo, hi, stride, o0, o0 + offset_step, o0 + 2 * offset_step,
+                                   o0 + 3 * offset_step)
+        else:
+            hi = lo
+            d0 = d1 = d2 = d3 = grad_row.dtype.type(0)
+        out_weights[i] = d0
+        out_weights[i + 1] = d1
+        out_weights[i + 2] = d2
+        out_weights[i + 3] = d3
+        for n in range(4):  # positions outside [lo, hi) where tap i+n is inside
+            offset = o0 + n * offset_step
+            lo_n, hi_n = _tap_range(0, n_out, 0, n_in, offset, stride)
+            out_weights[i + n] += _strided_dot(x_row, grad_row, lo_n, min(hi_n, lo), stride, offset)
+            out_weights[i + n] += _strided_dot(x_row, grad_row, max(lo_n, hi), hi_n, stride, offset)
+        i += 4
+    for tap in range(i, ksize):  # the taps not covered by four-tap groups
+        offset = first_offset + tap * offset_step
+        lo, hi = _tap_range(0, n_out, 0, n_in, offset, stride)
+        out_weights[tap] = _strided_dot(x_row, grad_row, lo, hi, stride, offset)
+
+
+@parallel_kernel
+def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out):
+    """``out = conv(x, kernel) + bias``; one task per (batch, channel) row, in tiles of ``tile`` positions."""
+    batch, channels, _ = x.shape
+    mult = kernel.shape[2]
+    out_length = out.shape[2]
+    for task in numba.prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        x_row = x[b, c]
+        for t_start in range(0, out_length, tile):
+            t_stop = min(t_start + tile, out_length)
+            for j in range(mult):
+                _conv_taps(out[b, c * mult + j], x_row, kernel[:, c, j], t_start, t_stop, stride, -pad_left, dilation,
+                           True, bias[c * mult + j])
+
+
+@parallel_kernel
+def input_grad_first(grad_out, kernel, stride, dilation, pad_left, tile, grad_in):
+    """``grad_in`` = the transposed convolution of ``grad_out``; one task per (batch, channel) row."""
+    batch, channels, length = grad_in.shape
+    ksize, _, mult = kernel.shape
+    out_length = grad_out.shape[2]
+    for task in numba.prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        acc = grad_in[b, c]
+        for r_start in range(0, length, tile):
+            r_stop = min(r_start + tile, length)
+            if stride != 1:
+                for r in range(r_start, r_stop):
+                    acc[r] = 0
+            for j in range(mult):
+                grad_row = grad_out[b, c * mult + j]
+                if stride == 1:
+                    # gather form: grad_in[r] += sum_i w[i] * grad_out[r + pad_left - i*dilation]
+                    _conv_taps(acc, grad_row, kernel[:, c, j], r_start, r_stop, 1, pad_left, -dilation, j == 0,
+                               acc.dtype.type(0))
+                else:
+                    for i in range(ksize):
+                        offset = i * dilation - pad_left
+                        lo, hi = _tap_range(0, out_length, r_start, r_stop, offset, stride)
+                        _scatter_axpy(acc, grad_row, kernel[i, c, j], lo, hi, stride, offset)
+
+
+@parallel_kernel
+def kernel_grad_first(grad_out, x, stride, dilation, pad_left, part_kernel, part_bias):
+    """Kernel and bias gradient partials of each batch entry (``part_kernel[b]``, ``part_bias[b]``)."""
+    batch, channels, _ = x.shape
+    out_length = grad_out.shape[2]
+    mult = part_kernel.shape[3]
+    for task in numba.prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        x_row = x[b, c]
+        for j in range(mult):
+            grad_row = grad_out[b, c * mult + j]
+            total = grad_row.dtype.type(0)
+            for t in range(out_length):
+                total += grad_row[t]
+            part_bias[b, c * mult + j] = total
+            _kernel_grad_taps(part_kernel[b, :, c, j], x_row, grad_row, stride, -pad_left, dilation)

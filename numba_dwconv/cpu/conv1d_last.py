@@ -1,0 +1,419 @@
+"""1D depthwise kernels for channels_last ``(B, L, C)``: rows of channels, register-blocked over output rows.
+
+Used by the host functions of :mod:`numba_dwconv.cpu.conv1d` (which documents the operations
+and the contract: the kernels trust their callers, kernel-gradient partials are summed in a
+fixed order).  Rows are C-contiguous, so the innermost loop runs over a block of channels
+(vectorised); four output rows share each input row loaded.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from .._jit import parallel_kernel, serial_kernel
+
+
+@serial_kernel
+def tap_range(t_lo, t_hi, r_lo, r_hi, offset, stride):
+    """Sub-range of ``[t_lo, t_hi)`` whose position ``t*stride + offset`` lies in ``[r_lo, r_hi)``."""
+    first = -((offset - r_lo) // stride)  # ceil((r_lo - offset) / stride)
+    last = -((offset - r_hi) // stride)  # ceil((r_hi - offset) / stride)
+    return max(t_lo, first), min(t_hi, last)
+
+
+@serial_kernel
+def _accumulate_row(acc, x_row, weights, mult):
+    """``acc[c*mult + j] += x_row[c] * weights[c*mult + j]`` for every channel ``c``."""
+    if mult == 1:
+        for c in range(acc.shape[0]):
+            acc[c] += x_row[c] * weights[c]
+    else:
+        for c in range(x_row.shape[0]):
+            value = x_row[c]
+            for j in range(mult):
+                acc[c * mult + j] += value * weights[c * mult + j]
+
+
+@serial_kernel
+def _contract_row(acc, grad_row, weights, mult):
+    """``acc[c] += sum_j grad_row[c*mult + j] * weights[c*mult + j]`` for every channel ``c``."""
+    if mult == 1:
+        for c in range(acc.shape[0]):
+            acc[c] += grad_row[c] * weights[c]
+    else:
+        for c in range(acc.shape[0]):
+            total = acc[c]
+            for j in range(mult):
+                total += grad_row[c * mult + j] * weights[c * mult + j]
+            acc[c] = total
+
+
+# The helpers below index through views that start at element 0: a computed
+# signed index such as ``t + offset`` makes numba emit a negative-index
+# wraparound select on every access, which stops LLVM from vectorising the loop.
+# --------------------------------------------------------------------------
+# channels_last: x (B, L, C), kernel2d (K, C*m), y (B, L_out, C*m)
+#
+# Rows are C-contiguous, so the innermost loop runs over a block of channels
+# (vectorised).  Channels are processed in blocks small enough that the K input
+# rows and K weight rows of a block stay in L1, and taps are summed four at a
+# time so each accumulator element is loaded and stored once per four taps.
+# --------------------------------------------------------------------------
+@serial_kernel
+def _fma1(acc, a0, b0):
+    for c in range(acc.shape[0]):
+        acc[c] += a0[c] * b0[c]
+
+
+@serial_kernel
+def _fma2(acc, a0, b0, a1, b1):
+    for c in range(acc.shape[0]):
+        acc[c] += a0[c] * b0[c] + a1[c] * b1[c]
+
+
+@serial_kernel
+def _fma4(acc, a0, b0, a1, b1, a2, b2, a3, b3):
+    for c in range(acc.shape[0]):
+        acc[c] += (a0[c] * b0[c] + a1[c] * b1[c]) + (a2[c] * b2[c] + a3[c] * b3[c])
+
+
+@serial_kernel
+def _sum_of_products(acc, a, a_row, a_step, b, b_row, b_step, count):
+    """``acc += sum_n a[a_row + n*a_step] * b[b_row + n*b_step]`` (rows, elementwise) for ``n < count``."""
+    n = 0
+    while n + 4 <= count:
+        _fma4(acc, a[a_row], b[b_row], a[a_row + a_step], b[b_row + b_step],
+              a[a_row + 2 * a_step], b[b_row + 2 * b_step], a[a_row + 3 * a_step], b[b_row + 3 * b_step])
+        a_row += 4 * a_step
+        b_row += 4 * b_step
+        n += 4
+    if n + 2 <= count:
+        _fma2(acc, a[a_row], b[b_row], a[a_row + a_step], b[b_row + b_step])
+        a_row += 2 * a_step
+        b_row += 2 * b_step
+        n += 2
+    if n < count:
+        _fma1(acc, a[a_row], b[b_row])
+
+
+@serial_kernel
+def _fma4xn(a, v, w, count, init, bias):
+    """``a[r] (+)= sum_n v[r + n] * w[n]`` for 4 accumulator rows ``r`` and ``count`` (1 to 4) terms.
+
+    A register block: each of the ``3 + count`` rows of ``v`` and ``count`` rows
+    of ``w`` is loaded once for ``4 * count`` multiply-adds.  With ``init`` the
+    rows are overwritten with ``bias + ...`` (saving a pass over them).  Every
+    case is its own loop: a branch inside a loop body stops its vectorisation.
+    """
+    a0, a1, a2, a3 = a
+    v0, v1, v2, v3, v4, v5, v6 = v
+    w0, w1, w2, w3 = w
+    if count == 4 and init:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, p3, b = w0[c], w1[c], w2[c], w3[c], bias[c]
+            e0, e1, e2, e3, e4, e5, e6 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c], v6[c]
+            a0[c] = b + ((e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3))
+            a1[c] = b + ((e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3))
+            a2[c] = b + ((e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3))
+            a3[c] = b + ((e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3))
+    elif count == 4:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, p3 = w0[c], w1[c], w2[c], w3[c]
+            e0, e1, e2, e3, e4, e5, e6 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c], v6[c]
+            a0[c] += (e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)
+            a1[c] += (e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)
+            a2[c] += (e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)
+            a3[c] += (e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3)
+    elif count == 3 and init:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, b = w0[c], w1[c], w2[c], bias[c]
+            e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+            a0[c] = b + ((e0 * p0 + e1 * p1) + e2 * p2)
+            a1[c] = b + ((e1 * p0 + e2 * p1) + e3 * p2)
+            a2[c] = b + ((e2 * p0 + e3 * p1) + e4 * p2)
+            a3[c] = b + ((e3 * p0 + e4 * p1) + e5 * p2)
+    elif count == 3:
+        for c in range(a0.shape[0]):
+            p0, p1, p2 = w0[c], w1[c], w2[c]
+            e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+            a0[c] += (e0 * p0 + e1 * p1) + e2 * p2
+            a1[c] += (e1 * p0 + e2 * p1) + e3 * p2
+            a2[c] += (e2 * p0 + e3 * p1) + e4 * p2
+            a3[c] += (e3 * p0 + e4 * p1) + e5 * p2
+    elif count == 2 and init:
+        for c in range(a0.shape[0]):
+            p0, p1, b = w0[c], w1[c], bias[c]
+            e0, e1, e2, e3, e4 = v0[c], v1[c], v2[c], v3[c], v4[c]
+            a0[c] = b + (e0 * p0 + e1 * p1)
+            a1[c] = b + (e1 * p0 + e2 * p1)
+            a2[c] = b + (e2 * p0 + e3 * p1)
+            a3[c] = b + (e3 * p0 + e4 * p1)
+    elif count == 2:
+        for c in range(a0.shape[0]):
+            p0, p1 = w0[c], w1[c]
+            e0, e1, e2, e3, e4 = v0[c], v1[c], v2[c], v3[c], v4[c]
+            a0[c] += e0 * p0 + e1 * p1
+            a1[c] += e1 * p0 + e2 * p1
+            a2[c] += e2 * p0 + e3 * p1
+            a3[c] += e3 * p0 + e4 * p1
+    elif init:
+        for c in range(a0.shape[0]):
+            p0, b = w0[c], bias[c]
+            a0[c] = b + v0[c] * p0
+            a1[c] = b + v1[c] * p0
+            a2[c] = b + v2[c] * p0
+            a3[c] = b + v3[c] * p0
+    else:
+        for c in range(a0.shape[0]):
+            p0 = w0[c]
+            a0[c] += v0[c] * p0
+            a1[c] += v1[c] * p0
+            a2[c] += v2[c] * p0
+            a3[c] += v3[c] * p0
+
+
+@serial_kernel
+def _block4(acc, acc_row, v, v_row, w, w_row, w_step, count, init, bias):
+    """``acc[acc_row + r] (+)= sum_n v[v_row + r + n] * w[w_row + n*w_step]``, ``r < 4``, ``n < count <= 4``."""
+    last = count - 1
+    rows_v = (v[v_row], v[v_row + 1], v[v_row + 2], v[v_row + 3], v[v_row + min(4, last + 3)],
+              v[v_row + min(5, last + 3)], v[v_row + min(6, last + 3)])
+    rows_w = (w[w_row], w[w_row + min(1, last) * w_step], w[w_row + min(2, last) * w_step],
+              w[w_row + min(3, last) * w_step])
+    _fma4xn((acc[acc_row], acc[acc_row + 1], acc[acc_row + 2], acc[acc_row + 3]), rows_v, rows_w, count, init, bias)
+
+
+@serial_kernel
+def _sum_taps4(acc, acc_row, v, v_row, w, w_row, w_step, ntaps, init, bias):
+    """``acc[acc_row + r] (+)= sum_i v[v_row + r + i] * w[w_row + i*w_step]`` for ``r < 4``, ``i < ntaps``."""
+    i = 0
+    while i < ntaps:
+        count = min(4, ntaps - i)
+        _block4(acc, acc_row, v, v_row + i, w, w_row + i * w_step, w_step, count, init, bias)
+        init = False
+        i += count
+
+
+@serial_kernel
+def _valid_taps(base, dilation, length, ksize):
+    """Taps ``i`` in ``[first, last)`` whose row ``base + i*dilation`` lies in ``[0, length)``."""
+    first = 0 if base >= 0 else -(base // dilation)  # ceil(-base / dilation)
+    last = min(ksize, (length - 1 - base) // dilation + 1)
+    return first, max(first, last)
+
+
+@serial_kernel
+def _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult):
+    """One output row ``out_b[t]``, every option."""
+    acc = out_b[t]
+    for o in range(acc.shape[0]):
+        acc[o] = bias[o]
+    base = t * stride - pad_left
+    first, last = _valid_taps(base, dilation, x_b.shape[0], kernel2d.shape[0])
+    if mult == 1:
+        _sum_of_products(acc, x_b, base + first * dilation, dilation, kernel2d, first, 1, last - first)
+    else:
+        for i in range(first, last):
+            _accumulate_row(acc, x_b[base + i * dilation], kernel2d[i], mult)
+
+
+@serial_kernel
+def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
+    """Output rows ``t..t+3`` (stride 1, dilation 1, m = 1, every tap inside the input)."""
+    _sum_taps4(out_b, t, x_b, t - pad_left, kernel2d, 0, 1, kernel2d.shape[0], True, bias)
+
+
+@parallel_kernel
+def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out):
+    """``out = conv(x, kernel2d) + bias``; one task per ``rows_per_task`` output rows of one batch entry."""
+    batch, length, channels = x.shape
+    ksize, out_channels = kernel2d.shape
+    mult = out_channels // channels
+    out_length = out.shape[1]
+    tiles = -(-out_length // rows_per_task)
+    blockable = mult == 1 and stride == 1 and dilation == 1
+    for task in numba.prange(batch * tiles):
+        b = task // tiles
+        t = (task - b * tiles) * rows_per_task
+        t_stop = min(t + rows_per_task, out_length)
+        x_b = x[b]
+        out_b = out[b]
+        while t < t_stop:
+            # rows t..t+3 read input rows t - pad_left .. t + 3 - pad_left + K - 1
+            if blockable and t + 4 <= t_stop and t >= pad_left and t + 3 - pad_left + ksize <= length:
+                _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left)
+                t += 4
+            else:
+                _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult)
+                t += 1
+
+
+@serial_kernel
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@serial_kernel
+def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, mult):
+    """One input-gradient row ``grad_in_b[r]``, every option (a gather over the taps that reach row r)."""
+    acc = grad_in_b[r]
+    for c in range(acc.shape[0]):
+        acc[c] = 0
+    ksize = kernel2d.shape[0]
+    out_length = grad_b.shape[0]
+    # Tap i reaches input row r from output row t = (r + pad_left - i*dilation) / stride
+    # when that is an integer in [0, out_length).  Those taps are i = first + n*tap_step.
+    first = -1
+    for i in range(min(ksize, stride)):
+        if (r + pad_left - i * dilation) % stride == 0:
+            first = i
+            break
+    if first < 0:
+        return
+    tap_step = stride // _gcd(stride, dilation)
+    row_step = -(tap_step * dilation) // stride
+    t_first = (r + pad_left - first * dilation) // stride
+    if t_first >= out_length:  # skip the taps whose output row is past the end
+        skip = -((out_length - 1 - t_first) // -row_step)
+        first += skip * tap_step
+        t_first += skip * row_step
+    if first >= ksize or t_first < 0:
+        return
+    count = min(-(-(ksize - first) // tap_step), t_first // -row_step + 1)
+    if mult == 1:
+        _sum_of_products(acc, grad_b, t_first, row_step, kernel2d, first, tap_step, count)
+    else:
+        for n in range(count):
+            _contract_row(acc, grad_b[t_first + n * row_step], kernel2d[first + n * tap_step], mult)
+
+
+@serial_kernel
+def _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left):
+    """Input-gradient rows ``r..r+3`` (stride 1, dilation 1, m = 1, every tap inside the output).
+
+    ``grad_in[r + q] = sum_i grad_out[r + q + pad_left - i] * w[i]``; with ``i = K-1-n`` that is
+    ``sum_n grad_out[r + pad_left - K + 1 + q + n] * w[K-1-n]``: the forward's block with the
+    taps reversed.
+    """
+    ksize = kernel2d.shape[0]
+    _sum_taps4(grad_in_b, r, grad_b, r + pad_left - ksize + 1, kernel2d, ksize - 1, -1, ksize, True, zeros)
+
+
+@parallel_kernel
+def input_grad_last(grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in):
+    """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros)."""
+    batch, length, channels = grad_in.shape
+    ksize = kernel2d.shape[0]
+    mult = kernel2d.shape[1] // channels
+    out_length = grad_out.shape[1]
+    tiles = -(-length // rows_per_task)
+    blockable = mult == 1 and stride == 1 and dilation == 1
+    for task in numba.prange(batch * tiles):
+        b = task // tiles
+        r = (task - b * tiles) * rows_per_task
+        r_stop = min(r + rows_per_task, length)
+        grad_b = grad_out[b]
+        grad_in_b = grad_in[b]
+        while r < r_stop:
+            # rows r..r+3 read output rows r + pad_left - K + 1 .. r + 3 + pad_left
+            if blockable and r + 4 <= r_stop and r + pad_left - ksize + 1 >= 0 and r + 3 + pad_left < out_length:
+                _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left)
+                r += 4
+            else:
+                _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, mult)
+                r += 1
+
+
+@serial_kernel
+def _fma3x4(a, v, w):
+    """``a[r] += sum_n v[r + n] * w[n]`` for 3 accumulator rows and 4 terms (the 3-tap kernel-gradient block)."""
+    a0, a1, a2 = a
+    v0, v1, v2, v3, v4, v5 = v
+    w0, w1, w2, w3 = w
+    for c in range(a0.shape[0]):
+        p0, p1, p2, p3 = w0[c], w1[c], w2[c], w3[c]
+        e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+        a0[c] += (e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)
+        a1[c] += (e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)
+        a2[c] += (e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)
+
+
+@serial_kernel
+def _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, t_lo, t_hi, pad_left):
+    """Taps ``i..i+ntaps-1`` (``ntaps`` 3 or 4) of the kernel gradient over output rows ``[t_lo, t_hi)``.
+
+    Stride 1, dilation 1, m = 1: ``acc[i + n] += sum_t x[t + i + n - pad_left] * grad_out[t]``,
+    as register blocks of 4 rows over the rows where every tap is inside the input,
+    one tap at a time elsewhere.
+    """
+    length = x_b.shape[0]
+    lo = max(t_lo, pad_left - i)  # tap i is inside for t >= pad_left - i
+    hi = min(t_hi, length + pad_left - i - (ntaps - 1))  # and the last tap for t < this
+    hi_blocks = lo + max(0, hi - lo) // 4 * 4
+    for t in range(lo, hi_blocks, 4):
+        if ntaps == 4:
+            _block4(acc_kernel, i, x_b, t + i - pad_left, grad_b, t, 1, 4, False, grad_b[t])
+        else:
+            v = t + i - pad_left
+            _fma3x4((acc_kernel[i], acc_kernel[i + 1], acc_kernel[i + 2]),
+                    (x_b[v], x_b[v + 1], x_b[v + 2], x_b[v + 3], x_b[v + 4], x_b[v + 5]),
+                    (grad_b[t], grad_b[t + 1], grad_b[t + 2], grad_b[t + 3]))
+    for n in range(ntaps):
+        offset = i + n - pad_left
+        lo_n, hi_n = tap_range(t_lo, t_hi, 0, length, offset, 1)
+        if hi_blocks > lo:
+            _sum_of_products(acc_kernel[i + n], x_b, lo_n + offset, 1, grad_b, lo_n, 1, lo - lo_n)
+            _sum_of_products(acc_kernel[i + n], x_b, hi_blocks + offset, 1, grad_b, hi_blocks, 1,
+                             hi_n - hi_blocks)
+        else:
+            _sum_of_products(acc_kernel[i + n], x_b, lo_n + offset, 1, grad_b, lo_n, 1, hi_n - lo_n)
+
+
+@parallel_kernel
+def kernel_grad_last(grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel,
+                               part_bias):
+    """Kernel and bias gradient partials, one row of ``part_kernel``/``part_bias`` per part of the output rows."""
+    batch, out_length, out_channels = grad_out.shape
+    length, channels = x.shape[1], x.shape[2]
+    ksize = part_kernel.shape[1]
+    mult = out_channels // channels
+    parts_per_batch = part_kernel.shape[0] // batch if batch > 0 else 1
+    blockable = mult == 1 and stride == 1 and dilation == 1
+    for part in numba.prange(part_kernel.shape[0]):
+        b = part // parts_per_batch
+        t_lo = (part % parts_per_batch) * rows_per_part
+        t_hi = min(t_lo + rows_per_part, out_length)
+        acc_kernel = part_kernel[part]
+        acc_bias = part_bias[part]
+        grad_b = grad_out[b]
+        x_b = x[b]
+        for o in range(out_channels):
+            acc_bias[o] = 0
+        for i in range(ksize):
+            acc = acc_kernel[i]
+            for o in range(out_channels):
+                acc[o] = 0
+        # Sub-chunks of rows small enough that their x and grad_out rows stay in L1
+        # across the K taps.  Fixed order, so the result does not depend on threads.
+        for sub_lo in range(t_lo, t_hi, rows_per_sub):
+            sub_hi = min(sub_lo + rows_per_sub, t_hi)
+            for t in range(sub_lo, sub_hi):
+                row = grad_b[t]
+                for o in range(out_channels):
+                    acc_bias[o] += row[o]
+            i = 0
+            if blockable:
+                while i + 3 <= ksize:
+                    ntaps = 4 if i + 4 <= ksize else 3
+                    _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, sub_lo, sub_hi, pad_left)
+                    i += ntaps
+            for tap in range(i, ksize):  # the taps not covered by blocks
+                offset = tap * dilation - pad_left
+                lo, hi = tap_range(sub_lo, sub_hi, 0, length, offset, stride)
+                if mult == 1:
+                    _sum_of_products(acc_kernel[tap], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
+                else:
+                    for t in range(lo, hi):
+                        _accumulate_row(acc_kernel[tap], x_b[t * stride + offset], grad_b[t], mult)
