@@ -51,8 +51,14 @@ def _cache_folder(dispatcher) -> str:
     return path if isinstance(path, str) else "numba's cache"
 
 
-def _signature(args) -> str:
-    return ", ".join(str(a) if len(str(a)) < 40 else type(a).__name__ for a in args)
+def _dtypes(args) -> str:
+    """The element types of the array arguments (what a new compilation is usually for)."""
+    names = []
+    for a in args:
+        name = str(getattr(a, "dtype", ""))
+        if name and getattr(a, "ndim", None) is not None and name not in names:
+            names.append(name)
+    return "/".join(names) or "scalars"
 
 
 class _Reporter:
@@ -67,8 +73,8 @@ class _Reporter:
         name = _kernel_name(data.get("dispatcher"))
         _state.current = (name, time.perf_counter()) if name else None
         if name and _messages:
-            print(f"numba_dwconv: compiling {name}({_signature(data.get('args', ()))}) -- once per machine, then "
-                  f"loaded from {_cache_folder(data['dispatcher'])}", file=sys.stderr, flush=True)
+            print(f"numba_dwconv: compiling {name} for {_dtypes(data.get('args', ()))} arrays -- once per machine, "
+                  f"then loaded from {_cache_folder(data['dispatcher'])}", file=sys.stderr, flush=True)
 
     def on_end(self, event):
         _state.depth = max(0, getattr(_state, "depth", 1) - 1)

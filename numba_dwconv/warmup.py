@@ -38,13 +38,17 @@ PROBLEMS_1D = ((3, 1, "same", 1), (4, 1, "causal", 1), (3, 2, "same", 1), (3, 1,
 KERNEL_SIZES_2D = (3, 5, 7)
 
 
-def _problems(rank: int, kernel_sizes):
+STRIDES = (1, 2)
+
+
+def _problems(rank: int, kernel_sizes, strides):
     if rank == 1:
-        return PROBLEMS_1D
-    return tuple((k, s, "same", 1) for k in kernel_sizes for s in (1, 2)) + ((3, 1, "valid", 2),)
+        return tuple(p for p in PROBLEMS_1D if p[1] in strides)
+    problems = tuple((k, s, "same", 1) for k in kernel_sizes for s in strides)
+    return problems + (((3, 1, "valid", 2),) if 1 in strides else ())  # a depth multiplier: its own kernels
 
 
-def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D) -> None:
+def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D, strides=STRIDES) -> None:
     """Forward and backward of every problem of one ``(rank, layout)``, each dtype."""
     import numpy as np
 
@@ -54,7 +58,7 @@ def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D) -> Non
     backward = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
     channels = 8
     for dtype in dtypes:
-        for k, stride, padding, mult in _problems(rank, kernel_sizes):
+        for k, stride, padding, mult in _problems(rank, kernel_sizes, strides):
             spatial = (2 * k + 5,) * rank
             shape = (1,) + (spatial + (channels,) if layout == "channels_last" else (channels,) + spatial)
             x = np.ones(shape, dtype)
@@ -98,13 +102,14 @@ def _child_main(spec: str) -> int:
         run_shared(payload["dtypes"])
     else:
         for job in payload["jobs"]:
-            run_job(job["rank"], job["layout"], payload["dtypes"], tuple(payload["kernel_sizes"]))
+            run_job(job["rank"], job["layout"], payload["dtypes"], tuple(payload["kernel_sizes"]),
+                    tuple(payload["strides"]))
     print(json.dumps({"compiled": _compile_log.compiled_kernels()}))
     return 0
 
 
-def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNEL_SIZES_2D, jobs=None,
-           say=print) -> dict:
+def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNEL_SIZES_2D, strides=STRIDES,
+           jobs=None, say=print) -> dict:
     """Compile the chosen CPU kernels into numba's on-disk cache, in parallel processes.
 
     Parameters
@@ -114,6 +119,8 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     dtypes : sequence of {"float32", "float64"}
     kernel_sizes : sequence of int
         2D kernel sizes to compile (each size up to 16 is its own compiled kernel).
+    strides : sequence of {1, 2}
+        Strides to compile for (some 2D strides have kernels of their own).
     jobs : int, optional
         Parallel processes (default: the number of cores).
     say : callable
@@ -127,6 +134,7 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     _check_choice("ranks", ranks, RANKS)
     _check_choice("layouts", layouts, LAYOUTS)
     _check_choice("dtypes", dtypes, DTYPES)
+    _check_choice("strides", strides, STRIDES)
     for k in kernel_sizes:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"kernel_sizes must be positive integers, got {k!r}")
@@ -134,7 +142,7 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     start = time.perf_counter()
-    common = {"dtypes": list(dtypes), "kernel_sizes": list(kernel_sizes)}
+    common = {"dtypes": list(dtypes), "kernel_sizes": list(kernel_sizes), "strides": list(strides)}
     say(f"numba_dwconv warm-up: compiling the CPU kernels for ranks {list(ranks)}, {list(layouts)}, "
         f"{list(dtypes)} into numba's cache (once per machine; {jobs} parallel processes)")
     shared = _child(["shared", common])
@@ -165,7 +173,7 @@ def _check_choice(name, values, allowed):
 
 
 def main(argv=None) -> int:
-    """``python -m numba_dwconv warmup [--rank 1 2] [--dtype ...] [--layout ...] [--device ...] [--jobs N]``."""
+    """Entry point of ``python -m numba_dwconv warmup`` (``--help`` lists the options)."""
     parser = argparse.ArgumentParser(prog="python -m numba_dwconv warmup",
                                      description="Compile numba_dwconv's CPU kernels into numba's on-disk cache.")
     parser.add_argument("--rank", type=int, nargs="+", default=list(RANKS), choices=RANKS)
@@ -173,6 +181,7 @@ def main(argv=None) -> int:
     parser.add_argument("--layout", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
     parser.add_argument("--kernel-size", type=int, nargs="+", default=list(KERNEL_SIZES_2D),
                         help="2D kernel sizes (default: 3 5 7)")
+    parser.add_argument("--stride", type=int, nargs="+", default=list(STRIDES), choices=STRIDES)
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=None, help="parallel processes (default: every core)")
     args = parser.parse_args(argv)
@@ -183,7 +192,7 @@ def main(argv=None) -> int:
               "numba-cuda cannot cache generated kernels, so each process compiles the ones it uses "
               "(about a second each on first use)", file=sys.stderr)
     if "cpu" in args.device:
-        warmup(args.rank, args.layout, args.dtype, args.kernel_size, args.jobs)
+        warmup(args.rank, args.layout, args.dtype, args.kernel_size, args.stride, args.jobs)
     return 0
 
 

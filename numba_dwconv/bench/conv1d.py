@@ -109,8 +109,11 @@ def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int, device: str 
     return t_fwd, timer(forward_backward, repeat)
 
 
-def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
-    """Measure every shape x layout on the CPU; return a list of result dicts."""
+def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference, on_row=None):
+    """Measure every shape x layout on the CPU; return a list of result dicts.
+
+    ``on_row(row)`` is called with each row as soon as it is measured.
+    """
     rows = []
     for shape in shapes:
         torch_times = None
@@ -130,6 +133,8 @@ def run_cpu(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
             if reference is not None:
                 row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cpu")
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
     return rows
 
 
@@ -166,11 +171,13 @@ def host_call_times(calls: int = 1000, runs: int = 3) -> tuple[float, float]:
 GPU_DTYPES = ("float32", "float16")
 
 
-def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
+def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference, on_row=None):
     """Measure every shape x layout x dtype on the GPU (device-resident operands); return result dicts.
 
     Backward traffic counts the least the three gradients need: read the inputs and the output gradient,
     write the input gradient (the kernel/bias gradients are tiny).  PyTorch is timed in float32.
+
+    ``on_row(row)`` is called with each row as soon as it is measured.
     """
     from numba import cuda
 
@@ -194,4 +201,6 @@ def run_cuda(shapes, repeat: int, bandwidth: float, with_torch: bool, reference)
                 if reference is not None and dtype == "float32":
                     row["max_rel_error"] = check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cuda")
                 rows.append(row)
+                if on_row is not None:
+                    on_row(row)
     return rows

@@ -108,8 +108,11 @@ def _check_slice(reference, shape: Shape2D, layout: str, x, kernel, bias, grad_y
     return float(max(np.linalg.norm(g - w) / max(np.linalg.norm(w), 1e-30) for g, w in zip(got, want)))
 
 
-def run_cpu_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
-    """Measure every 2D shape x layout on the CPU; rows in the format of :func:`numba_dwconv.bench.conv1d.run_cpu`."""
+def run_cpu_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, reference, on_row=None):
+    """Measure every 2D shape x layout on the CPU; rows in the format of :func:`numba_dwconv.bench.conv1d.run_cpu`.
+
+    ``on_row(row)`` is called with each row as soon as it is measured.
+    """
     rows = []
     for shape in shapes:
         for layout in ("channels_last", "channels_first"):
@@ -123,6 +126,8 @@ def run_cpu_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, referenc
             if reference is not None:
                 row["max_rel_error"] = _check_slice(reference, shape, layout, x, kernel, bias, grad_y)
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
     return rows
 
 
@@ -153,11 +158,13 @@ def _separable_times(shape: Shape2D, layout: str, dx, dk, repeat: int):
     return t_sep, t_dw + t_mm
 
 
-def run_cuda_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, reference):
+def run_cuda_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, reference, on_row=None):
     """Measure every 2D shape x dtype x layout on the GPU (device-resident operands); result dicts.
 
     Backward traffic counts the least the gradients need (read inputs and output gradient, write the input
     gradient).  PyTorch (cuDNN) runs in the same dtype.
+
+    ``on_row(row)`` is called with each row as soon as it is measured.
     """
     from numba import cuda
 
@@ -181,4 +188,6 @@ def run_cuda_2d(shapes, repeat: int, bandwidth: float, with_torch: bool, referen
                 if reference is not None and dtype == "float32":
                     row["max_rel_error"] = _check_slice(reference, shape, layout, x, kernel, bias, grad_y, "cuda")
                 rows.append(row)
+                if on_row is not None:
+                    on_row(row)
     return rows

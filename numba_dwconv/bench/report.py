@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .conv1d import GPU_SHAPES, PUBLIC_SHAPES, QUICK_SHAPES, host_call_times, run_cpu, run_cuda
 from .conv2d import GPU_SHAPES_2D, PUBLIC_SHAPES_2D, QUICK_SHAPES_2D, run_cpu_2d, run_cuda_2d
-from .startup import measure_startup
+from .startup import CASES as STARTUP_CASES
+from .startup import format_startup, measure_startup
 from .timing import copy_bandwidth, gpu_copy_bandwidth
 
 # Largest relative error (outputs and gradients, against the float64 reference) that a float32 row may show.
@@ -22,30 +23,40 @@ def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
-    """A fixed-width text table of the result rows."""
+def _header(separable: bool) -> str:
     header = (
         f"{'device':6} {'shape':28} {'layout':14} {'fwd ms':>8} {'GB/s':>6} {'%roof':>6} "
         f"{'bwd ms':>8} {'%roof':>6} {'bwd/fwd':>7} {'xTorch f':>8} {'xTorch fb':>9} {'rel err':>8} {'check':>5}"
     )
+    return header + (f" {'sep/dw+mm':>9}" if separable else "")
+
+
+def format_row(r, separable: bool = False) -> str:
+    """One line of the table for result row ``r``."""
+    speed_f = f"{r['torch_forward_speedup']:.1f}" if "torch_forward_speedup" in r else "-"
+    speed_fb = f"{r['torch_fwd_bwd_speedup']:.1f}" if "torch_fwd_bwd_speedup" in r else "-"
+    err = f"{r['max_rel_error']:.1e}" if "max_rel_error" in r else "-"
+    verdict = ("ok" if r["max_rel_error"] <= TOLERANCE else "FAIL") if "max_rel_error" in r else "-"
+    bwd_roof = f"{r['backward_roofline_pct']:.0f}" if "backward_roofline_pct" in r else "-"
+    return (
+        f"{r['device']:6} {r['shape']:28} {r['layout']:14} {r['forward_ms']:8.2f} {r['forward_GBps']:6.1f} "
+        f"{r['roofline_pct']:6.0f} {r['backward_ms']:8.2f} {bwd_roof:>6} {r['backward_over_forward']:7.2f} "
+        f"{speed_f:>8} {speed_fb:>9} {err:>8} {verdict:>5}"
+        + (f" {r['separable_over_dw_plus_cublas']:9.2f}" if "separable_over_dw_plus_cublas" in r
+           else f" {'-':>9}" if separable else "")
+    )
+
+
+def table_head(bandwidth: float, label: str, separable: bool = False) -> str:
+    """The lines above a table's rows: the roofline it is measured against and the column names."""
+    header = _header(separable)
+    return "\n".join([f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)])
+
+
+def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
+    """A fixed-width text table of the result rows."""
     separable = any("separable_over_dw_plus_cublas" in r for r in rows)
-    if separable:
-        header += f" {'sep/dw+mm':>9}"
-    lines = [f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)]
-    for r in rows:
-        speed_f = f"{r['torch_forward_speedup']:.1f}" if "torch_forward_speedup" in r else "-"
-        speed_fb = f"{r['torch_fwd_bwd_speedup']:.1f}" if "torch_fwd_bwd_speedup" in r else "-"
-        err = f"{r['max_rel_error']:.1e}" if "max_rel_error" in r else "-"
-        verdict = ("ok" if r["max_rel_error"] <= TOLERANCE else "FAIL") if "max_rel_error" in r else "-"
-        bwd_roof = f"{r['backward_roofline_pct']:.0f}" if "backward_roofline_pct" in r else "-"
-        lines.append(
-            f"{r['device']:6} {r['shape']:28} {r['layout']:14} {r['forward_ms']:8.2f} {r['forward_GBps']:6.1f} "
-            f"{r['roofline_pct']:6.0f} {r['backward_ms']:8.2f} {bwd_roof:>6} {r['backward_over_forward']:7.2f} "
-            f"{speed_f:>8} {speed_fb:>9} {err:>8} {verdict:>5}"
-            + (f" {r['separable_over_dw_plus_cublas']:9.2f}" if "separable_over_dw_plus_cublas" in r
-               else f" {'-':>9}" if separable else "")
-        )
-    return "\n".join(lines)
+    return "\n".join([table_head(bandwidth, label, separable)] + [format_row(r, separable) for r in rows])
 
 
 def _notes(args, with_torch: bool, checked: bool) -> str:
@@ -64,11 +75,8 @@ def _notes(args, with_torch: bool, checked: bool) -> str:
     return f"{torch_note}\n{check_note}"
 
 
-def _startup_line(startup: dict) -> str:
-    cold, warm = startup["cold_cache_process"], startup["warm_cache_process"]
-    return (f"first call in a fresh process (import + first forward): empty kernel cache "
-            f"{cold['import_s']:.2f} + {cold['first_forward_s']:.2f} s (kernels compile), warm cache "
-            f"{warm['import_s']:.2f} + {warm['first_forward_s']:.2f} s")
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -80,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", metavar="PATH", help="draw a roofline plot (PNG) to PATH (needs matplotlib)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--no-check", action="store_true", help="skip the correctness check")
+    parser.add_argument("--no-startup", action="store_true",
+                        help="skip the first-call measurement (fresh processes compiling from an empty cache)")
     parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all",
                         help="which rows to run (default: the CPU, and the GPU when one is available)")
     args = parser.parse_args(argv)
@@ -99,48 +109,59 @@ def main(argv=None) -> int:
 
     with_torch = not args.no_torch and _torch_available()
     result = {"repeat": repeat, "rows": []}
-    tables = []
     rooflines = []
+    quiet = args.json == "-"  # stdout carries the JSON only
+
+    def say(text=""):
+        if not quiet:
+            print(text, flush=True)
+
+    def section(label, bandwidth, separable=False):
+        """Print a table's head now and return the callback that prints each row as it is measured."""
+        say()
+        say(table_head(bandwidth, label, separable))
+        return lambda row: say(format_row(row, separable))
+
     if args.device in ("all", "cpu"):
-        startup = measure_startup()
+        if not args.no_startup:
+            startup = measure_startup(STARTUP_CASES[2:3] if args.quick else STARTUP_CASES, _to_stderr)  # quick: 2D last
+            say(format_startup(startup))
+            result["startup"] = startup
         bandwidth = copy_bandwidth()
-        rows = run_cpu(shapes, repeat, bandwidth, with_torch, reference)
-        tables.append(format_table(rows, bandwidth, "CPU copy roofline (np.copyto)") + "\n" + _startup_line(startup))
-        result.update(copy_bandwidth_GBps=bandwidth / 1e9, startup=startup)
+        rows = run_cpu(shapes, repeat, bandwidth, with_torch, reference,
+                       section("CPU copy roofline (np.copyto)", bandwidth))
+        result.update(copy_bandwidth_GBps=bandwidth / 1e9)
         rows_2d = run_cpu_2d(QUICK_SHAPES_2D if args.quick else PUBLIC_SHAPES_2D, repeat, bandwidth, with_torch,
-                             reference)
-        tables.append(format_table(rows_2d, bandwidth, "2D depthwise, CPU copy roofline (np.copyto)"))
+                             reference, section("2D depthwise, CPU copy roofline (np.copyto)", bandwidth))
         result["rows"] += rows + rows_2d
         rooflines.append(("CPU", bandwidth, rows + rows_2d))
     if args.device == "cuda" or (args.device == "all" and cuda_available()):
         from numba import config as numba_config
 
         if numba_config.ENABLE_CUDASIM:
-            tables.append("GPU rows skipped: numba's CUDA simulator is active (NUMBA_ENABLE_CUDASIM=1)")
+            say("GPU rows skipped: numba's CUDA simulator is active (NUMBA_ENABLE_CUDASIM=1)")
         else:
             gpu_bandwidth = gpu_copy_bandwidth()
             rows = run_cuda(QUICK_SHAPES if args.quick else GPU_SHAPES, repeat, gpu_bandwidth, with_torch,
-                            reference)
+                            reference, section("GPU device-to-device copy", gpu_bandwidth))
             host_fwd, host_bwd = host_call_times()
-            tables.append(format_table(rows, gpu_bandwidth, "GPU device-to-device copy") +
-                          f"\nGPU host time per warm small call (B1 L256 C64 K3, 1000 back-to-back calls): "
-                          f"forward {host_fwd * 1e6:.1f} us, backward {host_bwd * 1e6:.1f} us")
+            say(f"GPU host time per warm small call (B1 L256 C64 K3, 1000 back-to-back calls): "
+                f"forward {host_fwd * 1e6:.1f} us, backward {host_bwd * 1e6:.1f} us")
             result.update(gpu_copy_bandwidth_GBps=gpu_bandwidth / 1e9, gpu_host_forward_us=host_fwd * 1e6,
                           gpu_host_backward_us=host_bwd * 1e6)
             rows_2d = run_cuda_2d(QUICK_SHAPES_2D if args.quick else GPU_SHAPES_2D, repeat, gpu_bandwidth,
-                                  with_torch, reference)
-            tables.append(format_table(rows_2d, gpu_bandwidth, "2D depthwise, GPU device-to-device copy"))
+                                  with_torch, reference,
+                                  section("2D depthwise, GPU device-to-device copy", gpu_bandwidth, True))
             result["rows"] += rows + rows_2d
             rooflines.append(("GPU", gpu_bandwidth, rows + rows_2d))
     rows = result["rows"]
-    table = "\n\n".join(tables + [_notes(args, with_torch, reference is not None)])
+    say()
+    say(_notes(args, with_torch, reference is not None))
     if args.json == "-":
         json.dump(result, sys.stdout, indent=2)
         print()
-    else:
-        print(table)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
     if args.plot:
         from .plot import roofline_plot
 
