@@ -92,10 +92,16 @@ class _Reporter:
 _installed = set()
 
 
-def install(event_module) -> None:
-    """Listen to ``numba:compile`` on ``event_module`` (numba's, or numba-cuda's own copy)."""
-    if event_module.__name__ in _installed:
+def install(event_module, kind: str = "numba:compile") -> None:
+    """Listen to the compile event ``kind`` of ``event_module`` (numba's, or numba-cuda's own copy).
+
+    Best effort: an event module that refuses the kind (another numba version) only costs the messages.
+    """
+    if (event_module.__name__, kind) in _installed:
         return
-    _installed.add(event_module.__name__)
+    _installed.add((event_module.__name__, kind))
     listener = type("CompileReporter", (_Reporter, event_module.Listener), {})
-    event_module.register("numba:compile", listener())
+    try:
+        event_module.register(kind, listener())
+    except (ValueError, TypeError, AttributeError):
+        pass

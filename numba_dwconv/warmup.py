@@ -39,16 +39,19 @@ KERNEL_SIZES_2D = (3, 5, 7)
 
 
 STRIDES = (1, 2)
+MULTIPLIERS = (1, 2)
 
 
-def _problems(rank: int, kernel_sizes, strides):
+def _problems(rank: int, kernel_sizes, strides, multipliers):
     if rank == 1:
-        return tuple(p for p in PROBLEMS_1D if p[1] in strides)
-    problems = tuple((k, s, "same", 1) for k in kernel_sizes for s in strides)
-    return problems + (((3, 1, "valid", 2),) if 1 in strides else ())  # a depth multiplier: its own kernels
+        return tuple(p for p in PROBLEMS_1D if p[1] in strides and p[3] in multipliers)
+    problems = tuple((k, s, "same", 1) for k in kernel_sizes for s in strides if 1 in multipliers)
+    # a 2D depth multiplier is a compile-time constant: kernels of its own
+    return problems + tuple((3, 1, "valid", m) for m in multipliers if m != 1)
 
 
-def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D, strides=STRIDES) -> None:
+def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D, strides=STRIDES,
+            multipliers=MULTIPLIERS) -> None:
     """Forward and backward of every problem of one ``(rank, layout)``, each dtype."""
     import numpy as np
 
@@ -58,7 +61,7 @@ def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D, stride
     backward = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
     channels = 8
     for dtype in dtypes:
-        for k, stride, padding, mult in _problems(rank, kernel_sizes, strides):
+        for k, stride, padding, mult in _problems(rank, kernel_sizes, strides, multipliers):
             spatial = (2 * k + 5,) * rank
             shape = (1,) + (spatial + (channels,) if layout == "channels_last" else (channels,) + spatial)
             x = np.ones(shape, dtype)
@@ -103,13 +106,13 @@ def _child_main(spec: str) -> int:
     else:
         for job in payload["jobs"]:
             run_job(job["rank"], job["layout"], payload["dtypes"], tuple(payload["kernel_sizes"]),
-                    tuple(payload["strides"]))
+                    tuple(payload["strides"]), tuple(payload["multipliers"]))
     print(json.dumps({"compiled": _compile_log.compiled_kernels()}))
     return 0
 
 
 def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNEL_SIZES_2D, strides=STRIDES,
-           jobs=None, say=print) -> dict:
+           multipliers=MULTIPLIERS, jobs=None, say=print) -> dict:
     """Compile the chosen CPU kernels into numba's on-disk cache, in parallel processes.
 
     Parameters
@@ -121,6 +124,8 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
         2D kernel sizes to compile (each size up to 16 is its own compiled kernel).
     strides : sequence of {1, 2}
         Strides to compile for (some 2D strides have kernels of their own).
+    multipliers : sequence of {1, 2}
+        Depth multipliers to compile for (each 2D multiplier has kernels of its own).
     jobs : int, optional
         Parallel processes (default: the number of cores).
     say : callable
@@ -135,6 +140,7 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     _check_choice("layouts", layouts, LAYOUTS)
     _check_choice("dtypes", dtypes, DTYPES)
     _check_choice("strides", strides, STRIDES)
+    _check_choice("multipliers", multipliers, MULTIPLIERS)
     for k in kernel_sizes:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"kernel_sizes must be positive integers, got {k!r}")
@@ -142,7 +148,8 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     start = time.perf_counter()
-    common = {"dtypes": list(dtypes), "kernel_sizes": list(kernel_sizes), "strides": list(strides)}
+    common = {"dtypes": list(dtypes), "kernel_sizes": list(kernel_sizes), "strides": list(strides),
+              "multipliers": list(multipliers)}
     say(f"numba_dwconv warm-up: compiling the CPU kernels for ranks {list(ranks)}, {list(layouts)}, "
         f"{list(dtypes)} into numba's cache (once per machine; {jobs} parallel processes)")
     shared = _child(["shared", common])
@@ -182,6 +189,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel-size", type=int, nargs="+", default=list(KERNEL_SIZES_2D),
                         help="2D kernel sizes (default: 3 5 7)")
     parser.add_argument("--stride", type=int, nargs="+", default=list(STRIDES), choices=STRIDES)
+    parser.add_argument("--multiplier", type=int, nargs="+", default=list(MULTIPLIERS), choices=MULTIPLIERS)
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=None, help="parallel processes (default: every core)")
     args = parser.parse_args(argv)
@@ -192,7 +200,7 @@ def main(argv=None) -> int:
               "numba-cuda cannot cache generated kernels, so each process compiles the ones it uses "
               "(about a second each on first use)", file=sys.stderr)
     if "cpu" in args.device:
-        warmup(args.rank, args.layout, args.dtype, args.kernel_size, args.stride, args.jobs)
+        warmup(args.rank, args.layout, args.dtype, args.kernel_size, args.stride, args.multiplier, args.jobs)
     return 0
 
 

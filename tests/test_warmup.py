@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-# The smallest job: one rank, layout, dtype, kernel size and stride (2D channels_last compiles fastest).
-JOB = ["--rank", "2", "--layout", "channels_last", "--dtype", "float32", "--kernel-size", "3", "--stride", "1"]
+# The smallest job: one rank, layout, dtype, kernel size, stride and multiplier (2D channels_last compiles fastest).
+JOB = ["--rank", "2", "--layout", "channels_last", "--dtype", "float32", "--kernel-size", "3", "--stride", "1",
+       "--multiplier", "1"]
 
 CALL_AND_COUNT = """
 import json
@@ -60,7 +61,8 @@ def test_an_empty_cache_compiles_and_says_so(tmp_path):
     assert "once per machine" in out.stderr and "numba_dwconv: compiled cpu.elementwise._gelu_flat in" in out.stderr
 
 
-@pytest.mark.parametrize("bad", [["--rank", "3"], ["--dtype", "float16"], ["--jobs", "0"], ["--stride", "4"]])
+@pytest.mark.parametrize("bad", [["--rank", "3"], ["--dtype", "float16"], ["--jobs", "0"], ["--stride", "4"],
+                                 ["--multiplier", "3"]])
 def test_bad_warmup_option_is_refused(bad):
     out = subprocess.run([sys.executable, "-m", "numba_dwconv", "warmup", *bad], capture_output=True, text=True)
     assert out.returncode == 2

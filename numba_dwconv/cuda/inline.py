@@ -17,12 +17,12 @@ from numba import cuda
 from .. import _compile_log
 from .vector import SIMULATED
 
-try:  # numba-cuda fires its own copy of numba's compile event
+try:  # numba-cuda fires its own copy of numba's compile event, under its own name
     import numba.cuda.core.event as _cuda_event
 except ImportError:  # (older numba-cuda: numba's event, already listened to)
     pass
 else:
-    _compile_log.install(_cuda_event)
+    _compile_log.install(_cuda_event, "numba-cuda:compile")
 
 
 def device_function(func):
