@@ -23,7 +23,7 @@ import numpy as np
 from .. import _memory
 from .._jit import launch
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first
-from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
+from .conv1d_last import forward_last, input_grad_last, kernel_grad_last, repeat_channels, sum_channel_groups
 from .partials import sum_partials
 
 # Output rows handled by one parallel task (channels_last).
@@ -48,6 +48,16 @@ def _zero_bias(problem):
     return np.zeros(problem.channels * problem.multiplier, dtype=problem.dtype)
 
 
+def _one_channel_per_output(problem, inputs):
+    """channels_last ``inputs`` with each channel repeated ``m`` times (itself when ``m == 1``)."""
+    mult = problem.multiplier
+    if mult == 1:
+        return inputs
+    repeated = _memory.empty(inputs.shape[:2] + (inputs.shape[2] * mult,), problem.dtype)
+    launch(repeat_channels, inputs.reshape(-1, inputs.shape[2]), mult, repeated.reshape(-1, repeated.shape[2]))
+    return repeated
+
+
 def conv1d_forward(problem, inputs, kernel, bias):
     """Forward pass on C-contiguous NumPy arrays of ``problem.dtype``.
 
@@ -67,11 +77,10 @@ def conv1d_forward(problem, inputs, kernel, bias):
     bias = _zero_bias(problem) if bias is None else bias
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
-        launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left,
-                ROWS_PER_TASK, out)
+        launch(forward_last, _one_channel_per_output(problem, inputs), kernel2d, bias, axis.stride, axis.dilation,
+               axis.pad_left, ROWS_PER_TASK, out)
     else:
-        launch(forward_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left,
-                TILE_LENGTH, out)
+        launch(forward_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH, out)
     return out
 
 
@@ -87,11 +96,18 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         zeros = np.zeros(kernel2d.shape[1], dtype=problem.dtype)
+        mult = problem.multiplier
+        # with m > 1: the gradient of the repeated inputs, then each group of m summed
+        grad_repeated = grad_in if mult == 1 else _memory.empty(problem.input_shape[:2] + (kernel2d.shape[1],),
+                                                                 problem.dtype)
         launch(input_grad_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation,
-                axis.pad_left, ROWS_PER_TASK, grad_in)
+               axis.pad_left, ROWS_PER_TASK, grad_repeated)
+        if mult > 1:
+            launch(sum_channel_groups, grad_repeated.reshape(-1, kernel2d.shape[1]), mult,
+                   grad_in.reshape(-1, problem.channels))
     else:
-        launch(input_grad_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left,
-                TILE_LENGTH, grad_in)
+        launch(input_grad_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH,
+               grad_in)
     return grad_in
 
 
@@ -112,15 +128,15 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
         n_parts = problem.batch * -(-axis.out_length // rows_per_part)
         part_kernel = np.empty((n_parts, axis.kernel_size, out_channels), dtype=problem.dtype)
         part_bias = np.empty((n_parts, out_channels), dtype=problem.dtype)
-        row_bytes = inputs.shape[2] * problem.dtype.itemsize * (1 + problem.multiplier)
+        row_bytes = 2 * out_channels * problem.dtype.itemsize  # an input row (repeated) and a gradient row
         rows_per_sub = max(4, SUB_CHUNK_BYTES // row_bytes // 4 * 4)
-        launch(kernel_grad_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
-                rows_per_part, rows_per_sub, part_kernel, part_bias)
+        launch(kernel_grad_last, grad_outputs, _one_channel_per_output(problem, inputs), axis.stride, axis.dilation,
+               axis.pad_left, rows_per_part, rows_per_sub, part_kernel, part_bias)
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)
-        launch(kernel_grad_first, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left,
-                part_kernel, part_bias)
+        launch(kernel_grad_first, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left, part_kernel,
+               part_bias)
     grad_kernel = np.empty(problem.kernel_shape, dtype=problem.dtype)
     grad_bias = np.empty(out_channels, dtype=problem.dtype)
     launch(sum_partials, part_kernel.reshape(-1), part_kernel.shape[0], grad_kernel.reshape(-1))

@@ -4,6 +4,12 @@ Used by the host functions of :mod:`numba_dwconv.cpu.conv1d` (which documents th
 and the contract: the kernels trust their callers, kernel-gradient partials are summed in a
 fixed order).  Rows are C-contiguous, so the innermost loop runs over a block of channels
 (vectorised); four output rows share each input row loaded.
+
+The convolution kernels see one input channel per output channel (``m = 1``): with a depth
+multiplier the host first repeats each input channel ``m`` times (:func:`repeat_channels`,
+one pass at memory speed) and sums the input gradient's groups of ``m`` afterwards
+(:func:`sum_channel_groups`).  A per-channel loop over ``m`` inside the row loops does not
+vectorise and ran at ~8 % of the copy roofline, against ~30 % this way.
 """
 
 from __future__ import annotations
@@ -21,44 +27,6 @@ def tap_range(t_lo, t_hi, r_lo, r_hi, offset, stride):
     return max(t_lo, first), min(t_hi, last)
 
 
-@serial_kernel
-def _accumulate_row(acc, x_row, weights, mult):
-    """``acc[c*mult + j] += x_row[c] * weights[c*mult + j]`` for every channel ``c``."""
-    if mult == 1:
-        for c in range(acc.shape[0]):
-            acc[c] += x_row[c] * weights[c]
-    else:
-        for c in range(x_row.shape[0]):
-            value = x_row[c]
-            for j in range(mult):
-                acc[c * mult + j] += value * weights[c * mult + j]
-
-
-@serial_kernel
-def _contract_row(acc, grad_row, weights, mult):
-    """``acc[c] += sum_j grad_row[c*mult + j] * weights[c*mult + j]`` for every channel ``c``."""
-    if mult == 1:
-        for c in range(acc.shape[0]):
-            acc[c] += grad_row[c] * weights[c]
-    else:
-        for c in range(acc.shape[0]):
-            total = acc[c]
-            for j in range(mult):
-                total += grad_row[c * mult + j] * weights[c * mult + j]
-            acc[c] = total
-
-
-# The helpers below index through views that start at element 0: a computed
-# signed index such as ``t + offset`` makes numba emit a negative-index
-# wraparound select on every access, which stops LLVM from vectorising the loop.
-# --------------------------------------------------------------------------
-# channels_last: x (B, L, C), kernel2d (K, C*m), y (B, L_out, C*m)
-#
-# Rows are C-contiguous, so the innermost loop runs over a block of channels
-# (vectorised).  Channels are processed in blocks small enough that the K input
-# rows and K weight rows of a block stay in L1, and taps are summed four at a
-# time so each accumulator element is loaded and stored once per four taps.
-# --------------------------------------------------------------------------
 @serial_kernel
 def _fma1(acc, a0, b0):
     for c in range(acc.shape[0]):
@@ -203,18 +171,14 @@ def _valid_taps(base, dilation, length, ksize):
 
 
 @serial_kernel
-def _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult):
+def _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left):
     """One output row ``out_b[t]``, every option."""
     acc = out_b[t]
     for o in range(acc.shape[0]):
         acc[o] = bias[o]
     base = t * stride - pad_left
     first, last = _valid_taps(base, dilation, x_b.shape[0], kernel2d.shape[0])
-    if mult == 1:
-        _sum_of_products(acc, x_b, base + first * dilation, dilation, kernel2d, first, 1, last - first)
-    else:
-        for i in range(first, last):
-            _accumulate_row(acc, x_b[base + i * dilation], kernel2d[i], mult)
+    _sum_of_products(acc, x_b, base + first * dilation, dilation, kernel2d, first, 1, last - first)
 
 
 @serial_kernel
@@ -228,10 +192,9 @@ def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, o
     """``out = conv(x, kernel2d) + bias``; one task per ``rows_per_task`` output rows of one batch entry."""
     batch, length, channels = x.shape
     ksize, out_channels = kernel2d.shape
-    mult = out_channels // channels
     out_length = out.shape[1]
     tiles = -(-out_length // rows_per_task)
-    blockable = mult == 1 and stride == 1 and dilation == 1
+    blockable = stride == 1 and dilation == 1
     for task in numba.prange(batch * tiles):
         b = task // tiles
         t = (task - b * tiles) * rows_per_task
@@ -244,7 +207,7 @@ def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, o
                 _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left)
                 t += 4
             else:
-                _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left, mult)
+                _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left)
                 t += 1
 
 
@@ -256,7 +219,7 @@ def _gcd(a, b):
 
 
 @serial_kernel
-def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, mult):
+def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left):
     """One input-gradient row ``grad_in_b[r]``, every option (a gather over the taps that reach row r)."""
     acc = grad_in_b[r]
     for c in range(acc.shape[0]):
@@ -282,11 +245,7 @@ def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, 
     if first >= ksize or t_first < 0:
         return
     count = min(-(-(ksize - first) // tap_step), t_first // -row_step + 1)
-    if mult == 1:
-        _sum_of_products(acc, grad_b, t_first, row_step, kernel2d, first, tap_step, count)
-    else:
-        for n in range(count):
-            _contract_row(acc, grad_b[t_first + n * row_step], kernel2d[first + n * tap_step], mult)
+    _sum_of_products(acc, grad_b, t_first, row_step, kernel2d, first, tap_step, count)
 
 
 @serial_kernel
@@ -306,10 +265,9 @@ def input_grad_last(grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_
     """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros)."""
     batch, length, channels = grad_in.shape
     ksize = kernel2d.shape[0]
-    mult = kernel2d.shape[1] // channels
     out_length = grad_out.shape[1]
     tiles = -(-length // rows_per_task)
-    blockable = mult == 1 and stride == 1 and dilation == 1
+    blockable = stride == 1 and dilation == 1
     for task in numba.prange(batch * tiles):
         b = task // tiles
         r = (task - b * tiles) * rows_per_task
@@ -322,7 +280,7 @@ def input_grad_last(grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_
                 _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left)
                 r += 4
             else:
-                _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left, mult)
+                _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left)
                 r += 1
 
 
@@ -372,15 +330,13 @@ def _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, t_lo, t_hi, pad_le
 
 
 @parallel_kernel
-def kernel_grad_last(grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel,
-                               part_bias):
+def kernel_grad_last(grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel, part_bias):
     """Kernel and bias gradient partials, one row of ``part_kernel``/``part_bias`` per part of the output rows."""
     batch, out_length, out_channels = grad_out.shape
-    length, channels = x.shape[1], x.shape[2]
+    length = x.shape[1]
     ksize = part_kernel.shape[1]
-    mult = out_channels // channels
     parts_per_batch = part_kernel.shape[0] // batch if batch > 0 else 1
-    blockable = mult == 1 and stride == 1 and dilation == 1
+    blockable = stride == 1 and dilation == 1
     for part in numba.prange(part_kernel.shape[0]):
         b = part // parts_per_batch
         t_lo = (part % parts_per_batch) * rows_per_part
@@ -412,8 +368,27 @@ def kernel_grad_last(grad_out, x, stride, dilation, pad_left, rows_per_part, row
             for tap in range(i, ksize):  # the taps not covered by blocks
                 offset = tap * dilation - pad_left
                 lo, hi = tap_range(sub_lo, sub_hi, 0, length, offset, stride)
-                if mult == 1:
-                    _sum_of_products(acc_kernel[tap], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
-                else:
-                    for t in range(lo, hi):
-                        _accumulate_row(acc_kernel[tap], x_b[t * stride + offset], grad_b[t], mult)
+                _sum_of_products(acc_kernel[tap], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
+
+
+@parallel_kernel
+def repeat_channels(x, mult, out):
+    """``out[r, c*mult + j] = x[r, c]`` for every row ``r`` of the 2D arrays ``x`` (R, C) and ``out`` (R, C*mult)."""
+    rows, channels = x.shape
+    for r in numba.prange(rows):
+        for c in range(channels):
+            value = x[r, c]
+            for j in range(mult):
+                out[r, c * mult + j] = value
+
+
+@parallel_kernel
+def sum_channel_groups(x, mult, out):
+    """``out[r, c] = x[r, c*mult] + ... + x[r, c*mult + mult-1]`` (in that order), ``x`` (R, C*mult), ``out`` (R, C)."""
+    rows, channels = out.shape
+    for r in numba.prange(rows):
+        for c in range(channels):
+            total = x[r, c * mult]
+            for j in range(1, mult):
+                total += x[r, c * mult + j]
+            out[r, c] = total
