@@ -12,17 +12,19 @@ from .timing import best_time, gpu_time, result_row
 
 
 class Shape(NamedTuple):
-    """One benchmark problem: (batch, length, channels, kernel_size, padding)."""
+    """One benchmark problem: (batch, length, channels, kernel_size, padding, depth multiplier)."""
 
     batch: int
     length: int
     channels: int
     kernel_size: int
     padding: str
+    multiplier: int = 1
 
     def label(self) -> str:
         """Short text form for tables."""
-        return f"B{self.batch} L{self.length} C{self.channels} K{self.kernel_size} {self.padding}"
+        mult = f" m{self.multiplier}" if self.multiplier != 1 else ""
+        return f"B{self.batch} L{self.length} C{self.channels} K{self.kernel_size} {self.padding}{mult}"
 
 
 PUBLIC_SHAPES = (
@@ -31,6 +33,7 @@ PUBLIC_SHAPES = (
     Shape(32, 128, 64, 3, "same"),
     Shape(4, 4096, 768, 7, "same"),
     Shape(1, 65536, 512, 31, "same"),
+    Shape(8, 8192, 256, 5, "same", 2),  # the worst option combination measured (channels_last, m > 1)
 )
 QUICK_SHAPES = (
     Shape(4, 4096, 128, 3, "same"),
@@ -46,8 +49,8 @@ def make_problem(shape: Shape, layout: str, dtype=np.float32, seed: int = 0):
     b, length, c, k = shape.batch, shape.length, shape.channels, shape.kernel_size
     dims = (b, length, c) if layout == "channels_last" else (b, c, length)
     x = rng.standard_normal(dims, dtype=np.float32).astype(dtype)
-    kernel = rng.standard_normal((k, c, 1), dtype=np.float32).astype(dtype)
-    bias = rng.standard_normal(c, dtype=np.float32).astype(dtype)
+    kernel = rng.standard_normal((k, c, shape.multiplier), dtype=np.float32).astype(dtype)
+    bias = rng.standard_normal(c * shape.multiplier, dtype=np.float32).astype(dtype)
     y = ops.depthwise_conv1d(*(a.astype(np.float32, copy=False) for a in (x, kernel, bias)),
                              padding=shape.padding, data_format=layout).astype(dtype)  # (float16: the CPU has none)
     grad_y = rng.standard_normal(y.shape, dtype=np.float32).astype(dtype)
@@ -62,8 +65,12 @@ def check_slice(reference, shape: Shape, layout: str, x, kernel, bias, grad_y, d
     on ``device`` (NumPy in, NumPy out).
     """
     n_ch = min(8, shape.channels)
-    cut = (slice(0, 1), slice(None), slice(0, n_ch)) if layout == "channels_last" else (slice(0, 1), slice(0, n_ch))
-    xs, gs, ks, bs = x[cut], grad_y[cut], kernel[:, :n_ch], bias[:n_ch]
+    n_out = n_ch * shape.multiplier
+
+    def cut(n):
+        return (slice(0, 1), slice(None), slice(0, n)) if layout == "channels_last" else (slice(0, 1), slice(0, n))
+
+    xs, gs, ks, bs = x[cut(n_ch)], grad_y[cut(n_out)], kernel[:, :n_ch], bias[:n_out]
     options = {"padding": shape.padding, "data_format": layout, "device": device}
     got = [ops.depthwise_conv1d(xs, ks, bs, **options), *ops.depthwise_conv1d_backward(gs, xs, ks, **options)]
     want = [reference.conv1d_forward(xs, ks, bs, 1, shape.padding, layout, 1),
@@ -88,7 +95,7 @@ def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int, device: str 
     k = shape.kernel_size
     xt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 1, 2)) if layout == "channels_last" else x).to(device)
     xt.requires_grad_(True)
-    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(shape.channels, 1, k).to(device)
+    wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0))).reshape(-1, 1, k).to(device)
     wt.requires_grad_(True)
     padding = "valid" if shape.padding == "causal" else shape.padding
 

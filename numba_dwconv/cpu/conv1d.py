@@ -22,8 +22,9 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch
+from .channels import repeat_channels, sum_channel_groups
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first
-from .conv1d_last import forward_last, input_grad_last, kernel_grad_last, repeat_channels, sum_channel_groups
+from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .partials import sum_partials
 
 # Output rows handled by one parallel task (channels_last).
@@ -50,12 +51,7 @@ def _zero_bias(problem):
 
 def _one_channel_per_output(problem, inputs):
     """channels_last ``inputs`` with each channel repeated ``m`` times (itself when ``m == 1``)."""
-    mult = problem.multiplier
-    if mult == 1:
-        return inputs
-    repeated = _memory.empty(inputs.shape[:2] + (inputs.shape[2] * mult,), problem.dtype)
-    launch(repeat_channels, inputs.reshape(-1, inputs.shape[2]), mult, repeated.reshape(-1, repeated.shape[2]))
-    return repeated
+    return inputs if problem.multiplier == 1 else repeat_channels(inputs, problem.multiplier)
 
 
 def conv1d_forward(problem, inputs, kernel, bias):
@@ -92,22 +88,16 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
     ndarray, shape ``problem.input_shape``
     """
     axis = problem.axis
-    grad_in = _memory.empty(problem.input_shape, problem.dtype)
     if problem.channels_last:
+        # the gradient of the channel-repeated inputs (C*m channels); with m > 1 each group of m is then summed
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         zeros = np.zeros(kernel2d.shape[1], dtype=problem.dtype)
-        mult = problem.multiplier
-        # with m > 1: the gradient of the repeated inputs, then each group of m summed
-        grad_repeated = grad_in if mult == 1 else _memory.empty(problem.input_shape[:2] + (kernel2d.shape[1],),
-                                                                 problem.dtype)
+        grad_repeated = _memory.empty(problem.input_shape[:2] + (kernel2d.shape[1],), problem.dtype)
         launch(input_grad_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation,
                axis.pad_left, ROWS_PER_TASK, grad_repeated)
-        if mult > 1:
-            launch(sum_channel_groups, grad_repeated.reshape(-1, kernel2d.shape[1]), mult,
-                   grad_in.reshape(-1, problem.channels))
-    else:
-        launch(input_grad_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH,
-               grad_in)
+        return grad_repeated if problem.multiplier == 1 else sum_channel_groups(grad_repeated, problem.multiplier)
+    grad_in = _memory.empty(problem.input_shape, problem.dtype)
+    launch(input_grad_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH, grad_in)
     return grad_in
 
 

@@ -5,11 +5,8 @@ and the contract: the kernels trust their callers, kernel-gradient partials are 
 fixed order).  Rows are C-contiguous, so the innermost loop runs over a block of channels
 (vectorised); four output rows share each input row loaded.
 
-The convolution kernels see one input channel per output channel (``m = 1``): with a depth
-multiplier the host first repeats each input channel ``m`` times (:func:`repeat_channels`,
-one pass at memory speed) and sums the input gradient's groups of ``m`` afterwards
-(:func:`sum_channel_groups`).  A per-channel loop over ``m`` inside the row loops does not
-vectorise and ran at ~8 % of the copy roofline, against ~30 % this way.
+The kernels see one input channel per output channel (``m = 1``): with a depth multiplier
+the host runs them on channel-repeated inputs (:mod:`numba_dwconv.cpu.channels`).
 """
 
 from __future__ import annotations
@@ -369,26 +366,3 @@ def kernel_grad_last(grad_out, x, stride, dilation, pad_left, rows_per_part, row
                 offset = tap * dilation - pad_left
                 lo, hi = tap_range(sub_lo, sub_hi, 0, length, offset, stride)
                 _sum_of_products(acc_kernel[tap], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
-
-
-@parallel_kernel
-def repeat_channels(x, mult, out):
-    """``out[r, c*mult + j] = x[r, c]`` for every row ``r`` of the 2D arrays ``x`` (R, C) and ``out`` (R, C*mult)."""
-    rows, channels = x.shape
-    for r in numba.prange(rows):
-        for c in range(channels):
-            value = x[r, c]
-            for j in range(mult):
-                out[r, c * mult + j] = value
-
-
-@parallel_kernel
-def sum_channel_groups(x, mult, out):
-    """``out[r, c] = x[r, c*mult] + ... + x[r, c*mult + mult-1]`` (in that order), ``x`` (R, C*mult), ``out`` (R, C)."""
-    rows, channels = out.shape
-    for r in numba.prange(rows):
-        for c in range(channels):
-            total = x[r, c * mult]
-            for j in range(1, mult):
-                total += x[r, c * mult + j]
-            out[r, c] = total

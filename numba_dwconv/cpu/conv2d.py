@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, static_count
+from .channels import repeat_channels, single_multiplier, sum_channel_groups
 from .conv2d_first import (
     _backward_same_unit_first,
     _forward_first,
@@ -111,8 +112,16 @@ def _multiplier_t(problem):
     return static_count(problem.multiplier, _static_last(problem))
 
 
+def _as_single_multiplier(kernel):
+    """A channels_last multiplier kernel (KH, KW, C, m) as the m = 1 kernel (KH, KW, C*m, 1) of repeated inputs."""
+    return kernel.reshape(kernel.shape[0], kernel.shape[1], -1, 1)
+
+
 def conv2d_forward(problem, inputs, kernel, bias):
     """Forward pass on C-contiguous arrays of ``problem.dtype``; ``bias`` may be None."""
+    if problem.channels_last and problem.multiplier > 1:  # see numba_dwconv.cpu.channels
+        return conv2d_forward(single_multiplier(problem), repeat_channels(inputs, problem.multiplier),
+                              _as_single_multiplier(kernel), bias)
     out = _memory.empty(problem.output_shape, problem.dtype)
     if out.size == 0:
         return out
@@ -132,6 +141,9 @@ def conv2d_forward(problem, inputs, kernel, bias):
 
 def conv2d_input_grad(problem, grad_outputs, kernel):
     """Gradient with respect to the inputs."""
+    if problem.channels_last and problem.multiplier > 1:
+        grad_repeated = conv2d_input_grad(single_multiplier(problem), grad_outputs, _as_single_multiplier(kernel))
+        return sum_channel_groups(grad_repeated, problem.multiplier)
     grad_in = _memory.empty(problem.input_shape, problem.dtype)
     if grad_in.size == 0:
         return grad_in
@@ -217,6 +229,10 @@ def _tap_classes(h, w, static):
 
 def conv2d_kernel_grad(problem, grad_outputs, inputs):
     """Kernel and bias gradients: per-task partials, then a fixed-order sum."""
+    if problem.channels_last and problem.multiplier > 1:
+        grad_kernel, grad_bias = conv2d_kernel_grad(single_multiplier(problem), grad_outputs,
+                                                    repeat_channels(inputs, problem.multiplier))
+        return grad_kernel.reshape(problem.kernel_shape), grad_bias
     dtype = problem.dtype
     out_channels = problem.channels * problem.multiplier
     kh, kw = problem.height.kernel_size, problem.width.kernel_size
