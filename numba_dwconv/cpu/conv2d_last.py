@@ -11,7 +11,9 @@ to them, so each input vector loaded feeds up to ``KW`` multiply-adds and each
 output vector is loaded and stored once per tap row.  Interior columns left over
 after the blocks take the taps in one register (unit steps); the edge columns go
 through *column passes*, one tap at a time with the padding clipped away.  With a
-depth multiplier above 1, every column takes the column pass.
+depth multiplier above 1 every column takes the column pass; the host avoids that by
+running multipliers as ``m = 1`` problems on channel-repeated inputs
+(:mod:`numba_dwconv.cpu.channels`), so these kernels see ``m = 1`` from the public API.
 
 Three numba details make the block pass fast, and the code depends on them:
 
