@@ -29,7 +29,8 @@ from . import conv2d_generic as generic
 from .arrays import device_empty
 from .conv1d_generic import fused_backward
 from .conv1d_vector import TAP_REGISTERS
-from .conv2d_vector import Vector2DKey, first_backward_reads, first_window, vector_kernel
+from .conv2d_backward_vector import first_backward_reads
+from .conv2d_vector import Vector2DKey, first_window, vector_kernel
 from .launch import Kernel, aligned, buffer, grid_blocks, pow2_at_least
 from .vector import MAX_INDEX, codec, storage_name
 
