@@ -30,14 +30,8 @@ import numpy as np
 from .. import _memory
 from .._jit import launch, static_count
 from .channels import repeat_channels, single_multiplier, sum_channel_groups
-from .conv2d_first import (
-    _backward_same_unit_first,
-    _forward_first,
-    _input_grad_stride2_first,
-    _input_grad_strided_first,
-    _input_grad_unit_first,
-    _kernel_grad_first,
-)
+from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
+from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
 from .partials import sum_partials
 
