@@ -10,19 +10,7 @@ kernels only load (what every later process pays).
 import subprocess
 import sys
 
-CALLS = """
-import numpy as np
-import numba_dwconv as nd
-rank, layout = {rank}, "{layout}"
-spatial = (64,) * rank
-shape = (2,) + (spatial + (16,) if layout == "channels_last" else (16,) + spatial)
-x = np.ones(shape, np.float32)
-k = np.ones((3,) * rank + (16, 1), np.float32)
-forward = nd.depthwise_conv1d if rank == 1 else nd.depthwise_conv2d
-backward = nd.depthwise_conv1d_backward if rank == 1 else nd.depthwise_conv2d_backward
-y = forward(x, k, padding="same", data_format=layout)
-backward(y, x, k, padding="same", data_format=layout)
-"""
+from numba_dwconv.bench.startup import first_call_code
 
 COLD = """
 import os, shutil, tempfile
@@ -47,11 +35,10 @@ class FirstCall:
 
     def setup(self, rank, data_format):
         # fills the usual cache for the warm variant (a no-op when it is already filled)
-        subprocess.run([sys.executable, "-c", CALLS.format(rank=rank, layout=data_format)], check=True,
-                       capture_output=True)
+        subprocess.run([sys.executable, "-c", first_call_code(rank, data_format)], check=True, capture_output=True)
 
     def timeraw_cold(self, rank, data_format):
-        return COLD.format(calls=CALLS.format(rank=rank, layout=data_format))
+        return COLD.format(calls=first_call_code(rank, data_format))
 
     def timeraw_warm(self, rank, data_format):
-        return CALLS.format(rank=rank, layout=data_format)
+        return first_call_code(rank, data_format)

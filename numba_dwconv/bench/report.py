@@ -23,12 +23,14 @@ def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def _header(separable: bool) -> str:
+def table_head(bandwidth: float, label: str, separable: bool = False) -> str:
+    """The lines above a table's rows: the roofline it is measured against and the column names."""
     header = (
         f"{'device':6} {'shape':28} {'layout':14} {'fwd ms':>8} {'GB/s':>6} {'%roof':>6} "
         f"{'bwd ms':>8} {'%roof':>6} {'bwd/fwd':>7} {'xTorch f':>8} {'xTorch fb':>9} {'rel err':>8} {'check':>5}"
     )
-    return header + (f" {'sep/dw+mm':>9}" if separable else "")
+    header += f" {'sep/dw+mm':>9}" if separable else ""
+    return "\n".join([f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)])
 
 
 def format_row(r, separable: bool = False) -> str:
@@ -45,18 +47,6 @@ def format_row(r, separable: bool = False) -> str:
         + (f" {r['separable_over_dw_plus_cublas']:9.2f}" if "separable_over_dw_plus_cublas" in r
            else f" {'-':>9}" if separable else "")
     )
-
-
-def table_head(bandwidth: float, label: str, separable: bool = False) -> str:
-    """The lines above a table's rows: the roofline it is measured against and the column names."""
-    header = _header(separable)
-    return "\n".join([f"{label}: {bandwidth / 1e9:.1f} GB/s (read + write)", header, "-" * len(header)])
-
-
-def format_table(rows, bandwidth: float, label: str = "copy roofline") -> str:
-    """A fixed-width text table of the result rows."""
-    separable = any("separable_over_dw_plus_cublas" in r for r in rows)
-    return "\n".join([table_head(bandwidth, label, separable)] + [format_row(r, separable) for r in rows])
 
 
 def _notes(args, with_torch: bool, checked: bool) -> str:

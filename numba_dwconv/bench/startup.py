@@ -15,8 +15,8 @@ import tempfile
 
 # Run in a child process: import, then the first forward and the first backward of one (rank, layout, dtype).
 _FIRST_CALL_CODE = """
-import json, sys, time
-rank, layout, dtype = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import json, time
+rank, layout, dtype = {rank!r}, {layout!r}, {dtype!r}
 t0 = time.perf_counter()
 import numpy as np
 import numba_dwconv as nd
@@ -32,11 +32,20 @@ y = forward(x, k, padding="same", data_format=layout)
 t2 = time.perf_counter()
 backward(y, x, k, padding="same", data_format=layout)
 t3 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "first_forward_s": t2 - t1, "first_backward_s": t3 - t2}))
+print(json.dumps({{"import_s": t1 - t0, "first_forward_s": t2 - t1, "first_backward_s": t3 - t2}}))
 """
 
 # The (rank, layout) pairs the report measures, float32, K = 3, 'same'.
 CASES = [(1, "channels_last"), (1, "channels_first"), (2, "channels_last"), (2, "channels_first")]
+
+
+def first_call_code(rank: int, layout: str, dtype: str = "float32") -> str:
+    """Python source that imports the package, makes the first forward and backward call and prints the times.
+
+    Float ``dtype`` operands, K = 3, 'same'; the last line printed is a JSON object with ``import_s``,
+    ``first_forward_s`` and ``first_backward_s`` (also what the asv first-call benchmarks run).
+    """
+    return _FIRST_CALL_CODE.format(rank=int(rank), layout=str(layout), dtype=str(dtype))
 
 
 def first_call(rank: int, layout: str, dtype: str = "float32", cache_dir: str | None = None) -> dict:
@@ -54,7 +63,7 @@ def first_call(rank: int, layout: str, dtype: str = "float32", cache_dir: str | 
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     env["NUMBA_DWCONV_COMPILE_MESSAGES"] = "0"
-    out = subprocess.run([sys.executable, "-c", _FIRST_CALL_CODE, str(rank), layout, dtype], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", first_call_code(rank, layout, dtype)], capture_output=True,
                          text=True, check=True, env=env)
     return json.loads(out.stdout.splitlines()[-1])
 
