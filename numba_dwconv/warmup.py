@@ -144,8 +144,9 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     for k in kernel_sizes:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"kernel_sizes must be positive integers, got {k!r}")
-    jobs = jobs or os.cpu_count() or 1
-    if jobs < 1:
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     start = time.perf_counter()
     common = {"dtypes": list(dtypes), "kernel_sizes": list(kernel_sizes), "strides": list(strides),
