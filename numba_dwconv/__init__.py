@@ -5,6 +5,7 @@ kernels are compiled on first use (CPU kernels are cached on disk).
 """
 
 from . import activations, constraints, initializers, layers, optimizers, regularizers
+from .causal import StatefulGrads, depthwise_conv1d_update
 from .dispatch import CudaUnavailableError, cuda_available
 from .layers import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Sequential
 from .ops import (
@@ -35,6 +36,7 @@ __all__ = [
     "SeparableConv2D",
     "SeparableGrads",
     "Sequential",
+    "StatefulGrads",
     "__version__",
     "activations",
     "constraints",
@@ -43,6 +45,7 @@ __all__ = [
     "depthwise_conv1d_backward",
     "depthwise_conv1d_input_grad",
     "depthwise_conv1d_kernel_grad",
+    "depthwise_conv1d_update",
     "depthwise_conv2d",
     "depthwise_conv2d_backward",
     "depthwise_conv2d_input_grad",

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _opcore as core
+from . import causal
+from .causal import StatefulGrads, depthwise_conv1d_update  # noqa: F401 (public here too)
 
 
 class DepthwiseGrads(NamedTuple):
@@ -73,6 +75,8 @@ def depthwise_conv1d(
     *,
     device="auto",
     stream=None,
+    initial_state=None,
+    return_final_state=False,
 ):
     """1D depthwise convolution (cross-correlation), Keras ``DepthwiseConv1D`` semantics.
 
@@ -88,12 +92,21 @@ def depthwise_conv1d(
     bias : ndarray, shape (channels * depth_multiplier,), optional
         Added to every output position.
     {shared}
+    initial_state : ndarray, keyword-only, optional
+        ``padding="causal"``, ``strides=1`` only: shape ``(batch, (K-1)*d, channels)`` or
+        ``(batch, channels, (K-1)*d)``, the ``(K-1)*d`` inputs before position 0 (oldest first),
+        replacing the causal zero padding (CPU).
+    return_final_state : bool, keyword-only, default False
+        Also return the last ``(K-1)*d`` positions of ``[initial_state, inputs]`` (zeros stand in
+        for a missing state): the ``initial_state`` of the next chunk of the sequence, so that
+        chunks fed one after another give the outputs of one call on the whole sequence.
 
     Returns
     -------
     outputs : ndarray, shape (batch, out_length, C*m) or (batch, C*m, out_length)
         Output channel ``c * depth_multiplier + j`` is channel ``c`` convolved with
         ``kernel[:, c, j]``. dtype: NumPy promotion of the inputs' and kernel's dtypes.
+        With ``return_final_state``: ``(outputs, final_state)``.
 
     Raises
     ------
@@ -102,6 +115,9 @@ def depthwise_conv1d(
     TypeError
         Non-floating dtypes.
     """
+    if initial_state is not None or return_final_state:
+        return causal.stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
+                                       stream, initial_state, bool(return_final_state))
     return core.forward(core.RANK1, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
                         stream)
 
@@ -118,7 +134,8 @@ def depthwise_conv1d_backward(
     *,
     device="auto",
     stream=None,
-) -> DepthwiseGrads:
+    initial_state=None,
+):
     """All gradients of :func:`depthwise_conv1d` for an upstream gradient.
 
     Parameters
@@ -130,13 +147,19 @@ def depthwise_conv1d_backward(
     kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
         The kernel of the forward call.
     {shared}
+    initial_state : ndarray, keyword-only, optional
+        The forward call's initial state (``padding="causal"``, ``strides=1``).
 
     Returns
     -------
-    DepthwiseGrads
+    DepthwiseGrads or StatefulGrads
         ``(grad_inputs, grad_kernel, grad_bias)``; ``grad_bias`` has shape
-        ``(channels * depth_multiplier,)`` whether or not the forward used a bias.
+        ``(channels * depth_multiplier,)`` whether or not the forward used a bias. With an
+        ``initial_state``: ``StatefulGrads``, which adds ``grad_initial_state``.
     """
+    if initial_state is not None:
+        return causal.stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate,
+                                        device, stream, initial_state)
     return DepthwiseGrads(*core.backward(core.RANK1, grad_outputs, inputs, kernel, strides, padding, data_format,
                                          dilation_rate, device, stream))
 

@@ -20,6 +20,9 @@ conv1d_forward, conv1d_gradients, separable_forward, separable_gradients
     ``(batch, channels, length)``.
 conv2d_forward, conv2d_gradients, separable2d_forward, separable2d_gradients
     The same in 2D.
+conv1d_with_state, conv1d_with_state_gradients, conv1d_update
+    Causal 1D convolution continuing from a state (the inputs before position 0), and the
+    decode step over state slots.
 """
 
 import math
@@ -114,6 +117,71 @@ def conv1d_gradients(grad_y, x, kernel, stride=1, padding="valid", data_format="
         grad_kernel[i] = np.sum(window[:, :, :, None] * grad_y4, axis=(0, 1))
     grad_bias = grad_y.sum(axis=(0, 1))
     return _channels_last(grad_x, data_format), grad_kernel, grad_bias
+
+
+def _along_length(data_format):
+    return 1 if data_format == "channels_last" else 2
+
+
+def conv1d_with_state(x, kernel, bias, state, data_format="channels_last", dilation=1):
+    """``(outputs, final_state)`` of a causal convolution whose inputs before position 0 are ``state``.
+
+    The outputs are the last ``L`` outputs of the causal convolution of ``[state, x]``; the final
+    state is the last ``(K-1)*d`` positions of ``[state, x]``.
+    """
+    axis = _along_length(data_format)
+    joined = np.concatenate([np.asarray(state, dtype=np.float64), np.asarray(x, dtype=np.float64)], axis=axis)
+    length = np.shape(x)[axis]
+    positions = (np.shape(kernel)[0] - 1) * dilation
+    y = conv1d_forward(joined, kernel, bias, 1, "causal", data_format, dilation)
+    y = y[:, -length:] if axis == 1 else y[:, :, -length:]
+    total = joined.shape[axis]
+    final = joined[:, total - positions:] if axis == 1 else joined[:, :, total - positions:]
+    return y, final
+
+
+def conv1d_with_state_gradients(grad_y, x, kernel, state, data_format="channels_last", dilation=1):
+    """``(grad_x, grad_kernel, grad_bias, grad_state)`` of ``sum(conv1d_with_state(...)[0] * grad_y)``."""
+    axis = _along_length(data_format)
+    joined = np.concatenate([np.asarray(state, dtype=np.float64), np.asarray(x, dtype=np.float64)], axis=axis)
+    positions = np.shape(state)[axis]
+    grad_y = np.asarray(grad_y, dtype=np.float64)
+    zeros = np.zeros(grad_y.shape[:axis] + (positions,) + grad_y.shape[axis + 1:])
+    grad_joined, grad_kernel, grad_bias = conv1d_gradients(np.concatenate([zeros, grad_y], axis=axis), joined,
+                                                           kernel, 1, "causal", data_format, dilation)
+    if axis == 1:
+        return grad_joined[:, positions:], grad_kernel, grad_bias, grad_joined[:, :positions]
+    return grad_joined[:, :, positions:], grad_kernel, grad_bias, grad_joined[:, :, :positions]
+
+
+def conv1d_update(inputs, state, kernel, bias=None, data_format="channels_last", dilation=1, state_indices=None):
+    """``(outputs, new_state)`` of the decode step; ``state`` (slots, ...) is not modified.
+
+    ``inputs`` is ``(batch, C)`` (one step) or ``(batch, T, C)`` / ``(batch, C, T)``.  Row ``b``
+    continues slot ``state_indices[b]`` (default ``b``) with :func:`conv1d_with_state`; a negative
+    index gives zero outputs and changes no slot.
+    """
+    axis = _along_length(data_format)
+    inputs = np.asarray(inputs, dtype=np.float64)
+    one_step = inputs.ndim == 2
+    if one_step:
+        inputs = np.expand_dims(inputs, axis)
+    new_state = np.array(state, dtype=np.float64)
+    indices = range(inputs.shape[0]) if state_indices is None else [int(i) for i in state_indices]
+    mult = np.shape(kernel)[2]
+    channels = np.shape(kernel)[1]
+    out_shape = list(inputs.shape)
+    out_shape[3 - axis] = channels * mult
+    outputs = np.zeros(out_shape)
+    for b, slot in enumerate(indices):
+        if slot < 0:
+            continue
+        y, final = conv1d_with_state(inputs[b:b + 1], kernel, bias, new_state[slot:slot + 1], data_format, dilation)
+        outputs[b] = y[0]
+        new_state[slot] = final[0]
+    if one_step:
+        outputs = outputs[:, 0] if axis == 1 else outputs[:, :, 0]
+    return outputs, new_state
 
 
 def separable_forward(x, depthwise_kernel, pointwise_kernel, bias=None, stride=1, padding="valid",

@@ -1,0 +1,274 @@
+"""Causal 1D convolution over carried state: chunked sequences and the decode step.
+
+A causal convolution (``padding="causal"``, stride 1) at position ``t`` reads the inputs
+``t - (K-1)*d .. t``.  When a sequence arrives in pieces, the ``P = (K-1)*d`` inputs before a
+piece (its *state*, oldest first) replace the causal zero padding:
+
+* :func:`stateful_forward` / :func:`stateful_backward` back ``depthwise_conv1d(...,
+  initial_state=, return_final_state=)`` and ``depthwise_conv1d_backward(..., initial_state=)``:
+  the convolution of ``[state, inputs]`` with ``valid`` padding (exactly ``L`` outputs), so the
+  chunks of a sequence, each given the previous chunk's final state, give the outputs of one
+  call on the whole sequence.
+* :func:`depthwise_conv1d_update` is the decode step: a few new positions per row, the state
+  updated in place, rows mapped to state slots (continuous batching).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _geometry as geo
+from . import activations as _activations
+from . import dispatch
+
+
+class StatefulGrads(NamedTuple):
+    """Gradients of a causal convolution that started from an ``initial_state``.
+
+    Attributes
+    ----------
+    grad_inputs : ndarray
+        Same shape as the inputs.
+    grad_kernel : ndarray, shape (K, C, m)
+    grad_bias : ndarray, shape (C*m,)
+    grad_initial_state : ndarray
+        Same shape as the initial state.
+    """
+
+    grad_inputs: np.ndarray
+    grad_kernel: np.ndarray
+    grad_bias: np.ndarray
+    grad_initial_state: np.ndarray
+
+
+# ---------------------------------------------------------------------------- validation
+def state_shape(batch: int, channels: int, positions: int, channels_last: bool) -> tuple[int, int, int]:
+    """``(batch, positions, channels)`` or ``(batch, channels, positions)``."""
+    return (batch, positions, channels) if channels_last else (batch, channels, positions)
+
+
+def state_positions(kernel_shape, dilation_rate) -> int:
+    """``(K - 1) * d``: the inputs a causal output reads before its own position."""
+    (dilation,) = geo.normalize_tuple(dilation_rate, 1, "dilation_rate")
+    return (int(kernel_shape[0]) - 1) * dilation
+
+
+def check_causal(strides, padding, what: str) -> None:
+    """ValueError unless ``padding`` is 'causal' and ``strides`` is 1 (a state needs both)."""
+    (stride,) = geo.normalize_tuple(strides, 1, "strides")
+    mode = geo.normalize_padding(padding, geo.PADDINGS_1D)
+    if mode != "causal" or stride != 1:
+        raise ValueError(
+            f"`{what}` needs padding='causal' and strides=1 (a state stands for the inputs before position 0 "
+            f"of a causal, unstrided convolution). Received padding={padding!r}, strides={strides!r}"
+        )
+
+
+def _layout(data_format) -> bool:
+    return geo.normalize_data_format(data_format) == "channels_last"
+
+
+def _split(array, positions: int, channels_last: bool):
+    """``(array[..., :positions along length], array[..., positions: along length])``."""
+    if channels_last:
+        return array[:, :positions], array[:, positions:]
+    return array[:, :, :positions], array[:, :, positions:]
+
+
+def _extended(inputs, kernel, initial_state, dilation_rate, data_format):
+    """``[initial_state, inputs]`` along the length axis (zeros for a missing state), on the CPU.
+
+    Returns ``(extended, positions, channels_last)``; shapes checked against the inputs and kernel.
+    """
+    channels_last = _layout(data_format)
+    inputs = np.asarray(inputs)
+    kernel = np.asarray(kernel)
+    geo.check_rank("inputs", inputs.shape, 3, "(batch, length, channels)" if channels_last
+                   else "(batch, channels, length)")
+    geo.check_rank("kernel", kernel.shape, 3, "(kernel_size, channels, depth_multiplier)")
+    positions = state_positions(kernel.shape, dilation_rate)
+    batch = inputs.shape[0]
+    channels = inputs.shape[2] if channels_last else inputs.shape[1]
+    expected = state_shape(batch, channels, positions, channels_last)
+    if initial_state is None:
+        dtype = np.result_type(inputs.dtype, kernel.dtype)
+        state = np.zeros(expected, dtype=geo.check_dtype("inputs", dtype, "cpu"))
+    else:
+        state = np.asarray(initial_state)
+        geo.check_dtype("initial_state", state.dtype, "cpu")
+        geo.check_shape("initial_state", state.shape, expected)
+    return np.concatenate([state, inputs], axis=1 if channels_last else 2), positions, channels_last
+
+
+def _require_cpu(device, *arrays) -> None:
+    place = dispatch.place(device, arrays)
+    if place.target != "cpu":
+        raise NotImplementedError("initial_state / return_final_state run on the CPU only in this version; "
+                                  "pass NumPy arrays with device='auto' or 'cpu'")
+
+
+# ---------------------------------------------------------------------------- whole sequences in chunks
+def stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream,
+                     initial_state, return_final_state):
+    """``depthwise_conv1d`` with a carried state (see the module docstring)."""
+    from .ops import depthwise_conv1d
+
+    what = "initial_state" if initial_state is not None else "return_final_state"
+    check_causal(strides, padding, what)
+    _require_cpu(device, inputs, initial_state)
+    extended, positions, channels_last = _extended(inputs, kernel, initial_state, dilation_rate, data_format)
+    outputs = depthwise_conv1d(extended, kernel, bias, 1, "valid", data_format, dilation_rate, device=device,
+                               stream=stream)
+    if not return_final_state:
+        return outputs
+    length = extended.shape[1] if channels_last else extended.shape[2]
+    _, final = _split(extended, length - positions, channels_last)
+    return outputs, np.ascontiguousarray(final, dtype=outputs.dtype)
+
+
+def stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
+                      initial_state) -> StatefulGrads:
+    """``depthwise_conv1d_backward`` of a call that started from ``initial_state``."""
+    from .ops import depthwise_conv1d_backward
+
+    check_causal(strides, padding, "initial_state")
+    _require_cpu(device, grad_outputs, inputs, initial_state)
+    extended, positions, channels_last = _extended(inputs, kernel, initial_state, dilation_rate, data_format)
+    grad_extended, grad_kernel, grad_bias = depthwise_conv1d_backward(
+        grad_outputs, extended, kernel, 1, "valid", data_format, dilation_rate, device=device, stream=stream)
+    grad_state, grad_inputs = _split(grad_extended, positions, channels_last)
+    return StatefulGrads(np.ascontiguousarray(grad_inputs), grad_kernel, grad_bias, np.ascontiguousarray(grad_state))
+
+
+# ---------------------------------------------------------------------------- decode step
+def _slots(state_indices, batch: int, slots: int) -> np.ndarray:
+    """The slot of each row (int64; negative: a padding row), validated."""
+    if state_indices is None:
+        if slots != batch:
+            raise ValueError(
+                f"Without `state_indices`, `state` needs one slot per row of the batch ({batch}). "
+                f"Received state with {slots} slots"
+            )
+        return np.arange(batch, dtype=np.int64)
+    indices = np.asarray(state_indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"`state_indices` must be an integer array. Received state_indices.dtype={indices.dtype}")
+    geo.check_shape("state_indices", indices.shape, (batch,))
+    indices = indices.astype(np.int64)
+    live = indices[indices >= 0]
+    if live.size and live.max() >= slots:
+        raise ValueError(f"`state_indices` must be below the {slots} slots of `state` (negative: a padding row). "
+                         f"Received state_indices={indices.tolist()}")
+    if np.unique(live).size != live.size:
+        raise ValueError(f"Two rows of the batch cannot update the same state slot. "
+                         f"Received state_indices={indices.tolist()}")
+    return indices
+
+
+def _writable_state(state, dtype, expected_tail) -> np.ndarray:
+    """``state`` itself if it can be updated in place (never a silent copy), else ValueError."""
+    if not isinstance(state, np.ndarray):
+        raise ValueError(f"`state` is updated in place, so it must be a NumPy array on the CPU. "
+                         f"Received {type(state).__name__}")
+    if state.dtype != dtype:
+        raise ValueError(f"`state` is updated in place, so it must have the computation dtype {dtype}. "
+                         f"Received state.dtype={state.dtype}")
+    if not state.flags.c_contiguous or not state.flags.writeable:
+        raise ValueError("`state` is updated in place, so it must be a writable C-contiguous array. "
+                         f"Received one with c_contiguous={state.flags.c_contiguous}, "
+                         f"writeable={state.flags.writeable}")
+    if state.ndim != 3 or tuple(state.shape[1:]) != tuple(expected_tail):
+        raise ValueError(f"`state` must have shape (slots, {', '.join(map(str, expected_tail))}). "
+                         f"Received state with shape={tuple(state.shape)}")
+    return state
+
+
+def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, data_format="channels_last", *,
+                            activation=None, state_indices=None, device="auto", stream=None):
+    """One decode step (or a few) of a causal depthwise convolution, updating ``state`` in place.
+
+    For each row ``b`` with slot ``s = state_indices[b]`` the result is what
+    ``depthwise_conv1d(concat([state[s], inputs[b]]), kernel, bias, padding="causal")`` gives at
+    the new positions, and ``state[s]`` becomes the last ``(K-1)*d`` positions of that sequence.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (batch, C), or (batch, T, C) / (batch, C, T)
+        One new position per row, or ``T`` of them in the layout of ``data_format``. Not modified.
+    state : ndarray, shape (slots, (K-1)*d, C) or (slots, C, (K-1)*d)
+        The ``(K-1)*d`` previous inputs of each slot, oldest first. **Updated in place**: it must be
+        a writable C-contiguous NumPy array of the computation dtype (the NumPy promotion of the
+        inputs' and kernel's dtypes), else ValueError (a copy would be updated silently).
+    kernel : ndarray, shape (K, C, m)
+    bias : ndarray, shape (C*m,), optional
+    dilation_rate : int, default 1
+    data_format : {"channels_last", "channels_first"}
+    activation : str or callable, keyword-only, optional
+        Applied to the outputs (any name of :mod:`numba_dwconv.activations`).
+    state_indices : int array, shape (batch,), keyword-only, optional
+        The slot of each row (continuous batching); a negative index marks a padding row: its
+        outputs are zero and no slot changes. Default: row ``b`` uses slot ``b`` (``slots == batch``).
+    device : {"auto", "cpu"}, keyword-only
+        This version runs the decode step on the CPU.
+    stream : None
+        For the GPU version; must be None here.
+
+    Returns
+    -------
+    outputs : ndarray, shape (batch, C*m), or (batch, T, C*m) / (batch, C*m, T)
+    """
+    place = dispatch.place(device, (inputs,), (state, kernel, bias), stream)
+    if place.target != "cpu":
+        raise NotImplementedError("depthwise_conv1d_update runs on the CPU in this version; pass NumPy arrays")
+    channels_last = _layout(data_format)
+    inputs = place.view("inputs", inputs)
+    kernel = place.view("kernel", kernel)
+    (dilation,) = geo.normalize_tuple(dilation_rate, 1, "dilation_rate")
+    if inputs.ndim not in (2, 3):
+        raise ValueError("`inputs` must be (batch, channels) for one step or a 3D array of shape "
+                         f"{'(batch, steps, channels)' if channels_last else '(batch, channels, steps)'}. "
+                         f"Received inputs with shape={tuple(inputs.shape)}")
+    one_step = inputs.ndim == 2
+    steps3d = inputs[:, None, :] if one_step and channels_last else inputs[:, :, None] if one_step else inputs
+    geo.check_rank("kernel", kernel.shape, 3, "(kernel_size, channels, depth_multiplier)")
+    batch = steps3d.shape[0]
+    channels = steps3d.shape[2] if channels_last else steps3d.shape[1]
+    ksize, kernel_channels, mult = (int(v) for v in kernel.shape)
+    if kernel_channels != channels:
+        raise ValueError(f"`kernel` must have {channels} channels (like the inputs) on axis 1. "
+                         f"Received kernel with shape={tuple(kernel.shape)}")
+    if ksize < 1 or mult < 1:
+        raise ValueError(f"`kernel` must have at least one tap and one output per channel. "
+                         f"Received kernel with shape={tuple(kernel.shape)}")
+    dtype = np.result_type(inputs.dtype, kernel.dtype)
+    positions = (ksize - 1) * dilation
+    tail = (positions, channels) if channels_last else (channels, positions)
+    state = _writable_state(state, dtype, tail)
+    slots = _slots(state_indices, batch, state.shape[0])
+    act = None if activation is None else _activations.get(activation)
+    if bias is None:
+        bias = np.zeros(channels * mult, dtype)
+    else:
+        bias = place.view("bias", bias)
+        geo.check_shape("bias", bias.shape, (channels * mult,))
+    if np.shares_memory(state, steps3d) or np.shares_memory(state, kernel) or np.shares_memory(state, bias):
+        raise ValueError("`state` must not share memory with `inputs`, `kernel` or `bias` (it is updated in place)")
+    from .cpu import update
+
+    x = np.ascontiguousarray(steps3d, dtype=dtype)
+    steps = x.shape[1] if channels_last else x.shape[2]
+    out_shape = (batch, steps, channels * mult) if channels_last else (batch, channels * mult, steps)
+    out = np.empty(out_shape, dtype)
+    if batch and channels and steps:
+        kernel_op = np.ascontiguousarray(kernel, dtype=dtype)
+        bias_op = np.ascontiguousarray(bias, dtype=dtype)
+        run = update.update_last if channels_last else update.update_first
+        run(x, state, kernel_op, bias_op, slots, operator.index(dilation), out)
+    if one_step:
+        out = out.reshape(batch, channels * mult)
+    if act is not None and act is not _activations.linear:
+        out = np.asarray(act(out), dtype=dtype)
+    return out

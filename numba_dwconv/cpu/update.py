@@ -1,0 +1,78 @@
+"""CPU kernels of the causal decode step (:func:`numba_dwconv.depthwise_conv1d_update`).
+
+A row ``b`` of the batch reads and updates slot ``slots[b]`` of the state (a negative slot: a
+padding row, zero outputs, no slot touched).  With ``P = (K-1)*d`` state positions, the row's
+sequence is ``e = [state[slot], x[b]]`` (``P + T`` positions); output ``t`` is the causal
+convolution at ``e[P + t]``, which reads ``e[t + i*d]`` for the taps ``i < K``, and the new state
+is ``e[T:]`` (the last ``P`` positions).  The host validates everything; rows never share a
+slot, so the parallel loop over rows never writes one slot twice.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from .._jit import parallel_kernel
+
+
+@parallel_kernel
+def update_last(x, state, kernel, bias, slots, dilation, out):
+    """channels_last: ``x`` (B, T, C), ``state`` (S, P, C), ``kernel`` (K, C, m), ``out`` (B, T, C*m)."""
+    batch, steps, channels = x.shape
+    ksize, _, mult = kernel.shape
+    positions = state.shape[1]
+    for b in numba.prange(batch):
+        s = slots[b]
+        out_b = out[b]
+        if s < 0:
+            out_b[:] = 0
+            continue
+        state_s = state[s]
+        x_b = x[b]
+        for t in range(steps):
+            acc = out_b[t]
+            acc[:] = bias
+            for i in range(ksize):
+                j = t + i * dilation
+                row = state_s[j] if j < positions else x_b[j - positions]
+                w = kernel[i]
+                if mult == 1:
+                    for c in range(channels):
+                        acc[c] += row[c] * w[c, 0]
+                else:
+                    for c in range(channels):
+                        for q in range(mult):
+                            acc[c * mult + q] += row[c] * w[c, q]
+        for j in range(positions):  # ascending: position steps + j >= j is read before it is overwritten
+            src = steps + j
+            state_s[j] = state_s[src] if src < positions else x_b[src - positions]
+
+
+@parallel_kernel
+def update_first(x, state, kernel, bias, slots, dilation, out):
+    """channels_first: ``x`` (B, C, T), ``state`` (S, C, P), ``kernel`` (K, C, m), ``out`` (B, C*m, T)."""
+    batch, channels, steps = x.shape
+    ksize, _, mult = kernel.shape
+    positions = state.shape[2]
+    for task in numba.prange(batch * channels):
+        b = task // channels
+        c = task - b * channels
+        s = slots[b]
+        if s < 0:
+            for q in range(mult):
+                out[b, c * mult + q, :] = 0
+            continue
+        seq = state[s, c]
+        x_c = x[b, c]
+        for q in range(mult):
+            o = c * mult + q
+            out_c = out[b, o]
+            for t in range(steps):
+                acc = bias[o]
+                for i in range(ksize):
+                    j = t + i * dilation
+                    acc += (seq[j] if j < positions else x_c[j - positions]) * kernel[i, c, q]
+                out_c[t] = acc
+        for j in range(positions):
+            src = steps + j
+            seq[j] = seq[src] if src < positions else x_c[src - positions]
