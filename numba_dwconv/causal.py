@@ -15,7 +15,6 @@ piece (its *state*, oldest first) replace the causal zero padding:
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -254,7 +253,7 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     else:
         bias = place.view("bias", bias)
         geo.check_shape("bias", bias.shape, (channels * mult,))
-    if np.shares_memory(state, steps3d) or np.shares_memory(state, kernel) or np.shares_memory(state, bias):
+    if any(np.may_share_memory(state, other) for other in (steps3d, kernel, bias)):
         raise ValueError("`state` must not share memory with `inputs`, `kernel` or `bias` (it is updated in place)")
     from .cpu import update
 
@@ -265,8 +264,10 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     if batch and channels and steps:
         kernel_op = np.ascontiguousarray(kernel, dtype=dtype)
         bias_op = np.ascontiguousarray(bias, dtype=dtype)
-        run = update.update_last if channels_last else update.update_first
-        run(x, state, kernel_op, bias_op, slots, operator.index(dilation), out)
+        if channels_last:
+            update.update_last(x, state, kernel_op.reshape(ksize, channels * mult), bias_op, slots, dilation, out)
+        else:
+            update.update_first(x, state, kernel_op, bias_op, slots, dilation, out)
     if one_step:
         out = out.reshape(batch, channels * mult)
     if act is not None and act is not _activations.linear:

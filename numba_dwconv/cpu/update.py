@@ -17,35 +17,47 @@ from .._jit import parallel_kernel
 
 @parallel_kernel
 def update_last(x, state, kernel, bias, slots, dilation, out):
-    """channels_last: ``x`` (B, T, C), ``state`` (S, P, C), ``kernel`` (K, C, m), ``out`` (B, T, C*m)."""
+    """channels_last: ``x`` (B, T, C), ``state`` (S, P, C), ``kernel`` (K, C*m), ``out`` (B, T, C*m).
+
+    ``kernel`` is the ``(K, C, m)`` kernel flattened.  Explicit loops: no temporaries, and the
+    channel loops vectorise.
+    """
     batch, steps, channels = x.shape
-    ksize, _, mult = kernel.shape
+    ksize, out_channels = kernel.shape
+    mult = out_channels // channels
     positions = state.shape[1]
     for b in numba.prange(batch):
         s = slots[b]
         out_b = out[b]
         if s < 0:
-            out_b[:] = 0
+            for t in range(steps):
+                row_out = out_b[t]
+                for o in range(out_channels):
+                    row_out[o] = 0
             continue
         state_s = state[s]
         x_b = x[b]
         for t in range(steps):
             acc = out_b[t]
-            acc[:] = bias
+            for o in range(out_channels):
+                acc[o] = bias[o]
             for i in range(ksize):
                 j = t + i * dilation
                 row = state_s[j] if j < positions else x_b[j - positions]
                 w = kernel[i]
                 if mult == 1:
                     for c in range(channels):
-                        acc[c] += row[c] * w[c, 0]
+                        acc[c] += row[c] * w[c]
                 else:
                     for c in range(channels):
                         for q in range(mult):
-                            acc[c * mult + q] += row[c] * w[c, q]
+                            acc[c * mult + q] += row[c] * w[c * mult + q]
         for j in range(positions):  # ascending: position steps + j >= j is read before it is overwritten
             src = steps + j
-            state_s[j] = state_s[src] if src < positions else x_b[src - positions]
+            dst = state_s[j]
+            row = state_s[src] if src < positions else x_b[src - positions]
+            for c in range(channels):
+                dst[c] = row[c]
 
 
 @parallel_kernel
