@@ -50,6 +50,16 @@ def serial_kernel(func):
     return numba.njit(inline="always", **JIT_OPTIONS)(func)
 
 
+def scalar_kernel(func):
+    """Compile ``func`` lazily as a helper on scalars, which LLVM always inlines (``forceinline``).
+
+    Scalar arguments need no reference counting, so numba-level inlining (which re-types the
+    helper at every call site) is not needed; LLVM's own inliner would stop inlining once a caller
+    grows, leaving a call per element in a loop that should vectorise.
+    """
+    return numba.njit(forceinline=True, **JIT_OPTIONS)(func)
+
+
 _launch_lock = threading.Lock()
 
 

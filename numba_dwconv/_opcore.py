@@ -117,8 +117,54 @@ def _whole_kernel_grad(place, reduction, grad_outputs, grad_bias, grad_kernel, m
                     lambda host: padding_rule.apply_kernel_grad(reduction.problem, grad_outputs, channels, host))
 
 
+# ---------------------------------------------------------------------------- fused activations
+def _activation(activation):
+    """``(Activation or callable, name the kernels apply or None)`` of an ``activation=`` argument (None: none)."""
+    if activation is None:
+        return None, None
+    from . import activations
+    from .cpu.fused import fusable
+
+    act = activations.get(activation)
+    name = getattr(act, "name", None)
+    return act, (name if fusable(name) and act is activations.get(name) else None)
+
+
+def _require_cpu_for(place, activation) -> None:
+    if activation is not None and place.target != "cpu":
+        raise NotImplementedError("activation= runs in the CPU kernels in this version; on the GPU apply the "
+                                  "activation to the outputs")
+
+
+def _activated(act, out):
+    """``act(out)`` on the host, in ``out``'s dtype (the path for callables and the padding rule)."""
+    return np.asarray(act(out), dtype=out.dtype)
+
+
+def _grad_at_preactivation(rank, place, problem, reduction, inputs, kernel, bias, grad_outputs, activation):
+    """``grad_outputs * f'(z)`` with ``z = conv + bias`` recomputed (in the kernels when they can)."""
+    act, name = _activation(activation)
+    _require_cpu_for(place, act)
+    if bias is None:
+        bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
+    else:
+        bias = place.view("bias", bias)
+        geo.check_shape("bias", bias.shape, (problem.channels * problem.multiplier,))
+        bias = place.operand(bias, problem.dtype)
+    live_inputs, live_kernel = reduction.inputs(inputs), reduction.kernel(kernel)
+    if name is not None and not padding_rule.forward_needs_rule(problem, kernel):
+        return place.call(f"{rank.module}_forward", reduction.live, live_inputs, live_kernel, bias, name,
+                          grad_outputs, module=rank.module)
+    from .activations import derivative_of
+
+    pre = place.call(f"{rank.module}_forward", reduction.live, live_inputs, live_kernel, bias, module=rank.module)
+    pre = _forward_rule(place, problem, kernel, pre, _rule_in_kernels(place, reduction, rank.module))
+    return np.asarray(grad_outputs * derivative_of(act)(pre), dtype=problem.dtype)
+
+
 # ---------------------------------------------------------------------------- ops
-def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream):
+def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream,
+            activation=None):
     place = dispatch.place(device, (inputs,), (kernel, bias), stream)
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
@@ -132,12 +178,20 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
         geo.check_shape("bias", bias.shape, (out_channels,))
         bias = place.operand(bias, dtype)
     reduction = Reduction(place, problem)
+    act, name = _activation(activation)
+    _require_cpu_for(place, act)
+    native = _rule_in_kernels(place, reduction, rank.module)
+    if name is not None and not padding_rule.forward_needs_rule(problem, kernel):
+        return place.finish(place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs),
+                                       reduction.kernel(kernel), bias, name, module=rank.module))
     out = place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs), reduction.kernel(kernel), bias,
                      module=rank.module)
-    return place.finish(_forward_rule(place, problem, kernel, out, _rule_in_kernels(place, reduction, rank.module)))
+    out = _forward_rule(place, problem, kernel, out, native)
+    return place.finish(out if act is None else _activated(act, out))
 
 
-def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream):
+def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
+             bias=None, activation=None):
     place = dispatch.place(device, (grad_outputs, inputs), (kernel,), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     inputs = place.view("inputs", inputs)
@@ -147,6 +201,11 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     grad_outputs = place.operand(grad_outputs, dtype)
     reduction = Reduction(place, problem)
+    if activation is not None:  # the gradient at the pre-activation, which the kernels below take
+        grad_outputs = _grad_at_preactivation(rank, place, problem, reduction, inputs, kernel, bias, grad_outputs,
+                                              activation)
+    elif bias is not None:
+        geo.check_shape("bias", place.view("bias", bias).shape, (problem.channels * problem.multiplier,))
     live, kernel_op, inputs = reduction.live, reduction.kernel(kernel), reduction.inputs(inputs)
     if hasattr(place.backend(rank.module), f"{rank.module}_backward"):  # a backend's one-pass backward
         grad_inputs, grad_kernel, grad_bias = place.call(f"{rank.module}_backward", live, grad_outputs, kernel_op,
@@ -251,8 +310,21 @@ def _with_channels(shape, channels, channels_last):
     return (*shape[:-1], channels) if channels_last else (shape[0], channels, *shape[2:])
 
 
+def _activate_on_target(place, act, name, out, grad_outputs=None):
+    """``act(out)`` (or ``grad_outputs * act'(out)``) for results the kernels did not activate (CPU)."""
+    if name is not None:
+        from .cpu.fused import activate
+
+        return activate(out, name, grad_outputs)
+    if grad_outputs is None:
+        return _activated(act, out)
+    from .activations import derivative_of
+
+    return np.asarray(grad_outputs * derivative_of(act)(out), dtype=out.dtype)
+
+
 def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding, data_format,
-                      dilation_rate, device, stream):
+                      dilation_rate, device, stream, activation=None):
     place = dispatch.place(device, (inputs,), (depthwise_kernel, pointwise_kernel, bias), stream)
     bias = None if bias is None else place.view("bias", bias)
     extra = () if bias is None else (bias.dtype,)
@@ -265,11 +337,15 @@ def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, st
     out = place.call("pointwise_forward", _flat_positions(depthwise_out, problem.channels_last), pointwise, bias,
                      problem.channels_last, module="pointwise")
     out = out.reshape(_with_channels(problem.output_shape, filters, problem.channels_last))
+    act, name = _activation(activation)
+    _require_cpu_for(place, act)
+    if act is not None:
+        out = _activate_on_target(place, act, name, out)
     return place.finish(out)
 
 
 def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_kernel, strides, padding, data_format,
-                       dilation_rate, device, stream):
+                       dilation_rate, device, stream, bias=None, activation=None):
     place = dispatch.place(device, (grad_outputs, inputs), (depthwise_kernel, pointwise_kernel), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
@@ -279,6 +355,16 @@ def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_k
     _check_grad_outputs(rank, grad_outputs, _with_channels(problem.output_shape, filters, problem.channels_last))
     grad_outputs = place.operand(grad_outputs, dtype)
     reduction, inputs, live_depthwise, depthwise_out = _depthwise_step(rank, place, problem, inputs, depthwise)
+    if bias is not None:
+        bias = place.view("bias", bias)
+        geo.check_shape("bias", bias.shape, (filters,))
+        bias = place.operand(bias, dtype)
+    act, name = _activation(activation)
+    _require_cpu_for(place, act)
+    if act is not None:  # the gradient at the pre-activation: pointwise output + bias, recomputed
+        pre = place.call("pointwise_forward", _flat_positions(depthwise_out, problem.channels_last), pointwise, bias,
+                         problem.channels_last, module="pointwise")
+        grad_outputs = _activate_on_target(place, act, name, pre.reshape(grad_outputs.shape), grad_outputs)
     grad_depthwise_out, grad_pointwise, grad_bias = place.call(
         "pointwise_backward", _flat_positions(grad_outputs, problem.channels_last),
         _flat_positions(depthwise_out, problem.channels_last), pointwise, problem.channels_last, module="pointwise")

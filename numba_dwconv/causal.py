@@ -111,7 +111,7 @@ def _require_cpu(device, *arrays) -> None:
 
 # ---------------------------------------------------------------------------- whole sequences in chunks
 def stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream,
-                     initial_state, return_final_state):
+                     initial_state, return_final_state, activation=None):
     """``depthwise_conv1d`` with a carried state (see the module docstring)."""
     from .ops import depthwise_conv1d
 
@@ -120,7 +120,7 @@ def stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilati
     _require_cpu(device, inputs, initial_state)
     extended, positions, channels_last = _extended(inputs, kernel, initial_state, dilation_rate, data_format)
     outputs = depthwise_conv1d(extended, kernel, bias, 1, "valid", data_format, dilation_rate, device=device,
-                               stream=stream)
+                               stream=stream, activation=activation)
     if not return_final_state:
         return outputs
     length = extended.shape[1] if channels_last else extended.shape[2]
@@ -129,7 +129,7 @@ def stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilati
 
 
 def stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
-                      initial_state) -> StatefulGrads:
+                      initial_state, bias=None, activation=None) -> StatefulGrads:
     """``depthwise_conv1d_backward`` of a call that started from ``initial_state``."""
     from .ops import depthwise_conv1d_backward
 
@@ -137,7 +137,8 @@ def stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_forma
     _require_cpu(device, grad_outputs, inputs, initial_state)
     extended, positions, channels_last = _extended(inputs, kernel, initial_state, dilation_rate, data_format)
     grad_extended, grad_kernel, grad_bias = depthwise_conv1d_backward(
-        grad_outputs, extended, kernel, 1, "valid", data_format, dilation_rate, device=device, stream=stream)
+        grad_outputs, extended, kernel, 1, "valid", data_format, dilation_rate, device=device, stream=stream,
+        bias=bias, activation=activation)
     grad_state, grad_inputs = _split(grad_extended, positions, channels_last)
     return StatefulGrads(np.ascontiguousarray(grad_inputs), grad_kernel, grad_bias, np.ascontiguousarray(grad_state))
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _opcore as core
 from . import causal
-from .causal import StatefulGrads, depthwise_conv1d_update  # noqa: F401 (public here too)
+from .causal import StatefulGrads, depthwise_conv1d_update
 
 
 class DepthwiseGrads(NamedTuple):
@@ -75,6 +75,7 @@ def depthwise_conv1d(
     *,
     device="auto",
     stream=None,
+    activation=None,
     initial_state=None,
     return_final_state=False,
 ):
@@ -92,6 +93,10 @@ def depthwise_conv1d(
     bias : ndarray, shape (channels * depth_multiplier,), optional
         Added to every output position.
     {shared}
+    activation : str, keyword-only, optional
+        Applied to the outputs inside the kernels, after the bias: any name of
+        :mod:`numba_dwconv.activations` (``"silu"``, ``"gelu"``, ...; an ``Activation`` or a
+        plain callable is applied to the result instead). CPU.
     initial_state : ndarray, keyword-only, optional
         ``padding="causal"``, ``strides=1`` only: shape ``(batch, (K-1)*d, channels)`` or
         ``(batch, channels, (K-1)*d)``, the ``(K-1)*d`` inputs before position 0 (oldest first),
@@ -117,9 +122,9 @@ def depthwise_conv1d(
     """
     if initial_state is not None or return_final_state:
         return causal.stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
-                                       stream, initial_state, bool(return_final_state))
+                                       stream, initial_state, bool(return_final_state), activation)
     return core.forward(core.RANK1, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
-                        stream)
+                        stream, activation)
 
 
 @_doc
@@ -134,6 +139,8 @@ def depthwise_conv1d_backward(
     *,
     device="auto",
     stream=None,
+    bias=None,
+    activation=None,
     initial_state=None,
 ):
     """All gradients of :func:`depthwise_conv1d` for an upstream gradient.
@@ -147,6 +154,12 @@ def depthwise_conv1d_backward(
     kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
         The kernel of the forward call.
     {shared}
+    bias : ndarray, keyword-only, optional
+        The forward call's bias: with an ``activation`` the pre-activation ``conv + bias`` is
+        recomputed (never stored); otherwise only its shape is checked.
+    activation : keyword-only, optional
+        The forward call's activation; ``grad_outputs`` is then the gradient with respect to the
+        activated outputs.
     initial_state : ndarray, keyword-only, optional
         The forward call's initial state (``padding="causal"``, ``strides=1``).
 
@@ -159,9 +172,9 @@ def depthwise_conv1d_backward(
     """
     if initial_state is not None:
         return causal.stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate,
-                                        device, stream, initial_state)
+                                        device, stream, initial_state, bias, activation)
     return DepthwiseGrads(*core.backward(core.RANK1, grad_outputs, inputs, kernel, strides, padding, data_format,
-                                         dilation_rate, device, stream))
+                                         dilation_rate, device, stream, bias, activation))
 
 
 @_doc
@@ -266,6 +279,7 @@ def separable_conv1d(
     *,
     device="auto",
     stream=None,
+    activation=None,
 ):
     """1D depthwise-separable convolution, Keras ``SeparableConv1D`` semantics.
 
@@ -281,13 +295,15 @@ def separable_conv1d(
     pointwise_kernel : ndarray, shape (1, channels * depth_multiplier, filters)
     bias : ndarray, shape (filters,), optional
     {shared}
+    activation : str, keyword-only, optional
+        Applied after the pointwise step and the bias (as Keras does), as in :func:`depthwise_conv1d`.
 
     Returns
     -------
     outputs : ndarray, shape (batch, out_length, filters) or (batch, filters, out_length)
     """
     return core.separable_forward(core.RANK1, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding,
-                                  data_format, dilation_rate, device, stream)
+                                  data_format, dilation_rate, device, stream, activation)
 
 
 @_doc
@@ -303,6 +319,8 @@ def separable_conv1d_backward(
     *,
     device="auto",
     stream=None,
+    bias=None,
+    activation=None,
 ) -> SeparableGrads:
     """All gradients of :func:`separable_conv1d` for an upstream gradient.
 
@@ -317,6 +335,9 @@ def separable_conv1d_backward(
     depthwise_kernel : ndarray, shape (kernel_size, channels, depth_multiplier)
     pointwise_kernel : ndarray, shape (1, channels * depth_multiplier, filters)
     {shared}
+    bias, activation : keyword-only, optional
+        The forward call's bias and activation (the pre-activation is recomputed); ``grad_outputs``
+        is then the gradient with respect to the activated outputs.
 
     Returns
     -------
@@ -325,153 +346,34 @@ def separable_conv1d_backward(
     """
     return SeparableGrads(*core.separable_backward(core.RANK1, grad_outputs, inputs, depthwise_kernel,
                                                    pointwise_kernel, strides, padding, data_format, dilation_rate,
-                                                   device, stream))
+                                                   device, stream, bias, activation))
 
 
-# ---------------------------------------------------------------------------- 2D
-_SHARED_2D = """strides : int or pair of int, default 1
-        Step between output positions along (height, width).
-    padding : {"valid", "same"}, default "valid"
-        Case-insensitive, per axis as in 1D (the extra zero of ``same`` goes on the
-        bottom/right); ``causal`` is a ValueError in 2D.
-    data_format : {"channels_last", "channels_first"}, default "channels_last"
-        ``(batch, height, width, channels)`` or ``(batch, channels, height, width)``.
-    dilation_rate : int or pair of int, default 1
-        Step between kernel taps; may be combined with ``strides > 1``.
-    device, stream : keyword-only
-        As in :func:`depthwise_conv1d`."""
+# The 2D ops live in ops2d (module size); they are part of this module's API too.
+from .ops2d import (  # noqa: E402
+    depthwise_conv2d,
+    depthwise_conv2d_backward,
+    depthwise_conv2d_input_grad,
+    depthwise_conv2d_kernel_grad,
+    separable_conv2d,
+    separable_conv2d_backward,
+)
 
-
-def _doc2(func):
-    func.__doc__ = func.__doc__.replace("{shared}", _SHARED_2D)
-    return func
-
-
-@_doc2
-def depthwise_conv2d(inputs, kernel, bias=None, strides=1, padding="valid", data_format="channels_last",
-                     dilation_rate=1, *, device="auto", stream=None):
-    """2D depthwise convolution (cross-correlation), Keras ``DepthwiseConv2D`` semantics.
-
-    ``y[b, h, w, c*m + j] = bias[c*m + j] + sum_{i, k} x[b, h*sh + i*dh - pad_top, w*sw + k*dw - pad_left, c]
-    * kernel[i, k, c, j]`` with positions outside the input reading as zero.
-
-    Parameters
-    ----------
-    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
-    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
-    bias : ndarray, shape (channels * depth_multiplier,), optional
-    {shared}
-
-    Returns
-    -------
-    outputs : ndarray, shape (batch, out_h, out_w, C*m) or (batch, C*m, out_h, out_w)
-    """
-    return core.forward(core.RANK2, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
-                        stream)
-
-
-@_doc2
-def depthwise_conv2d_backward(grad_outputs, inputs, kernel, strides=1, padding="valid", data_format="channels_last",
-                              dilation_rate=1, *, device="auto", stream=None) -> DepthwiseGrads:
-    """All gradients of :func:`depthwise_conv2d` for an upstream gradient.
-
-    Parameters
-    ----------
-    grad_outputs : ndarray, shape of the outputs
-    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
-    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
-    {shared}
-
-    Returns
-    -------
-    DepthwiseGrads
-        ``(grad_inputs, grad_kernel, grad_bias)``.
-    """
-    return DepthwiseGrads(*core.backward(core.RANK2, grad_outputs, inputs, kernel, strides, padding, data_format,
-                                         dilation_rate, device, stream))
-
-
-@_doc2
-def depthwise_conv2d_input_grad(grad_outputs, kernel, input_size, strides=1, padding="valid",
-                                data_format="channels_last", dilation_rate=1, *, device="auto", stream=None):
-    """Gradient of :func:`depthwise_conv2d` with respect to its inputs.
-
-    Parameters
-    ----------
-    grad_outputs : ndarray, shape of the outputs
-    kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
-    input_size : int or pair of int
-        (height, width) of the forward inputs.
-    {shared}
-
-    Returns
-    -------
-    grad_inputs : ndarray, the shape of the forward inputs
-    """
-    return core.input_grad(core.RANK2, grad_outputs, kernel, input_size, "input_size", strides, padding, data_format,
-                           dilation_rate, device, stream)
-
-
-@_doc2
-def depthwise_conv2d_kernel_grad(grad_outputs, inputs, kernel_size, strides=1, padding="valid",
-                                 data_format="channels_last", dilation_rate=1, *, device="auto", stream=None):
-    """Gradients of :func:`depthwise_conv2d` with respect to its kernel and bias.
-
-    Parameters
-    ----------
-    grad_outputs : ndarray, shape of the outputs
-    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
-    kernel_size : int or pair of int
-    {shared}
-
-    Returns
-    -------
-    grad_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
-    grad_bias : ndarray, shape (channels * depth_multiplier,)
-    """
-    return core.kernel_grad(core.RANK2, grad_outputs, inputs, kernel_size, strides, padding, data_format,
-                            dilation_rate, device, stream)
-
-
-@_doc2
-def separable_conv2d(inputs, depthwise_kernel, pointwise_kernel, bias=None, strides=1, padding="valid",
-                     data_format="channels_last", dilation_rate=1, *, device="auto", stream=None):
-    """2D depthwise-separable convolution, Keras ``SeparableConv2D`` semantics.
-
-    Parameters
-    ----------
-    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
-    depthwise_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
-    pointwise_kernel : ndarray, shape (1, 1, channels * depth_multiplier, filters)
-    bias : ndarray, shape (filters,), optional
-    {shared}
-
-    Returns
-    -------
-    outputs : ndarray, shape (batch, out_h, out_w, filters) or (batch, filters, out_h, out_w)
-    """
-    return core.separable_forward(core.RANK2, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding,
-                                  data_format, dilation_rate, device, stream)
-
-
-@_doc2
-def separable_conv2d_backward(grad_outputs, inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid",
-                              data_format="channels_last", dilation_rate=1, *, device="auto",
-                              stream=None) -> SeparableGrads:
-    """All gradients of :func:`separable_conv2d` for an upstream gradient.
-
-    Parameters
-    ----------
-    grad_outputs : ndarray, shape of the outputs
-    inputs : ndarray, shape (batch, height, width, channels) or (batch, channels, height, width)
-    depthwise_kernel : ndarray, shape (kernel_height, kernel_width, channels, depth_multiplier)
-    pointwise_kernel : ndarray, shape (1, 1, channels * depth_multiplier, filters)
-    {shared}
-
-    Returns
-    -------
-    SeparableGrads
-    """
-    return SeparableGrads(*core.separable_backward(core.RANK2, grad_outputs, inputs, depthwise_kernel,
-                                                   pointwise_kernel, strides, padding, data_format, dilation_rate,
-                                                   device, stream))
+__all__ = [
+    "DepthwiseGrads",
+    "SeparableGrads",
+    "StatefulGrads",
+    "depthwise_conv1d",
+    "depthwise_conv1d_backward",
+    "depthwise_conv1d_input_grad",
+    "depthwise_conv1d_kernel_grad",
+    "depthwise_conv1d_update",
+    "depthwise_conv2d",
+    "depthwise_conv2d_backward",
+    "depthwise_conv2d_input_grad",
+    "depthwise_conv2d_kernel_grad",
+    "separable_conv1d",
+    "separable_conv1d_backward",
+    "separable_conv2d",
+    "separable_conv2d_backward",
+]

@@ -25,6 +25,7 @@ from .._jit import launch
 from .channels import repeat_channels, sum_channel_groups
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
+from .fused import activation as _activation
 from .partials import sum_partials
 
 # Output rows handled by one parallel task (channels_last).
@@ -54,7 +55,7 @@ def _one_channel_per_output(problem, inputs):
     return inputs if problem.multiplier == 1 else repeat_channels(inputs, problem.multiplier)
 
 
-def conv1d_forward(problem, inputs, kernel, bias):
+def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=None):
     """Forward pass on C-contiguous NumPy arrays of ``problem.dtype``.
 
     Parameters
@@ -63,6 +64,11 @@ def conv1d_forward(problem, inputs, kernel, bias):
     inputs : ndarray, shape ``problem.input_shape``
     kernel : ndarray, shape (K, C, m)
     bias : ndarray, shape (C*m,), or None
+    activation : str, optional
+        A name of :data:`numba_dwconv.cpu.fused.NAMES`, applied in the kernels.
+    grad_outputs : ndarray, shape ``problem.output_shape``, optional
+        With an activation: return ``grad_outputs * activation'(conv + bias)`` instead (the backward
+        pass's gradient at the pre-activation).
 
     Returns
     -------
@@ -71,12 +77,15 @@ def conv1d_forward(problem, inputs, kernel, bias):
     axis = problem.axis
     out = _memory.empty(problem.output_shape, problem.dtype)
     bias = _zero_bias(problem) if bias is None else bias
+    act = _activation(activation, problem.dtype, grad_outputs is not None)
+    grad = out if grad_outputs is None else grad_outputs
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         launch(forward_last, _one_channel_per_output(problem, inputs), kernel2d, bias, axis.stride, axis.dilation,
-               axis.pad_left, ROWS_PER_TASK, out)
+               axis.pad_left, ROWS_PER_TASK, out, act, grad)
     else:
-        launch(forward_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH, out)
+        launch(forward_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH, out, act,
+               grad)
     return out
 
 

@@ -10,6 +10,7 @@ import numba
 
 from .._jit import parallel_kernel, serial_kernel
 from .conv1d_last import tap_range as _tap_range
+from .fused import apply_activation
 
 
 # The helpers below index through views that start at element 0: a computed
@@ -287,8 +288,11 @@ def _kernel_grad_taps(out_weights, x_row, grad_row, stride, first_offset, offset
 
 
 @parallel_kernel
-def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out):
-    """``out = conv(x, kernel) + bias``; one task per (batch, channel) row, in tiles of ``tile`` positions."""
+def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out, act, grad):
+    """``out = act(conv(x, kernel) + bias)``; one task per (batch, channel) row, in tiles of ``tile`` positions.
+
+    ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each tile).
+    """
     batch, channels, _ = x.shape
     mult = kernel.shape[2]
     out_length = out.shape[2]
@@ -301,6 +305,7 @@ def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out):
             for j in range(mult):
                 _conv_taps(out[b, c * mult + j], x_row, kernel[:, c, j], t_start, t_stop, stride, -pad_left, dilation,
                            True, bias[c * mult + j])
+                apply_activation(out[b, c * mult + j][t_start:t_stop], grad[b, c * mult + j][t_start:t_stop], act)
 
 
 @parallel_kernel

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba
 
 from .._jit import parallel_kernel, serial_kernel
+from .fused import apply_activation
 
 
 @serial_kernel
@@ -185,8 +186,11 @@ def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
 
 
 @parallel_kernel
-def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out):
-    """``out = conv(x, kernel2d) + bias``; one task per ``rows_per_task`` output rows of one batch entry."""
+def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad):
+    """``out = act(conv(x, kernel2d) + bias)``; one task per ``rows_per_task`` output rows of one batch entry.
+
+    ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
+    """
     batch, length, channels = x.shape
     ksize, out_channels = kernel2d.shape
     out_length = out.shape[1]
@@ -196,6 +200,7 @@ def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, o
         b = task // tiles
         t = (task - b * tiles) * rows_per_task
         t_stop = min(t + rows_per_task, out_length)
+        t_start = t
         x_b = x[b]
         out_b = out[b]
         while t < t_stop:
@@ -206,6 +211,7 @@ def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, o
             else:
                 _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left)
                 t += 1
+        apply_activation(out_b[t_start:t_stop], grad[b][t_start:t_stop], act)
 
 
 @serial_kernel

@@ -33,6 +33,7 @@ from .channels import repeat_channels, single_multiplier, sum_channel_groups
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
+from .fused import activation as _activation
 from .partials import sum_partials
 
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
@@ -111,25 +112,30 @@ def _as_single_multiplier(kernel):
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1, 1)
 
 
-def conv2d_forward(problem, inputs, kernel, bias):
-    """Forward pass on C-contiguous arrays of ``problem.dtype``; ``bias`` may be None."""
+def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=None):
+    """Forward pass on C-contiguous arrays of ``problem.dtype``; ``bias`` may be None.
+
+    ``activation`` and ``grad_outputs`` as in :func:`numba_dwconv.cpu.conv1d.conv1d_forward`.
+    """
     if problem.channels_last and problem.multiplier > 1:  # see numba_dwconv.cpu.channels
         return conv2d_forward(single_multiplier(problem), repeat_channels(inputs, problem.multiplier),
-                              _as_single_multiplier(kernel), bias)
+                              _as_single_multiplier(kernel), bias, activation, grad_outputs)
     out = _memory.empty(problem.output_shape, problem.dtype)
     if out.size == 0:
         return out
     if bias is None:
         bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
     h, w = problem.height, problem.width
+    act = _activation(activation, problem.dtype, grad_outputs is not None)
+    grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
-               w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
+               w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad)
     else:
         args, taps = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
-               w.dilation, taps, *_height_width_taps(problem))
+               w.dilation, taps, *_height_width_taps(problem), act, grad)
     return out
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .._jit import by_count, parallel_kernel, serial_kernel, trip_count
+from .fused import apply_activation
 
 
 @serial_kernel
@@ -236,8 +237,10 @@ def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, widt
 
 @parallel_kernel
 def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh, sw, top,
-                   left, rows, pitch, dh, dw, taps_t, kh_t, kw_t):
+                   left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, act, grad):
     """One task per input plane ``(b, c)``: its phase planes, then every output row of its ``m`` output planes.
+
+    ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each output plane).
 
     Arrays are flat: ``x`` (B*C*H*W), ``kernel`` (KH*KW*C*m), ``bias`` (C*m),
     ``out`` (B*C*m*out_h*out_w); ``offsets`` (KH*KW) are the taps' flat offsets
@@ -256,10 +259,12 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
             if unit:
                 _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, bias[o], out, o0, out_h, out_w, taps_t,
                                  kh_t, kw_t)
-                continue
-            for oh in range(out_h):
-                _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, bias[o], out,
-                                 o0 + uint64(oh * out_w), out_w, taps_t)
+            else:
+                for oh in range(out_h):
+                    _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, bias[o], out,
+                                     o0 + uint64(oh * out_w), out_w, taps_t)
+            plane_end = o0 + uint64(out_h * out_w)
+            apply_activation(out[o0:plane_end], grad[o0:plane_end], act)
 
 
 @parallel_kernel

@@ -38,6 +38,7 @@ from __future__ import annotations
 from numba import prange, uint64
 
 from .._jit import is_static, parallel_kernel, serial_kernel, trip_count
+from .fused import apply_activation
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
 # and an input vector fit the 16 AVX2 registers).
@@ -234,8 +235,10 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
 
 @parallel_kernel
 def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw, dh, dw, top,
-                  left, kw_t):
+                  left, kw_t, act, grad):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
+
+    ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
 
     Arrays are flat: ``x`` (B*H*W*C), ``taps`` (KH*KW*C*m), ``bias`` (C*m), ``out`` (B*out_h*out_w*C*m).
     """
@@ -256,6 +259,8 @@ def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, ou
             if 0 <= ih < height:
                 _taps_along_row(x, taps, out, uint64(b * height + ih) * row_size, uint64(i * kw * n_out), d_row,
                                 width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
+        row_end = d_row + uint64(out_w * n_out)
+        apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
 
 
 @parallel_kernel

@@ -131,12 +131,26 @@ class Layer:
     def _check_inputs(self, shape) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _forward(self, inputs):  # pragma: no cover - abstract
+    def _forward(self, inputs, activation=None):  # pragma: no cover - abstract
+        """The outputs; pre-activation unless ``activation`` (a name the kernels apply) is given."""
         raise NotImplementedError
 
-    def _backward(self, grad_pre, inputs):  # pragma: no cover - abstract
-        """(grad_inputs, [gradient of each weight, in weight order]) for the pre-activation gradient."""
+    def _backward(self, grad_pre, inputs, activation=None):  # pragma: no cover - abstract
+        """(grad_inputs, [gradient of each weight, in weight order]) for the pre-activation gradient.
+
+        With ``activation``: ``grad_pre`` is the gradient at the activated outputs, and the kernels
+        recompute the pre-activation.
+        """
         raise NotImplementedError
+
+    def _fused_activation(self):
+        """The activation's name when the CPU kernels apply it (a built-in activation), else None."""
+        if self.device == "cuda" or self.activation is activations_module.linear:
+            return None
+        from ..cpu.fused import fusable
+
+        name = getattr(self.activation, "name", None)
+        return name if fusable(name) and activations_module.ALL.get(name) is self.activation else None
 
     # -- weights -------------------------------------------------------------------------------------
     def build(self, input_shape) -> None:
@@ -310,13 +324,18 @@ class Layer:
         self.build(inputs.shape)
         original_dtype = inputs.dtype
         inputs = inputs.astype(self.dtype, copy=False)
-        pre = self._forward(inputs)
-        outputs = pre if self.activation is activations_module.linear else self.activation(pre)
+        fused = self._fused_activation()
+        if fused is not None:  # activated in the kernels; the backward pass recomputes the pre-activation
+            outputs = self._forward(inputs, fused)
+            kept = outputs
+        else:
+            pre = kept = self._forward(inputs)
+            outputs = pre if self.activation is activations_module.linear else self.activation(pre)
         self._activity_loss = None
         if self.activity_regularizer is not None:
             batch = inputs.shape[0]
             self._activity_loss = self.activity_regularizer(outputs) / batch if batch else np.dtype(self.dtype).type(0)
-        self._last_call = (inputs, pre, original_dtype)
+        self._last_call = (inputs, kept, original_dtype, fused)
         return outputs
 
     def backward(self, grad_outputs):
@@ -337,20 +356,23 @@ class Layer:
         """
         if self._last_call is None:
             raise ValueError(f"Layer {self.name!r} has not been called: backward() needs the inputs of a call")
-        inputs, pre, original_dtype = self._last_call
+        inputs, kept, original_dtype, fused = self._last_call  # kept: the outputs if fused, else the pre-activation
         grad = np.asarray(grad_outputs)
-        if grad.shape != pre.shape:
+        if grad.shape != kept.shape:
             raise ValueError(
-                f"`grad_outputs` must have the shape of the outputs of the last call, {pre.shape}. "
+                f"`grad_outputs` must have the shape of the outputs of the last call, {kept.shape}. "
                 f"Received grad_outputs with shape={grad.shape}"
             )
         grad = grad.astype(self.dtype, copy=False)
         if self.activity_regularizer is not None and inputs.shape[0]:
-            outputs = self.activation(pre)
+            outputs = kept if fused is not None else self.activation(kept)
             grad = grad + self.activity_regularizer.gradient(outputs) / inputs.shape[0]
-        if self.activation is not activations_module.linear:
-            grad = grad * activations_module.derivative_of(self.activation)(pre)
-        grad_inputs, weight_grads = self._backward(grad, inputs)
+        if fused is not None:
+            grad_inputs, weight_grads = self._backward(grad, inputs, fused)
+        else:
+            if self.activation is not activations_module.linear:
+                grad = grad * activations_module.derivative_of(self.activation)(kept)
+            grad_inputs, weight_grads = self._backward(grad, inputs)
         if self.trainable:
             for index, spec in enumerate(self._specs):
                 if spec.regularizer is not None:

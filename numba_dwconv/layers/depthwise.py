@@ -95,12 +95,14 @@ class DepthwiseConv1D(ConvLayer):
                                     self.bias_regularizer, self.bias_constraint))
         return specs
 
-    def _forward(self, inputs):
+    def _forward(self, inputs, activation=None):
         bias = self.bias if self.use_bias else None
-        return self._conv(inputs, self.kernel, bias, *self._op_args(), device=self.device)
+        return self._conv(inputs, self.kernel, bias, *self._op_args(), device=self.device, activation=activation)
 
-    def _backward(self, grad_pre, inputs):
-        grads = self._conv_backward(grad_pre, inputs, self.kernel, *self._op_args(), device=self.device)
+    def _backward(self, grad_pre, inputs, activation=None):
+        bias = self.bias if self.use_bias and activation is not None else None
+        grads = self._conv_backward(grad_pre, inputs, self.kernel, *self._op_args(), device=self.device, bias=bias,
+                                    activation=activation)
         weight_grads = [grads.grad_kernel] + ([grads.grad_bias] if self.use_bias else [])
         return grads.grad_inputs, weight_grads
 

@@ -103,14 +103,15 @@ class SeparableConv1D(ConvLayer):
                                     self.bias_constraint))
         return specs
 
-    def _forward(self, inputs):
+    def _forward(self, inputs, activation=None):
         bias = self.bias if self.use_bias else None
         return self._conv(inputs, self.depthwise_kernel, self.pointwise_kernel, bias, *self._op_args(),
-                                    device=self.device)
+                          device=self.device, activation=activation)
 
-    def _backward(self, grad_pre, inputs):
+    def _backward(self, grad_pre, inputs, activation=None):
+        bias = self.bias if self.use_bias and activation is not None else None
         grads = self._conv_backward(grad_pre, inputs, self.depthwise_kernel, self.pointwise_kernel,
-                                              *self._op_args(), device=self.device)
+                                    *self._op_args(), device=self.device, bias=bias, activation=activation)
         weight_grads = [grads.grad_depthwise_kernel, grads.grad_pointwise_kernel]
         if self.use_bias:
             weight_grads.append(grads.grad_bias)
