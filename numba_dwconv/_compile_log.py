@@ -72,8 +72,10 @@ class _Reporter:
         data = event.data or {}
         name = _kernel_name(data.get("dispatcher"))
         _state.current = (name, time.perf_counter()) if name else None
-        if name and _messages:
-            print(f"numba_dwconv: compiling {name} for {_dtypes(data.get('args', ()))} arrays -- once per machine, "
+        dtypes = _dtypes(data.get("args", ()))
+        _state.quiet = dtypes == "scalars"  # the small helpers of the fused activations: a fraction of a second
+        if name and _messages and not _state.quiet:
+            print(f"numba_dwconv: compiling {name} for {dtypes} arrays -- once per machine, "
                   f"then loaded from {_cache_folder(data['dispatcher'])}", file=sys.stderr, flush=True)
 
     def on_end(self, event):
@@ -84,7 +86,7 @@ class _Reporter:
         _state.current = None
         name, start = current
         _compiled.append(name)
-        if _messages:
+        if _messages and not getattr(_state, "quiet", False):
             print(f"numba_dwconv: compiled {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
