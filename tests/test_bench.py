@@ -22,6 +22,11 @@ def test_quick_report_as_json():
         assert row["forward_ms"] > 0 and row["backward_ms"] > 0
         assert row["max_rel_error"] < 1e-4
     assert any("x" in row["shape"] for row in result["rows"])  # the 2D rows ("B4 28x28 C64 K3 s1")
+    assert {r["activation"] for r in result["fused_activations"]} == {"silu", "gelu"}
+    for r in result["fused_activations"]:
+        assert r["forward_over_plain"] > 0 and r["backward_over_plain"] > 0 and r["layer_over_op"] > 0
+    assert result["chunked_stream"]["chunked_over_whole"] > 0
+    assert result["decode_step"]["update_us"] > 0 and result["decode_step"]["numpy_over_ours"] > 0
     assert "startup" not in result  # --no-startup (a cold first call recompiles every kernel: tested below)
 
 

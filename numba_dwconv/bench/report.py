@@ -7,6 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from .causal import (
+    chunked_stream_row,
+    decode_step_row,
+    format_activation_row,
+    format_sequence_rows,
+    fused_activation_rows,
+)
 from .conv1d import GPU_SHAPES, PUBLIC_SHAPES, QUICK_SHAPES, host_call_times, run_cpu, run_cuda
 from .conv2d import GPU_SHAPES_2D, PUBLIC_SHAPES_2D, QUICK_SHAPES_2D, run_cpu_2d, run_cuda_2d
 from .startup import CASES as STARTUP_CASES
@@ -125,6 +132,14 @@ def main(argv=None) -> int:
                              reference, section("2D depthwise, CPU copy roofline (np.copyto)", bandwidth))
         result["rows"] += rows + rows_2d
         rooflines.append(("CPU", bandwidth, rows + rows_2d))
+        say()
+        say("Sequence features, CPU float32 channels_last (ratios measured in this run; fused activation: op with "
+            "activation= over the op without; layer/op: DepthwiseConv1D(activation=...) over the op with it)")
+        result["fused_activations"] = fused_activation_rows(shapes[:1] if args.quick else shapes[:5], repeat,
+                                                            lambda row: say(format_activation_row(row)))
+        stream, decode = chunked_stream_row(repeat, args.quick), decode_step_row(repeat, args.quick)
+        say(format_sequence_rows(stream, decode))
+        result.update(chunked_stream=stream, decode_step=decode)
     if args.device == "cuda" or (args.device == "all" and cuda_available()):
         from numba import config as numba_config
 
