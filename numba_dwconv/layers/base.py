@@ -131,8 +131,11 @@ class Layer:
     def _check_inputs(self, shape) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _forward(self, inputs, activation=None):  # pragma: no cover - abstract
-        """The outputs; pre-activation unless ``activation`` (a name the kernels apply) is given."""
+    def _forward(self, inputs, activation=None, padding=None):  # pragma: no cover - abstract
+        """The outputs; pre-activation unless ``activation`` (a name the kernels apply) is given.
+
+        ``padding`` overrides the layer's own (the streaming step convolves ``[state, inputs]`` 'valid').
+        """
         raise NotImplementedError
 
     def _backward(self, grad_pre, inputs, activation=None):  # pragma: no cover - abstract

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _geometry as geo
+from .. import activations as activations_module
 from .base import Layer, _check_bool
 
 
@@ -80,9 +83,65 @@ class ConvLayer(Layer):
         return {"kernel_size": self.kernel_size, "strides": self.strides, "padding": self.padding,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate}
 
-    def _op_args(self) -> tuple:
+    def _op_args(self, padding=None) -> tuple:
         """(strides, padding, data_format, dilation_rate), the positional arguments of the ops after the weights."""
-        return self.strides, self.padding, self.data_format, self.dilation_rate
+        return self.strides, self.padding if padding is None else padding, self.data_format, self.dilation_rate
+
+    # -- streaming (causal 1D layers) ----------------------------------------------------------------
+    def _state_positions(self) -> int:
+        """``(K - 1) * d``, after checking that the layer can stream (else a ValueError naming it)."""
+        if self.rank != 1 or self.padding != "causal" or self.strides != (1,):
+            raise ValueError(
+                f"Layer {self.name!r} cannot stream: initial_state()/step() need a 1D layer with padding='causal' "
+                f"and strides=1. Received a {self.rank}D layer with padding={self.padding!r}, strides={self.strides}"
+            )
+        return (self.kernel_size[0] - 1) * self.dilation_rate[0]
+
+    def initial_state(self, batch_size: int):
+        """The zero state of :meth:`step` for ``batch_size`` sequences: the ``(K-1)*d`` inputs before position 0.
+
+        Shape ``(batch, (K-1)*d, channels)`` (or ``(batch, channels, (K-1)*d)``); the layer must be built.
+        """
+        positions = self._state_positions()
+        batch = geo.as_positive_int(batch_size, "batch_size")
+        if not self.built:
+            raise ValueError(f"Layer {self.name!r} has no weights yet: build it or call it once before initial_state()")
+        channels = self._specs[0].shape[-2]
+        shape = (batch, positions, channels) if self._channels_last else (batch, channels, positions)
+        return np.zeros(shape, dtype=self.dtype)
+
+    def step(self, inputs, state=None):
+        """Process the next chunk of causal sequences (any length, 1 included) with the carried ``state``.
+
+        Returns ``(outputs, new_state)``: the outputs equal those of calling the layer on the whole
+        sequence so far, at the chunk's positions; pass ``new_state`` with the next chunk.  ``state``
+        None means the start of the sequences (zeros).  For inference: nothing is kept for
+        :meth:`backward`.
+        """
+        positions = self._state_positions()
+        inputs = np.asarray(inputs)
+        if inputs.dtype.kind != "f":
+            raise TypeError(f"Layer {self.name!r} expects floating-point inputs. Received inputs with "
+                            f"dtype={inputs.dtype}")
+        self.build(inputs.shape)
+        inputs = inputs.astype(self.dtype, copy=False)
+        axis = 1 if self._channels_last else 2
+        if state is None:
+            state = self.initial_state(inputs.shape[0])
+        state = np.asarray(state)
+        expected = list(inputs.shape)
+        expected[axis] = positions
+        geo.check_shape("state", state.shape, expected)
+        extended = np.concatenate([state.astype(self.dtype, copy=False), inputs], axis=axis)
+        fused = self._fused_activation()
+        if fused is not None:
+            outputs = self._forward(extended, fused, padding="valid")
+        else:
+            pre = self._forward(extended, padding="valid")
+            outputs = pre if self.activation is activations_module.linear else self.activation(pre)
+        total = extended.shape[axis]
+        new_state = extended[:, total - positions:] if axis == 1 else extended[:, :, total - positions:]
+        return outputs, np.ascontiguousarray(new_state)
 
 
 __all__ = ["ConvLayer"]

@@ -95,9 +95,10 @@ class DepthwiseConv1D(ConvLayer):
                                     self.bias_regularizer, self.bias_constraint))
         return specs
 
-    def _forward(self, inputs, activation=None):
+    def _forward(self, inputs, activation=None, padding=None):
         bias = self.bias if self.use_bias else None
-        return self._conv(inputs, self.kernel, bias, *self._op_args(), device=self.device, activation=activation)
+        return self._conv(inputs, self.kernel, bias, *self._op_args(padding), device=self.device,
+                          activation=activation)
 
     def _backward(self, grad_pre, inputs, activation=None):
         bias = self.bias if self.use_bias and activation is not None else None

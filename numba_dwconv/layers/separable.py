@@ -103,9 +103,9 @@ class SeparableConv1D(ConvLayer):
                                     self.bias_constraint))
         return specs
 
-    def _forward(self, inputs, activation=None):
+    def _forward(self, inputs, activation=None, padding=None):
         bias = self.bias if self.use_bias else None
-        return self._conv(inputs, self.depthwise_kernel, self.pointwise_kernel, bias, *self._op_args(),
+        return self._conv(inputs, self.depthwise_kernel, self.pointwise_kernel, bias, *self._op_args(padding),
                           device=self.device, activation=activation)
 
     def _backward(self, grad_pre, inputs, activation=None):

@@ -131,6 +131,30 @@ class Sequential:
         self._input_shape = (None, *np.shape(inputs)[1:])
         return x
 
+    def initial_state(self, batch_size: int) -> list:
+        """The zero state of :meth:`step`: one array per layer (every layer causal, 1D, unstrided, and built)."""
+        self._require_layers()
+        return [layer.initial_state(batch_size) for layer in self._layers]
+
+    def step(self, inputs, states=None):
+        """Run the next chunk of causal sequences through every layer with the carried states.
+
+        Returns ``(outputs, new_states)``; feeding a sequence chunk by chunk gives the outputs of
+        calling the model on the whole sequence.  ``states`` None: the start of the sequences.  A
+        layer that cannot stream (not causal, strided, 2D) raises a ValueError naming it.
+        """
+        self._require_layers()
+        if states is None:
+            states = [None] * len(self._layers)
+        if len(states) != len(self._layers):
+            raise ValueError(f"`states` must hold one state per layer ({len(self._layers)}). "
+                             f"Received {len(states)} states")
+        x, new_states = inputs, []
+        for layer, state in zip(self._layers, states):
+            x, state = layer.step(x, state)
+            new_states.append(state)
+        return x, new_states
+
     def backward(self, grad_outputs):
         """Backward pass through the last call of every layer; returns the gradient with respect to the inputs.
 
