@@ -274,3 +274,112 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     if act is not None and act is not _activations.linear:
         out = np.asarray(act(out), dtype=dtype)
     return out
+
+
+# ---------------------------------------------------------------------------- packed sequences
+def _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
+                     extra=()):
+    """Validated ``(channels_last inputs, ids, kernel, dtype, dilation, channels_last)`` of a packed call (CPU)."""
+    check_causal(strides, padding, "sequence_ids")
+    place = dispatch.place(device, (inputs, *extra), (kernel,), stream)
+    if place.target != "cpu":
+        raise NotImplementedError("sequence_ids runs on the CPU in this version; pass NumPy arrays")
+    from ._opcore import RANK1, _problem
+
+    inputs = place.view("inputs", inputs)
+    kernel = place.view("kernel", kernel)
+    dtype = np.result_type(inputs.dtype, kernel.dtype)
+    problem = _problem(RANK1, inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    ids = np.asarray(sequence_ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"`sequence_ids` must be an integer array. Received sequence_ids.dtype={ids.dtype}")
+    geo.check_shape("sequence_ids", ids.shape, (problem.batch, problem.axis.length))
+    _check_packed_ids(ids)
+    channels_last = problem.channels_last
+    x = np.ascontiguousarray(inputs if channels_last else inputs.transpose(0, 2, 1), dtype=dtype)
+    return x, np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(kernel, dtype), dtype, \
+        problem.axis.dilation, channels_last
+
+
+def _check_packed_ids(ids) -> None:
+    """ValueError unless each row's sequences (ids >= 0) come one after another, each as one run.
+
+    Negative ids (padding) may sit anywhere, e.g. at the end of a row.
+    """
+    for row in ids:
+        live = row[row >= 0]
+        starts = np.count_nonzero((row >= 0) & np.concatenate([[True], row[1:] != row[:-1]]))
+        if np.any(np.diff(live) < 0) or starts != np.unique(live).size:
+            raise ValueError(
+                "`sequence_ids` must be non-decreasing along each row, each sequence one contiguous run "
+                f"(negative ids, padding, may sit anywhere). Received a row {row.tolist() if row.size <= 64 else row}"
+            )
+
+
+def _to_layout(array, channels_last):
+    return array if channels_last else np.ascontiguousarray(array.transpose(0, 2, 1))
+
+
+def packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
+                   activation=None):
+    """``depthwise_conv1d(..., sequence_ids=)``: the causal convolution of each packed sequence on its own."""
+    from .cpu import packed
+
+    x, ids, kernel, dtype, dilation, channels_last = _packed_operands(
+        inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream)
+    out_channels = kernel.shape[1] * kernel.shape[2]
+    bias = _packed_bias(bias, out_channels, dtype)
+    out = np.empty(x.shape[:2] + (out_channels,), dtype)
+    if out.size:
+        packed.forward_packed(x, ids, kernel, bias, dilation, out)
+        _activate_packed(out, ids, activation)
+    return _to_layout(out, channels_last)
+
+
+def _packed_bias(bias, out_channels, dtype):
+    if bias is None:
+        return np.zeros(out_channels, dtype)
+    bias = np.asarray(bias)
+    geo.check_dtype("bias", bias.dtype, "cpu")
+    geo.check_shape("bias", bias.shape, (out_channels,))
+    return np.ascontiguousarray(bias, dtype=dtype)
+
+
+def _activate_packed(out, ids, activation, grad=None):
+    """The activation (or ``grad * f'``) on the outputs of real positions; padding positions stay zero."""
+    if activation is None:
+        return out
+    from ._opcore import _activate_on_target, _activation
+
+    act, name = _activation(activation)
+    result = _activate_on_target(dispatch.place("cpu", ()), act, name, out, grad)
+    result[ids < 0] = 0
+    return result
+
+
+def packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device,
+                    stream, bias=None, activation=None):
+    """``depthwise_conv1d_backward(..., sequence_ids=)``: ``(grad_inputs, grad_kernel, grad_bias)``."""
+    from .cpu import packed
+    from .ops import DepthwiseGrads
+
+    x, ids, kernel, dtype, dilation, channels_last = _packed_operands(
+        inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream, (grad_outputs,))
+    out_channels = kernel.shape[1] * kernel.shape[2]
+    grad = np.asarray(grad_outputs)
+    geo.check_dtype("grad_outputs", grad.dtype, "cpu")
+    expected = x.shape[:2] + (out_channels,)
+    geo.check_shape("grad_outputs", grad.shape, expected if channels_last else (x.shape[0], out_channels, x.shape[1]))
+    grad = np.ascontiguousarray(grad if channels_last else grad.transpose(0, 2, 1), dtype=dtype)
+    if activation is not None:  # the gradient at the pre-activation, recomputed
+        pre = np.empty(expected, dtype)
+        if pre.size:
+            packed.forward_packed(x, ids, kernel, _packed_bias(bias, out_channels, dtype), dilation, pre)
+        grad = _activate_packed(pre, ids, activation, grad)
+    grad_in = np.empty(x.shape, dtype)
+    part_kernel = np.empty((x.shape[0],) + kernel.shape, dtype)
+    part_bias = np.empty((x.shape[0], out_channels), dtype)
+    if grad_in.size:
+        packed.input_grad_packed(grad, ids, kernel, dilation, grad_in)
+        packed.kernel_grad_packed(grad, x, ids, dilation, part_kernel, part_bias)
+    return DepthwiseGrads(_to_layout(grad_in, channels_last), part_kernel.sum(axis=0), part_bias.sum(axis=0))

@@ -78,6 +78,7 @@ def depthwise_conv1d(
     activation=None,
     initial_state=None,
     return_final_state=False,
+    sequence_ids=None,
 ):
     """1D depthwise convolution (cross-correlation), Keras ``DepthwiseConv1D`` semantics.
 
@@ -105,6 +106,11 @@ def depthwise_conv1d(
         Also return the last ``(K-1)*d`` positions of ``[initial_state, inputs]`` (zeros stand in
         for a missing state): the ``initial_state`` of the next chunk of the sequence, so that
         chunks fed one after another give the outputs of one call on the whole sequence.
+    sequence_ids : int array, shape (batch, length), keyword-only, optional
+        ``padding="causal"``, ``strides=1`` only (CPU): several sequences packed along each row
+        (non-decreasing ids, each sequence one run); an output never reads an input of another
+        sequence (each is zero-padded on its own) and positions with a negative id (padding, anywhere)
+        give zero outputs. Not with ``initial_state``.
 
     Returns
     -------
@@ -120,6 +126,12 @@ def depthwise_conv1d(
     TypeError
         Non-floating dtypes.
     """
+    if sequence_ids is not None:
+        if initial_state is not None or return_final_state:
+            raise ValueError("`sequence_ids` cannot be combined with `initial_state` or `return_final_state` (each "
+                             "packed sequence starts from zeros)")
+        return causal.packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format, dilation_rate,
+                                     device, stream, activation)
     if initial_state is not None or return_final_state:
         return causal.stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
                                        stream, initial_state, bool(return_final_state), activation)
@@ -142,6 +154,7 @@ def depthwise_conv1d_backward(
     bias=None,
     activation=None,
     initial_state=None,
+    sequence_ids=None,
 ):
     """All gradients of :func:`depthwise_conv1d` for an upstream gradient.
 
@@ -160,8 +173,8 @@ def depthwise_conv1d_backward(
     activation : keyword-only, optional
         The forward call's activation; ``grad_outputs`` is then the gradient with respect to the
         activated outputs.
-    initial_state : ndarray, keyword-only, optional
-        The forward call's initial state (``padding="causal"``, ``strides=1``).
+    initial_state, sequence_ids : keyword-only, optional
+        The forward call's initial state or packed sequence ids (``padding="causal"``, ``strides=1``).
 
     Returns
     -------
@@ -170,6 +183,12 @@ def depthwise_conv1d_backward(
         ``(channels * depth_multiplier,)`` whether or not the forward used a bias. With an
         ``initial_state``: ``StatefulGrads``, which adds ``grad_initial_state``.
     """
+    if sequence_ids is not None:
+        if initial_state is not None:
+            raise ValueError("`sequence_ids` cannot be combined with `initial_state` (each packed sequence starts "
+                             "from zeros)")
+        return causal.packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding, data_format,
+                                      dilation_rate, device, stream, bias, activation)
     if initial_state is not None:
         return causal.stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate,
                                         device, stream, initial_state, bias, activation)

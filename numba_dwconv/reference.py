@@ -23,6 +23,8 @@ conv2d_forward, conv2d_gradients, separable2d_forward, separable2d_gradients
 conv1d_with_state, conv1d_with_state_gradients, conv1d_update
     Causal 1D convolution continuing from a state (the inputs before position 0), and the
     decode step over state slots.
+conv1d_packed, conv1d_packed_gradients
+    Causal 1D convolution of sequences packed along each row, one sequence at a time.
 """
 
 import math
@@ -182,6 +184,47 @@ def conv1d_update(inputs, state, kernel, bias=None, data_format="channels_last",
     if one_step:
         outputs = outputs[:, 0] if axis == 1 else outputs[:, :, 0]
     return outputs, new_state
+
+
+def _segments(ids_row):
+    """``(id, start, stop)`` of each run of equal ids >= 0 in a row."""
+    runs, start = [], 0
+    for t in range(1, len(ids_row) + 1):
+        if t == len(ids_row) or ids_row[t] != ids_row[start]:
+            if ids_row[start] >= 0:
+                runs.append((ids_row[start], start, t))
+            start = t
+    return runs
+
+
+def conv1d_packed(x, kernel, bias, ids, data_format="channels_last", dilation=1):
+    """Causal convolution of each packed sequence on its own (zeros where the id is negative)."""
+    x = _channels_last(np.asarray(x, dtype=np.float64), data_format)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    y = np.zeros(x.shape[:2] + (kernel.shape[1] * kernel.shape[2],))
+    for b in range(x.shape[0]):
+        for _, start, stop in _segments(list(np.asarray(ids)[b])):
+            y[b, start:stop] = conv1d_forward(x[b:b + 1, start:stop], kernel, bias, 1, "causal", "channels_last",
+                                              dilation)[0]
+    return _channels_last(y, data_format)
+
+
+def conv1d_packed_gradients(grad_y, x, kernel, ids, data_format="channels_last", dilation=1):
+    """``(grad_x, grad_kernel, grad_bias)`` of ``sum(conv1d_packed(...) * grad_y)``, sequence by sequence."""
+    x = _channels_last(np.asarray(x, dtype=np.float64), data_format)
+    grad_y = _channels_last(np.asarray(grad_y, dtype=np.float64), data_format)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    grad_x = np.zeros_like(x)
+    grad_kernel = np.zeros_like(kernel)
+    grad_bias = np.zeros(grad_y.shape[2])
+    for b in range(x.shape[0]):
+        for _, start, stop in _segments(list(np.asarray(ids)[b])):
+            gx, gk, gb = conv1d_gradients(grad_y[b:b + 1, start:stop], x[b:b + 1, start:stop], kernel, 1, "causal",
+                                          "channels_last", dilation)
+            grad_x[b, start:stop] = gx[0]
+            grad_kernel += gk
+            grad_bias += gb
+    return _channels_last(grad_x, data_format), grad_kernel, grad_bias
 
 
 def separable_forward(x, depthwise_kernel, pointwise_kernel, bias=None, stride=1, padding="valid",

@@ -181,3 +181,68 @@ def test_update_refuses_what_it_cannot_update_in_place_and_changes_nothing_then(
     with pytest.raises(ValueError, match="share memory"):
         nd.depthwise_conv1d_update(good[:, 0], good, kernel)
     assert not good.any()
+
+
+# ---------------------------------------------------------------------------- packed sequences
+def _packed_ids(rng, batch, length):
+    rows = []
+    for _ in range(batch):
+        cuts = np.sort(rng.integers(0, length + 1, size=3))
+        row = np.zeros(length, np.int64)
+        for n, cut in enumerate(cuts):
+            row[cut:] = n + 1
+        row[max(0, length - int(rng.integers(0, 4))):] = -1  # padding at the end of some rows
+        rows.append(row)
+    ids = np.array(rows)
+    ids[ids >= 0] += 5  # ids need not start at 0
+    return ids
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_packed_sequences_equal_one_call_per_sequence(layout):
+    rng = np.random.default_rng(11)
+    batch, length, channels, ksize, dilation, mult = 3, 23, 3, 3, 2, 2
+    ids = _packed_ids(rng, batch, length)
+    x = rng.standard_normal(_shape(batch, length, channels, layout))
+    kernel = rng.standard_normal((ksize, channels, mult))
+    bias = rng.standard_normal(channels * mult)
+    kw = dict(padding="causal", data_format=layout, dilation_rate=dilation, sequence_ids=ids)
+    y = nd.depthwise_conv1d(x, kernel, bias, **kw)
+    np.testing.assert_allclose(y, ref.conv1d_packed(x, kernel, bias, ids, layout, dilation), rtol=1e-12, atol=1e-12)
+    grad_y = rng.standard_normal(y.shape)
+    grads = nd.depthwise_conv1d_backward(grad_y, x, kernel, **kw)
+    for got, want in zip(grads, ref.conv1d_packed_gradients(grad_y, x, kernel, ids, layout, dilation)):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+    # with an activation: zero outputs stay zero at padding positions
+    y_act = nd.depthwise_conv1d(x, kernel, bias, activation="sigmoid", **kw)
+    expected = nd.activations.sigmoid(ref.conv1d_packed(x, kernel, bias, ids, layout, dilation))
+    mask = (ids < 0)[:, :, None] if layout == "channels_last" else (ids < 0)[:, None, :]
+    np.testing.assert_allclose(y_act, np.where(mask, 0.0, expected), rtol=1e-12, atol=1e-12)
+    g_act = nd.depthwise_conv1d_backward(grad_y, x, kernel, bias=bias, activation="sigmoid", **kw)
+    pre = ref.conv1d_packed(x, kernel, bias, ids, layout, dilation)
+    chain = np.where(mask, 0.0, grad_y * nd.activations.sigmoid.derivative(pre))
+    for got, want in zip(g_act, ref.conv1d_packed_gradients(chain, x, kernel, ids, layout, dilation)):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
+def test_packed_sequence_ids_are_checked():
+    x, kernel = np.ones((2, 6, 2)), np.ones((3, 2, 1))
+    ids = np.zeros((2, 6), np.int64)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        nd.depthwise_conv1d(x, kernel, padding="causal", sequence_ids=np.array([[0, 1, 0, 1, 1, 1]] * 2))
+    with pytest.raises(ValueError, match="one contiguous run"):  # id 1 twice, around padding
+        nd.depthwise_conv1d(x, kernel, padding="causal", sequence_ids=np.array([[0, 1, -1, 1, 2, 2]] * 2))
+    padded_start = np.array([[-1, -1, 0, 0, 3, 3]] * 2)  # padding anywhere: here first
+    np.testing.assert_allclose(nd.depthwise_conv1d(x, kernel, padding="causal", sequence_ids=padded_start),
+                               ref.conv1d_packed(x, kernel, None, padded_start))
+    with pytest.raises(ValueError, match="sequence_ids"):
+        nd.depthwise_conv1d(x, kernel, padding="causal", sequence_ids=np.zeros((2, 5), np.int64))
+    with pytest.raises(TypeError, match="sequence_ids"):
+        nd.depthwise_conv1d(x, kernel, padding="causal", sequence_ids=ids.astype(float))
+    with pytest.raises(ValueError, match="padding=.*strides="):
+        nd.depthwise_conv1d(x, kernel, padding="same", sequence_ids=ids)
+    with pytest.raises(ValueError, match="initial_state"):
+        nd.depthwise_conv1d(x, kernel, padding="causal", sequence_ids=ids, initial_state=np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="initial_state"):
+        nd.depthwise_conv1d_backward(np.ones((2, 6, 2)), x, kernel, padding="causal", sequence_ids=ids,
+                                     initial_state=np.zeros((2, 2, 2)))
