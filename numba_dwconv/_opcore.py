@@ -130,36 +130,57 @@ def _activation(activation):
     return act, (name if fusable(name) and act is activations.get(name) else None)
 
 
-def _require_cpu_for(place, activation) -> None:
-    if activation is not None and place.target != "cpu":
-        raise NotImplementedError("activation= runs in the CPU kernels in this version; on the GPU apply the "
-                                  "activation to the outputs")
+def _check_target(place, act, name) -> None:
+    """On the GPU an activation must be a built-in one (a Python callable cannot run there)."""
+    if act is not None and name is None and place.target != "cpu":
+        raise NotImplementedError(f"On the GPU, `activation` must be a built-in activation name (a Python callable "
+                                  f"cannot run there). Received activation={act!r}")
 
 
 def _activated(act, out):
-    """``act(out)`` on the host, in ``out``'s dtype (the path for callables and the padding rule)."""
+    """``act(out)`` on the host, in ``out``'s dtype (the path for callables)."""
     return np.asarray(act(out), dtype=out.dtype)
+
+
+def _activate_on_target(place, act, name, out, grad_outputs=None):
+    """``act(out)`` (or ``grad_outputs * act'(out)``) for results the kernels did not activate, where they are."""
+    if name is not None:
+        if place.target == "cuda":
+            from .cuda.activations import activate as activate_on_gpu
+
+            return activate_on_gpu(out, name, grad_outputs, place.stream)
+        from .cpu.fused import activate
+
+        return activate(out, name, grad_outputs)
+    if grad_outputs is None:
+        return _activated(act, out)
+    from .activations import derivative_of
+
+    return np.asarray(grad_outputs * derivative_of(act)(out), dtype=out.dtype)
+
+
+def _fuses(place, name, problem, kernel) -> bool:
+    """Whether the CPU kernels apply activation ``name`` themselves (not with Keras' padding rule to apply after)."""
+    return name is not None and place.target == "cpu" and not padding_rule.forward_needs_rule(problem, kernel)
 
 
 def _grad_at_preactivation(rank, place, problem, reduction, inputs, kernel, bias, grad_outputs, activation):
     """``grad_outputs * f'(z)`` with ``z = conv + bias`` recomputed (in the kernels when they can)."""
     act, name = _activation(activation)
-    _require_cpu_for(place, act)
+    _check_target(place, act, name)
     if bias is None:
-        bias = np.zeros(problem.channels * problem.multiplier, problem.dtype)
+        bias = place.zeros(problem.channels * problem.multiplier, problem.dtype)
     else:
         bias = place.view("bias", bias)
         geo.check_shape("bias", bias.shape, (problem.channels * problem.multiplier,))
         bias = place.operand(bias, problem.dtype)
     live_inputs, live_kernel = reduction.inputs(inputs), reduction.kernel(kernel)
-    if name is not None and not padding_rule.forward_needs_rule(problem, kernel):
+    if _fuses(place, name, problem, kernel):
         return place.call(f"{rank.module}_forward", reduction.live, live_inputs, live_kernel, bias, name,
                           grad_outputs, module=rank.module)
-    from .activations import derivative_of
-
     pre = place.call(f"{rank.module}_forward", reduction.live, live_inputs, live_kernel, bias, module=rank.module)
     pre = _forward_rule(place, problem, kernel, pre, _rule_in_kernels(place, reduction, rank.module))
-    return np.asarray(grad_outputs * derivative_of(act)(pre), dtype=problem.dtype)
+    return _activate_on_target(place, act, name, pre, grad_outputs)
 
 
 # ---------------------------------------------------------------------------- ops
@@ -179,15 +200,15 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
         bias = place.operand(bias, dtype)
     reduction = Reduction(place, problem)
     act, name = _activation(activation)
-    _require_cpu_for(place, act)
+    _check_target(place, act, name)
     native = _rule_in_kernels(place, reduction, rank.module)
-    if name is not None and not padding_rule.forward_needs_rule(problem, kernel):
+    if _fuses(place, name, problem, kernel):
         return place.finish(place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs),
                                        reduction.kernel(kernel), bias, name, module=rank.module))
     out = place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs), reduction.kernel(kernel), bias,
                      module=rank.module)
     out = _forward_rule(place, problem, kernel, out, native)
-    return place.finish(out if act is None else _activated(act, out))
+    return place.finish(out if act is None else _activate_on_target(place, act, name, out))
 
 
 def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
@@ -310,19 +331,6 @@ def _with_channels(shape, channels, channels_last):
     return (*shape[:-1], channels) if channels_last else (shape[0], channels, *shape[2:])
 
 
-def _activate_on_target(place, act, name, out, grad_outputs=None):
-    """``act(out)`` (or ``grad_outputs * act'(out)``) for results the kernels did not activate (CPU)."""
-    if name is not None:
-        from .cpu.fused import activate
-
-        return activate(out, name, grad_outputs)
-    if grad_outputs is None:
-        return _activated(act, out)
-    from .activations import derivative_of
-
-    return np.asarray(grad_outputs * derivative_of(act)(out), dtype=out.dtype)
-
-
 def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding, data_format,
                       dilation_rate, device, stream, activation=None):
     place = dispatch.place(device, (inputs,), (depthwise_kernel, pointwise_kernel, bias), stream)
@@ -338,7 +346,7 @@ def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, st
                      problem.channels_last, module="pointwise")
     out = out.reshape(_with_channels(problem.output_shape, filters, problem.channels_last))
     act, name = _activation(activation)
-    _require_cpu_for(place, act)
+    _check_target(place, act, name)
     if act is not None:
         out = _activate_on_target(place, act, name, out)
     return place.finish(out)
@@ -360,7 +368,7 @@ def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_k
         geo.check_shape("bias", bias.shape, (filters,))
         bias = place.operand(bias, dtype)
     act, name = _activation(activation)
-    _require_cpu_for(place, act)
+    _check_target(place, act, name)
     if act is not None:  # the gradient at the pre-activation: pointwise output + bias, recomputed
         pre = place.call("pointwise_forward", _flat_positions(depthwise_out, problem.channels_last), pointwise, bias,
                          problem.channels_last, module="pointwise")

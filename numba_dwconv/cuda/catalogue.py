@@ -84,7 +84,7 @@ def _vector2d_entries():
 
 
 def _array_entries():
-    from . import arrays, conv1d_generic, conv2d_generic, pointwise
+    from . import activations, arrays, conv1d_generic, conv2d_generic, pointwise
 
     f32, i64 = types.float32, types.int64
     a1, a3, a4 = f32[::1], f32[:, :, ::1], f32[:, :, :, ::1]
@@ -108,6 +108,11 @@ def _array_entries():
         yield f"pointwise.matmul[{', '.join(access)}]", matmul, (a3, a3, a1, i64, i64, i64, i64, i64, i64, a3)
     yield "pointwise.sum_partials", pointwise._sum_partials_kernel("float32"), (a3, f32[:, ::1])
     yield "arrays.copy_cast_3d", arrays._copy_cast_3d, (f32[:, :, :], a3)
+    for name in ("silu", "gelu", "mish"):
+        for derivative in (False, True):
+            kernel = activations._kernel(name, derivative, False)
+            yield f"activations.{name}{chr(39) if derivative else ''}", kernel, (a1, a1)
+    yield "activations.silu[float16]", activations._kernel("silu", False, True), (types.float16[::1],) * 2
 
 
 @contextlib.contextmanager
