@@ -70,11 +70,58 @@ def _layout(data_format) -> bool:
     return geo.normalize_data_format(data_format) == "channels_last"
 
 
-def _split(array, positions: int, channels_last: bool):
-    """``(array[..., :positions along length], array[..., positions: along length])``."""
+def _length_slices(positions: int, channels_last: bool):
+    """Index tuples of the first ``positions`` and the rest along the length axis."""
     if channels_last:
-        return array[:, :positions], array[:, positions:]
-    return array[:, :, :positions], array[:, :, positions:]
+        return (slice(None), slice(None, positions)), (slice(None), slice(positions, None))
+    return (slice(None), slice(None), slice(None, positions)), (slice(None), slice(None), slice(positions, None))
+
+
+def _extended_on_device(inputs, kernel, initial_state, dilation_rate, data_format, stream):
+    """:func:`_extended` for device-array inputs: ``[initial_state, inputs]`` assembled on the GPU."""
+    from numba import cuda
+
+    from .cuda import arrays
+
+    channels_last = _layout(data_format)
+    inputs = arrays.as_device_array(inputs)
+    geo.check_rank("inputs", inputs.shape, 3, "(batch, length, channels)" if channels_last
+                   else "(batch, channels, length)")
+    geo.check_rank("kernel", np.shape(kernel), 3, "(kernel_size, channels, depth_multiplier)")
+    positions = state_positions(np.shape(kernel), dilation_rate)
+    batch, channels = inputs.shape[0], inputs.shape[2] if channels_last else inputs.shape[1]
+    expected = state_shape(batch, channels, positions, channels_last)
+    dtype = np.result_type(inputs.dtype, np.asarray(kernel).dtype if isinstance(kernel, np.ndarray)
+                           else arrays.as_device_array(kernel).dtype)
+    geo.check_dtype("inputs", dtype, "cuda")
+    shape = list(inputs.shape)
+    shape[1 if channels_last else 2] += positions
+    extended = cuda.device_array(tuple(shape), dtype=dtype, stream=stream)
+    head, tail = _length_slices(positions, channels_last)
+    if initial_state is None:
+        state = cuda.to_device(np.zeros(expected, dtype), stream=stream)
+    else:
+        state = initial_state if dispatch.is_cuda_array(initial_state) else np.asarray(initial_state)
+        geo.check_dtype("initial_state", state.dtype, "cuda")
+        geo.check_shape("initial_state", state.shape, expected)
+        state = arrays.device_operand(state, dtype, stream)
+    arrays.copy_into(state, extended[head], stream)
+    arrays.copy_into(inputs, extended[tail], stream)
+    return extended, positions, channels_last
+
+
+def _contiguous_part(array, index, stream):
+    """A C-contiguous copy of ``array[index]`` (NumPy or device)."""
+    if isinstance(array, np.ndarray):
+        return np.ascontiguousarray(array[index])
+    from numba import cuda
+
+    from .cuda import arrays
+
+    view = array[index]
+    out = cuda.device_array(view.shape, dtype=view.dtype, stream=stream)
+    arrays.copy_into(view, out, stream)
+    return out
 
 
 def _extended(inputs, kernel, initial_state, dilation_rate, data_format):
@@ -102,11 +149,15 @@ def _extended(inputs, kernel, initial_state, dilation_rate, data_format):
     return np.concatenate([state, inputs], axis=1 if channels_last else 2), positions, channels_last
 
 
-def _require_cpu(device, *arrays) -> None:
-    place = dispatch.place(device, arrays)
-    if place.target != "cpu":
-        raise NotImplementedError("initial_state / return_final_state run on the CPU only in this version; "
-                                  "pass NumPy arrays with device='auto' or 'cpu'")
+def _assemble(device, stream, inputs, kernel, initial_state, dilation_rate, data_format, *data):
+    """``[initial_state, inputs]`` where the work runs: on the GPU for device arrays, else with NumPy."""
+    place = dispatch.place(device, (inputs, *data), (kernel, initial_state), stream)
+    if place.target == "cuda" and not place.to_host:
+        return _extended_on_device(inputs, kernel, initial_state, dilation_rate, data_format, place.stream)
+    if dispatch.is_cuda_array(initial_state):
+        initial_state = dispatch.to_host(initial_state)
+    return _extended(dispatch.to_host(inputs) if dispatch.is_cuda_array(inputs) else inputs, kernel, initial_state,
+                     dilation_rate, data_format)
 
 
 # ---------------------------------------------------------------------------- whole sequences in chunks
@@ -117,15 +168,18 @@ def stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilati
 
     what = "initial_state" if initial_state is not None else "return_final_state"
     check_causal(strides, padding, what)
-    _require_cpu(device, inputs, initial_state)
-    extended, positions, channels_last = _extended(inputs, kernel, initial_state, dilation_rate, data_format)
+    extended, positions, channels_last = _assemble(device, stream, inputs, kernel, initial_state, dilation_rate,
+                                                   data_format)
     outputs = depthwise_conv1d(extended, kernel, bias, 1, "valid", data_format, dilation_rate, device=device,
                                stream=stream, activation=activation)
     if not return_final_state:
         return outputs
     length = extended.shape[1] if channels_last else extended.shape[2]
-    _, final = _split(extended, length - positions, channels_last)
-    return outputs, np.ascontiguousarray(final, dtype=outputs.dtype)
+    _, rest = _length_slices(length - positions, channels_last)
+    final = _contiguous_part(extended, rest, stream or 0)
+    if isinstance(outputs, np.ndarray) and not isinstance(final, np.ndarray):
+        final = final.copy_to_host()
+    return outputs, final.astype(outputs.dtype, copy=False) if isinstance(final, np.ndarray) else final
 
 
 def stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
@@ -134,13 +188,14 @@ def stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_forma
     from .ops import depthwise_conv1d_backward
 
     check_causal(strides, padding, "initial_state")
-    _require_cpu(device, grad_outputs, inputs, initial_state)
-    extended, positions, channels_last = _extended(inputs, kernel, initial_state, dilation_rate, data_format)
+    extended, positions, channels_last = _assemble(device, stream, inputs, kernel, initial_state, dilation_rate,
+                                                   data_format, grad_outputs)
     grad_extended, grad_kernel, grad_bias = depthwise_conv1d_backward(
         grad_outputs, extended, kernel, 1, "valid", data_format, dilation_rate, device=device, stream=stream,
         bias=bias, activation=activation)
-    grad_state, grad_inputs = _split(grad_extended, positions, channels_last)
-    return StatefulGrads(np.ascontiguousarray(grad_inputs), grad_kernel, grad_bias, np.ascontiguousarray(grad_state))
+    head, tail = _length_slices(positions, channels_last)
+    return StatefulGrads(_contiguous_part(grad_extended, tail, stream or 0), grad_kernel, grad_bias,
+                         _contiguous_part(grad_extended, head, stream or 0))
 
 
 # ---------------------------------------------------------------------------- decode step
@@ -168,18 +223,27 @@ def _slots(state_indices, batch: int, slots: int) -> np.ndarray:
     return indices
 
 
-def _writable_state(state, dtype, expected_tail) -> np.ndarray:
-    """``state`` itself if it can be updated in place (never a silent copy), else ValueError."""
-    if not isinstance(state, np.ndarray):
-        raise ValueError(f"`state` is updated in place, so it must be a NumPy array on the CPU. "
-                         f"Received {type(state).__name__}")
+def _writable_state(state, dtype, expected_tail, target: str = "cpu"):
+    """``state`` itself if it can be updated in place on ``target`` (never a silent copy), else ValueError."""
+    if target == "cuda":
+        if not dispatch.is_cuda_array(state):
+            raise ValueError("`state` is updated in place, so it must be a GPU array (numba, CuPy, PyTorch) for a GPU "
+                             f"call. Received {type(state).__name__}")
+        from .cuda import arrays
+
+        state = arrays.as_device_array(state)
+        contiguous, writeable = state.is_c_contiguous(), True
+    else:
+        if not isinstance(state, np.ndarray):
+            raise ValueError(f"`state` is updated in place, so it must be a NumPy array on the CPU. "
+                             f"Received {type(state).__name__}")
+        contiguous, writeable = state.flags.c_contiguous, state.flags.writeable
     if state.dtype != dtype:
         raise ValueError(f"`state` is updated in place, so it must have the computation dtype {dtype}. "
                          f"Received state.dtype={state.dtype}")
-    if not state.flags.c_contiguous or not state.flags.writeable:
+    if not contiguous or not writeable:
         raise ValueError("`state` is updated in place, so it must be a writable C-contiguous array. "
-                         f"Received one with c_contiguous={state.flags.c_contiguous}, "
-                         f"writeable={state.flags.writeable}")
+                         f"Received one with c_contiguous={contiguous}, writeable={writeable}")
     if state.ndim != 3 or tuple(state.shape[1:]) != tuple(expected_tail):
         raise ValueError(f"`state` must have shape (slots, {', '.join(map(str, expected_tail))}). "
                          f"Received state with shape={tuple(state.shape)}")
@@ -211,18 +275,17 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     state_indices : int array, shape (batch,), keyword-only, optional
         The slot of each row (continuous batching); a negative index marks a padding row: its
         outputs are zero and no slot changes. Default: row ``b`` uses slot ``b`` (``slots == batch``).
-    device : {"auto", "cpu"}, keyword-only
-        This version runs the decode step on the CPU.
-    stream : None
-        For the GPU version; must be None here.
+    device : {"auto", "cpu", "cuda"}, keyword-only
+        Where to run (``auto``: where ``inputs`` lives). On the GPU, ``state`` must be a GPU array and
+        ``activation`` a built-in name.
+    stream : numba.cuda stream, keyword-only, optional
+        For GPU calls.
 
     Returns
     -------
     outputs : ndarray, shape (batch, C*m), or (batch, T, C*m) / (batch, C*m, T)
     """
     place = dispatch.place(device, (inputs,), (state, kernel, bias), stream)
-    if place.target != "cpu":
-        raise NotImplementedError("depthwise_conv1d_update runs on the CPU in this version; pass NumPy arrays")
     channels_last = _layout(data_format)
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
@@ -232,10 +295,10 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
                          f"{'(batch, steps, channels)' if channels_last else '(batch, channels, steps)'}. "
                          f"Received inputs with shape={tuple(inputs.shape)}")
     one_step = inputs.ndim == 2
-    steps3d = inputs[:, None, :] if one_step and channels_last else inputs[:, :, None] if one_step else inputs
     geo.check_rank("kernel", kernel.shape, 3, "(kernel_size, channels, depth_multiplier)")
-    batch = steps3d.shape[0]
-    channels = steps3d.shape[2] if channels_last else steps3d.shape[1]
+    batch = inputs.shape[0]
+    channels = inputs.shape[1] if one_step or not channels_last else inputs.shape[2]
+    steps = 1 if one_step else inputs.shape[1] if channels_last else inputs.shape[2]
     ksize, kernel_channels, mult = (int(v) for v in kernel.shape)
     if kernel_channels != channels:
         raise ValueError(f"`kernel` must have {channels} channels (like the inputs) on axis 1. "
@@ -246,34 +309,95 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     dtype = np.result_type(inputs.dtype, kernel.dtype)
     positions = (ksize - 1) * dilation
     tail = (positions, channels) if channels_last else (channels, positions)
-    state = _writable_state(state, dtype, tail)
+    state = _writable_state(state, dtype, tail, place.target)
     slots = _slots(state_indices, batch, state.shape[0])
     act = None if activation is None else _activations.get(activation)
-    if bias is None:
-        bias = np.zeros(channels * mult, dtype)
-    else:
+    name = _fusable_name(act)
+    if act is not None and name is None and place.target != "cpu":
+        raise NotImplementedError(f"On the GPU, `activation` must be a built-in activation name. "
+                                  f"Received activation={activation!r}")
+    if bias is not None:
         bias = place.view("bias", bias)
         geo.check_shape("bias", bias.shape, (channels * mult,))
-    if any(np.may_share_memory(state, other) for other in (steps3d, kernel, bias)):
-        raise ValueError("`state` must not share memory with `inputs`, `kernel` or `bias` (it is updated in place)")
+    _check_no_overlap(state, inputs, kernel, bias)
+    shape3d = (batch, steps, channels) if channels_last else (batch, channels, steps)
+    out_shape = (batch, steps, channels * mult) if channels_last else (batch, channels * mult, steps)
+    if place.target == "cuda":
+        out = _update_on_gpu(place, inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype,
+                             channels_last, name)
+    else:
+        out = _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last,
+                             act)
+    return out.reshape(batch, channels * mult) if one_step else out
+
+
+def _fusable_name(act):
+    name = getattr(act, "name", None)
+    return name if act is not None and _activations.ALL.get(name) is act else None
+
+
+def _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last, act):
     from .cpu import update
 
-    x = np.ascontiguousarray(steps3d, dtype=dtype)
-    steps = x.shape[1] if channels_last else x.shape[2]
-    out_shape = (batch, steps, channels * mult) if channels_last else (batch, channels * mult, steps)
+    x = np.ascontiguousarray(inputs, dtype=dtype).reshape(shape3d)
     out = np.empty(out_shape, dtype)
-    if batch and channels and steps:
+    if out.size:
         kernel_op = np.ascontiguousarray(kernel, dtype=dtype)
-        bias_op = np.ascontiguousarray(bias, dtype=dtype)
+        bias_op = np.zeros(out_shape[2 if channels_last else 1], dtype) if bias is None \
+            else np.ascontiguousarray(bias, dtype=dtype)
         if channels_last:
-            update.update_last(x, state, kernel_op.reshape(ksize, channels * mult), bias_op, slots, dilation, out)
+            update.update_last(x, state, kernel_op.reshape(kernel.shape[0], -1), bias_op, slots, dilation, out)
         else:
             update.update_first(x, state, kernel_op, bias_op, slots, dilation, out)
-    if one_step:
-        out = out.reshape(batch, channels * mult)
     if act is not None and act is not _activations.linear:
         out = np.asarray(act(out), dtype=dtype)
     return out
+
+
+def _update_on_gpu(place, inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last,
+                   name):
+    from numba import cuda
+
+    from .cuda import arrays
+    from .cuda.activations import activate
+    from .cuda.update import run_update
+
+    x = place.operand(inputs, dtype).reshape(shape3d)
+    out = cuda.device_array(out_shape, dtype=dtype, stream=place.stream)
+    if out.size:
+        kernel_op = place.operand(kernel, dtype)
+        n_out = out_shape[2 if channels_last else 1]
+        bias_op = arrays.device_zeros(n_out, dtype, place.stream) if bias is None else place.operand(bias, dtype)
+        run_update(x, state, kernel_op, bias_op, cuda.to_device(slots, stream=place.stream), dilation, out,
+                   channels_last, place.stream)
+        if name is not None:
+            activate(out, name, None, place.stream)
+    return place.finish(out)
+
+
+def _span(array):
+    """``(first byte, end byte)`` of an array's memory (host or device)."""
+    if array is None:
+        return None
+    if isinstance(array, np.ndarray):
+        lo = array.__array_interface__["data"][0]
+    elif hasattr(array, "__cuda_array_interface__"):
+        lo = array.__cuda_array_interface__["data"][0]
+    elif isinstance(getattr(array, "_ary", None), np.ndarray):  # the CUDA simulator's arrays wrap NumPy ones
+        lo = array._ary.__array_interface__["data"][0]
+    else:
+        return None
+    return lo, lo + array.size * np.dtype(array.dtype).itemsize
+
+
+def _check_no_overlap(state, *others) -> None:
+    s = _span(state)
+    for other in others:
+        o = _span(other)
+        if s is not None and o is not None and type(other) is type(state) and o[0] < s[1] and s[0] < o[1] \
+                and s[0] != s[1]:
+            raise ValueError("`state` must not share memory with `inputs`, `kernel` or `bias` (it is updated in "
+                             "place)")
 
 
 # ---------------------------------------------------------------------------- packed sequences

@@ -52,15 +52,20 @@ def device_operand(array, dtype, stream=0):
         host = array.copy_to_host(stream=stream)
         return cuda.to_device(np.ascontiguousarray(host, dtype=dtype), stream=stream)
     out = cuda.device_array(array.shape, dtype=dtype, stream=stream)
-    if out.size:
+    copy_into(array, out, stream)
+    return out
+
+
+def copy_into(src, dst, stream=0) -> None:
+    """``dst[...] = src`` for 3D device arrays of one shape (any strides: views of a larger array too)."""
+    if dst.size:
         threads = 128
         grid = (
-            max(1, min(math.ceil(out.shape[2] / threads), 65535)),
-            max(1, min(out.shape[1], 65535)),
-            max(1, min(out.shape[0], 65535)),
+            max(1, min(math.ceil(dst.shape[2] / threads), 65535)),
+            max(1, min(dst.shape[1], 65535)),
+            max(1, min(dst.shape[0], 65535)),
         )
-        _copy_cast_3d[grid, threads, stream](array, out)
-    return out
+        _copy_cast_3d[grid, threads, stream](src, dst)
 
 
 def device_zeros(n: int, dtype, stream=0):

@@ -84,7 +84,7 @@ def _vector2d_entries():
 
 
 def _array_entries():
-    from . import activations, arrays, conv1d_generic, conv2d_generic, pointwise
+    from . import activations, arrays, conv1d_generic, conv2d_generic, pointwise, update
 
     f32, i64 = types.float32, types.int64
     a1, a3, a4 = f32[::1], f32[:, :, ::1], f32[:, :, :, ::1]
@@ -113,6 +113,10 @@ def _array_entries():
             kernel = activations._kernel(name, derivative, False)
             yield f"activations.{name}{chr(39) if derivative else ''}", kernel, (a1, a1)
     yield "activations.silu[float16]", activations._kernel("silu", False, True), (types.float16[::1],) * 2
+    for channels_last in (True, False):
+        tag = "channels_last" if channels_last else "channels_first"
+        yield (f"update.decode_step[{tag}]", update.update_kernel(channels_last, False),
+               (a3, a3, a3, a1, types.int64[::1], i64, a3))
 
 
 @contextlib.contextmanager
