@@ -401,28 +401,78 @@ def _check_no_overlap(state, *others) -> None:
 
 
 # ---------------------------------------------------------------------------- packed sequences
+class _Packed(NamedTuple):
+    place: object
+    x: object  # inputs of the dtype, channels_last on the CPU, the caller's layout on the GPU
+    ids: object  # int64, on the target
+    kernel: object
+    dtype: np.dtype
+    dilation: int
+    channels_last: bool
+    shape: tuple  # (batch, length, channels)
+
+
 def _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
-                     extra=()):
-    """Validated ``(channels_last inputs, ids, kernel, dtype, dilation, channels_last)`` of a packed call (CPU)."""
+                     extra=()) -> _Packed:
+    """The validated operands of a packed call, placed where it runs."""
     check_causal(strides, padding, "sequence_ids")
     place = dispatch.place(device, (inputs, *extra), (kernel,), stream)
-    if place.target != "cpu":
-        raise NotImplementedError("sequence_ids runs on the CPU in this version; pass NumPy arrays")
     from ._opcore import RANK1, _problem
 
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
     dtype = np.result_type(inputs.dtype, kernel.dtype)
     problem = _problem(RANK1, inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
-    ids = np.asarray(sequence_ids)
+    ids = dispatch.to_host(sequence_ids) if dispatch.is_cuda_array(sequence_ids) else np.asarray(sequence_ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"`sequence_ids` must be an integer array. Received sequence_ids.dtype={ids.dtype}")
     geo.check_shape("sequence_ids", ids.shape, (problem.batch, problem.axis.length))
     _check_packed_ids(ids)
-    channels_last = problem.channels_last
-    x = np.ascontiguousarray(inputs if channels_last else inputs.transpose(0, 2, 1), dtype=dtype)
-    return x, np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(kernel, dtype), dtype, \
-        problem.axis.dilation, channels_last
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    shape = (problem.batch, problem.axis.length, problem.channels)
+    if place.target == "cuda":
+        from numba import cuda
+
+        return _Packed(place, place.operand(inputs, dtype), cuda.to_device(ids, stream=place.stream),
+                       place.operand(kernel, dtype), dtype, problem.axis.dilation, problem.channels_last, shape)
+    x = np.ascontiguousarray(inputs if problem.channels_last else inputs.transpose(0, 2, 1), dtype=dtype)
+    return _Packed(place, x, ids, np.ascontiguousarray(kernel, dtype), dtype, problem.axis.dilation,
+                   problem.channels_last, shape)
+
+
+def _packed_empty(p: _Packed, channels: int):
+    """An uninitialised array of ``channels`` per position, where and how the packed kernels write it."""
+    batch, length, _ = p.shape
+    if p.place.target == "cuda":
+        from numba import cuda
+
+        shape = (batch, length, channels) if p.channels_last else (batch, channels, length)
+        return cuda.device_array(shape, dtype=p.dtype, stream=p.place.stream)
+    return np.empty((batch, length, channels), p.dtype)
+
+
+def _packed_forward_pre(p: _Packed, bias):
+    """The pre-activation outputs (zero at padding positions) of a packed call."""
+    out_channels = p.kernel.shape[1] * p.kernel.shape[2]
+    out = _packed_empty(p, out_channels)
+    if p.place.target == "cuda":
+        from .cuda import arrays
+        from .cuda import packed as gpu
+
+        bias = arrays.device_zeros(out_channels, p.dtype, p.place.stream) if bias is None else \
+            p.place.operand(_checked_bias(p.place.view("bias", bias), out_channels), p.dtype)
+        gpu.forward_packed(p.x, p.ids, p.kernel, bias, p.dilation, out, p.channels_last, p.place.stream)
+        return out
+    from .cpu import packed
+
+    if out.size:
+        packed.forward_packed(p.x, p.ids, p.kernel, _packed_bias(bias, out_channels, p.dtype), p.dilation, out)
+    return out
+
+
+def _checked_bias(bias, out_channels):
+    geo.check_shape("bias", bias.shape, (out_channels,))
+    return bias
 
 
 def _check_packed_ids(ids) -> None:
@@ -447,17 +497,11 @@ def _to_layout(array, channels_last):
 def packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
                    activation=None):
     """``depthwise_conv1d(..., sequence_ids=)``: the causal convolution of each packed sequence on its own."""
-    from .cpu import packed
-
-    x, ids, kernel, dtype, dilation, channels_last = _packed_operands(
-        inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream)
-    out_channels = kernel.shape[1] * kernel.shape[2]
-    bias = _packed_bias(bias, out_channels, dtype)
-    out = np.empty(x.shape[:2] + (out_channels,), dtype)
-    if out.size:
-        packed.forward_packed(x, ids, kernel, bias, dilation, out)
-        _activate_packed(out, ids, activation)
-    return _to_layout(out, channels_last)
+    p = _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream)
+    out = _activate_packed(p, _packed_forward_pre(p, bias), activation)
+    if p.place.target == "cuda":
+        return p.place.finish(out)
+    return _to_layout(out, p.channels_last)
 
 
 def _packed_bias(bias, out_channels, dtype):
@@ -469,41 +513,62 @@ def _packed_bias(bias, out_channels, dtype):
     return np.ascontiguousarray(bias, dtype=dtype)
 
 
-def _activate_packed(out, ids, activation, grad=None):
+def _activate_packed(p: _Packed, out, activation, grad=None):
     """The activation (or ``grad * f'``) on the outputs of real positions; padding positions stay zero."""
     if activation is None:
         return out
-    from ._opcore import _activate_on_target, _activation
+    from ._opcore import _activate_on_target, _activation, _check_target
 
     act, name = _activation(activation)
-    result = _activate_on_target(dispatch.place("cpu", ()), act, name, out, grad)
-    result[ids < 0] = 0
+    _check_target(p.place, act, name)
+    result = _activate_on_target(p.place, act, name, out, grad)
+    if p.place.target == "cuda":
+        from .cuda import packed as gpu
+
+        gpu.zero_padding(result, p.ids, p.channels_last, p.place.stream)
+    else:
+        result[p.ids < 0] = 0
     return result
 
 
 def packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device,
                     stream, bias=None, activation=None):
     """``depthwise_conv1d_backward(..., sequence_ids=)``: ``(grad_inputs, grad_kernel, grad_bias)``."""
-    from .cpu import packed
     from .ops import DepthwiseGrads
 
-    x, ids, kernel, dtype, dilation, channels_last = _packed_operands(
-        inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream, (grad_outputs,))
-    out_channels = kernel.shape[1] * kernel.shape[2]
-    grad = np.asarray(grad_outputs)
-    geo.check_dtype("grad_outputs", grad.dtype, "cpu")
-    expected = x.shape[:2] + (out_channels,)
-    geo.check_shape("grad_outputs", grad.shape, expected if channels_last else (x.shape[0], out_channels, x.shape[1]))
-    grad = np.ascontiguousarray(grad if channels_last else grad.transpose(0, 2, 1), dtype=dtype)
+    p = _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
+                         (grad_outputs,))
+    batch, length, channels = p.shape
+    out_channels = p.kernel.shape[1] * p.kernel.shape[2]
+    grad = p.place.view("grad_outputs", grad_outputs)
+    expected = (batch, length, out_channels) if p.channels_last else (batch, out_channels, length)
+    geo.check_shape("grad_outputs", grad.shape, expected)
+    on_gpu = p.place.target == "cuda"
+    grad = p.place.operand(grad, p.dtype) if on_gpu else \
+        np.ascontiguousarray(grad if p.channels_last else grad.transpose(0, 2, 1), dtype=p.dtype)
     if activation is not None:  # the gradient at the pre-activation, recomputed
-        pre = np.empty(expected, dtype)
-        if pre.size:
-            packed.forward_packed(x, ids, kernel, _packed_bias(bias, out_channels, dtype), dilation, pre)
-        grad = _activate_packed(pre, ids, activation, grad)
-    grad_in = np.empty(x.shape, dtype)
-    part_kernel = np.empty((x.shape[0],) + kernel.shape, dtype)
-    part_bias = np.empty((x.shape[0], out_channels), dtype)
+        grad = _activate_packed(p, _packed_forward_pre(p, bias), activation, grad)
+    grad_in = _packed_empty(p, channels)
+    part_shape = ((batch,) + tuple(p.kernel.shape), (batch, out_channels))
+    if on_gpu:
+        from numba import cuda
+
+        from .cuda import packed as gpu
+
+        part_kernel = cuda.device_array(part_shape[0], dtype=p.dtype, stream=p.place.stream)
+        part_bias = cuda.device_array(part_shape[1], dtype=p.dtype, stream=p.place.stream)
+        gpu.input_grad_packed(grad, p.ids, p.kernel, p.dilation, grad_in, p.channels_last, p.place.stream)
+        gpu.kernel_grad_packed(grad, p.x, p.ids, p.dilation, part_kernel, part_bias, p.channels_last,
+                               p.place.stream)
+        grad_kernel = part_kernel.copy_to_host(stream=p.place.stream).sum(axis=0)
+        grad_bias = part_bias.copy_to_host(stream=p.place.stream).sum(axis=0)
+        if not p.place.to_host:
+            grad_kernel, grad_bias = (cuda.to_device(a, stream=p.place.stream) for a in (grad_kernel, grad_bias))
+        return DepthwiseGrads(p.place.finish(grad_in), grad_kernel, grad_bias)
+    from .cpu import packed
+
+    part_kernel, part_bias = np.empty(part_shape[0], p.dtype), np.empty(part_shape[1], p.dtype)
     if grad_in.size:
-        packed.input_grad_packed(grad, ids, kernel, dilation, grad_in)
-        packed.kernel_grad_packed(grad, x, ids, dilation, part_kernel, part_bias)
-    return DepthwiseGrads(_to_layout(grad_in, channels_last), part_kernel.sum(axis=0), part_bias.sum(axis=0))
+        packed.input_grad_packed(grad, p.ids, p.kernel, p.dilation, grad_in)
+        packed.kernel_grad_packed(grad, p.x, p.ids, p.dilation, part_kernel, part_bias)
+    return DepthwiseGrads(_to_layout(grad_in, p.channels_last), part_kernel.sum(axis=0), part_bias.sum(axis=0))

@@ -60,3 +60,23 @@ def test_update_on_the_gpu_updates_the_device_state_in_place(layout):
         assert_close(state, expected_state, np.float64)
     with pytest.raises(ValueError, match="GPU array"):
         nd.depthwise_conv1d_update(cuda.to_device(inputs), state_host, kernel, data_format=layout, device="cuda")
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_packed_sequences_on_the_gpu(layout):
+    rng = np.random.default_rng(3)
+    ids = np.array([[0, 0, 0, 1, 1, 2, 2, 2, -1], [4, 4, 4, 4, 4, 4, 7, 7, 7]])
+    x = rng.standard_normal(_shape(2, 9, 2, layout))
+    kernel = rng.standard_normal((3, 2, 2))
+    bias = rng.standard_normal(4)
+    kw = dict(padding="causal", data_format=layout, dilation_rate=1, sequence_ids=ids)
+    y = nd.depthwise_conv1d(cuda.to_device(x), kernel, bias, activation="sigmoid", **kw)
+    pre = ref.conv1d_packed(x, kernel, bias, ids, layout, 1)
+    mask = (ids < 0)[:, :, None] if layout == "channels_last" else (ids < 0)[:, None, :]
+    assert_close(y, np.where(mask, 0.0, nd.activations.sigmoid(pre)), np.float64)
+    grad_y = rng.standard_normal(pre.shape)
+    grads = nd.depthwise_conv1d_backward(grad_y, x, kernel, bias=bias, activation="sigmoid", device="cuda", **kw)
+    chain = np.where(mask, 0.0, grad_y * nd.activations.sigmoid.derivative(pre))
+    for got, want in zip(grads, ref.conv1d_packed_gradients(chain, x, kernel, ids, layout, 1)):
+        assert isinstance(got, np.ndarray)
+        assert_close(got, want, np.float64)

@@ -84,7 +84,7 @@ def _vector2d_entries():
 
 
 def _array_entries():
-    from . import activations, arrays, conv1d_generic, conv2d_generic, pointwise, update
+    from . import activations, arrays, conv1d_generic, conv2d_generic, packed, pointwise, update
 
     f32, i64 = types.float32, types.int64
     a1, a3, a4 = f32[::1], f32[:, :, ::1], f32[:, :, :, ::1]
@@ -117,6 +117,12 @@ def _array_entries():
         tag = "channels_last" if channels_last else "channels_first"
         yield (f"update.decode_step[{tag}]", update.update_kernel(channels_last, False),
                (a3, a3, a3, a1, types.int64[::1], i64, a3))
+        forward, input_grad, kernel_grad, zero_padding = packed._kernels(channels_last)
+        ids = types.int64[:, ::1]
+        yield f"packed.forward[{tag}]", forward, (a3, ids, a3, a1, i64, a3)
+        yield f"packed.input_grad[{tag}]", input_grad, (a3, ids, a3, i64, a3)
+        yield f"packed.kernel_grad[{tag}]", kernel_grad, (a3, a3, ids, i64, a4, f32[:, ::1])
+        yield f"packed.zero_padding[{tag}]", zero_padding, (a3, ids)
 
 
 @contextlib.contextmanager
