@@ -1,11 +1,8 @@
 import os
 
-import compile_lock
 import pytest
 from gpu import tiny_launches
 from hypothesis import HealthCheck, settings
-
-compile_lock.install()  # parallel workers compile each cached kernel once, then load it
 
 # Kernels compile on first use (then come from numba's on-disk cache), so the
 # first example of a property test can be slow: no deadline.
