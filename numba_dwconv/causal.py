@@ -391,13 +391,17 @@ def _span(array):
 
 
 def _check_no_overlap(state, *others) -> None:
-    s = _span(state)
-    for other in others:
-        o = _span(other)
-        if s is not None and o is not None and type(other) is type(state) and o[0] < s[1] and s[0] < o[1] \
-                and s[0] != s[1]:
-            raise ValueError("`state` must not share memory with `inputs`, `kernel` or `bias` (it is updated in "
-                             "place)")
+    """ValueError if ``state`` (updated in place) shares memory with another operand."""
+    if isinstance(state, np.ndarray):  # NumPy's bounds check (C, fast)
+        overlap = any(isinstance(o, np.ndarray) and np.may_share_memory(state, o) for o in others)
+    else:
+        s = _span(state)
+        overlap = False
+        for other in others:
+            o = _span(other) if other is not None and not isinstance(other, np.ndarray) else None
+            overlap |= s is not None and o is not None and o[0] < s[1] and s[0] < o[1] and s[0] != s[1]
+    if overlap:
+        raise ValueError("`state` must not share memory with `inputs`, `kernel` or `bias` (it is updated in place)")
 
 
 # ---------------------------------------------------------------------------- packed sequences
