@@ -130,6 +130,15 @@ def _activation(activation):
     return act, (name if fusable(name) and act is activations.get(name) else None)
 
 
+def _bias_operand(place, bias, out_channels: int, dtype):
+    """``bias`` checked to have ``out_channels`` entries and placed as an operand of ``dtype``; None stays None."""
+    if bias is None:
+        return None
+    bias = place.view("bias", bias)
+    geo.check_shape("bias", bias.shape, (out_channels,))
+    return place.operand(bias, dtype)
+
+
 def _check_target(place, act, name) -> None:
     """On the GPU an activation must be a built-in one (a Python callable cannot run there)."""
     if act is not None and name is None and place.target != "cpu":
@@ -168,12 +177,10 @@ def _grad_at_preactivation(rank, place, problem, reduction, inputs, kernel, bias
     """``grad_outputs * f'(z)`` with ``z = conv + bias`` recomputed (in the kernels when they can)."""
     act, name = _activation(activation)
     _check_target(place, act, name)
+    out_channels = problem.channels * problem.multiplier
+    bias = _bias_operand(place, bias, out_channels, problem.dtype)
     if bias is None:
-        bias = place.zeros(problem.channels * problem.multiplier, problem.dtype)
-    else:
-        bias = place.view("bias", bias)
-        geo.check_shape("bias", bias.shape, (problem.channels * problem.multiplier,))
-        bias = place.operand(bias, problem.dtype)
+        bias = place.zeros(out_channels, problem.dtype)
     live_inputs, live_kernel = reduction.inputs(inputs), reduction.kernel(kernel)
     if _fuses(place, name, problem, kernel):
         return place.call(f"{rank.module}_forward", reduction.live, live_inputs, live_kernel, bias, name,
@@ -192,12 +199,9 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
     dtype = np.result_type(inputs.dtype, kernel.dtype)
     problem = _problem(rank, inputs.shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     out_channels = problem.channels * problem.multiplier
+    bias = _bias_operand(place, bias, out_channels, dtype)
     if bias is None:
         bias = place.zeros(out_channels, dtype)
-    else:
-        bias = place.view("bias", bias)
-        geo.check_shape("bias", bias.shape, (out_channels,))
-        bias = place.operand(bias, dtype)
     reduction = Reduction(place, problem)
     act, name = _activation(activation)
     _check_target(place, act, name)
@@ -363,10 +367,7 @@ def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_k
     _check_grad_outputs(rank, grad_outputs, _with_channels(problem.output_shape, filters, problem.channels_last))
     grad_outputs = place.operand(grad_outputs, dtype)
     reduction, inputs, live_depthwise, depthwise_out = _depthwise_step(rank, place, problem, inputs, depthwise)
-    if bias is not None:
-        bias = place.view("bias", bias)
-        geo.check_shape("bias", bias.shape, (filters,))
-        bias = place.operand(bias, dtype)
+    bias = _bias_operand(place, bias, filters, dtype)
     act, name = _activation(activation)
     _check_target(place, act, name)
     if act is not None:  # the gradient at the pre-activation: pointwise output + bias, recomputed

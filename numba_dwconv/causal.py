@@ -311,14 +311,11 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     tail = (positions, channels) if channels_last else (channels, positions)
     state = _writable_state(state, dtype, tail, place.target)
     slots = _slots(state_indices, batch, state.shape[0])
-    act = None if activation is None else _activations.get(activation)
-    name = _fusable_name(act)
-    if act is not None and name is None and place.target != "cpu":
-        raise NotImplementedError(f"On the GPU, `activation` must be a built-in activation name. "
-                                  f"Received activation={activation!r}")
-    if bias is not None:
-        bias = place.view("bias", bias)
-        geo.check_shape("bias", bias.shape, (channels * mult,))
+    from ._opcore import _activation, _bias_operand, _check_target
+
+    act, name = _activation(activation)
+    _check_target(place, act, name)
+    bias = _bias_operand(place, bias, channels * mult, dtype)
     _check_no_overlap(state, inputs, kernel, bias)
     shape3d = (batch, steps, channels) if channels_last else (batch, channels, steps)
     out_shape = (batch, steps, channels * mult) if channels_last else (batch, channels * mult, steps)
@@ -331,11 +328,6 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     return out.reshape(batch, channels * mult) if one_step else out
 
 
-def _fusable_name(act):
-    name = getattr(act, "name", None)
-    return name if act is not None and _activations.ALL.get(name) is act else None
-
-
 def _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last, act):
     from .cpu import update
 
@@ -343,8 +335,7 @@ def _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_sh
     out = np.empty(out_shape, dtype)
     if out.size:
         kernel_op = np.ascontiguousarray(kernel, dtype=dtype)
-        bias_op = np.zeros(out_shape[2 if channels_last else 1], dtype) if bias is None \
-            else np.ascontiguousarray(bias, dtype=dtype)
+        bias_op = np.zeros(out_shape[2 if channels_last else 1], dtype) if bias is None else bias
         if channels_last:
             update.update_last(x, state, kernel_op.reshape(kernel.shape[0], -1), bias_op, slots, dilation, out)
         else:
@@ -367,7 +358,7 @@ def _update_on_gpu(place, inputs, state, kernel, bias, slots, dilation, shape3d,
     if out.size:
         kernel_op = place.operand(kernel, dtype)
         n_out = out_shape[2 if channels_last else 1]
-        bias_op = arrays.device_zeros(n_out, dtype, place.stream) if bias is None else place.operand(bias, dtype)
+        bias_op = arrays.device_zeros(n_out, dtype, place.stream) if bias is None else bias
         run_update(x, state, kernel_op, bias_op, cuda.to_device(slots, stream=place.stream), dilation, out,
                    channels_last, place.stream)
         if name is not None:
@@ -457,26 +448,25 @@ def _packed_empty(p: _Packed, channels: int):
 
 def _packed_forward_pre(p: _Packed, bias):
     """The pre-activation outputs (zero at padding positions) of a packed call."""
+    from ._opcore import _bias_operand
+
     out_channels = p.kernel.shape[1] * p.kernel.shape[2]
     out = _packed_empty(p, out_channels)
+    bias = _bias_operand(p.place, bias, out_channels, p.dtype)
     if p.place.target == "cuda":
         from .cuda import arrays
         from .cuda import packed as gpu
 
-        bias = arrays.device_zeros(out_channels, p.dtype, p.place.stream) if bias is None else \
-            p.place.operand(_checked_bias(p.place.view("bias", bias), out_channels), p.dtype)
+        if bias is None:
+            bias = arrays.device_zeros(out_channels, p.dtype, p.place.stream)
         gpu.forward_packed(p.x, p.ids, p.kernel, bias, p.dilation, out, p.channels_last, p.place.stream)
         return out
     from .cpu import packed
 
     if out.size:
-        packed.forward_packed(p.x, p.ids, p.kernel, _packed_bias(bias, out_channels, p.dtype), p.dilation, out)
+        packed.forward_packed(p.x, p.ids, p.kernel, np.zeros(out_channels, p.dtype) if bias is None else bias,
+                              p.dilation, out)
     return out
-
-
-def _checked_bias(bias, out_channels):
-    geo.check_shape("bias", bias.shape, (out_channels,))
-    return bias
 
 
 def _check_packed_ids(ids) -> None:
@@ -506,15 +496,6 @@ def packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_fo
     if p.place.target == "cuda":
         return p.place.finish(out)
     return _to_layout(out, p.channels_last)
-
-
-def _packed_bias(bias, out_channels, dtype):
-    if bias is None:
-        return np.zeros(out_channels, dtype)
-    bias = np.asarray(bias)
-    geo.check_dtype("bias", bias.dtype, "cpu")
-    geo.check_shape("bias", bias.shape, (out_channels,))
-    return np.ascontiguousarray(bias, dtype=dtype)
 
 
 def _activate_packed(p: _Packed, out, activation, grad=None):

@@ -150,10 +150,9 @@ class Layer:
         """The activation's name when the CPU kernels apply it (a built-in activation), else None."""
         if self.device == "cuda" or self.activation is activations_module.linear:
             return None
-        from ..cpu.fused import fusable
+        from .._opcore import _activation
 
-        name = getattr(self.activation, "name", None)
-        return name if fusable(name) and activations_module.ALL.get(name) is self.activation else None
+        return _activation(self.activation)[1]
 
     # -- weights -------------------------------------------------------------------------------------
     def build(self, input_shape) -> None:
