@@ -329,6 +329,7 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
 
 
 def _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last, act):
+    from ._jit import launch
     from .cpu import update
 
     x = np.ascontiguousarray(inputs, dtype=dtype).reshape(shape3d)
@@ -337,9 +338,9 @@ def _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_sh
         kernel_op = np.ascontiguousarray(kernel, dtype=dtype)
         bias_op = np.zeros(out_shape[2 if channels_last else 1], dtype) if bias is None else bias
         if channels_last:
-            update.update_last(x, state, kernel_op.reshape(kernel.shape[0], -1), bias_op, slots, dilation, out)
+            launch(update.update_last, x, state, kernel_op.reshape(kernel.shape[0], -1), bias_op, slots, dilation, out)
         else:
-            update.update_first(x, state, kernel_op, bias_op, slots, dilation, out)
+            launch(update.update_first, x, state, kernel_op, bias_op, slots, dilation, out)
     if act is not None and act is not _activations.linear:
         out = np.asarray(act(out), dtype=dtype)
     return out
@@ -461,11 +462,12 @@ def _packed_forward_pre(p: _Packed, bias):
             bias = arrays.device_zeros(out_channels, p.dtype, p.place.stream)
         gpu.forward_packed(p.x, p.ids, p.kernel, bias, p.dilation, out, p.channels_last, p.place.stream)
         return out
+    from ._jit import launch
     from .cpu import packed
 
     if out.size:
-        packed.forward_packed(p.x, p.ids, p.kernel, np.zeros(out_channels, p.dtype) if bias is None else bias,
-                              p.dilation, out)
+        launch(packed.forward_packed, p.x, p.ids, p.kernel,
+               np.zeros(out_channels, p.dtype) if bias is None else bias, p.dilation, out)
     return out
 
 
@@ -550,10 +552,11 @@ def packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding
         if not p.place.to_host:
             grad_kernel, grad_bias = (cuda.to_device(a, stream=p.place.stream) for a in (grad_kernel, grad_bias))
         return DepthwiseGrads(p.place.finish(grad_in), grad_kernel, grad_bias)
+    from ._jit import launch
     from .cpu import packed
 
     part_kernel, part_bias = np.empty(part_shape[0], p.dtype), np.empty(part_shape[1], p.dtype)
     if grad_in.size:
-        packed.input_grad_packed(grad, p.ids, p.kernel, p.dilation, grad_in)
-        packed.kernel_grad_packed(grad, p.x, p.ids, p.dilation, part_kernel, part_bias)
+        launch(packed.input_grad_packed, grad, p.ids, p.kernel, p.dilation, grad_in)
+        launch(packed.kernel_grad_packed, grad, p.x, p.ids, p.dilation, part_kernel, part_bias)
     return DepthwiseGrads(_to_layout(grad_in, p.channels_last), part_kernel.sum(axis=0), part_bias.sum(axis=0))

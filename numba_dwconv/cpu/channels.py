@@ -13,17 +13,16 @@ extra code per multiplier.  The price is one extra pass over ``m`` times the inp
 
 from __future__ import annotations
 
-import numba
-
 from .. import _memory
-from .._jit import launch, parallel_kernel
+from .._jit import launch, parallel_kernel, task_share
 
 
 @parallel_kernel
-def _repeat_channels(x, mult, out):
+def _repeat_channels(part, parts, x, mult, out):
     """``out[r, c*mult + j] = x[r, c]`` for every row ``r`` of ``x`` (R, C) and ``out`` (R, C*mult)."""
     rows, channels = x.shape
-    for r in numba.prange(rows):
+    tasks_lo, tasks_hi = task_share(rows, part, parts)
+    for r in range(tasks_lo, tasks_hi):
         for c in range(channels):
             value = x[r, c]
             for j in range(mult):
@@ -31,10 +30,11 @@ def _repeat_channels(x, mult, out):
 
 
 @parallel_kernel
-def _sum_channel_groups(x, mult, out):
+def _sum_channel_groups(part, parts, x, mult, out):
     """``out[r, c] = x[r, c*mult] + ... + x[r, c*mult + mult-1]`` (in that order), ``x`` (R, C*mult), ``out`` (R, C)."""
     rows, channels = out.shape
-    for r in numba.prange(rows):
+    tasks_lo, tasks_hi = task_share(rows, part, parts)
+    for r in range(tasks_lo, tasks_hi):
         for c in range(channels):
             total = x[r, c * mult]
             for j in range(1, mult):

@@ -6,9 +6,7 @@ the length, so the innermost loop runs over positions with the tap weights broad
 
 from __future__ import annotations
 
-import numba
-
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import parallel_kernel, serial_kernel, task_share
 from .conv1d_last import tap_range as _tap_range
 from .fused import apply_activation
 
@@ -288,7 +286,7 @@ def _kernel_grad_taps(out_weights, x_row, grad_row, stride, first_offset, offset
 
 
 @parallel_kernel
-def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out, act, grad):
+def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile, out, act, grad):
     """``out = act(conv(x, kernel) + bias)``; one task per (batch, channel) row, in tiles of ``tile`` positions.
 
     ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each tile).
@@ -296,7 +294,8 @@ def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out, act, g
     batch, channels, _ = x.shape
     mult = kernel.shape[2]
     out_length = out.shape[2]
-    for task in numba.prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         x_row = x[b, c]
@@ -309,12 +308,13 @@ def forward_first(x, kernel, bias, stride, dilation, pad_left, tile, out, act, g
 
 
 @parallel_kernel
-def input_grad_first(grad_out, kernel, stride, dilation, pad_left, tile, grad_in):
+def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, tile, grad_in):
     """``grad_in`` = the transposed convolution of ``grad_out``; one task per (batch, channel) row."""
     batch, channels, length = grad_in.shape
     ksize, _, mult = kernel.shape
     out_length = grad_out.shape[2]
-    for task in numba.prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         acc = grad_in[b, c]
@@ -337,12 +337,13 @@ def input_grad_first(grad_out, kernel, stride, dilation, pad_left, tile, grad_in
 
 
 @parallel_kernel
-def kernel_grad_first(grad_out, x, stride, dilation, pad_left, part_kernel, part_bias):
+def kernel_grad_first(part, parts, grad_out, x, stride, dilation, pad_left, part_kernel, part_bias):
     """Kernel and bias gradient partials of each batch entry (``part_kernel[b]``, ``part_bias[b]``)."""
     batch, channels, _ = x.shape
     out_length = grad_out.shape[2]
     mult = part_kernel.shape[3]
-    for task in numba.prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         x_row = x[b, c]

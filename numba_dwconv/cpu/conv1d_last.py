@@ -11,9 +11,7 @@ the host runs them on channel-repeated inputs (:mod:`numba_dwconv.cpu.channels`)
 
 from __future__ import annotations
 
-import numba
-
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import parallel_kernel, serial_kernel, task_share
 from .fused import apply_activation
 
 
@@ -186,7 +184,7 @@ def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
 
 
 @parallel_kernel
-def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad):
+def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad):
     """``out = act(conv(x, kernel2d) + bias)``; one task per ``rows_per_task`` output rows of one batch entry.
 
     ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
@@ -196,7 +194,8 @@ def forward_last(x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, o
     out_length = out.shape[1]
     tiles = -(-out_length // rows_per_task)
     blockable = stride == 1 and dilation == 1
-    for task in numba.prange(batch * tiles):
+    tasks_lo, tasks_hi = task_share(batch * tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // tiles
         t = (task - b * tiles) * rows_per_task
         t_stop = min(t + rows_per_task, out_length)
@@ -264,14 +263,15 @@ def _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left):
 
 
 @parallel_kernel
-def input_grad_last(grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in):
+def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in):
     """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros)."""
     batch, length, channels = grad_in.shape
     ksize = kernel2d.shape[0]
     out_length = grad_out.shape[1]
     tiles = -(-length // rows_per_task)
     blockable = stride == 1 and dilation == 1
-    for task in numba.prange(batch * tiles):
+    tasks_lo, tasks_hi = task_share(batch * tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // tiles
         r = (task - b * tiles) * rows_per_task
         r_stop = min(r + rows_per_task, length)
@@ -333,14 +333,16 @@ def _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, t_lo, t_hi, pad_le
 
 
 @parallel_kernel
-def kernel_grad_last(grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel, part_bias):
+def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel,
+                     part_bias):
     """Kernel and bias gradient partials, one row of ``part_kernel``/``part_bias`` per part of the output rows."""
     batch, out_length, out_channels = grad_out.shape
     length = x.shape[1]
     ksize = part_kernel.shape[1]
     parts_per_batch = part_kernel.shape[0] // batch if batch > 0 else 1
     blockable = stride == 1 and dilation == 1
-    for part in numba.prange(part_kernel.shape[0]):
+    tasks_lo, tasks_hi = task_share(part_kernel.shape[0], part, parts)
+    for part in range(tasks_lo, tasks_hi):
         b = part // parts_per_batch
         t_lo = (part % parts_per_batch) * rows_per_part
         t_hi = min(t_lo + rows_per_part, out_length)

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _memory
-from .._jit import launch, static_count
+from .._jit import launch, scratch, static_count
 from .channels import repeat_channels, single_multiplier, sum_channel_groups
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
@@ -67,10 +67,14 @@ class _Phases(NamedTuple):
     taps: tuple | int  # KH*KW as a static_count: a compile-time trip count for small kernels
 
 
+def _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw):
+    """``(rows, pitch)`` of each of the ``sh * sw`` phase planes of :func:`_phases`."""
+    return ((out_h - 1) * sh + (kh - 1) * dh + sh) // sh, ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
+
+
 def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw, static):
     """Phase planes covering every tap of every output, and the taps' offsets into them."""
-    rows = ((out_h - 1) * sh + (kh - 1) * dh + sh) // sh
-    pitch = ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
+    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
     offsets = np.array([(((i * dh) % sh) * sw + (k * dw) % sw) * rows * pitch + (i * dh) // sh * pitch + (k * dw) // sw
                         for i in range(kh) for k in range(kw)], dtype=np.int64)
     return _Phases(rows, pitch, offsets, static_count(kh * kw, static))
@@ -83,6 +87,22 @@ def _first_args(problem):
                      w.dilation, _static_first(problem))
     return ((phases.offsets, problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length,
              w.out_length, h.stride, w.stride, h.pad_left, w.pad_left, phases.rows, phases.pitch), phases.taps)
+
+
+def _phase_scratch(problem):
+    """Per-part buffers for one input plane's phase planes (the geometry of :func:`_first_args`)."""
+    h, w = problem.height, problem.width
+    rows, pitch = _phase_shape(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride,
+                               h.dilation, w.dilation)
+    return scratch(h.stride * w.stride * rows * pitch, problem.dtype)
+
+
+def _pitched_scratch(problem):
+    """Per-part buffers for one output-gradient plane at the phase planes' pitch."""
+    h, w = problem.height, problem.width
+    _, pitch = _phase_shape(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride,
+                            h.dilation, w.dilation)
+    return scratch(h.out_length * pitch, problem.dtype)
 
 
 def _last_dims(problem):
@@ -135,7 +155,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     else:
         args, taps = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
-               w.dilation, taps, *_height_width_taps(problem), act, grad)
+               w.dilation, taps, *_height_width_taps(problem), act, grad, _phase_scratch(problem))
     return out
 
 
@@ -181,17 +201,19 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
         flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
         launch(_input_grad_unit_first, grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets,
                problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length, top,
-               left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps, *_height_width_taps(problem))
+               left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps, *_height_width_taps(problem),
+               scratch(phases.rows * phases.pitch, problem.dtype))
     elif h.stride <= 2 and w.stride == 2 and finite:
         classes = _tap_classes(h, w, _static_first(problem))
         launch(_input_grad_stride2_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                classes.offsets, classes.weight_index, classes.starts, problem.batch, problem.channels,
                problem.multiplier, h.length, w.length, h.out_length, w.out_length, h.stride, h.pad_left, w.pad_left,
-               classes.pad_h, classes.pad_w, classes.rows, classes.pitch, *classes.taps)
+               classes.pad_h, classes.pad_w, classes.rows, classes.pitch, *classes.taps,
+               scratch(classes.rows * classes.pitch, problem.dtype))
     else:
         args, taps = _first_args(problem)
         launch(_input_grad_strided_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,
-               not finite, taps)
+               not finite, taps, _phase_scratch(problem), _pitched_scratch(problem))
 
 
 class _TapClasses(NamedTuple):
@@ -254,7 +276,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         if problem.batch:
             args, taps = _first_args(problem)
             launch(_kernel_grad_first, grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
-                   bias_partials.reshape(-1), *args, taps)
+                   bias_partials.reshape(-1), *args, taps, _phase_scratch(problem), _pitched_scratch(problem))
     return _summed_partials(problem, kernel_partials, bias_partials)
 
 
@@ -286,5 +308,6 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
     launch(_backward_same_unit_first, grad_outputs.reshape(-1), inputs.reshape(-1), flipped, grad_in.reshape(-1),
            kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch, problem.channels,
            problem.multiplier, h.length, w.length, h.pad_left, w.pad_left, phases.rows, phases.pitch, h.dilation,
-           w.dilation, phases.taps, *_height_width_taps(problem))
+           w.dilation, phases.taps, *_height_width_taps(problem), scratch(phases.rows * phases.pitch, dtype),
+           scratch(phases.rows * phases.pitch, dtype))
     return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))

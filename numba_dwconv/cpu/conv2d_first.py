@@ -37,10 +37,9 @@ one-pass backward of 'same' are in :mod:`numba_dwconv.cpu.conv2d_first_grads`.
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange, uint64
+from numba import uint64
 
-from .._jit import by_count, parallel_kernel, serial_kernel, trip_count
+from .._jit import by_count, parallel_kernel, serial_kernel, task_share, trip_count
 from .fused import apply_activation
 
 
@@ -236,8 +235,8 @@ def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, widt
 
 
 @parallel_kernel
-def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh, sw, top,
-                   left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, act, grad):
+def _forward_first(part, parts, x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh,
+                   sw, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, act, grad, scratch):
     """One task per input plane ``(b, c)``: its phase planes, then every output row of its ``m`` output planes.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each output plane).
@@ -248,10 +247,11 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
     """
     n_out = channels * mult
     unit = sh == 1 and sw == 1
-    for task in prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
-        buf = np.empty(sh * sw * rows * pitch, x.dtype)
+        buf = scratch[part]
         _scatter_phases(buf, x, uint64(task) * uint64(height * width), height, width, rows, pitch, sh, sw, top, left)
         for j in range(mult):
             o = c * mult + j
@@ -268,8 +268,8 @@ def _forward_first(x, kernel, bias, out, offsets, batch, channels, mult, height,
 
 
 @parallel_kernel
-def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mult, height, width, out_h, out_w, top,
-                           left, rows, pitch, dh, dw, taps_t, kh_t, kw_t):
+def _input_grad_unit_first(part, parts, grad, flipped, grad_in, offsets, batch, channels, mult, height, width, out_h,
+                           out_w, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, scratch):
     """Unit strides: ``grad_in`` is the correlation of the padded output gradient with the reversed taps.
 
     ``flipped`` holds the taps reversed along both axes (all finite: the host
@@ -278,11 +278,12 @@ def _input_grad_unit_first(grad, flipped, grad_in, offsets, batch, channels, mul
     One task per input plane; its ``m`` output-gradient planes are added in order.
     """
     n_out = channels * mult
-    for task in prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         d0 = uint64(task) * uint64(height * width)
-        buf = np.empty(rows * pitch, grad.dtype)
+        buf = scratch[part]
         for j in range(mult):
             o = c * mult + j
             _scatter_phases(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1, 1,
@@ -329,8 +330,9 @@ def _row_pair_sums(gbuf, offsets, weight_index, start_even, start_odd, kernel, o
 
 
 @parallel_kernel
-def _input_grad_stride2_first(grad, kernel, grad_in, offsets, weight_index, starts, batch, channels, mult, height,
-                              width, out_h, out_w, sh, top, left, pad_h, pad_w, rows, pitch, t00, t01, t10, t11):
+def _input_grad_stride2_first(part, parts, grad, kernel, grad_in, offsets, weight_index, starts, batch, channels, mult,
+                              height, width, out_h, out_w, sh, top, left, pad_h, pad_w, rows, pitch, t00, t01, t10,
+                              t11, scratch):
     """Column stride 2 (row stride 1 or 2): each input gradient value gathers its own taps, none is added twice.
 
     Input value ``(h, w)`` with ``hp = h + top = r*sh + ph`` and
@@ -346,11 +348,12 @@ def _input_grad_stride2_first(grad, kernel, grad_in, offsets, weight_index, star
     n_out = channels * mult
     q_even = uint64(left // 2)  # phase column of input column 0 and of column 1
     q_odd = uint64((left + 1) // 2)
-    for task in prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         d0 = uint64(task) * uint64(height * width)
-        gbuf = np.empty(rows * pitch, grad.dtype)
+        gbuf = scratch[part]
         for j in range(mult):
             o = c * mult + j
             _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1,
@@ -378,8 +381,8 @@ def _pitched_copy(grad, g0, out_h, out_w, pitched, pitch):
 
 
 @parallel_kernel
-def _input_grad_strided_first(grad, kernel, grad_in, offsets, batch, channels, mult, height, width, out_h, out_w, sh,
-                              sw, top, left, rows, pitch, exact, taps_t):
+def _input_grad_strided_first(part, parts, grad, kernel, grad_in, offsets, batch, channels, mult, height, width, out_h,
+                              out_w, sh, sw, top, left, rows, pitch, exact, taps_t, scratch, scratch_pitched):
     """Any strides: each tap adds the output gradient times its weight into its window of the phase planes.
 
     The pitched output gradient's extra columns are zero; they add zeros for
@@ -387,13 +390,15 @@ def _input_grad_strided_first(grad, kernel, grad_in, offsets, batch, channels, m
     row over the real columns only, as in the reference.
     """
     n_out = channels * mult
-    plane = rows * pitch
     n = uint64((out_h - 1) * pitch + out_w)
-    for task in prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
-        buf = np.zeros(sh * sw * plane, grad.dtype)
-        pitched = np.zeros(out_h * pitch, grad.dtype)
+        buf = scratch[part]
+        buf[:] = 0
+        pitched = scratch_pitched[part]
+        pitched[:] = 0
         for j in range(mult):
             o = c * mult + j
             _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)

@@ -10,10 +10,9 @@ planes and the correlation they share with the forward and the input gradient ar
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange, uint64
+from numba import uint64
 
-from .._jit import parallel_kernel, serial_kernel, trip_count
+from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
 from .conv2d_first import _correlate_plane, _pitched_copy, _scatter_phases
 
 
@@ -98,22 +97,24 @@ def _plane_grads(buf, finite, grad, g0, offsets, pitch, out_h, out_w, kernel_par
 
 
 @parallel_kernel
-def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, channels, mult, height, width, out_h,
-                       out_w, sh, sw, top, left, rows, pitch, taps_t):
+def _kernel_grad_first(part, parts, grad, x, kernel_partials, bias_partials, offsets, batch, channels, mult, height,
+                       width, out_h, out_w, sh, sw, top, left, rows, pitch, taps_t, scratch, scratch_pitched):
     """Per plane, each tap's gradient is one flat dot of its phase window and the pitched output gradient.
 
     ``kernel_partials`` is flat (B * KH*KW * C*m), ``bias_partials`` (B * C*m).
     """
     n_out = channels * mult
     n_taps = trip_count(taps_t)
-    for task in prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         x0 = uint64(task) * uint64(height * width)
-        buf = np.empty(sh * sw * rows * pitch, x.dtype)
+        buf = scratch[part]
         _scatter_phases(buf, x, x0, height, width, rows, pitch, sh, sw, top, left)
         finite = _plane_is_finite(x, x0, height * width)
-        pitched = np.zeros(out_h * pitch, x.dtype)
+        pitched = scratch_pitched[part]
+        pitched[:] = 0
         for j in range(mult):
             o = c * mult + j
             _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
@@ -122,8 +123,9 @@ def _kernel_grad_first(grad, x, kernel_partials, bias_partials, offsets, batch, 
 
 
 @parallel_kernel
-def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_partials, offsets, batch, channels,
-                              mult, height, width, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t):
+def _backward_same_unit_first(part, parts, grad, x, flipped, grad_in, kernel_partials, bias_partials, offsets, batch,
+                              channels, mult, height, width, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t,
+                              scratch, scratch_g):
     """All gradients in one pass over the planes, for unit strides and outputs the size of the inputs ('same').
 
     The input planes' phase buffer and the output gradient's padded buffer then
@@ -138,14 +140,15 @@ def _backward_same_unit_first(grad, x, flipped, grad_in, kernel_partials, bias_p
     kh_pad = (rows - height) - top  # the output gradient's padding: (KH-1)*dh - top, and the same for the width
     kw_pad = (pitch - width) - left
     g_first = uint64(kh_pad * pitch + kw_pad)
-    for task in prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         x0 = uint64(task) * uint64(height * width)
-        xbuf = np.empty(rows * pitch, x.dtype)
+        xbuf = scratch[part]
         _scatter_phases(xbuf, x, x0, height, width, rows, pitch, 1, 1, top, left)
         finite = _plane_is_finite(x, x0, height * width)
-        gbuf = np.empty(rows * pitch, x.dtype)
+        gbuf = scratch_g[part]
         for j in range(mult):
             o = c * mult + j
             _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch, 1,

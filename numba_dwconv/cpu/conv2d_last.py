@@ -35,9 +35,9 @@ Three numba details make the block pass fast, and the code depends on them:
 
 from __future__ import annotations
 
-from numba import prange, uint64
+from numba import uint64
 
-from .._jit import is_static, parallel_kernel, serial_kernel, trip_count
+from .._jit import is_static, parallel_kernel, serial_kernel, task_share, trip_count
 from .fused import apply_activation
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
@@ -234,8 +234,8 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
 
 
 @parallel_kernel
-def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw, dh, dw, top,
-                  left, kw_t, act, grad):
+def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw, dh,
+                  dw, top, left, kw_t, act, grad):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -247,7 +247,8 @@ def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, ou
     kw = trip_count(kw_t)
     row_size = uint64(width * channels)
     lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
-    for task in prange(batch * out_h):
+    tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // out_h
         oh = task - b * out_h
         d_row = uint64(task) * uint64(out_w * n_out)
@@ -264,8 +265,8 @@ def _forward_last(x, taps, bias, out, batch, height, width, channels, mult_t, ou
 
 
 @parallel_kernel
-def _input_grad_gather_last(grad, flipped, grad_in, batch, height, width, channels, out_h, out_w, kh, sh, dh, dw, top,
-                            left, kw_t):
+def _input_grad_gather_last(part, parts, grad, flipped, grad_in, batch, height, width, channels, out_h, out_w, kh, sh,
+                            dh, dw, top, left, kw_t):
     """Unit width stride, m == 1: one task per input row; each tap row adds a pass of the flipped taps over a grad row.
 
     ``flipped`` holds the taps reversed along the width, so ``grad_in[iw] += sum_k
@@ -276,7 +277,8 @@ def _input_grad_gather_last(grad, flipped, grad_in, batch, height, width, channe
     row_size = uint64(width * channels)
     flipped_left = (kw - 1) * dw - left
     lo, hi = _block_columns(kw_t, 1, dw, flipped_left, out_w, width, 1)
-    for task in prange(batch * height):
+    tasks_lo, tasks_hi = task_share(batch * height, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // height
         ih = task - b * height
         d_row = uint64(task) * row_size
@@ -291,14 +293,15 @@ def _input_grad_gather_last(grad, flipped, grad_in, batch, height, width, channe
 
 
 @parallel_kernel
-def _input_grad_scatter_last(grad, taps, grad_in, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw,
-                             dh, dw, top, left, kw_t):
+def _input_grad_scatter_last(part, parts, grad, taps, grad_in, batch, height, width, channels, mult_t, out_h, out_w, kh,
+                             sh, sw, dh, dw, top, left, kw_t):
     """Any stride and multiplier: one task per input row, each output column's gradient scattered into it."""
     mult = trip_count(mult_t)
     kw = trip_count(kw_t)
     n_out = channels * mult
     row_size = uint64(width * channels)
-    for task in prange(batch * height):
+    tasks_lo, tasks_hi = task_share(batch * height, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // height
         ih = task - b * height
         d_row = uint64(task) * row_size
@@ -338,8 +341,8 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
 
 
 @parallel_kernel
-def _kernel_grad_partials_last(grad, x, kernel_partials, bias_partials, batch, height, width, channels, mult_t, out_h,
-                               out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t):
+def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels,
+                               mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t):
     """One partial per task (a batch entry and a chunk of output rows), accumulated in a fixed order.
 
     ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).
@@ -350,7 +353,8 @@ def _kernel_grad_partials_last(grad, x, kernel_partials, bias_partials, batch, h
     chunks = (out_h + rows_per_task - 1) // rows_per_task
     part_size = uint64(kh * kw * n_out)
     lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
-    for task in prange(batch * chunks):
+    tasks_lo, tasks_hi = task_share(batch * chunks, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // chunks
         oh0 = (task - b * chunks) * rows_per_task
         a_task = uint64(task) * part_size

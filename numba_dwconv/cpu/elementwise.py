@@ -10,24 +10,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from .._jit import parallel_kernel
+from .._jit import launch, parallel_kernel, task_share
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @parallel_kernel
-def _gelu_flat(x, out):
-    for i in prange(x.size):
+def _gelu_flat(part, parts, x, out):
+    tasks_lo, tasks_hi = task_share(x.size, part, parts)
+    for i in range(tasks_lo, tasks_hi):
         v = x[i]
         out[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
 
 
 @parallel_kernel
-def _gelu_derivative_flat(x, out):
-    for i in prange(x.size):
+def _gelu_derivative_flat(part, parts, x, out):
+    tasks_lo, tasks_hi = task_share(x.size, part, parts)
+    for i in range(tasks_lo, tasks_hi):
         v = x[i]
         out[i] = 0.5 * (1.0 + math.erf(v * _INV_SQRT2)) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
 
@@ -39,7 +40,7 @@ def _apply(kernel, x):
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     if x.size:
-        kernel(x.reshape(-1), out.reshape(-1))
+        launch(kernel, x.reshape(-1), out.reshape(-1))
     return out
 
 

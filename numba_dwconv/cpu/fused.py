@@ -10,8 +10,9 @@ act)``:
   recomputed instead of stored);
 * ``activation(None, dtype)``: nothing happens.
 
-``act`` is ``(function, code)``: a compiled C function (one per dtype and mode, holding every
-activation, chosen by ``code`` at run time) called through a pointer once per block.  So a kernel
+``act`` is ``(address, code)``: the address of a compiled C function (one per activation, dtype and
+mode; ``code`` is passed to it) called through a pointer once per block.  Integers, not numba's
+first-class function objects, whose unboxing costs ~100 us per kernel call.  So a kernel
 compiles once whatever the activation, and the activations compile once, into the on-disk cache.
 ``grad`` is only read in derivative mode (callers pass the output array itself otherwise).
 
@@ -23,17 +24,13 @@ infinities, NaNs and denormals as ``np.exp``; float64 uses the C library's funct
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, cfunc, prange, types
+from numba import carray, cfunc, types
 from numba.extending import intrinsic, overload
 
-from .._jit import launch, parallel_kernel, scalar_kernel, serial_kernel
-
-# The kernels call the activations through a function pointer, a numba feature it still calls experimental.
-warnings.filterwarnings("ignore", message="First-class function type feature is experimental")
+from .._jit import launch, parallel_kernel, scalar_kernel, serial_kernel, task_share
 
 NAMES = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid", "tanh",
          "silu", "hard_silu", "softplus", "softsign", "mish", "exponential")
@@ -374,16 +371,22 @@ def _block_function(name, dtype, derivative: bool):
 def activation(name, dtype, derivative: bool = False) -> tuple:
     """The ``act`` argument of a forward kernel: activation ``name`` (None: none) in ``dtype``."""
     name = "linear" if name is None else ALIASES.get(name, name)
-    return (_block_function(name, dtype, derivative), 0)
+    return (_block_function(name, dtype, derivative).address, 0)
 
 
 @intrinsic
-def _data_pointer(typingctx, array):
-    """The address of an array's first element, typed as a pointer to its dtype."""
-    sig = types.CPointer(array.dtype)(array)
+def _call_block_function(typingctx, address, block, grad, code):
+    """Call the C function at ``address`` on the blocks' first elements, their size and ``code``."""
+    sig = types.void(address, block, grad, code)
 
     def codegen(context, builder, signature, args):
-        return context.make_array(signature.args[0])(context, builder, args[0]).data
+        address, block, grad, code = args
+        block = context.make_array(signature.args[1])(context, builder, block)
+        grad = context.make_array(signature.args[2])(context, builder, grad)
+        size = block.nitems
+        function_type = ir.FunctionType(ir.VoidType(), [block.data.type, grad.data.type, size.type, code.type])
+        builder.call(builder.inttoptr(address, function_type.as_pointer()), [block.data, grad.data, size, code])
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -391,13 +394,14 @@ def _data_pointer(typingctx, array):
 @serial_kernel
 def apply_activation(block, grad, act):
     """Inside a kernel: ``block = f(block)`` or ``block = grad * f'(block)`` (C-contiguous blocks; see the module)."""
-    function, code = act
-    function(_data_pointer(block), _data_pointer(grad), block.size, code)
+    address, code = act
+    _call_block_function(address, block, grad, code)
 
 
 @parallel_kernel
-def _apply_in_blocks(flat, grad, act, block):
-    for task in prange(-(-flat.shape[0] // block)):
+def _apply_in_blocks(part, parts, flat, grad, act, block):
+    tasks_lo, tasks_hi = task_share(-(-flat.shape[0] // block), part, parts)
+    for task in range(tasks_lo, tasks_hi):
         lo = task * block
         hi = min(lo + block, flat.shape[0])
         apply_activation(flat[lo:hi], grad[lo:hi], act)

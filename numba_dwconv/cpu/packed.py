@@ -9,20 +9,19 @@ copies.  Kernel-gradient partials are one per batch row, summed by the host in a
 
 from __future__ import annotations
 
-import numba
-
-from .._jit import parallel_kernel
+from .._jit import parallel_kernel, task_share
 
 _ROWS_PER_TASK = 64
 
 
 @parallel_kernel
-def forward_packed(x, ids, kernel, bias, dilation, out):
+def forward_packed(part, parts, x, ids, kernel, bias, dilation, out):
     """``x`` (B, L, C), ``ids`` (B, L), ``kernel`` (K, C, m), ``bias`` (C*m,), ``out`` (B, L, C*m)."""
     batch, length, channels = x.shape
     ksize, _, mult = kernel.shape
     tiles = -(-length // _ROWS_PER_TASK)
-    for task in numba.prange(batch * tiles):
+    tasks_lo, tasks_hi = task_share(batch * tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // tiles
         t0 = (task - b * tiles) * _ROWS_PER_TASK
         for t in range(t0, min(t0 + _ROWS_PER_TASK, length)):
@@ -45,12 +44,13 @@ def forward_packed(x, ids, kernel, bias, dilation, out):
 
 
 @parallel_kernel
-def input_grad_packed(grad, ids, kernel, dilation, grad_in):
+def input_grad_packed(part, parts, grad, ids, kernel, dilation, grad_in):
     """``grad`` (B, L, C*m) at the outputs; ``grad_in`` (B, L, C): what each input passed to its sequence's outputs."""
     batch, length, channels = grad_in.shape
     ksize, _, mult = kernel.shape
     tiles = -(-length // _ROWS_PER_TASK)
-    for task in numba.prange(batch * tiles):
+    tasks_lo, tasks_hi = task_share(batch * tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // tiles
         s0 = (task - b * tiles) * _ROWS_PER_TASK
         for s in range(s0, min(s0 + _ROWS_PER_TASK, length)):
@@ -71,11 +71,12 @@ def input_grad_packed(grad, ids, kernel, dilation, grad_in):
 
 
 @parallel_kernel
-def kernel_grad_packed(grad, x, ids, dilation, part_kernel, part_bias):
+def kernel_grad_packed(part, parts, grad, x, ids, dilation, part_kernel, part_bias):
     """Per batch row ``b``: ``part_kernel[b]`` (K, C, m) and ``part_bias[b]`` (C*m,) of the packed convolution."""
     batch, length, channels = x.shape
     ksize, _, mult = part_kernel.shape[1:]
-    for b in numba.prange(batch):
+    tasks_lo, tasks_hi = task_share(batch, part, parts)
+    for b in range(tasks_lo, tasks_hi):
         acc_k = part_kernel[b]
         acc_b = part_bias[b]
         for i in range(ksize):

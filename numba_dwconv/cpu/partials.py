@@ -10,9 +10,9 @@ columns.
 
 from __future__ import annotations
 
-from numba import prange, uint64
+from numba import uint64
 
-from .._jit import parallel_kernel, serial_kernel
+from .._jit import parallel_kernel, serial_kernel, task_share
 
 # Columns summed by one task.
 SUM_CHUNK = 2048
@@ -35,11 +35,12 @@ def _sum_rows(partials, n_rows, out, lo, hi):
 
 
 @parallel_kernel
-def sum_partials(partials, n_rows, out):
+def sum_partials(part, parts, partials, n_rows, out):
     """``out = partials.reshape(n_rows, out.size).sum(axis=0)``, rows added in index order (flat 1D arrays).
 
     No rows (an empty batch) give zeros.
     """
     n_chunks = (out.size + SUM_CHUNK - 1) // SUM_CHUNK
-    for chunk in prange(n_chunks):
+    tasks_lo, tasks_hi = task_share(n_chunks, part, parts)
+    for chunk in range(tasks_lo, tasks_hi):
         _sum_rows(partials, n_rows, out, chunk * SUM_CHUNK, min((chunk + 1) * SUM_CHUNK, out.size))

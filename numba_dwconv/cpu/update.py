@@ -10,13 +10,11 @@ slot, so the parallel loop over rows never writes one slot twice.
 
 from __future__ import annotations
 
-import numba
-
-from .._jit import parallel_kernel
+from .._jit import parallel_kernel, task_share
 
 
 @parallel_kernel
-def update_last(x, state, kernel, bias, slots, dilation, out):
+def update_last(part, parts, x, state, kernel, bias, slots, dilation, out):
     """channels_last: ``x`` (B, T, C), ``state`` (S, P, C), ``kernel`` (K, C*m), ``out`` (B, T, C*m).
 
     ``kernel`` is the ``(K, C, m)`` kernel flattened.  Explicit loops: no temporaries, and the
@@ -26,7 +24,8 @@ def update_last(x, state, kernel, bias, slots, dilation, out):
     ksize, out_channels = kernel.shape
     mult = out_channels // channels
     positions = state.shape[1]
-    for b in numba.prange(batch):
+    tasks_lo, tasks_hi = task_share(batch, part, parts)
+    for b in range(tasks_lo, tasks_hi):
         s = slots[b]
         out_b = out[b]
         if s < 0:
@@ -61,12 +60,13 @@ def update_last(x, state, kernel, bias, slots, dilation, out):
 
 
 @parallel_kernel
-def update_first(x, state, kernel, bias, slots, dilation, out):
+def update_first(part, parts, x, state, kernel, bias, slots, dilation, out):
     """channels_first: ``x`` (B, C, T), ``state`` (S, C, P), ``kernel`` (K, C, m), ``out`` (B, C*m, T)."""
     batch, channels, steps = x.shape
     ksize, _, mult = kernel.shape
     positions = state.shape[2]
-    for task in numba.prange(batch * channels):
+    tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
+    for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         s = slots[b]
