@@ -53,9 +53,9 @@ def parallel_kernel(func):
 
     Array arguments are declared not to overlap (LLVM's ``noalias``, what numba gives its own
     ``prange`` bodies), so loops vectorise without run-time overlap checks and loads are not
-    repeated after every store: 1.5-4x on the 2D kernels, measured.  Callers may pass one array
-    twice only where the kernel reads it through one argument and nothing else writes it (the
-    ``grad`` argument of the fused activations, unread unless it is a separate array).
+    repeated after every store (measured without it: the 2D kernels 1.5-7x slower).  Callers may
+    pass one array twice only where the kernel reads it through one argument and nothing else
+    writes it (the ``grad`` argument of the fused activations, unread unless it is a separate array).
     """
     kernel = numba.njit(_nrt=False, **JIT_OPTIONS)(func)
     kernel._compiler._customize_flags = _no_alias_flags  # numba has no public option for it

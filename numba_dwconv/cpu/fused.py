@@ -8,7 +8,7 @@ act)``:
 * ``activation(name, dtype, derivative=True)``: the block becomes ``grad * f'(z)`` (what the backward
   pass of an activated convolution feeds to the gradient kernels, with the pre-activation
   recomputed instead of stored);
-* ``activation(None, dtype)``: nothing happens.
+* ``activation(None, dtype)``: nothing happens (``act`` is ``(0, 0)``: no function to call).
 
 ``act`` is ``(address, code)``: the address of a compiled C function (one per activation, dtype and
 mode; ``code`` is passed to it) called through a pointer once per block.  Integers, not numba's
@@ -327,18 +327,13 @@ _FORMULAS = {
 
 def _block_body(formula, derivative: bool):
     """The C function body applying ``formula`` to ``n`` values (times ``g`` in derivative mode)."""
-    if formula is None:  # linear
-        if derivative:
-            def copy_gradient(p, g, n, code):
-                a = carray(p, n)
-                d = carray(g, n)
-                for i in range(n):
-                    a[i] = d[i]
-            return copy_gradient
-
-        def unchanged(p, g, n, code):
-            pass
-        return unchanged
+    if formula is None:  # linear: only its derivative needs a function (activation() calls none for it)
+        def copy_gradient(p, g, n, code):
+            a = carray(p, n)
+            d = carray(g, n)
+            for i in range(n):
+                a[i] = d[i]
+        return copy_gradient
     if derivative:
         def times_slope(p, g, n, code):
             a = carray(p, n)
@@ -371,6 +366,8 @@ def _block_function(name, dtype, derivative: bool):
 def activation(name, dtype, derivative: bool = False) -> tuple:
     """The ``act`` argument of a forward kernel: activation ``name`` (None: none) in ``dtype``."""
     name = "linear" if name is None else ALIASES.get(name, name)
+    if name == "linear" and not derivative:
+        return (0, 0)  # nothing to call (and nothing to compile in this process)
     return (_block_function(name, dtype, derivative).address, 0)
 
 
@@ -395,7 +392,8 @@ def _call_block_function(typingctx, address, block, grad, code):
 def apply_activation(block, grad, act):
     """Inside a kernel: ``block = f(block)`` or ``block = grad * f'(block)`` (C-contiguous blocks; see the module)."""
     address, code = act
-    _call_block_function(address, block, grad, code)
+    if address != 0:
+        _call_block_function(address, block, grad, code)
 
 
 @parallel_kernel
