@@ -1,1 +1,1 @@
-"""Multi-threaded CPU kernels (numba ``@njit(parallel=True)``)."""
+"""Multi-threaded CPU kernels: numba ``nogil`` functions run in parts by :func:`numba_dwconv._jit.launch`."""

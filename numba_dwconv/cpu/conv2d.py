@@ -1,4 +1,4 @@
-"""``@njit(parallel=True)`` kernels for 2D depthwise convolution: forward, input gradient, kernel/bias gradient.
+"""Host functions of the multi-threaded 2D CPU kernels: forward, input gradient, kernel/bias gradient.
 
 Each layout has its own loop order, and every inner loop runs over the
 contiguous axis so that LLVM vectorises it:
