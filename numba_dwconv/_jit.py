@@ -14,10 +14,10 @@ compile on their first call.
 
 from __future__ import annotations
 
+import _thread
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -89,20 +89,59 @@ def scalar_kernel(func):
 
 
 # Below this many bytes of array arguments a kernel runs on the calling thread alone: handing a
-# part to another thread costs 25-40 us (measured: a thread pool round trip), and a 1D forward on
+# part to another thread costs 10-25 us (a lock hand-over both ways, measured), and a 1D forward on
 # 2 MiB of arrays gains nothing from a second core (111 us alone, 107 us on two).
 SERIAL_BYTES = 1 << 20
 
-_pool = None
-_pool_lock = threading.Lock()
+
+class _Worker:
+    """A daemon thread that runs one kernel part at a time, handed over through two locks.
+
+    Leaner than a ``concurrent.futures`` pool (no queue, no future objects): a round trip costs
+    about half as much, which is what a call of a few hundred microseconds notices.
+    """
+
+    def __init__(self):
+        self._start = _thread.allocate_lock()
+        self._start.acquire()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._job = None
+        self._error = None
+        threading.Thread(target=self._loop, name="numba_dwconv-worker", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            self._start.acquire()
+            kernel, args = self._job
+            self._job = None
+            try:
+                kernel(*args)
+            except BaseException as error:  # handed to the caller by join()
+                self._error = error
+            self._done.release()
+
+    def start(self, kernel, args) -> None:
+        self._job = (kernel, args)
+        self._start.release()
+
+    def join(self):
+        """Wait for the part; its error (or None)."""
+        self._done.acquire()
+        error, self._error = self._error, None
+        return error
 
 
-def _reset_pool_after_fork():
-    global _pool
-    _pool = None  # the parent's worker threads do not exist in a forked child
+_idle: list = []  # workers not running a part; callers on several threads take different ones
+_idle_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_reset_pool_after_fork)
+def _reset_workers_after_fork():
+    global _idle
+    _idle = []  # the parent's worker threads do not exist in a forked child
+
+
+os.register_at_fork(after_in_child=_reset_workers_after_fork)
 
 
 def thread_count() -> int:
@@ -115,22 +154,14 @@ def scratch(size: int, dtype) -> np.ndarray:
     return np.empty((thread_count(), max(int(size), 0)), dtype)
 
 
-def _executor():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="numba_dwconv")
-        return _pool
-
-
 def launch(kernel, *args, parts=None) -> None:
     """Run a :func:`parallel_kernel` from the host, in ``parts`` parts on as many threads.
 
     ``parts`` defaults to :func:`thread_count`, or 1 when the array arguments hold fewer than
     :data:`SERIAL_BYTES` (the calling thread does small work alone).  Part 0 runs on the calling
-    thread and the others on a shared pool (the kernels release the GIL); the call returns when
-    every part has finished, and raises the first part's error, if any.  Safe to call from several
-    Python threads at once.
+    thread and the others on idle worker threads (the kernels release the GIL); the call returns
+    when every part has finished, and raises the first error of a part, if any.  Safe to call from
+    several Python threads at once (each call has its own workers).
     """
     if parts is None:
         parts = thread_count()
@@ -139,12 +170,20 @@ def launch(kernel, *args, parts=None) -> None:
     if parts == 1:
         kernel(0, 1, *args)
         return
-    futures = [_executor().submit(kernel, part, parts, *args) for part in range(1, parts)]
+    with _idle_lock:
+        workers = [_idle.pop() for _ in range(min(parts - 1, len(_idle)))]
+    workers += [_Worker() for _ in range(parts - 1 - len(workers))]
+    for part, worker in enumerate(workers, start=1):
+        worker.start(kernel, (part, parts, *args))
     try:
         kernel(0, parts, *args)
     finally:
-        for future in futures:
-            future.result()
+        errors = [worker.join() for worker in workers]
+        with _idle_lock:
+            _idle.extend(workers)
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 @serial_kernel

@@ -1,0 +1,66 @@
+"""The CPU launcher: kernels in parts on worker threads (numba_dwconv._jit.launch)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import numba_dwconv as nd
+from numba_dwconv import _jit, reference
+
+
+def _record_parts(part, parts, seen, fail_on):
+    seen[part] = (parts, threading.get_ident())
+    if part == fail_on:
+        raise RuntimeError(f"part {part} failed")
+
+
+def test_every_part_runs_once_and_the_first_on_the_calling_thread():
+    seen = {}
+    _jit.launch(_record_parts, seen, -1, parts=3)
+    assert sorted(seen) == [0, 1, 2]
+    assert {parts for parts, _ in seen.values()} == {3}
+    assert seen[0][1] == threading.get_ident()
+    assert len({ident for _, ident in seen.values()}) == 3
+
+
+@pytest.mark.parametrize("fail_on", [0, 1])
+def test_an_error_in_any_part_is_raised_after_every_part_finished_and_the_workers_stay_usable(fail_on):
+    seen = {}
+    with pytest.raises(RuntimeError, match=f"part {fail_on} failed"):
+        _jit.launch(_record_parts, seen, fail_on, parts=2)
+    assert sorted(seen) == [0, 1]  # the other part ran to its end before launch returned
+    seen.clear()
+    _jit.launch(_record_parts, seen, -1, parts=2)
+    assert sorted(seen) == [0, 1]
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_a_kernel_gives_the_same_bits_in_any_number_of_parts(parts):
+    from numba_dwconv.cpu.conv1d_last import forward_last
+    from numba_dwconv.cpu.fused import activation
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 200, 24)).astype(np.float32)
+    kernel = rng.standard_normal((5, 24)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    act = activation(None, np.dtype(np.float32))
+    outs = []
+    for n in (1, parts):
+        out = np.empty_like(x)
+        _jit.launch(forward_last, x, kernel, bias, 1, 1, 2, 16, out, act, out, parts=n)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    expected = reference.conv1d_forward(x, kernel[:, :, None], bias, 1, "same", "channels_last", 1)
+    np.testing.assert_allclose(outs[1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_large_calls_use_the_workers_and_match_the_reference():
+    """Above SERIAL_BYTES the op runs in parts (on 2+ threads); results as the reference."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4096, 64)).astype(np.float32)  # 2 MiB: over the one-thread limit
+    assert x.nbytes > _jit.SERIAL_BYTES
+    kernel = rng.standard_normal((3, 64, 1)).astype(np.float32)
+    got = nd.depthwise_conv1d(x, kernel, None, 1, "same")
+    np.testing.assert_allclose(got, reference.conv1d_forward(x, kernel, None, 1, "same", "channels_last", 1),
+                               rtol=1e-5, atol=1e-5)
