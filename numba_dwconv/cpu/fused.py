@@ -114,7 +114,8 @@ def _one_impl(x):
 def _sigmoid(x):
     e = _exp(-abs(x))
     one = _one(x)  # in x's dtype: float32 stays float32
-    return one / (one + e) if x >= 0 else e / (one + e)
+    r = one / (one + e)  # one division for both branches (a vector division costs more than the rest)
+    return r if x >= 0 else e * r
 
 
 # Numerical Recipes' erfc (Chebyshev fit, relative error < 1.2e-7 for z >= 0), in float32.
