@@ -137,8 +137,9 @@ _idle_lock = threading.Lock()
 
 
 def _reset_workers_after_fork():
-    global _idle
+    global _idle, _idle_lock
     _idle = []  # the parent's worker threads do not exist in a forked child
+    _idle_lock = threading.Lock()  # (and another parent thread may have held the lock at the fork)
 
 
 os.register_at_fork(after_in_child=_reset_workers_after_fork)

@@ -1,6 +1,8 @@
 """The CPU launcher: kernels in parts on worker threads (numba_dwconv._jit.launch)."""
 
+import os
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -64,3 +66,22 @@ def test_large_calls_use_the_workers_and_match_the_reference():
     got = nd.depthwise_conv1d(x, kernel, None, 1, "same")
     np.testing.assert_allclose(got, reference.conv1d_forward(x, kernel, None, 1, "same", "channels_last", 1),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_kernels_in_parts():
+    """The parent's worker threads do not exist in a fork: the child makes its own."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8192, 64)).astype(np.float32)  # over SERIAL_BYTES: runs in parts
+    kernel = rng.standard_normal((3, 64, 1)).astype(np.float32)
+    expected = nd.depthwise_conv1d(x, kernel, None, 1, "same")  # the parent's workers exist now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork of a multi-threaded process
+        pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if the result is right
+        try:
+            os._exit(0 if np.array_equal(nd.depthwise_conv1d(x, kernel, None, 1, "same"), expected) else 3)
+        finally:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
