@@ -67,42 +67,32 @@ class _Phases(NamedTuple):
     taps: tuple | int  # KH*KW as a static_count: a compile-time trip count for small kernels
 
 
-def _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw):
-    """``(rows, pitch)`` of each of the ``sh * sw`` phase planes of :func:`_phases`."""
-    return ((out_h - 1) * sh + (kh - 1) * dh + sh) // sh, ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
-
-
 def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw, static):
     """Phase planes covering every tap of every output, and the taps' offsets into them."""
-    rows, pitch = _phase_shape(out_h, out_w, kh, kw, sh, sw, dh, dw)
+    rows = ((out_h - 1) * sh + (kh - 1) * dh + sh) // sh
+    pitch = ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
     offsets = np.array([(((i * dh) % sh) * sw + (k * dw) % sw) * rows * pitch + (i * dh) // sh * pitch + (k * dw) // sw
                         for i in range(kh) for k in range(kw)], dtype=np.int64)
     return _Phases(rows, pitch, offsets, static_count(kh * kw, static))
 
 
 def _first_args(problem):
-    """Geometry arguments of the channels_first forward pass and kernel gradient."""
+    """``(args, phases)``: the geometry arguments of the channels_first forward pass and kernel gradient."""
     h, w = problem.height, problem.width
     phases = _phases(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride, h.dilation,
                      w.dilation, _static_first(problem))
     return ((phases.offsets, problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length,
-             w.out_length, h.stride, w.stride, h.pad_left, w.pad_left, phases.rows, phases.pitch), phases.taps)
+             w.out_length, h.stride, w.stride, h.pad_left, w.pad_left, phases.rows, phases.pitch), phases)
 
 
-def _phase_scratch(problem):
-    """Per-part buffers for one input plane's phase planes (the geometry of :func:`_first_args`)."""
-    h, w = problem.height, problem.width
-    rows, pitch = _phase_shape(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride,
-                               h.dilation, w.dilation)
-    return scratch(h.stride * w.stride * rows * pitch, problem.dtype)
+def _phase_scratch(problem, phases):
+    """Per-part buffers for one input plane's ``sh * sw`` phase planes (``phases`` from :func:`_first_args`)."""
+    return scratch(problem.height.stride * problem.width.stride * phases.rows * phases.pitch, problem.dtype)
 
 
-def _pitched_scratch(problem):
+def _pitched_scratch(problem, phases):
     """Per-part buffers for one output-gradient plane at the phase planes' pitch."""
-    h, w = problem.height, problem.width
-    _, pitch = _phase_shape(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride,
-                            h.dilation, w.dilation)
-    return scratch(h.out_length * pitch, problem.dtype)
+    return scratch(problem.height.out_length * phases.pitch, problem.dtype)
 
 
 def _last_dims(problem):
@@ -153,9 +143,9 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
                _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
                w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad)
     else:
-        args, taps = _first_args(problem)
+        args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
-               w.dilation, taps, *_height_width_taps(problem), act, grad, _phase_scratch(problem))
+               w.dilation, phases.taps, *_height_width_taps(problem), act, grad, _phase_scratch(problem, phases))
     return out
 
 
@@ -211,9 +201,9 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
                classes.pad_h, classes.pad_w, classes.rows, classes.pitch, *classes.taps,
                scratch(classes.rows * classes.pitch, problem.dtype))
     else:
-        args, taps = _first_args(problem)
+        args, phases = _first_args(problem)
         launch(_input_grad_strided_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,
-               not finite, taps, _phase_scratch(problem), _pitched_scratch(problem))
+               not finite, phases.taps, _phase_scratch(problem, phases), _pitched_scratch(problem, phases))
 
 
 class _TapClasses(NamedTuple):
@@ -274,9 +264,10 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
         if problem.batch:
-            args, taps = _first_args(problem)
+            args, phases = _first_args(problem)
             launch(_kernel_grad_first, grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
-                   bias_partials.reshape(-1), *args, taps, _phase_scratch(problem), _pitched_scratch(problem))
+                   bias_partials.reshape(-1), *args, phases.taps, _phase_scratch(problem, phases),
+                   _pitched_scratch(problem, phases))
     return _summed_partials(problem, kernel_partials, bias_partials)
 
 
