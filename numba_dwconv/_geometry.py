@@ -75,26 +75,22 @@ def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
     Anything else (floats, bools, strings, wrong lengths, values <= 0) raises a
     ValueError that names the argument and the value received.
     """
-    message = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value!r}"
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(message)
-    if isinstance(value, (int, np.integer)):
-        values = (int(value),) * n
-    elif isinstance(value, (tuple, list)):
-        if len(value) != n:
-            raise ValueError(message)
-        values = []
-        for item in value:
-            if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
-                raise ValueError(message + f", including {item!r} that is not an integer")
-            values.append(int(item))
-        values = tuple(values)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        values = (int(value),) * n  # the common case first: no message formatted, no set built
+    elif isinstance(value, (tuple, list)) and len(value) == n and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value):
+        values = tuple(int(v) for v in value)
     else:
-        raise ValueError(message)
+        values = None
+    if values is not None and min(values, default=1) > 0:
+        return values
+    message = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value!r}"
+    if values is None:
+        bad = [v for v in value if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))] \
+            if isinstance(value, (tuple, list)) and len(value) == n else []
+        raise ValueError(message + (f", including {bad[0]!r} that is not an integer" if bad else ""))
     bad = {v for v in values if v <= 0}
-    if bad:
-        raise ValueError(message + f", including values {bad} that do not satisfy `value > 0`")
-    return values
+    raise ValueError(message + f", including values {bad} that do not satisfy `value > 0`")
 
 
 def normalize_padding(padding, allowed: tuple[str, ...] = PADDINGS_1D) -> str:

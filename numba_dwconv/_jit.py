@@ -166,9 +166,11 @@ def launch(kernel, *args, parts=None) -> None:
     several Python threads at once (each call has its own workers).
     """
     if parts is None:
-        parts = thread_count()
-        if parts > 1 and sum(a.nbytes for a in args if isinstance(a, np.ndarray)) < SERIAL_BYTES:
-            parts = 1
+        nbytes = 0
+        for a in args:
+            if isinstance(a, np.ndarray):
+                nbytes += a.nbytes
+        parts = 1 if nbytes < SERIAL_BYTES else thread_count()
     if parts == 1:
         kernel(0, 1, *args)
         return

@@ -170,6 +170,9 @@ class Placement:
         return result
 
 
+_ON_CPU = Placement("cpu", False, 0)  # shared: a placement is never modified
+
+
 @functools.lru_cache(maxsize=None)
 def _backend(target: str, module: str):
     """``numba_dwconv.<target>.<module>``, imported on first use (importlib's lookup costs ~20 us a call)."""
@@ -191,6 +194,9 @@ def place(device, data, others=(), stream=None) -> Placement:
     stream : numba.cuda stream, optional
         For GPU calls; ``None`` means the default stream.
     """
+    if stream is None and (device == "auto" or device == "cpu") and all(
+            a is None or type(a) is np.ndarray for group in (data, others) for a in group):
+        return _ON_CPU  # the common case, decided without the checks below (a small call notices them)
     device = geo.normalize_device(device)
     on_gpu = [is_cuda_array(a) for a in data if a is not None]
     any_gpu = any(on_gpu) or any(is_cuda_array(a) for a in others if a is not None)
