@@ -22,6 +22,7 @@ import numpy as np
 from . import _geometry as geo
 from . import activations as _activations
 from . import dispatch
+from ._opcore import _activation, _bias_operand, _check_target
 
 
 class StatefulGrads(NamedTuple):
@@ -311,8 +312,6 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
     tail = (positions, channels) if channels_last else (channels, positions)
     state = _writable_state(state, dtype, tail, place.target)
     slots = _slots(state_indices, batch, state.shape[0])
-    from ._opcore import _activation, _bias_operand, _check_target
-
     act, name = _activation(activation)
     _check_target(place, act, name)
     bias = _bias_operand(place, bias, channels * mult, dtype)
@@ -323,24 +322,19 @@ def depthwise_conv1d_update(inputs, state, kernel, bias=None, dilation_rate=1, d
         out = _update_on_gpu(place, inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype,
                              channels_last, name)
     else:
-        out = _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last,
-                             act)
+        out = _update_on_cpu(place, inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype,
+                             channels_last, act)
     return out.reshape(batch, channels * mult) if one_step else out
 
 
-def _update_on_cpu(inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last, act):
-    from ._jit import launch
-    from .cpu import update
-
+def _update_on_cpu(place, inputs, state, kernel, bias, slots, dilation, shape3d, out_shape, dtype, channels_last,
+                   act):
     x = np.ascontiguousarray(inputs, dtype=dtype).reshape(shape3d)
     out = np.empty(out_shape, dtype)
     if out.size:
         kernel_op = np.ascontiguousarray(kernel, dtype=dtype)
         bias_op = np.zeros(out_shape[2 if channels_last else 1], dtype) if bias is None else bias
-        if channels_last:
-            launch(update.update_last, x, state, kernel_op.reshape(kernel.shape[0], -1), bias_op, slots, dilation, out)
-        else:
-            launch(update.update_first, x, state, kernel_op, bias_op, slots, dilation, out)
+        place.backend("update").run_update(x, state, kernel_op, bias_op, slots, dilation, out, channels_last)
     if act is not None and act is not _activations.linear:
         out = np.asarray(act(out), dtype=dtype)
     return out
@@ -385,7 +379,9 @@ def _span(array):
 def _check_no_overlap(state, *others) -> None:
     """ValueError if ``state`` (updated in place) shares memory with another operand."""
     if isinstance(state, np.ndarray):  # NumPy's bounds check (C, fast)
-        overlap = any(isinstance(o, np.ndarray) and np.may_share_memory(state, o) for o in others)
+        overlap = False
+        for other in others:
+            overlap |= isinstance(other, np.ndarray) and np.may_share_memory(state, other)
     else:
         s = _span(state)
         overlap = False

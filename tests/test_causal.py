@@ -108,11 +108,12 @@ def test_a_state_needs_causal_unstrided_padding():
 
 
 # ---------------------------------------------------------------------------- decode step
+@pytest.mark.parametrize("ksize,dilation,mult", [(4, 2, 2), (7, 1, 1), (2, 3, 1)])  # taps in groups of 4, 2 and 1
 @pytest.mark.parametrize("layout,dtype", [("channels_last", np.float32), ("channels_last", np.float64),
                                           ("channels_first", np.float64)])
-def test_update_steps_with_slots_and_padding_rows_equal_the_reference(layout, dtype):
+def test_update_steps_with_slots_and_padding_rows_equal_the_reference(layout, dtype, ksize, dilation, mult):
     rng = np.random.default_rng(3)
-    ksize, dilation, mult, channels, slots = 4, 2, 2, 5, 6
+    channels, slots = 5, 6
     positions = (ksize - 1) * dilation
     kernel = rng.standard_normal((ksize, channels, mult)).astype(dtype)
     bias = rng.standard_normal(channels * mult).astype(dtype)
