@@ -1,0 +1,193 @@
+"""The depthwise convolutions as PyTorch custom operators (``torch.library``), with fake kernels and autograd.
+
+Four functional operators, ``numba_dwconv::dwconv{1,2}d`` and their ``_backward``: fresh outputs,
+nothing mutated.  Tensors reach the numba kernels without a copy: CPU tensors as NumPy views, CUDA
+tensors through the CUDA array interface, run on PyTorch's current stream of their device.
+
+Layout: an input whose memory is channels last (``(N, L, C)`` transposed to ``(N, C, L)``, or
+``torch.channels_last`` in 2D) runs the channels_last kernels on that memory and its results keep
+that memory format; any other input runs the channels_first kernels (made contiguous first if
+needed).  The fake kernels give the same shapes and strides, so ``torch.compile`` traces through.
+
+Arguments reach the operators already normalised by :mod:`numba_dwconv.torch.functional`: strides
+and dilations as lists, ``padding`` one of ``"valid"``, ``"same"``, ``"causal"`` (Keras geometry:
+see SEMANTICS.md), ``activation`` a name of :mod:`numba_dwconv.activations` or None.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import ops
+
+_FORMAT = {True: "channels_last", False: "channels_first"}
+
+
+# ---------------------------------------------------------------------------- layouts and views
+def channels_last_memory(x: Tensor) -> bool:
+    """Whether ``x`` (N, C, *spatial) is stored channels last (and not also plainly contiguous)."""
+    if x.is_contiguous():
+        return False
+    return _to_channels_last(x).is_contiguous()
+
+
+def _to_channels_last(x: Tensor) -> Tensor:
+    """The (N, *spatial, C) view of an (N, C, *spatial) tensor."""
+    return x.movedim(1, -1)
+
+
+def _from_channels_last(y: Tensor) -> Tensor:
+    """The (N, C, *spatial) view of an (N, *spatial, C) tensor."""
+    return y.movedim(-1, 1)
+
+
+def _array(t: Tensor):
+    """``t`` (detached, contiguous) as an array the ops accept, without a copy: NumPy on the CPU, the tensor on CUDA."""
+    t = t.detach()
+    return t.numpy() if t.device.type == "cpu" else t
+
+
+def _tensor(array, like: Tensor) -> Tensor:
+    """An op result as a tensor on ``like``'s device, without a copy."""
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(array)
+    return torch.as_tensor(array, device=like.device)
+
+
+def _device_kwargs(x: Tensor) -> dict:
+    """``device``/``stream`` arguments of the ops: PyTorch's current stream of ``x``'s GPU."""
+    if x.device.type == "cpu":
+        return {"device": "cpu"}
+    if x.device.type != "cuda":
+        raise ValueError(f"numba_dwconv runs on CPU and CUDA tensors. Received a tensor on {x.device}")
+    from numba import cuda
+
+    with cuda.gpus[x.device.index or 0]:
+        stream = cuda.external_stream(torch.cuda.current_stream(x.device).cuda_stream)
+    return {"device": "cuda", "stream": stream}
+
+
+def keras_kernel(weight: Tensor, channels: int) -> Tensor:
+    """A ``(C*m, 1, *K)`` PyTorch weight as the ``(*K, C, m)`` Keras kernel (a view)."""
+    spatial = weight.shape[2:]
+    mult = weight.shape[0] // channels
+    k = weight.reshape(channels, mult, *spatial)
+    return k.permute(*range(2, 2 + len(spatial)), 0, 1)
+
+
+def torch_weight_grad(grad_kernel: Tensor) -> Tensor:
+    """A ``(*K, C, m)`` kernel gradient as a contiguous ``(C*m, 1, *K)`` weight gradient."""
+    rank = grad_kernel.dim() - 2
+    g = grad_kernel.permute(rank, rank + 1, *range(rank))
+    return g.reshape(g.shape[0] * g.shape[1], 1, *g.shape[2:]).contiguous()
+
+
+def _out_shape(x: Tensor, weight: Tensor, stride, padding: str, dilation) -> list:
+    """``(N, C*m, *out)`` of the convolution (Keras geometry; the ops validate the arguments themselves)."""
+    out = []
+    for length, size, s, d in zip(x.shape[2:], weight.shape[2:], stride, dilation):
+        extent = (size - 1) * d + 1
+        out.append((length - extent) // s + 1 if padding == "valid" else -(-length // s))
+    return [x.shape[0], weight.shape[0], *out]
+
+
+def _empty_like_layout(shape, channels_last: bool, like: Tensor) -> Tensor:
+    """An empty tensor of ``shape`` (N, C, *spatial) stored channels last or contiguous."""
+    if channels_last:
+        return _from_channels_last(like.new_empty([shape[0], *shape[2:], shape[1]]))
+    return like.new_empty(shape)
+
+
+def _forward_impl(rank: int, x, weight, bias, stride, padding, dilation, activation):
+    func = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
+    cl = channels_last_memory(x)
+    data = _to_channels_last(x) if cl else x.contiguous()
+    kernel = keras_kernel(weight.detach(), x.shape[1]).contiguous()
+    out = func(_array(data), _array(kernel), None if bias is None else _array(bias.contiguous()), list(stride),
+               padding, _FORMAT[cl], list(dilation), activation=activation, **_device_kwargs(x))
+    y = _tensor(out, x)
+    return _from_channels_last(y) if cl else y
+
+
+def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, dilation, activation):
+    func = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
+    cl = channels_last_memory(x)
+    data = _to_channels_last(x) if cl else x.contiguous()
+    grad_data = _to_channels_last(grad).contiguous() if cl else grad.contiguous()
+    kernel = keras_kernel(weight.detach(), x.shape[1]).contiguous()
+    kw = _device_kwargs(x)
+    if activation is not None:
+        kw.update(activation=activation, bias=None if bias is None else _array(bias.contiguous()))
+    gx, gk, gb = func(_array(grad_data), _array(data), _array(kernel), list(stride), padding, _FORMAT[cl],
+                      list(dilation), **kw)
+    grad_x = _tensor(gx, x)
+    grad_x = _from_channels_last(grad_x) if cl else grad_x
+    return grad_x, torch_weight_grad(_tensor(gk, x)), _tensor(gb, x)
+
+
+# ---------------------------------------------------------------------------- the operators
+@torch.library.custom_op("numba_dwconv::dwconv1d", mutates_args=())
+def dwconv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: str,
+                dilation: list[int], activation: Optional[str]) -> Tensor:
+    """1D depthwise convolution of ``x`` (N, C, L) with ``weight`` (C*m, 1, K)."""
+    return _forward_impl(1, x, weight, bias, stride, padding, dilation, activation)
+
+
+@torch.library.custom_op("numba_dwconv::dwconv2d", mutates_args=())
+def dwconv2d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: str,
+                dilation: list[int], activation: Optional[str]) -> Tensor:
+    """2D depthwise convolution of ``x`` (N, C, H, W) with ``weight`` (C*m, 1, KH, KW)."""
+    return _forward_impl(2, x, weight, bias, stride, padding, dilation, activation)
+
+
+@torch.library.custom_op("numba_dwconv::dwconv1d_backward", mutates_args=())
+def dwconv1d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
+                         padding: str, dilation: list[int], activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`dwconv1d_op` with respect to ``x``, ``weight`` and the bias."""
+    return _backward_impl(1, grad, x, weight, bias, stride, padding, dilation, activation)
+
+
+@torch.library.custom_op("numba_dwconv::dwconv2d_backward", mutates_args=())
+def dwconv2d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
+                         padding: str, dilation: list[int], activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`dwconv2d_op` with respect to ``x``, ``weight`` and the bias."""
+    return _backward_impl(2, grad, x, weight, bias, stride, padding, dilation, activation)
+
+
+def _fake_forward(x, weight, bias, stride, padding, dilation, activation):
+    shape = _out_shape(x, weight, stride, padding, dilation)
+    return _empty_like_layout(shape, channels_last_memory(x), x)
+
+
+def _fake_backward(grad, x, weight, bias, stride, padding, dilation, activation):
+    grad_x = _empty_like_layout(list(x.shape), channels_last_memory(x), x)
+    return grad_x, weight.new_empty(weight.shape), weight.new_empty(weight.shape[0])
+
+
+for _op in (dwconv1d_op, dwconv2d_op):
+    _op.register_fake(_fake_forward)
+for _op in (dwconv1d_backward_op, dwconv2d_backward_op):
+    _op.register_fake(_fake_backward)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, stride, padding, dilation, activation = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.args = (stride, padding, dilation, activation)
+
+
+def _autograd(backward_op):
+    def backward(ctx, grad):
+        x, weight, bias = ctx.saved_tensors
+        grad_x, grad_w, grad_b = backward_op(grad, x, weight, bias, *ctx.args)
+        return grad_x, grad_w, (grad_b if bias is not None else None), None, None, None, None
+
+    return backward
+
+
+dwconv1d_op.register_autograd(_autograd(dwconv1d_backward_op), setup_context=_setup_context)
+dwconv2d_op.register_autograd(_autograd(dwconv2d_backward_op), setup_context=_setup_context)
