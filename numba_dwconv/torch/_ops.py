@@ -107,8 +107,8 @@ def _forward_impl(rank: int, x, weight, bias, stride, padding, dilation, activat
     cl = channels_last_memory(x)
     data = _to_channels_last(x) if cl else x.contiguous()
     kernel = keras_kernel(weight.detach(), x.shape[1]).contiguous()
-    out = func(_array(data), _array(kernel), None if bias is None else _array(bias.contiguous()), list(stride),
-               padding, _FORMAT[cl], list(dilation), activation=activation, **_device_kwargs(x))
+    out = func(_array(data), _array(kernel), None if bias is None else _array(bias.contiguous()), tuple(stride),
+               padding, _FORMAT[cl], tuple(dilation), activation=activation, **_device_kwargs(x))
     y = _tensor(out, x)
     return _from_channels_last(y) if cl else y
 
@@ -122,8 +122,8 @@ def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, dilation, 
     kw = _device_kwargs(x)
     if activation is not None:
         kw.update(activation=activation, bias=None if bias is None else _array(bias.contiguous()))
-    gx, gk, gb = func(_array(grad_data), _array(data), _array(kernel), list(stride), padding, _FORMAT[cl],
-                      list(dilation), **kw)
+    gx, gk, gb = func(_array(grad_data), _array(data), _array(kernel), tuple(stride), padding, _FORMAT[cl],
+                      tuple(dilation), **kw)  # tuples: the ops remember validated geometry for hashable arguments
     grad_x = _tensor(gx, x)
     grad_x = _from_channels_last(grad_x) if cl else grad_x
     return grad_x, torch_weight_grad(_tensor(gk, x)), _tensor(gb, x)

@@ -1,0 +1,106 @@
+"""Bench rows of the PyTorch bridge (CPU): our modules against PyTorch's own depthwise convolutions.
+
+Ratios are PyTorch time / ours, both measured in the same run (best of ``repeat``); > 1: we are faster.
+Run ``python -m numba_dwconv.bench.torch_bridge`` for the table (PyTorch must be installed).
+"""
+
+from __future__ import annotations
+
+from .conv1d import PUBLIC_SHAPES
+from .conv2d import PUBLIC_SHAPES_2D
+from .timing import best_time
+
+
+def _pair(torch, ours, theirs, x, repeat):
+    """(torch forward / ours, torch forward+backward / ours) through autograd."""
+    def step(module):
+        module.zero_grad(set_to_none=True)
+        module(x).sum().backward()
+
+    with torch.no_grad():
+        fwd = best_time(lambda: theirs(x), repeat) / best_time(lambda: ours(x), repeat)
+    return fwd, best_time(lambda: step(theirs), repeat) / best_time(lambda: step(ours), repeat)
+
+
+def module_rows(repeat: int = 5, shapes=PUBLIC_SHAPES, shapes_2d=PUBLIC_SHAPES_2D) -> list:
+    """``DepthwiseConv1d`` vs ``nn.Conv1d(groups=C)`` (N, C, L); ``DepthwiseConv2d`` vs channels_last ``nn.Conv2d``."""
+    import torch
+
+    from ..torch import DepthwiseConv1d, DepthwiseConv2d
+
+    rows = []
+    for s in shapes:
+        theirs = torch.nn.Conv1d(s.channels, s.channels * s.multiplier, s.kernel_size, groups=s.channels,
+                                 padding=(s.kernel_size - 1) // 2 if s.kernel_size % 2 else 0)
+        ours = DepthwiseConv1d.from_conv(theirs)
+        x = torch.randn(s.batch, s.channels, s.length)
+        fwd, both = _pair(torch, ours, theirs, x, repeat)
+        rows.append({"shape": f"1D {s.label()} (N, C, L)", "forward": fwd, "forward_backward": both})
+    for s in shapes_2d:
+        theirs = torch.nn.Conv2d(s.channels, s.channels, s.kernel_size, stride=s.stride, groups=s.channels,
+                                 padding=s.kernel_size // 2).to(memory_format=torch.channels_last)
+        ours = DepthwiseConv2d.from_conv(theirs)
+        x = torch.randn(s.batch, s.channels, s.height, s.width).to(memory_format=torch.channels_last)
+        fwd, both = _pair(torch, ours, theirs, x, repeat)
+        rows.append({"shape": f"2D {s.label()} channels_last", "forward": fwd, "forward_backward": both})
+    return rows
+
+
+def training_step_row(repeat: int = 3, batch: int = 8, length: int = 4096, channels: int = 256) -> dict:
+    """A train step of four blocks (depthwise K=7, pointwise Linear, GELU): PyTorch time / time after ``convert``."""
+    import copy
+
+    import torch
+
+    from ..torch import convert
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw = torch.nn.Conv1d(channels, channels, 7, padding=3, groups=channels)
+            self.pw = torch.nn.Linear(channels, channels)
+
+        def forward(self, x):  # x (N, C, L) stored channels last: the Linear works on (N, L, C)
+            return torch.nn.functional.gelu(self.pw(self.dw(x).transpose(1, 2))).transpose(1, 2)
+
+    model = torch.nn.Sequential(*[Block() for _ in range(4)])
+    converted = convert(copy.deepcopy(model))
+    x = torch.randn(batch, length, channels).transpose(1, 2)
+
+    def step(m, opt):
+        opt.zero_grad(set_to_none=True)
+        m(x).square().mean().backward()
+        opt.step()
+
+    opts = [torch.optim.SGD(m.parameters(), lr=1e-3) for m in (model, converted)]
+    theirs = best_time(lambda: step(model, opts[0]), repeat)
+    ours = best_time(lambda: step(converted, opts[1]), repeat)
+    return {"shape": f"4 blocks N{batch} L{length} C{channels} K7", "speedup": theirs / ours}
+
+
+def overhead_row(repeat: int = 2000) -> dict:
+    """Per-call time of the custom op on a tiny input (N1 C64 L256), forward, no autograd."""
+    import torch
+
+    from ..torch import dwconv1d
+
+    x = torch.randn(1, 64, 256)
+    w = torch.randn(64, 1, 3)
+    with torch.no_grad():
+        ours = best_time(lambda: dwconv1d(x, w, padding=1), repeat)
+        theirs = best_time(lambda: torch.nn.functional.conv1d(x, w, padding=1, groups=64), repeat)
+    return {"ours_us": ours * 1e6, "torch_us": theirs * 1e6}
+
+
+def main() -> None:
+    """Print the bridge's table."""
+    for r in module_rows():
+        print(f"{r['shape']:48} forward {r['forward']:6.2f}x  forward+backward {r['forward_backward']:6.2f}x")
+    t = training_step_row()
+    print(f"train step {t['shape']:37} {t['speedup']:6.2f}x after convert(model)")
+    o = overhead_row()
+    print(f"tiny call N1 C64 L256: ours {o['ours_us']:.1f} us, F.conv1d {o['torch_us']:.1f} us")
+
+
+if __name__ == "__main__":
+    main()
