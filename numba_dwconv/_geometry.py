@@ -93,6 +93,44 @@ def normalize_tuple(value, n: int, name: str) -> tuple[int, ...]:
     raise ValueError(message + f", including values {bad} that do not satisfy `value > 0`")
 
 
+class ExplicitPadding(tuple):
+    """Zeros added before and after each spatial axis, ``((before, after), ...)``: PyTorch's padding.
+
+    Not a Keras padding: the public ops take strings; the PyTorch bridge builds these (and a
+    caller who wants explicit amounts may too).  The geometry is what padding the input with that
+    many zeros and convolving ``valid`` gives, without the copy.
+    """
+
+    def __new__(cls, pairs):
+        pairs = tuple((int(before), int(after)) for before, after in pairs)
+        if any(v < 0 for pair in pairs for v in pair):
+            raise ValueError(f"Explicit padding amounts must be >= 0. Received padding={pairs!r}")
+        return super().__new__(cls, pairs)
+
+    def __repr__(self):
+        return f"ExplicitPadding({tuple(self)!r})"
+
+
+def explicit_axis_geometry(length: int, kernel_size: int, stride: int, dilation: int, before: int,
+                           after: int) -> AxisGeometry:
+    """Geometry of an axis padded with ``before`` and ``after`` zeros (``out_length`` may be <= 0)."""
+    extent = (kernel_size - 1) * dilation + 1
+    padded = length + before + after
+    out_length = (padded - extent) // stride + 1 if padded >= extent else 0
+    return AxisGeometry(length, kernel_size, stride, dilation, before, after, out_length)
+
+
+def _axes_geometry(lengths, kernel_sizes, strides, dilations, padding) -> list[AxisGeometry]:
+    """The geometry of each spatial axis for a Keras padding string or an :class:`ExplicitPadding`."""
+    if isinstance(padding, ExplicitPadding):
+        if len(padding) != len(lengths):
+            raise ValueError(f"Explicit padding needs one (before, after) pair per spatial axis ({len(lengths)}). "
+                             f"Received padding={padding!r}")
+        return [explicit_axis_geometry(*args, *pair)
+                for args, pair in zip(zip(lengths, kernel_sizes, strides, dilations), padding)]
+    return [axis_geometry(*args, padding) for args in zip(lengths, kernel_sizes, strides, dilations)]
+
+
 def normalize_padding(padding, allowed: tuple[str, ...] = PADDINGS_1D) -> str:
     """Return the lower-cased padding string, or raise ValueError."""
     if not isinstance(padding, str) or padding.lower() not in allowed:
@@ -351,7 +389,8 @@ def conv1d_problem(
     Conv1DProblem
     """
     data_format = normalize_data_format(data_format)
-    padding = normalize_padding(padding, PADDINGS_1D)
+    if not isinstance(padding, ExplicitPadding):
+        padding = normalize_padding(padding, PADDINGS_1D)
     (stride,) = normalize_tuple(strides, 1, "strides")
     (dilation,) = normalize_tuple(dilation_rate, 1, "dilation_rate")
     channels_last = data_format == "channels_last"
@@ -362,7 +401,7 @@ def conv1d_problem(
     else:
         batch, channels, length = (int(v) for v in input_shape)
     (kernel_size,), multiplier = _kernel_dims(kernel_shape, "kernel_size", channels, input_name, kernel_name)
-    axis = axis_geometry(length, kernel_size, stride, dilation, padding)
+    (axis,) = _axes_geometry((length,), (kernel_size,), (stride,), (dilation,), padding)
     check_output_size([axis], input_shape, kernel_shape, (stride,), (dilation,), padding)
     return Conv1DProblem(batch, channels, multiplier, axis, channels_last, np.dtype(dtype))
 
@@ -427,7 +466,8 @@ def conv2d_problem(input_shape, kernel_shape, strides, padding, data_format, dil
             "The `padding` argument 'causal' is only supported by 1D convolutions; 2D convolutions take 'valid' "
             f"or 'same'. Received padding={padding!r}"
         )
-    padding = normalize_padding(padding, PADDINGS_2D)
+    if not isinstance(padding, ExplicitPadding):
+        padding = normalize_padding(padding, PADDINGS_2D)
     stride_h, stride_w = normalize_tuple(strides, 2, "strides")
     dilation_h, dilation_w = normalize_tuple(dilation_rate, 2, "dilation_rate")
     channels_last = data_format == "channels_last"
@@ -439,8 +479,8 @@ def conv2d_problem(input_shape, kernel_shape, strides, padding, data_format, dil
         batch, channels, height, width = (int(v) for v in input_shape)
     (kernel_h, kernel_w), multiplier = _kernel_dims(kernel_shape, "kernel_height, kernel_width", channels,
                                                     input_name, kernel_name)
-    axes = [axis_geometry(height, kernel_h, stride_h, dilation_h, padding),
-            axis_geometry(width, kernel_w, stride_w, dilation_w, padding)]
+    axes = _axes_geometry((height, width), (kernel_h, kernel_w), (stride_h, stride_w), (dilation_h, dilation_w),
+                          padding)
     check_output_size(axes, input_shape, kernel_shape, (stride_h, stride_w), (dilation_h, dilation_w), padding)
     return Conv2DProblem(batch, channels, multiplier, axes[0], axes[1], channels_last, np.dtype(dtype))
 
@@ -463,6 +503,7 @@ __all__ = [
     "AxisGeometry",
     "Conv1DProblem",
     "Conv2DProblem",
+    "ExplicitPadding",
     "as_positive_int",
     "axis_geometry",
     "check_channels",

@@ -49,8 +49,8 @@ _MAX_PROBLEMS = 512
 
 def _typed_key(value):
     """A hashable key that tells ``1``, ``1.0`` and ``True`` apart (they hash alike but validate differently)."""
-    if isinstance(value, tuple):
-        return (tuple, tuple(_typed_key(v) for v in value))
+    if isinstance(value, tuple):  # the type too: an ExplicitPadding is valid where the plain tuple is not
+        return (type(value), tuple(_typed_key(v) for v in value))
     return (type(value), value)
 
 
