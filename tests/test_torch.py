@@ -36,7 +36,9 @@ CASES_1D = [  # stride, padding, dilation, multiplier, bias, activation
     (1, "same", 2, 1, True, "gelu"),
     (1, "valid", 1, 3, True, None),
     (1, "causal", 2, 1, False, "relu"),
-    (3, 4, 2, 2, True, None),  # explicit padding that is not Keras' 'same': padded explicitly
+    (3, 4, 2, 2, True, None),  # explicit padding that is not Keras' 'same'
+    (2, 1, 1, 1, False, None),  # MobileNet's stride 2, padding 1
+    (1, 9, 1, 1, True, "tanh"),  # more padding than the kernel reaches: outputs of bias alone at both ends
 ]
 
 
@@ -70,6 +72,8 @@ CASES_2D = [
     ((2, 1), 0, (1, 2), 2, False, "silu"),
     ((1, 1), "same", (2, 1), 1, True, None),
     ((2, 2), (1, 2), (1, 1), 1, True, "tanh"),
+    ((2, 2), 1, (1, 1), 1, False, None),  # MobileNet's stride 2, padding 1
+    ((1, 3), (4, 0), (1, 1), 2, True, None),
 ]
 
 
@@ -103,17 +107,19 @@ def test_every_operator_passes_opcheck(channels_last):
     w2 = torch.randn(4, 1, 3, 3, generator=gen, requires_grad=True)
     b = torch.randn(8, generator=gen, requires_grad=True)
     ops = torch.ops.numba_dwconv
-    y1 = ops.dwconv1d(x1, w1, b, [1], "same", [1], "silu")
-    y2 = ops.dwconv2d(x2, w2, None, [2, 1], "valid", [1, 1], None)
+    y1 = ops.dwconv1d(x1, w1, b, [1], "same", [], [1], "silu")
+    y2 = ops.dwconv2d(x2, w2, None, [2, 1], "explicit", [1, 1, 0, 2], [1, 1], None)
     checks = [
-        (ops.dwconv1d.default, (x1.requires_grad_(), w1, b, [1], "same", [1], "silu")),
-        (ops.dwconv1d.default, (x1, w1, None, [2], "causal", [2], None)),
-        (ops.dwconv2d.default, (x2.requires_grad_(), w2, None, [2, 1], "valid", [1, 1], None)),
+        (ops.dwconv1d.default, (x1.requires_grad_(), w1, b, [1], "same", [], [1], "silu")),
+        (ops.dwconv1d.default, (x1, w1, None, [2], "causal", [], [2], None)),
+        (ops.dwconv1d.default, (x1, w1, b, [2], "explicit", [3, 3], [1], "gelu")),
+        (ops.dwconv2d.default, (x2.requires_grad_(), w2, None, [2, 1], "explicit", [1, 1, 0, 2], [1, 1], None)),
+        (ops.dwconv2d.default, (x2, w2, None, [1, 1], "valid", [], [1, 2], "tanh")),
         # the gradient operators have no gradient of their own (no double backward): checked without autograd
-        (ops.dwconv1d_backward.default, (torch.randn_like(y1), x1.detach(), w1.detach(), b.detach(), [1], "same", [1],
-                                         "silu")),
-        (ops.dwconv2d_backward.default, (torch.randn_like(y2), x2.detach(), w2.detach(), None, [2, 1], "valid",
-                                         [1, 1], None)),
+        (ops.dwconv1d_backward.default, (torch.randn_like(y1), x1.detach(), w1.detach(), b.detach(), [1], "same", [],
+                                         [1], "silu")),
+        (ops.dwconv2d_backward.default, (torch.randn_like(y2), x2.detach(), w2.detach(), None, [2, 1], "explicit",
+                                         [1, 1, 0, 2], [1, 1], None)),
     ]
     for op, args in checks:
         torch.library.opcheck(op, args)

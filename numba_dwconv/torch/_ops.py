@@ -11,7 +11,8 @@ needed).  The fake kernels give the same shapes and strides, so ``torch.compile`
 
 Arguments reach the operators already normalised by :mod:`numba_dwconv.torch.functional`: strides
 and dilations as lists, ``padding`` one of ``"valid"``, ``"same"``, ``"causal"`` (Keras geometry:
-see SEMANTICS.md), ``activation`` a name of :mod:`numba_dwconv.activations` or None.
+see SEMANTICS.md) or ``"explicit"`` with ``pads`` (``before, after`` zeros per spatial axis, what
+PyTorch's integer padding adds), ``activation`` a name of :mod:`numba_dwconv.activations` or None.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _geometry as geo
 from .. import ops
 
 _FORMAT = {True: "channels_last", False: "channels_first"}
@@ -86,12 +88,21 @@ def torch_weight_grad(grad_kernel: Tensor) -> Tensor:
     return g.reshape(g.shape[0] * g.shape[1], 1, *g.shape[2:]).contiguous()
 
 
-def _out_shape(x: Tensor, weight: Tensor, stride, padding: str, dilation) -> list:
-    """``(N, C*m, *out)`` of the convolution (Keras geometry; the ops validate the arguments themselves)."""
+def _keras_padding(padding: str, pads):
+    """The ops' ``padding`` argument: the Keras string, or the explicit amounts."""
+    if padding != "explicit":
+        return padding
+    return geo.ExplicitPadding(zip(pads[0::2], pads[1::2]))
+
+
+def _out_shape(x: Tensor, weight: Tensor, stride, padding: str, pads, dilation) -> list:
+    """``(N, C*m, *out)`` of the convolution (the ops validate the arguments themselves)."""
     out = []
-    for length, size, s, d in zip(x.shape[2:], weight.shape[2:], stride, dilation):
+    for axis, (length, size, s, d) in enumerate(zip(x.shape[2:], weight.shape[2:], stride, dilation)):
         extent = (size - 1) * d + 1
-        out.append((length - extent) // s + 1 if padding == "valid" else -(-length // s))
+        if padding == "explicit":
+            length = length + pads[2 * axis] + pads[2 * axis + 1]
+        out.append((length - extent) // s + 1 if padding in ("valid", "explicit") else -(-length // s))
     return [x.shape[0], weight.shape[0], *out]
 
 
@@ -102,18 +113,19 @@ def _empty_like_layout(shape, channels_last: bool, like: Tensor) -> Tensor:
     return like.new_empty(shape)
 
 
-def _forward_impl(rank: int, x, weight, bias, stride, padding, dilation, activation):
+def _forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, activation):
     func = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
     cl = channels_last_memory(x)
     data = _to_channels_last(x) if cl else x.contiguous()
     kernel = keras_kernel(weight.detach(), x.shape[1]).contiguous()
     out = func(_array(data), _array(kernel), None if bias is None else _array(bias.contiguous()), tuple(stride),
-               padding, _FORMAT[cl], tuple(dilation), activation=activation, **_device_kwargs(x))
+               _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation), activation=activation,
+               **_device_kwargs(x))
     y = _tensor(out, x)
     return _from_channels_last(y) if cl else y
 
 
-def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, dilation, activation):
+def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, pads, dilation, activation):
     func = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
     cl = channels_last_memory(x)
     data = _to_channels_last(x) if cl else x.contiguous()
@@ -122,8 +134,8 @@ def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, dilation, 
     kw = _device_kwargs(x)
     if activation is not None:
         kw.update(activation=activation, bias=None if bias is None else _array(bias.contiguous()))
-    gx, gk, gb = func(_array(grad_data), _array(data), _array(kernel), tuple(stride), padding, _FORMAT[cl],
-                      tuple(dilation), **kw)  # tuples: the ops remember validated geometry for hashable arguments
+    gx, gk, gb = func(_array(grad_data), _array(data), _array(kernel), tuple(stride), _keras_padding(padding, pads),
+                      _FORMAT[cl], tuple(dilation), **kw)  # tuples: the ops reuse validated geometry (hashable)
     grad_x = _tensor(gx, x)
     grad_x = _from_channels_last(grad_x) if cl else grad_x
     return grad_x, torch_weight_grad(_tensor(gk, x)), _tensor(gb, x)
@@ -132,38 +144,40 @@ def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, dilation, 
 # ---------------------------------------------------------------------------- the operators
 @torch.library.custom_op("numba_dwconv::dwconv1d", mutates_args=())
 def dwconv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: str,
-                dilation: list[int], activation: Optional[str]) -> Tensor:
+                pads: list[int], dilation: list[int], activation: Optional[str]) -> Tensor:
     """1D depthwise convolution of ``x`` (N, C, L) with ``weight`` (C*m, 1, K)."""
-    return _forward_impl(1, x, weight, bias, stride, padding, dilation, activation)
+    return _forward_impl(1, x, weight, bias, stride, padding, pads, dilation, activation)
 
 
 @torch.library.custom_op("numba_dwconv::dwconv2d", mutates_args=())
 def dwconv2d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: str,
-                dilation: list[int], activation: Optional[str]) -> Tensor:
+                pads: list[int], dilation: list[int], activation: Optional[str]) -> Tensor:
     """2D depthwise convolution of ``x`` (N, C, H, W) with ``weight`` (C*m, 1, KH, KW)."""
-    return _forward_impl(2, x, weight, bias, stride, padding, dilation, activation)
+    return _forward_impl(2, x, weight, bias, stride, padding, pads, dilation, activation)
 
 
 @torch.library.custom_op("numba_dwconv::dwconv1d_backward", mutates_args=())
 def dwconv1d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
-                         padding: str, dilation: list[int], activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor]:
+                         padding: str, pads: list[int], dilation: list[int],
+                         activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of :func:`dwconv1d_op` with respect to ``x``, ``weight`` and the bias."""
-    return _backward_impl(1, grad, x, weight, bias, stride, padding, dilation, activation)
+    return _backward_impl(1, grad, x, weight, bias, stride, padding, pads, dilation, activation)
 
 
 @torch.library.custom_op("numba_dwconv::dwconv2d_backward", mutates_args=())
 def dwconv2d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
-                         padding: str, dilation: list[int], activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor]:
+                         padding: str, pads: list[int], dilation: list[int],
+                         activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of :func:`dwconv2d_op` with respect to ``x``, ``weight`` and the bias."""
-    return _backward_impl(2, grad, x, weight, bias, stride, padding, dilation, activation)
+    return _backward_impl(2, grad, x, weight, bias, stride, padding, pads, dilation, activation)
 
 
-def _fake_forward(x, weight, bias, stride, padding, dilation, activation):
-    shape = _out_shape(x, weight, stride, padding, dilation)
+def _fake_forward(x, weight, bias, stride, padding, pads, dilation, activation):
+    shape = _out_shape(x, weight, stride, padding, pads, dilation)
     return _empty_like_layout(shape, channels_last_memory(x), x)
 
 
-def _fake_backward(grad, x, weight, bias, stride, padding, dilation, activation):
+def _fake_backward(grad, x, weight, bias, stride, padding, pads, dilation, activation):
     grad_x = _empty_like_layout(list(x.shape), channels_last_memory(x), x)
     return grad_x, weight.new_empty(weight.shape), weight.new_empty(weight.shape[0])
 
@@ -175,16 +189,16 @@ for _op in (dwconv1d_backward_op, dwconv2d_backward_op):
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, stride, padding, dilation, activation = inputs
+    x, weight, bias, *args = inputs
     ctx.save_for_backward(x, weight, bias)
-    ctx.args = (stride, padding, dilation, activation)
+    ctx.args = tuple(args)  # stride, padding, pads, dilation, activation
 
 
 def _autograd(backward_op):
     def backward(ctx, grad):
         x, weight, bias = ctx.saved_tensors
         grad_x, grad_w, grad_b = backward_op(grad, x, weight, bias, *ctx.args)
-        return grad_x, grad_w, (grad_b if bias is not None else None), None, None, None, None
+        return grad_x, grad_w, (grad_b if bias is not None else None), *(None,) * len(ctx.args)
 
     return backward
 

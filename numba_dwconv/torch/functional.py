@@ -8,7 +8,6 @@ Same tensors and weight layout as PyTorch: ``input`` (N, C, L) / (N, C, H, W) an
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import _ops
@@ -23,12 +22,11 @@ def _ints(value, rank: int, name: str, minimum: int, what: str) -> list[int]:
     return values
 
 
-def _keras_padding(x: Tensor, weight: Tensor, stride, padding, dilation, rank: int):
-    """``(input, padding string)``: PyTorch's ``padding`` as the kernels' Keras geometry.
+def _padding(padding, stride, rank: int) -> tuple[str, list[int]]:
+    """``(mode, pads)`` for the operators: ``"valid"``, ``"same"``, ``"causal"``, or ``"explicit"`` with ``pads``.
 
-    Explicit zero padding ``p`` (on both sides, as PyTorch pads) is ``valid`` when ``p == 0`` and
-    ``same`` where Keras' ``same`` pads the same amounts (odd extents at stride 1, the common case);
-    other amounts are padded explicitly (``F.pad``, a copy) and run ``valid``.
+    ``pads`` holds ``before, after`` per spatial axis (PyTorch pads both sides alike); the kernels
+    read the zeros virtually, nothing is copied.
     """
     if isinstance(padding, str):
         mode = padding.lower()
@@ -38,23 +36,12 @@ def _keras_padding(x: Tensor, weight: Tensor, stride, padding, dilation, rank: i
         if mode == "same" and any(s != 1 for s in stride):
             raise ValueError(f"padding='same' is not supported for strided convolutions (as in PyTorch). "
                              f"Received stride={tuple(stride)}")
-        return x, mode
+        return mode, []
     pads = _ints(padding, rank, "padding", 0, "'valid', 'same'" + (", 'causal'" if rank == 1 else "")
                  + ", a non-negative int")
     if not any(pads):
-        return x, "valid"
-    same = True
-    for length, size, s, d, p in zip(x.shape[2:], weight.shape[2:], stride, dilation, pads):
-        extent = (size - 1) * d + 1
-        out = -(-length // s)
-        total = max((out - 1) * s + extent - length, 0)
-        same &= total // 2 == p and total - total // 2 == p and out == (length + 2 * p - extent) // s + 1
-    if same:
-        return x, "same"
-    flat = [v for p in reversed(pads) for v in (p, p)]  # F.pad lists the last axis first
-    if _ops.channels_last_memory(x):  # padded in that memory format: the kernels then read it without a copy
-        return F.pad(x.movedim(1, -1), [0, 0] + flat).movedim(-1, 1), "valid"
-    return F.pad(x, flat), "valid"
+        return "valid", []
+    return "explicit", [v for p in pads for v in (p, p)]
 
 
 def _check(x: Tensor, weight: Tensor, rank: int, name: str) -> None:
@@ -75,9 +62,9 @@ def _conv(rank, x, weight, bias, stride, padding, dilation, activation, name):
     _check(x, weight, rank, name)
     stride = _ints(stride, rank, "stride", 1, "a positive int")
     dilation = _ints(dilation, rank, "dilation", 1, "a positive int")
-    x, mode = _keras_padding(x, weight, stride, padding, dilation, rank)
+    mode, pads = _padding(padding, stride, rank)
     op = _ops.dwconv1d_op if rank == 1 else _ops.dwconv2d_op
-    return op(x, weight, bias, stride, mode, dilation, activation)
+    return op(x, weight, bias, stride, mode, pads, dilation, activation)
 
 
 def dwconv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, *,
