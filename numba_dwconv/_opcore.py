@@ -48,10 +48,17 @@ _MAX_PROBLEMS = 512
 
 
 def _typed_key(value):
-    """A hashable key that tells ``1``, ``1.0`` and ``True`` apart (they hash alike but validate differently)."""
-    if isinstance(value, tuple):  # the type too: an ExplicitPadding is valid where the plain tuple is not
-        return (type(value), tuple(_typed_key(v) for v in value))
-    return (type(value), value)
+    """A hashable key that tells ``1``, ``1.0`` and ``True`` apart (they hash alike but validate differently).
+
+    Plain ints, strings, dtypes and tuples of plain ints (shapes) are their own key; anything else is
+    keyed by its ``repr``, which names the type (``True``, ``1.0``, ``np.int64(1)``, ``ExplicitPadding(...)``).
+    """
+    kind = type(value)
+    if kind is int or kind is str or (kind is tuple and all(type(v) is int for v in value)):
+        return 0, value
+    if isinstance(value, np.dtype):  # hashable by value (its repr costs ~4 us)
+        return 0, value
+    return 1, repr(value)
 
 
 def _problem(rank: Rank, *args, **kwargs):
@@ -60,11 +67,9 @@ def _problem(rank: Rank, *args, **kwargs):
     Validation and padding arithmetic cost ~15 us of Python per call; a training loop repeats the same
     few shapes.  Arguments that cannot be hashed (lists) are validated every time; errors are never cached.
     """
-    try:
-        key = (rank.rank, _typed_key(args), _typed_key(tuple(sorted(kwargs.items()))))
-        hash(key)
-    except TypeError:
+    if any(isinstance(a, list) for a in args):  # mutable: validated every time
         return rank.problem(*args, **kwargs)
+    key = (rank.rank, *map(_typed_key, args), _typed_key(tuple(sorted(kwargs.items()))) if kwargs else None)
     problem = _PROBLEMS.get(key)
     if problem is None:
         problem = rank.problem(*args, **kwargs)
