@@ -17,6 +17,7 @@ PyTorch's integer padding adds), ``activation`` a name of :mod:`numba_dwconv.act
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -48,9 +49,13 @@ def _from_channels_last(y: Tensor) -> Tensor:
 
 
 def _array(t: Tensor):
-    """``t`` (detached, contiguous) as an array the ops accept, without a copy: NumPy on the CPU, the tensor on CUDA."""
+    """``t`` (detached) as an array the ops accept, without a copy: NumPy on the CPU, the tensor on CUDA.
+
+    CPU views may be strided (the ops make small operands contiguous themselves); CUDA tensors must
+    be contiguous already.
+    """
     t = t.detach()
-    return t.numpy() if t.device.type == "cpu" else t
+    return t.numpy() if t.device.type == "cpu" else t.contiguous()
 
 
 def _tensor(array, like: Tensor) -> Tensor:
@@ -90,8 +95,11 @@ def torch_weight_grad(grad_kernel: Tensor) -> Tensor:
 
 def _keras_padding(padding: str, pads):
     """The ops' ``padding`` argument: the Keras string, or the explicit amounts."""
-    if padding != "explicit":
-        return padding
+    return padding if padding != "explicit" else _explicit(tuple(pads))
+
+
+@functools.lru_cache(maxsize=256)
+def _explicit(pads: tuple) -> geo.ExplicitPadding:
     return geo.ExplicitPadding(zip(pads[0::2], pads[1::2]))
 
 
@@ -117,7 +125,7 @@ def _forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, a
     func = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
     cl = channels_last_memory(x)
     data = _to_channels_last(x) if cl else x.contiguous()
-    kernel = keras_kernel(weight.detach(), x.shape[1]).contiguous()
+    kernel = keras_kernel(weight.detach(), x.shape[1])
     out = func(_array(data), _array(kernel), None if bias is None else _array(bias.contiguous()), tuple(stride),
                _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation), activation=activation,
                **_device_kwargs(x))
@@ -130,7 +138,7 @@ def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, pads, dila
     cl = channels_last_memory(x)
     data = _to_channels_last(x) if cl else x.contiguous()
     grad_data = _to_channels_last(grad).contiguous() if cl else grad.contiguous()
-    kernel = keras_kernel(weight.detach(), x.shape[1]).contiguous()
+    kernel = keras_kernel(weight.detach(), x.shape[1])
     kw = _device_kwargs(x)
     if activation is not None:
         kw.update(activation=activation, bias=None if bias is None else _array(bias.contiguous()))
