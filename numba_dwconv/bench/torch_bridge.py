@@ -12,10 +12,20 @@ from .timing import best_time
 
 
 def _pair(torch, ours, theirs, x, repeat):
-    """(torch forward / ours, torch forward+backward / ours) through autograd."""
+    """(torch forward / ours, torch forward+backward / ours) through autograd.
+
+    The backward pass gets a dense upstream gradient and computes the input, weight and bias
+    gradients, as for a layer inside a network (``y.sum().backward()`` would hand both an
+    expanded gradient of ones, which our kernels first materialise).
+    """
+    x = x.detach().requires_grad_()
+    with torch.no_grad():
+        grad = torch.randn_like(theirs(x))
+
     def step(module):
         module.zero_grad(set_to_none=True)
-        module(x).sum().backward()
+        x.grad = None
+        module(x).backward(grad)
 
     with torch.no_grad():
         fwd = best_time(lambda: theirs(x), repeat) / best_time(lambda: ours(x), repeat)
