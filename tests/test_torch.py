@@ -230,3 +230,17 @@ def test_float32_results_equal_the_numpy_ops():
     weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(1, 2, 0)))
     got = dwconv1d(torch.from_numpy(x), weight, padding=2)
     assert np.array_equal(got.numpy(), want)
+
+
+def test_bridge_bench_rows_run():
+    from numba_dwconv.bench import torch_bridge
+    from numba_dwconv.bench.conv1d import QUICK_SHAPES
+    from numba_dwconv.bench.conv2d import QUICK_SHAPES_2D
+
+    lines = []
+    rows = torch_bridge.module_rows(1, QUICK_SHAPES[:1], QUICK_SHAPES_2D[:1], lambda r: lines.append(r))
+    assert len(rows) == 2 and rows == lines
+    assert all(r["forward"] > 0 and r["forward_backward"] > 0 for r in rows)
+    assert torch_bridge.training_step_row(1, 2, 64, 8)["speedup"] > 0
+    tiny = torch_bridge.overhead_row(5)
+    assert tiny["ours_us"] > 0 and tiny["torch_us"] > 0

@@ -140,6 +140,11 @@ def main(argv=None) -> int:
         stream, decode = chunked_stream_row(repeat, args.quick), decode_step_row(repeat, args.quick)
         say(format_sequence_rows(stream, decode))
         result.update(chunked_stream=stream, decode_step=decode)
+        if with_torch:
+            from .torch_bridge import bridge_report
+
+            say()
+            result["torch_bridge"] = bridge_report(repeat, args.quick, say)
     if args.device == "cuda" or (args.device == "all" and cuda_available()):
         from numba import config as numba_config
 

@@ -6,6 +6,8 @@ Run ``python -m numba_dwconv.bench.torch_bridge`` for the table (PyTorch must be
 
 from __future__ import annotations
 
+import sys
+
 from .conv1d import PUBLIC_SHAPES
 from .conv2d import PUBLIC_SHAPES_2D
 from .timing import best_time
@@ -32,7 +34,7 @@ def _pair(torch, ours, theirs, x, repeat):
     return fwd, best_time(lambda: step(theirs), repeat) / best_time(lambda: step(ours), repeat)
 
 
-def module_rows(repeat: int = 5, shapes=PUBLIC_SHAPES, shapes_2d=PUBLIC_SHAPES_2D) -> list:
+def module_rows(repeat: int = 5, shapes=PUBLIC_SHAPES, shapes_2d=PUBLIC_SHAPES_2D, on_row=None) -> list:
     """``DepthwiseConv1d`` vs ``nn.Conv1d(groups=C)`` (N, C, L); ``DepthwiseConv2d`` vs channels_last ``nn.Conv2d``."""
     import torch
 
@@ -46,6 +48,8 @@ def module_rows(repeat: int = 5, shapes=PUBLIC_SHAPES, shapes_2d=PUBLIC_SHAPES_2
         x = torch.randn(s.batch, s.channels, s.length)
         fwd, both = _pair(torch, ours, theirs, x, repeat)
         rows.append({"shape": f"1D {s.label()} (N, C, L)", "forward": fwd, "forward_backward": both})
+        if on_row is not None:
+            on_row(rows[-1])
     for s in shapes_2d:
         theirs = torch.nn.Conv2d(s.channels, s.channels, s.kernel_size, stride=s.stride, groups=s.channels,
                                  padding=s.kernel_size // 2).to(memory_format=torch.channels_last)
@@ -53,6 +57,8 @@ def module_rows(repeat: int = 5, shapes=PUBLIC_SHAPES, shapes_2d=PUBLIC_SHAPES_2
         x = torch.randn(s.batch, s.channels, s.height, s.width).to(memory_format=torch.channels_last)
         fwd, both = _pair(torch, ours, theirs, x, repeat)
         rows.append({"shape": f"2D {s.label()} channels_last", "forward": fwd, "forward_backward": both})
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
 
 
@@ -102,14 +108,30 @@ def overhead_row(repeat: int = 2000) -> dict:
     return {"ours_us": ours * 1e6, "torch_us": theirs * 1e6}
 
 
+def format_module_row(r) -> str:
+    """One line of the modules table."""
+    return f"cpu    {r['shape']:44} forward {r['forward']:6.2f}x  forward+backward {r['forward_backward']:6.2f}x"
+
+
+def bridge_report(repeat: int, quick: bool, say) -> dict:
+    """Every row of the bridge, printed with ``say`` as measured; the results as a dict."""
+    from .conv1d import QUICK_SHAPES
+    from .conv2d import QUICK_SHAPES_2D
+
+    say("PyTorch bridge, CPU float32 (PyTorch time / ours, > 1: we are faster; nn.Conv1d/Conv2d(groups=C) against "
+        "DepthwiseConv1d/2d.from_conv of it; forward+backward: autograd with a dense upstream gradient)")
+    modules = module_rows(repeat, QUICK_SHAPES if quick else PUBLIC_SHAPES,
+                          QUICK_SHAPES_2D if quick else PUBLIC_SHAPES_2D, lambda row: say(format_module_row(row)))
+    step = training_step_row(max(1, repeat // 2), *((2, 512, 64) if quick else ()))
+    say(f"cpu    train step {step['shape']:33} {step['speedup']:6.2f}x after convert(model)")
+    tiny = overhead_row(200 if quick else 2000)
+    say(f"cpu    tiny call N1 C64 L256: dwconv1d {tiny['ours_us']:.1f} us, F.conv1d {tiny['torch_us']:.1f} us")
+    return {"modules": modules, "training_step": step, "tiny_call": tiny}
+
+
 def main() -> None:
-    """Print the bridge's table."""
-    for r in module_rows():
-        print(f"{r['shape']:48} forward {r['forward']:6.2f}x  forward+backward {r['forward_backward']:6.2f}x")
-    t = training_step_row()
-    print(f"train step {t['shape']:37} {t['speedup']:6.2f}x after convert(model)")
-    o = overhead_row()
-    print(f"tiny call N1 C64 L256: ours {o['ours_us']:.1f} us, F.conv1d {o['torch_us']:.1f} us")
+    """Print the bridge's table (``python -m numba_dwconv.bench.torch_bridge``)."""
+    bridge_report(5, "--quick" in sys.argv, print)
 
 
 if __name__ == "__main__":
