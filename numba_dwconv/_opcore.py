@@ -14,9 +14,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import _dask, dispatch
 from . import _geometry as geo
 from . import _padding_rule as padding_rule
-from . import dispatch
 from ._reduction import Reduction
 
 
@@ -196,8 +196,25 @@ def _grad_at_preactivation(rank, place, problem, reduction, inputs, kernel, bias
 
 
 # ---------------------------------------------------------------------------- ops
+def _dask_input_grad(rank, grad_outputs, kernel, input_size, name, strides, padding, data_format, dilation_rate,
+                     device):
+    spatial = (geo.as_positive_int(input_size, name),) if rank.rank == 1 else geo.normalize_tuple(input_size, rank.rank,
+                                                                                                 name)
+    kernel = np.asarray(kernel.compute() if _dask.is_dask(kernel) else kernel)
+    geo.check_rank("kernel", kernel.shape, rank.rank + 2, f"({rank.spatial_layout} kernel sizes, channels, "
+                   "depth_multiplier)")
+    batch, channels = grad_outputs.shape[0], kernel.shape[rank.rank]
+    channels_last = geo.normalize_data_format(data_format) == "channels_last"
+    input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
+    return _dask.input_grad(rank.rank, grad_outputs, kernel, input_shape, strides, padding, data_format, dilation_rate,
+                            device)
+
+
 def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream,
             activation=None):
+    if _dask.is_dask(inputs):  # lazy, block by block (numba_dwconv._dask)
+        return _dask.forward(rank.rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
+                             activation)
     place = dispatch.place(device, (inputs,), (kernel, bias), stream)
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
@@ -222,6 +239,9 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
 
 def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
              bias=None, activation=None):
+    if _dask.is_dask(inputs) or _dask.is_dask(grad_outputs):
+        return _dask.backward(rank.rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate,
+                              device, bias, activation)
     place = dispatch.place(device, (grad_outputs, inputs), (kernel,), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     inputs = place.view("inputs", inputs)
@@ -251,6 +271,9 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
 
 def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padding, data_format, dilation_rate,
                device, stream):
+    if _dask.is_dask(grad_outputs):
+        return _dask_input_grad(rank, grad_outputs, kernel, input_size, name, strides, padding, data_format,
+                                dilation_rate, device)
     place = dispatch.place(device, (grad_outputs,), (kernel,), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     kernel = place.view("kernel", kernel)
@@ -275,6 +298,9 @@ def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padd
 
 def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding, data_format, dilation_rate,
                 device, stream):
+    if _dask.is_dask(inputs) or _dask.is_dask(grad_outputs):
+        return _dask.kernel_grad(rank.rank, grad_outputs, inputs, kernel_size, strides, padding, data_format,
+                                 dilation_rate, device)
     place = dispatch.place(device, (grad_outputs, inputs), (), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     inputs = place.view("inputs", inputs)

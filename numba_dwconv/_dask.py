@@ -1,0 +1,451 @@
+"""The depthwise ops on dask arrays: lazy results, any chunking, exact halos (imported only for dask operands).
+
+Along the batch and channel axes an op maps block by block (kernel and bias sliced to each channel
+block).  Along a spatial axis the output is cut where the input is: output block ``[t0, t1)`` starts
+at the first output whose window starts in an input chunk, and reads the input window
+``[t0*s - pad, (t1-1)*s - pad + extent)`` clipped to the input -- its own chunk plus a halo from the
+chunks after it (dask concatenates as many as the halo needs, so chunks smaller than the halo are
+fine).  The block then runs the in-memory op on that window with *explicit* padding
+(:class:`numba_dwconv._geometry.ExplicitPadding`): zeros only where the window was clipped, which are
+exactly the zeros of the whole op's padding, so every block equals the matching part of the
+in-memory result, Keras' rules for non-finite numbers on padding included.
+
+Gradients: the input gradient of an input chunk is the input gradient of the forward block problem
+of the outputs that read it, cropped to the chunk; kernel and bias gradients are per-block partial
+sums added by a tree reduction (``split_every``), deterministic for a given chunking.
+
+Inside a block the kernels use :data:`BLOCK_THREADS` threads (default 1: dask runs blocks on its own
+threads, one numba thread each avoids oversubscription; ``None`` keeps numba's setting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _geometry as geo
+
+BLOCK_THREADS: int | None = 1
+SPLIT_EVERY = 8  # partial kernel gradients added this many at a time
+
+
+def is_dask(array) -> bool:
+    """Whether ``array`` is a dask array (without importing dask)."""
+    return type(array).__module__.startswith("dask.array") and hasattr(array, "chunks")
+
+
+# ---------------------------------------------------------------------------- geometry of the blocks
+def _extent(axis) -> int:
+    return (axis.kernel_size - 1) * axis.dilation + 1
+
+
+def _window(axis, t0: int, t1: int):
+    """``(a, b, before, after)``: input positions ``[a, b)`` that outputs ``[t0, t1)`` read, and the zeros around."""
+    start = t0 * axis.stride - axis.pad_left
+    stop = (t1 - 1) * axis.stride - axis.pad_left + _extent(axis)
+    a, b = max(start, 0), min(stop, axis.length)
+    if b <= a:  # every tap of these outputs reads padding: an empty window and zeros all along
+        a = b = min(max(start, 0), axis.length)
+    return a, b, a - start, stop - b
+
+
+def output_blocks(axis, chunks) -> list[tuple[int, int]]:
+    """The output ranges ``[t0, t1)`` of one spatial axis: cut where an output's window starts in a new chunk."""
+    cuts, position = {0, axis.out_length}, 0
+    for size in chunks[:-1]:
+        position += size
+        t = -(-(position + axis.pad_left) // axis.stride)
+        if 0 < t < axis.out_length:
+            cuts.add(t)
+    cuts = sorted(cuts)
+    return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+
+
+def _readers(axis, lo: int, hi: int) -> tuple[int, int]:
+    """The outputs ``[t0, t1)`` that read some input position in ``[lo, hi)`` (empty: ``t0 >= t1``)."""
+    t0 = max(0, -(-(lo + axis.pad_left - _extent(axis) + 1) // axis.stride))
+    t1 = min(axis.out_length, (hi - 1 + axis.pad_left) // axis.stride + 1)
+    return t0, t1
+
+
+def _offsets(chunks) -> list[tuple[int, int]]:
+    out, position = [], 0
+    for size in chunks:
+        out.append((position, position + size))
+        position += size
+    return out
+
+
+# ---------------------------------------------------------------------------- per-block functions (on workers)
+def _threads(func):
+    def run(*args, **kwargs):
+        if BLOCK_THREADS is None:
+            return func(*args, **kwargs)
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(BLOCK_THREADS, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return func(*args, **kwargs)
+        finally:
+            numba.set_num_threads(before)
+
+    run.__name__ = func.__name__
+    return run
+
+
+def _ops(rank: int):
+    from . import ops
+
+    if rank == 1:
+        return ops.depthwise_conv1d, ops.depthwise_conv1d_backward, ops.depthwise_conv1d_input_grad, \
+            ops.depthwise_conv1d_kernel_grad
+    return ops.depthwise_conv2d, ops.depthwise_conv2d_backward, ops.depthwise_conv2d_input_grad, \
+        ops.depthwise_conv2d_kernel_grad
+
+
+@_threads
+def _forward_block(window, kernel, bias, rank, strides, pads, data_format, dilation, activation, device, dtype):
+    forward = _ops(rank)[0]
+    out = forward(window, kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation,
+                  activation=activation, device=device)
+    return out.astype(dtype, copy=False)
+
+
+@_threads
+def _grad_pre_block(grad, window, kernel, bias, rank, strides, pads, data_format, dilation, activation, device,
+                    dtype):
+    """``grad * activation'(conv + bias)`` of one output block (the gradient at the pre-activation)."""
+    from ._opcore import RANK1, RANK2, Reduction, _grad_at_preactivation, _problem
+    from .dispatch import place as place_of
+
+    core_rank = RANK1 if rank == 1 else RANK2
+    place = place_of(device, (window,), (kernel,), None)
+    problem = _problem(core_rank, window.shape, kernel.shape, tuple(strides), geo.ExplicitPadding(pads),
+                       data_format, tuple(dilation), dtype)
+    grad = place.operand(grad, dtype)
+    out = _grad_at_preactivation(core_rank, place, problem, Reduction(place, problem), place.operand(window, dtype),
+                                 kernel, bias, grad, activation)
+    return place.finish(out)
+
+
+@_threads
+def _input_grad_block(grad, kernel, rank, window_size, strides, pads, data_format, dilation, crop, shape, device,
+                      dtype):
+    """The input gradient of one input chunk: the window's gradient, cropped (zeros where nothing reads)."""
+    input_grad = _ops(rank)[2]
+    result = np.zeros(shape, dtype)
+    if grad is None:
+        return result
+    full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides, geo.ExplicitPadding(pads),
+                      data_format, dilation, device=device)
+    full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
+    result[crop[0]] = full[crop[1]]
+    return result
+
+
+@_threads
+def _kernel_grad_block(grad, window, rank, kernel_size, strides, pads, data_format, dilation, device, dtype):
+    kernel_grad = _ops(rank)[3]
+    grad_kernel, grad_bias = kernel_grad(grad, window, kernel_size, strides, geo.ExplicitPadding(pads), data_format,
+                                         dilation, device=device)
+    return np.asarray(grad_kernel, dtype), np.asarray(grad_bias, dtype)
+
+
+# ---------------------------------------------------------------------------- graph construction
+class _Plan:
+    """Where a problem's blocks are: the axes of the layout and the chunks of the data along each."""
+
+    def __init__(self, problem, rank: int, chunks):
+        self.problem = problem
+        self.rank = rank
+        self.channels_last = problem.channels_last
+        self.axes = (problem.axis,) if rank == 1 else (problem.height, problem.width)
+        spatial_dims = list(range(1, 1 + rank)) if self.channels_last else list(range(2, 2 + rank))
+        self.channel_dim = rank + 1 if self.channels_last else 1
+        self.spatial_dims = spatial_dims
+        self.batch_chunks = _offsets(chunks[0])
+        self.channel_chunks = _offsets(chunks[self.channel_dim])
+        self.spatial_chunks = [chunks[d] for d in spatial_dims]
+        self.data_format = "channels_last" if self.channels_last else "channels_first"
+
+    def index(self, batch: slice, channel: slice, spatial) -> tuple:
+        """An index of an array of this layout from the batch, channel and spatial slices."""
+        idx = [slice(None)] * (self.rank + 2)
+        idx[0], idx[self.channel_dim] = batch, channel
+        for d, s in zip(self.spatial_dims, spatial):
+            idx[d] = s
+        return tuple(idx)
+
+    def shape(self, batch: int, channels: int, spatial) -> tuple:
+        shape = [0] * (self.rank + 2)
+        shape[0], shape[self.channel_dim] = batch, channels
+        for d, n in zip(self.spatial_dims, spatial):
+            shape[d] = n
+        return tuple(shape)
+
+    def nest(self, blocks):
+        """``blocks[(ib, ic, *spatial)]`` as the nested list of :func:`dask.array.block`, in layout order."""
+        dims = [0, self.channel_dim, *self.spatial_dims]
+        counts = [len(self.batch_chunks), len(self.channel_chunks)] + [
+            1 + max(key[2 + k] for key in blocks) for k in range(self.rank)]
+        order = sorted(range(self.rank + 2), key=lambda k: dims[k])  # key positions in layout order
+
+        def build(level, key):
+            if level == len(order):
+                return blocks[tuple(key)]
+            pos = order[level]
+            items = []
+            for i in range(counts[pos]):
+                key[pos] = i
+                items.append(build(level + 1, key))
+            key[pos] = 0
+            return items
+
+        return build(0, [0] * (self.rank + 2))
+
+
+def _spatial_blocks(plan):
+    """Per spatial axis: the output blocks and their windows ``(t0, t1, a, b, before, after)``."""
+    per_axis = []
+    for axis, chunks in zip(plan.axes, plan.spatial_chunks):
+        per_axis.append([(t0, t1, *_window(axis, t0, t1)) for t0, t1 in output_blocks(axis, chunks)])
+    return per_axis
+
+
+def _from_delayed(value, shape, dtype):
+    import dask.array as da
+
+    return da.from_delayed(value, shape, dtype=dtype)
+
+
+def _small(array, name):
+    """A small operand (kernel, bias) as a NumPy array; a dask kernel is computed once, here."""
+    if is_dask(array):
+        array = array.compute()
+    return np.asarray(array)
+
+
+def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, activation):
+    """The forward op on a dask ``inputs``: a dask array of the outputs."""
+    import dask
+    import dask.array as da
+
+    from ._opcore import RANK1, RANK2, _problem
+
+    kernel = _small(kernel, "kernel")
+    bias = None if bias is None else _small(bias, "bias")
+    dtype = np.result_type(inputs.dtype, kernel.dtype)
+    problem = _problem(RANK1 if rank == 1 else RANK2, tuple(inputs.shape), kernel.shape, strides, padding,
+                       data_format, dilation_rate, dtype)
+    if bias is not None:
+        geo.check_shape("bias", bias.shape, (problem.channels * problem.multiplier,))
+    plan = _Plan(problem, rank, inputs.chunks)
+    mult = problem.multiplier
+    strides_t = tuple(a.stride for a in plan.axes)
+    dilation_t = tuple(a.dilation for a in plan.axes)
+    blocks = {}
+    for ic, (c0, c1) in enumerate(plan.channel_chunks):
+        k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
+        b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[c0 * mult:c1 * mult]))
+        for ib, (b0, b1) in enumerate(plan.batch_chunks):
+            for key, windows in _product(_spatial_blocks(plan)):
+                window = inputs[plan.index(slice(b0, b1), slice(c0, c1), [slice(w[2], w[3]) for w in windows])]
+                pads = tuple((w[4], w[5]) for w in windows)
+                value = dask.delayed(_forward_block, pure=True)(window, k, b, rank, strides_t, pads, plan.data_format,
+                                                                dilation_t, activation, device, dtype)
+                shape = plan.shape(b1 - b0, (c1 - c0) * mult, [w[1] - w[0] for w in windows])
+                blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
+    return da.block(plan.nest(blocks))
+
+
+def _product(per_axis):
+    """``((i, j, ...), (block_i, block_j, ...))`` over the product of the axes' block lists."""
+    import itertools
+
+    for key in itertools.product(*(range(len(blocks)) for blocks in per_axis)):
+        yield key, tuple(blocks[i] for blocks, i in zip(per_axis, key))
+
+
+def _grad_blocks(plan, grad_outputs, inputs, kernel, bias, activation, device, dtype, rank):
+    """Per (batch, channel, spatial output) block: the gradient at the pre-activation (dask) and its input window."""
+    import dask
+
+    mult = plan.problem.multiplier
+    strides_t = tuple(a.stride for a in plan.axes)
+    dilation_t = tuple(a.dilation for a in plan.axes)
+    out = {}
+    for ic, (c0, c1) in enumerate(plan.channel_chunks):
+        k = np.ascontiguousarray(kernel[..., c0:c1, :])
+        b = None if bias is None else np.ascontiguousarray(bias[c0 * mult:c1 * mult])
+        for ib, (b0, b1) in enumerate(plan.batch_chunks):
+            for key, windows in _product(_spatial_blocks(plan)):
+                window = inputs[plan.index(slice(b0, b1), slice(c0, c1), [slice(w[2], w[3]) for w in windows])]
+                grad = grad_outputs[plan.index(slice(b0, b1), slice(c0 * mult, c1 * mult),
+                                               [slice(w[0], w[1]) for w in windows])]
+                pads = tuple((w[4], w[5]) for w in windows)
+                if activation is not None:
+                    shape = tuple(grad.shape)
+                    grad = _from_delayed(dask.delayed(_grad_pre_block, pure=True)(
+                        grad, window, k, b, rank, strides_t, pads, plan.data_format, dilation_t, activation, device,
+                        dtype), shape, dtype)
+                out[(ib, ic, *key)] = (grad, window, pads, windows, k)
+    return out
+
+
+def backward(rank: int, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, bias,
+             activation):
+    """``(grad_inputs, grad_kernel, grad_bias)`` as dask arrays."""
+    kernel = _small(kernel, "kernel")
+    bias = None if bias is None else _small(bias, "bias")
+    inputs, grad_outputs = _as_dask(inputs), _as_dask(grad_outputs)
+    dtype = np.result_type(grad_outputs.dtype, inputs.dtype, kernel.dtype)
+    plan = _plan(rank, inputs, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
+    geo.check_shape("grad_outputs", grad_outputs.shape, plan.problem.output_shape)
+    if bias is not None:
+        geo.check_shape("bias", bias.shape, (plan.problem.channels * plan.problem.multiplier,))
+    blocks = _grad_blocks(plan, grad_outputs, inputs, kernel, bias, activation, device, dtype, rank)
+    grad_kernel, grad_bias = _kernel_grads(plan, blocks, kernel.shape[:rank], device, dtype, rank)
+    grad_pre = None
+    if activation is not None:  # the input gradient needs the gradient at the pre-activation, as one array
+        import dask.array as da
+
+        grad_pre = da.block(plan.nest({key: value[0] for key, value in blocks.items()}))
+    grad_inputs = _input_grads(plan, grad_outputs if grad_pre is None else grad_pre, kernel, device, dtype, rank)
+    return grad_inputs, grad_kernel, grad_bias
+
+
+def _as_dask(array):
+    if is_dask(array):
+        return array
+    import dask.array as da
+
+    return da.from_array(np.asarray(array), chunks=np.asarray(array).shape)
+
+
+def _plan(rank, inputs, kernel_shape, strides, padding, data_format, dilation_rate, dtype):
+    from ._opcore import RANK1, RANK2, _problem
+
+    problem = _problem(RANK1 if rank == 1 else RANK2, tuple(inputs.shape), tuple(kernel_shape), strides, padding,
+                       data_format, dilation_rate, dtype)
+    return _Plan(problem, rank, inputs.chunks)
+
+
+def _kernel_grads(plan, blocks, kernel_size, device, dtype, rank):
+    """Kernel and bias gradients: one partial per block, summed by a tree reduction."""
+    import dask
+    import dask.array as da
+
+    mult = plan.problem.multiplier
+    strides_t = tuple(a.stride for a in plan.axes)
+    dilation_t = tuple(a.dilation for a in plan.axes)
+    per_channel_block = []
+    bias_blocks = []
+    for ic, (c0, c1) in enumerate(plan.channel_chunks):
+        kernels, biases = [], []
+        for key, (grad, window, pads, _, _) in blocks.items():
+            if key[1] != ic:
+                continue
+            value = dask.delayed(_kernel_grad_block, pure=True, nout=2)(
+                grad, window, rank, tuple(kernel_size), strides_t, pads, plan.data_format, dilation_t, device, dtype)
+            kernels.append(_from_delayed(value[0], (*kernel_size, c1 - c0, mult), dtype))
+            biases.append(_from_delayed(value[1], ((c1 - c0) * mult,), dtype))
+        per_channel_block.append(da.stack(kernels).sum(axis=0, split_every=SPLIT_EVERY))
+        bias_blocks.append(da.stack(biases).sum(axis=0, split_every=SPLIT_EVERY))
+    return da.concatenate(per_channel_block, axis=rank), da.concatenate(bias_blocks, axis=0)
+
+
+def _input_grads(plan, grad_outputs, kernel, device, dtype, rank):
+    """The input gradient, block by block of the inputs' own chunking."""
+    import dask
+    import dask.array as da
+
+    mult = plan.problem.multiplier
+    strides_t = tuple(a.stride for a in plan.axes)
+    dilation_t = tuple(a.dilation for a in plan.axes)
+    per_axis = []
+    for axis, chunks in zip(plan.axes, plan.spatial_chunks):
+        entries = []
+        for lo, hi in _offsets(chunks):
+            t0, t1 = _readers(axis, lo, hi)
+            if t1 <= t0:
+                entries.append((lo, hi, None))
+                continue
+            a, b, before, after = _window(axis, t0, t1)
+            entries.append((lo, hi, (t0, t1, a, b, before, after)))
+        per_axis.append(entries)
+    blocks = {}
+    for ic, (c0, c1) in enumerate(plan.channel_chunks):
+        k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
+        for ib, (b0, b1) in enumerate(plan.batch_chunks):
+            for key, entries in _product(per_axis):
+                shape = plan.shape(b1 - b0, c1 - c0, [hi - lo for lo, hi, _ in entries])
+                if any(e[2] is None for e in entries):
+                    blocks[(ib, ic, *key)] = da.zeros(shape, dtype=dtype)
+                    continue
+                windows = [e[2] for e in entries]
+                grad = grad_outputs[plan.index(slice(b0, b1), slice(c0 * mult, c1 * mult),
+                                               [slice(w[0], w[1]) for w in windows])]
+                pads = tuple((w[4], w[5]) for w in windows)
+                window_size = tuple(w[3] - w[2] for w in windows)
+                inner = tuple(slice(max(lo, w[2]) - lo, min(hi, w[3]) - lo) for (lo, hi, _), w in zip(entries, windows))
+                outer = tuple(slice(max(lo, w[2]) - w[2], min(hi, w[3]) - w[2]) for (lo, hi, _), w in
+                              zip(entries, windows))
+                crop = (plan.index(slice(None), slice(None), inner), plan.index(slice(None), slice(None), outer))
+                value = dask.delayed(_input_grad_block, pure=True)(grad, k, rank, window_size, strides_t, pads,
+                                                                   plan.data_format, dilation_t, crop, shape, device,
+                                                                   dtype)
+                blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
+    return da.block(plan.nest(blocks))
+
+
+def input_grad(rank: int, grad_outputs, kernel, input_shape, strides, padding, data_format, dilation_rate, device):
+    """The input gradient alone (``grad_outputs`` a dask array), chunked like ``grad_outputs`` maps back."""
+    kernel = _small(kernel, "kernel")
+    dtype = np.result_type(grad_outputs.dtype, kernel.dtype)
+    from ._opcore import RANK1, RANK2, _problem
+
+    problem = _problem(RANK1 if rank == 1 else RANK2, tuple(input_shape), kernel.shape, strides, padding,
+                       data_format, dilation_rate, dtype)
+    geo.check_shape("grad_outputs", grad_outputs.shape, problem.output_shape)
+    chunks = _input_chunks(problem, rank, grad_outputs.chunks)
+    return _input_grads(_Plan(problem, rank, chunks), grad_outputs, kernel, device, dtype, rank)
+
+
+def _input_chunks(problem, rank, grad_chunks):
+    """Chunks for the inputs of ``problem`` from the output gradient's: batch and channels alike, space evenly."""
+    channels_last = problem.channels_last
+    channel_dim = rank + 1 if channels_last else 1
+    mult = problem.multiplier
+    channel_chunks = tuple(c // mult for c in grad_chunks[channel_dim])
+    if any(c * mult != g for c, g in zip(channel_chunks, grad_chunks[channel_dim])):
+        channel_chunks = (problem.channels,)  # output channel blocks that split a channel's m outputs: one block
+    chunks = [grad_chunks[0]] + [None] * (rank + 1)
+    chunks[channel_dim] = channel_chunks
+    spatial_dims = list(range(1, 1 + rank)) if channels_last else list(range(2, 2 + rank))
+    axes = (problem.axis,) if rank == 1 else (problem.height, problem.width)
+    for d, axis in zip(spatial_dims, axes):
+        n = max(1, len(grad_chunks[d]))
+        size = -(-axis.length // n)
+        chunks[d] = tuple(min(size, axis.length - i) for i in range(0, axis.length, size)) or (0,)
+    return tuple(chunks)
+
+
+def kernel_grad(rank: int, grad_outputs, inputs, kernel_size, strides, padding, data_format, dilation_rate, device):
+    """``(grad_kernel, grad_bias)`` as dask arrays."""
+    inputs, grad_outputs = _as_dask(inputs), _as_dask(grad_outputs)
+    dtype = np.result_type(grad_outputs.dtype, inputs.dtype)
+    sizes = geo.normalize_tuple(kernel_size, rank, "kernel_size")
+    channels_last = geo.normalize_data_format(data_format) == "channels_last"
+    channels = inputs.shape[-1] if channels_last else inputs.shape[1]
+    out_channels = grad_outputs.shape[-1] if channels_last else grad_outputs.shape[1]
+    if channels == 0 or out_channels % channels:
+        raise ValueError(f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
+                         f"Received grad_outputs with shape={tuple(grad_outputs.shape)}")
+    kernel_shape = (*sizes, channels, out_channels // channels)
+    plan = _plan(rank, inputs, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
+    geo.check_shape("grad_outputs", grad_outputs.shape, plan.problem.output_shape)
+    blocks = _grad_blocks(plan, grad_outputs, inputs, np.zeros(kernel_shape, dtype), None, None, device, dtype, rank)
+    return _kernel_grads(plan, blocks, sizes, device, dtype, rank)
+
+
+__all__ = ["BLOCK_THREADS", "backward", "forward", "input_grad", "is_dask", "kernel_grad", "output_blocks"]
