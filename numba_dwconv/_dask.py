@@ -20,6 +20,8 @@ threads, one numba thread each avoids oversubscription; ``None`` keeps numba's s
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _geometry as geo
@@ -104,11 +106,27 @@ def _ops(rank: int):
 
 
 @_threads
-def _forward_block(window, kernel, bias, rank, strides, pads, data_format, dilation, activation, device, dtype):
+def _forward_block(main, tails, kernel, bias, rank, strides, pads, tail_specs, data_format, dilation, activation,
+                   device, dtype):
+    """One output block: the op on its own chunk, then the outputs that read the halo recomputed from their windows.
+
+    ``tails[d]`` (or None) is the window of the outputs from ``tail_specs[d] = (offset, pads)`` on along
+    spatial axis ``d`` (full windows along the other axes); those outputs overwrite the block's.
+    """
     forward = _ops(rank)[0]
-    out = forward(window, kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation,
-                  activation=activation, device=device)
-    return out.astype(dtype, copy=False)
+    kw = dict(activation=activation, device=device)
+    out = forward(main, kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation, **kw)
+    out = out.astype(dtype, copy=False)
+    first_spatial = 1 if data_format == "channels_last" else 2
+    for d, (window, spec) in enumerate(zip(tails, tail_specs)):
+        if window is None:
+            continue
+        offset, tail_pads = spec
+        part = forward(window, kernel, bias, strides, geo.ExplicitPadding(tail_pads), data_format, dilation, **kw)
+        index = [slice(None)] * out.ndim
+        index[first_spatial + d] = slice(offset, None)
+        out[tuple(index)] = part
+    return out
 
 
 @_threads
@@ -212,6 +230,41 @@ def _spatial_blocks(plan):
     return per_axis
 
 
+class _Split(NamedTuple):
+    """An output block ``[t0, t1)`` of one axis split where its outputs start reading the next chunk (the halo).
+
+    ``main``: the window inside the block's own chunk, ``(a, b, before, after)`` with zeros read past
+    the chunk (so it yields all ``t1 - t0`` outputs, the last ``t1 - tm`` of them wrong); ``tail``:
+    the window of the outputs ``[tm, t1)`` (own chunk's end plus the halo), or None when no output
+    reads past the chunk.
+    """
+
+    t0: int
+    t1: int
+    main: tuple
+    tm: int
+    tail: tuple | None
+
+
+def _split_blocks(plan):
+    """Per spatial axis: the output blocks as :class:`_Split` (the forward reads the chunk itself, halos apart)."""
+    per_axis = []
+    for axis, chunks in zip(plan.axes, plan.spatial_chunks):
+        bounds = _offsets(chunks)
+        entries = []
+        for t0, t1 in output_blocks(axis, chunks):
+            a, b, before, after = _window(axis, t0, t1)
+            c_lo, c_hi = next(((lo, hi) for lo, hi in bounds if lo <= a < hi), (a, b))
+            if b <= c_hi or a < c_lo:  # inside one chunk (or no chunk to anchor on): the window as it is
+                entries.append(_Split(t0, t1, (a, b, before, after), t1, None))
+                continue
+            stop = (t1 - 1) * axis.stride - axis.pad_left + _extent(axis)
+            tm = min(t1, max(t0, (c_hi - _extent(axis) + axis.pad_left) // axis.stride + 1))
+            entries.append(_Split(t0, t1, (a, c_hi, before, stop - c_hi), tm, _window(axis, tm, t1)))
+        per_axis.append(entries)
+    return per_axis
+
+
 def _from_delayed(value, shape, dtype):
     import dask.array as da
 
@@ -248,14 +301,40 @@ def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dila
         k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
         b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[c0 * mult:c1 * mult]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
-            for key, windows in _product(_spatial_blocks(plan)):
-                window = inputs[plan.index(slice(b0, b1), slice(c0, c1), [slice(w[2], w[3]) for w in windows])]
-                pads = tuple((w[4], w[5]) for w in windows)
-                value = dask.delayed(_forward_block, pure=True)(window, k, b, rank, strides_t, pads, plan.data_format,
-                                                                dilation_t, activation, device, dtype)
-                shape = plan.shape(b1 - b0, (c1 - c0) * mult, [w[1] - w[0] for w in windows])
+            for key, splits in _product(_split_blocks(plan)):
+                rows, chans = slice(b0, b1), slice(c0, c1)
+                main = _one_chunk(inputs[plan.index(rows, chans, [slice(sp.main[0], sp.main[1]) for sp in splits])])
+                full = [(sp.main[0], sp.tail[1] if sp.tail else sp.main[1]) for sp in splits]
+                tails, specs = [], []
+                for d, sp in enumerate(splits):
+                    if sp.tail is None:
+                        tails.append(None)
+                        specs.append(None)
+                        continue
+                    ranges = [slice(*full[e]) if e != d else slice(sp.tail[0], sp.tail[1]) for e in range(rank)]
+                    tails.append(inputs[plan.index(rows, chans, ranges)])
+                    tail_pads = [_full_pads(splits[e]) if e != d else (sp.tail[2], sp.tail[3]) for e in range(rank)]
+                    specs.append((sp.tm - sp.t0, tuple(tail_pads)))
+                pads = tuple((sp.main[2], sp.main[3]) for sp in splits)
+                value = dask.delayed(_forward_block, pure=True)(main, tails, k, b, rank, strides_t, pads, specs,
+                                                                plan.data_format, dilation_t, activation, device, dtype)
+                shape = plan.shape(b1 - b0, (c1 - c0) * mult, [sp.t1 - sp.t0 for sp in splits])
                 blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
     return da.block(plan.nest(blocks))
+
+
+def _one_chunk(array):
+    """A dask array of one chunk as the delayed value of that chunk (a delayed dask array concatenates: a copy)."""
+    if array.npartitions == 1:
+        return array.to_delayed().ravel()[0]
+    return array
+
+
+def _full_pads(split: _Split) -> tuple[int, int]:
+    """The zeros around the whole window of a split block (its own chunk and halo together)."""
+    if split.tail is None:
+        return split.main[2], split.main[3]
+    return split.main[2], split.tail[3]
 
 
 def _product(per_axis):
