@@ -105,24 +105,44 @@ def _ops(rank: int):
         ops.depthwise_conv2d_kernel_grad
 
 
+def _gather(chunks, placements, shape):
+    """A window from the chunk arrays it overlaps: ``placements[i] = (chunk index, source slices, target slices)``.
+
+    One chunk that holds the whole window gives a view of it (no copy); otherwise the pieces are copied
+    into a new array of ``shape``.
+    """
+    if len(placements) == 1:
+        i, source, target = placements[0]
+        view = chunks[i][source]
+        if view.shape == tuple(shape):
+            return view
+    window = np.empty(shape, dtype=chunks[0].dtype if chunks else np.float64)
+    for i, source, target in placements:
+        window[target] = chunks[i][source]
+    return window
+
+
 @_threads
-def _forward_block(main, tails, kernel, bias, rank, strides, pads, tail_specs, data_format, dilation, activation,
+def _forward_block(chunks, main, tails, kernel, bias, rank, strides, pads, data_format, dilation, activation,
                    device, dtype):
     """One output block: the op on its own chunk, then the outputs that read the halo recomputed from their windows.
 
-    ``tails[d]`` (or None) is the window of the outputs from ``tail_specs[d] = (offset, pads)`` on along
-    spatial axis ``d`` (full windows along the other axes); those outputs overwrite the block's.
+    ``main`` and each entry of ``tails`` (None for an axis without halo) are ``(placements, shape)``
+    of :func:`_gather` over ``chunks``; a tail also carries ``(offset, pads)``: its outputs overwrite
+    the block's from ``offset`` on along its spatial axis.
     """
     forward = _ops(rank)[0]
     kw = dict(activation=activation, device=device)
-    out = forward(main, kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation, **kw)
+    out = forward(_gather(chunks, *main), kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation,
+                  **kw)
     out = out.astype(dtype, copy=False)
     first_spatial = 1 if data_format == "channels_last" else 2
-    for d, (window, spec) in enumerate(zip(tails, tail_specs)):
-        if window is None:
+    for d, tail in enumerate(tails):
+        if tail is None:
             continue
-        offset, tail_pads = spec
-        part = forward(window, kernel, bias, strides, geo.ExplicitPadding(tail_pads), data_format, dilation, **kw)
+        placements, shape, (offset, tail_pads) = tail
+        part = forward(_gather(chunks, placements, shape), kernel, bias, strides, geo.ExplicitPadding(tail_pads),
+                       data_format, dilation, **kw)
         index = [slice(None)] * out.ndim
         index[first_spatial + d] = slice(offset, None)
         out[tuple(index)] = part
@@ -297,36 +317,73 @@ def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dila
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
     blocks = {}
+    source = _Chunks(inputs, plan)
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
         k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
         b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[c0 * mult:c1 * mult]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, splits in _product(_split_blocks(plan)):
-                rows, chans = slice(b0, b1), slice(c0, c1)
-                main = _one_chunk(inputs[plan.index(rows, chans, [slice(sp.main[0], sp.main[1]) for sp in splits])])
+                needed = {}  # chunk delayed -> its position in the block's chunk list
                 full = [(sp.main[0], sp.tail[1] if sp.tail else sp.main[1]) for sp in splits]
-                tails, specs = [], []
+                main = source.window(plan, ib, ic, [sp.main[:2] for sp in splits], needed)
+                tails = []
                 for d, sp in enumerate(splits):
                     if sp.tail is None:
                         tails.append(None)
-                        specs.append(None)
                         continue
-                    ranges = [slice(*full[e]) if e != d else slice(sp.tail[0], sp.tail[1]) for e in range(rank)]
-                    tails.append(inputs[plan.index(rows, chans, ranges)])
-                    tail_pads = [_full_pads(splits[e]) if e != d else (sp.tail[2], sp.tail[3]) for e in range(rank)]
-                    specs.append((sp.tm - sp.t0, tuple(tail_pads)))
+                    ranges = [full[e] if e != d else sp.tail[:2] for e in range(rank)]
+                    tail_pads = tuple(_full_pads(splits[e]) if e != d else (sp.tail[2], sp.tail[3])
+                                      for e in range(rank))
+                    tails.append((*source.window(plan, ib, ic, ranges, needed), (sp.tm - sp.t0, tail_pads)))
                 pads = tuple((sp.main[2], sp.main[3]) for sp in splits)
-                value = dask.delayed(_forward_block, pure=True)(main, tails, k, b, rank, strides_t, pads, specs,
+                value = dask.delayed(_forward_block, pure=False)(list(needed), main, tails, k, b, rank, strides_t, pads,
                                                                 plan.data_format, dilation_t, activation, device, dtype)
                 shape = plan.shape(b1 - b0, (c1 - c0) * mult, [sp.t1 - sp.t0 for sp in splits])
                 blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
     return da.block(plan.nest(blocks))
 
 
+class _Chunks:
+    """The chunks of a dask array as delayed values, and the pieces of them a window covers.
+
+    Blocks take whole chunks and slice them themselves: a slicing task per window would be fused with
+    the task that makes the chunk when dask optimises the graph, making (or reading) the chunk again
+    for every block that needs a piece of it.
+    """
+
+    def __init__(self, array, plan):
+        self.grid = array.to_delayed(optimize_graph=False)
+        self.offsets = [_offsets(chunks) for chunks in plan.spatial_chunks]
+        self.batch = [hi - lo for lo, hi in plan.batch_chunks]
+        self.channels = [hi - lo for lo, hi in plan.channel_chunks]
+
+    def window(self, plan, ib, ic, ranges, needed):
+        """``(placements, shape)`` of the window ``ranges`` (per spatial axis) in block ``(ib, ic)``.
+
+        ``needed`` (delayed chunk -> index) collects the chunks the block's function receives.
+        """
+        import itertools
+
+        per_axis = []
+        for offsets, (lo, hi) in zip(self.offsets, ranges):
+            per_axis.append([(j, slice(max(lo, c_lo) - c_lo, min(hi, c_hi) - c_lo), slice(max(lo, c_lo) - lo,
+                                                                                          min(hi, c_hi) - lo))
+                             for j, (c_lo, c_hi) in enumerate(offsets) if max(lo, c_lo) < min(hi, c_hi)])
+        placements = []
+        for combo in itertools.product(*per_axis):
+            index = plan.index(ib, ic, [j for j, _, _ in combo])
+            chunk = self.grid[index]
+            position = needed.setdefault(chunk, len(needed))
+            placements.append((position, plan.index(slice(None), slice(None), [c[1] for c in combo]),
+                               plan.index(slice(None), slice(None), [c[2] for c in combo])))
+        shape = plan.shape(self.batch[ib], self.channels[ic], [hi - lo for lo, hi in ranges])
+        return placements, shape
+
+
 def _one_chunk(array):
     """A dask array of one chunk as the delayed value of that chunk (a delayed dask array concatenates: a copy)."""
     if array.npartitions == 1:
-        return array.to_delayed().ravel()[0]
+        return array.to_delayed(optimize_graph=False).ravel()[0]  # (optimized alone, it would regenerate its chunk)
     return array
 
 
