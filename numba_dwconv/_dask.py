@@ -14,8 +14,9 @@ Gradients: the input gradient of an input chunk is the input gradient of the for
 of the outputs that read it, cropped to the chunk; kernel and bias gradients are per-block partial
 sums added by a tree reduction (``split_every``), deterministic for a given chunking.
 
-Inside a block the kernels use :data:`BLOCK_THREADS` threads (default 1: dask runs blocks on its own
-threads, one numba thread each avoids oversubscription; ``None`` keeps numba's setting).
+Inside a block the kernels use ``numba_dwconv._dask_blocks.BLOCK_THREADS`` threads (default 1: dask
+runs blocks on its own threads, one numba thread each avoids oversubscription; ``None`` keeps
+numba's setting).  The functions that run on the workers are in :mod:`numba_dwconv._dask_blocks`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _geometry as geo
+from ._dask_blocks import (
+    _forward_block,
+    _grad_pre_block,
+    _input_grad_block,
+    _kernel_grad_block,
+)
 
-BLOCK_THREADS: int | None = 1
 SPLIT_EVERY = 8  # partial kernel gradients added this many at a time
 
 
@@ -75,118 +81,6 @@ def _offsets(chunks) -> list[tuple[int, int]]:
         out.append((position, position + size))
         position += size
     return out
-
-
-# ---------------------------------------------------------------------------- per-block functions (on workers)
-def _threads(func):
-    def run(*args, **kwargs):
-        if BLOCK_THREADS is None:
-            return func(*args, **kwargs)
-        import numba
-
-        before = numba.get_num_threads()
-        numba.set_num_threads(min(BLOCK_THREADS, numba.config.NUMBA_NUM_THREADS))
-        try:
-            return func(*args, **kwargs)
-        finally:
-            numba.set_num_threads(before)
-
-    run.__name__ = func.__name__
-    return run
-
-
-def _ops(rank: int):
-    from . import ops
-
-    if rank == 1:
-        return ops.depthwise_conv1d, ops.depthwise_conv1d_backward, ops.depthwise_conv1d_input_grad, \
-            ops.depthwise_conv1d_kernel_grad
-    return ops.depthwise_conv2d, ops.depthwise_conv2d_backward, ops.depthwise_conv2d_input_grad, \
-        ops.depthwise_conv2d_kernel_grad
-
-
-def _gather(chunks, placements, shape):
-    """A window from the chunk arrays it overlaps: ``placements[i] = (chunk index, source slices, target slices)``.
-
-    One chunk that holds the whole window gives a view of it (no copy); otherwise the pieces are copied
-    into a new array of ``shape``.
-    """
-    if len(placements) == 1:
-        i, source, target = placements[0]
-        view = chunks[i][source]
-        if view.shape == tuple(shape):
-            return view
-    window = np.empty(shape, dtype=chunks[0].dtype if chunks else np.float64)
-    for i, source, target in placements:
-        window[target] = chunks[i][source]
-    return window
-
-
-@_threads
-def _forward_block(chunks, main, tails, kernel, bias, rank, strides, pads, data_format, dilation, activation,
-                   device, dtype):
-    """One output block: the op on its own chunk, then the outputs that read the halo recomputed from their windows.
-
-    ``main`` and each entry of ``tails`` (None for an axis without halo) are ``(placements, shape)``
-    of :func:`_gather` over ``chunks``; a tail also carries ``(offset, pads)``: its outputs overwrite
-    the block's from ``offset`` on along its spatial axis.
-    """
-    forward = _ops(rank)[0]
-    kw = dict(activation=activation, device=device)
-    out = forward(_gather(chunks, *main), kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation,
-                  **kw)
-    out = out.astype(dtype, copy=False)
-    first_spatial = 1 if data_format == "channels_last" else 2
-    for d, tail in enumerate(tails):
-        if tail is None:
-            continue
-        placements, shape, (offset, tail_pads) = tail
-        part = forward(_gather(chunks, placements, shape), kernel, bias, strides, geo.ExplicitPadding(tail_pads),
-                       data_format, dilation, **kw)
-        index = [slice(None)] * out.ndim
-        index[first_spatial + d] = slice(offset, None)
-        out[tuple(index)] = part
-    return out
-
-
-@_threads
-def _grad_pre_block(grad, window, kernel, bias, rank, strides, pads, data_format, dilation, activation, device,
-                    dtype):
-    """``grad * activation'(conv + bias)`` of one output block (the gradient at the pre-activation)."""
-    from ._opcore import RANK1, RANK2, Reduction, _grad_at_preactivation, _problem
-    from .dispatch import place as place_of
-
-    core_rank = RANK1 if rank == 1 else RANK2
-    place = place_of(device, (window,), (kernel,), None)
-    problem = _problem(core_rank, window.shape, kernel.shape, tuple(strides), geo.ExplicitPadding(pads),
-                       data_format, tuple(dilation), dtype)
-    grad = place.operand(grad, dtype)
-    out = _grad_at_preactivation(core_rank, place, problem, Reduction(place, problem), place.operand(window, dtype),
-                                 kernel, bias, grad, activation)
-    return place.finish(out)
-
-
-@_threads
-def _input_grad_block(grad, kernel, rank, window_size, strides, pads, data_format, dilation, crop, shape, device,
-                      dtype):
-    """The input gradient of one input chunk: the window's gradient, cropped (zeros where nothing reads)."""
-    input_grad = _ops(rank)[2]
-    result = np.zeros(shape, dtype)
-    if grad is None:
-        return result
-    full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides, geo.ExplicitPadding(pads),
-                      data_format, dilation, device=device)
-    full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
-    result[crop[0]] = full[crop[1]]
-    return result
-
-
-@_threads
-def _kernel_grad_block(grad, window, rank, kernel_size, strides, pads, data_format, dilation, device, dtype):
-    kernel_grad = _ops(rank)[3]
-    grad_kernel, grad_bias = kernel_grad(grad, window, kernel_size, strides, geo.ExplicitPadding(pads), data_format,
-                                         dilation, device=device)
-    return np.asarray(grad_kernel, dtype), np.asarray(grad_bias, dtype)
 
 
 # ---------------------------------------------------------------------------- graph construction
@@ -317,27 +211,28 @@ def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dila
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
     blocks = {}
-    source = _Chunks(inputs, plan)
+    source = _Chunks(inputs)
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
         k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
         b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[c0 * mult:c1 * mult]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, splits in _product(_split_blocks(plan)):
-                needed = {}  # chunk delayed -> its position in the block's chunk list
                 full = [(sp.main[0], sp.tail[1] if sp.tail else sp.main[1]) for sp in splits]
-                main = source.window(plan, ib, ic, [sp.main[:2] for sp in splits], needed)
+                main = source.window(_ranges(plan, (b0, b1), (c0, c1), [sp.main[:2] for sp in splits]))
                 tails = []
                 for d, sp in enumerate(splits):
                     if sp.tail is None:
                         tails.append(None)
                         continue
-                    ranges = [full[e] if e != d else sp.tail[:2] for e in range(rank)]
+                    spatial = [full[e] if e != d else sp.tail[:2] for e in range(rank)]
                     tail_pads = tuple(_full_pads(splits[e]) if e != d else (sp.tail[2], sp.tail[3])
                                       for e in range(rank))
-                    tails.append((*source.window(plan, ib, ic, ranges, needed), (sp.tm - sp.t0, tail_pads)))
+                    tails.append((*source.window(_ranges(plan, (b0, b1), (c0, c1), spatial)),
+                                  (sp.tm - sp.t0, tail_pads)))
                 pads = tuple((sp.main[2], sp.main[3]) for sp in splits)
-                value = dask.delayed(_forward_block, pure=False)(list(needed), main, tails, k, b, rank, strides_t, pads,
-                                                                plan.data_format, dilation_t, activation, device, dtype)
+                value = dask.delayed(_forward_block, pure=False)(main, tails, k, b, rank, strides_t, pads,
+                                                                 plan.data_format, dilation_t, activation, device,
+                                                                 dtype)
                 shape = plan.shape(b1 - b0, (c1 - c0) * mult, [sp.t1 - sp.t0 for sp in splits])
                 blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
     return da.block(plan.nest(blocks))
@@ -351,40 +246,33 @@ class _Chunks:
     for every block that needs a piece of it.
     """
 
-    def __init__(self, array, plan):
+    def __init__(self, array):
         self.grid = array.to_delayed(optimize_graph=False)
-        self.offsets = [_offsets(chunks) for chunks in plan.spatial_chunks]
-        self.batch = [hi - lo for lo, hi in plan.batch_chunks]
-        self.channels = [hi - lo for lo, hi in plan.channel_chunks]
+        self.offsets = [_offsets(chunks) for chunks in array.chunks]
 
-    def window(self, plan, ib, ic, ranges, needed):
-        """``(placements, shape)`` of the window ``ranges`` (per spatial axis) in block ``(ib, ic)``.
-
-        ``needed`` (delayed chunk -> index) collects the chunks the block's function receives.
-        """
+    def window(self, ranges):
+        """``(chunks, placements, shape)`` of :func:`_gather` for the window ``ranges`` (``(lo, hi)`` per axis)."""
         import itertools
 
         per_axis = []
         for offsets, (lo, hi) in zip(self.offsets, ranges):
-            per_axis.append([(j, slice(max(lo, c_lo) - c_lo, min(hi, c_hi) - c_lo), slice(max(lo, c_lo) - lo,
-                                                                                          min(hi, c_hi) - lo))
+            per_axis.append([(j, slice(max(lo, c_lo) - c_lo, min(hi, c_hi) - c_lo),
+                              slice(max(lo, c_lo) - lo, min(hi, c_hi) - lo))
                              for j, (c_lo, c_hi) in enumerate(offsets) if max(lo, c_lo) < min(hi, c_hi)])
-        placements = []
+        chunks, placements = [], []
         for combo in itertools.product(*per_axis):
-            index = plan.index(ib, ic, [j for j, _, _ in combo])
-            chunk = self.grid[index]
-            position = needed.setdefault(chunk, len(needed))
-            placements.append((position, plan.index(slice(None), slice(None), [c[1] for c in combo]),
-                               plan.index(slice(None), slice(None), [c[2] for c in combo])))
-        shape = plan.shape(self.batch[ib], self.channels[ic], [hi - lo for lo, hi in ranges])
-        return placements, shape
+            chunks.append(self.grid[tuple(j for j, _, _ in combo)])
+            placements.append((len(chunks) - 1, tuple(c[1] for c in combo), tuple(c[2] for c in combo)))
+        return chunks, placements, tuple(hi - lo for lo, hi in ranges)
 
 
-def _one_chunk(array):
-    """A dask array of one chunk as the delayed value of that chunk (a delayed dask array concatenates: a copy)."""
-    if array.npartitions == 1:
-        return array.to_delayed(optimize_graph=False).ravel()[0]  # (optimized alone, it would regenerate its chunk)
-    return array
+def _ranges(plan, batch, channels, spatial) -> list:
+    """Per axis of the layout, ``(lo, hi)`` from the batch, channel and spatial ranges."""
+    ranges = [None] * (plan.rank + 2)
+    ranges[0], ranges[plan.channel_dim] = batch, channels
+    for d, r in zip(plan.spatial_dims, spatial):
+        ranges[d] = r
+    return ranges
 
 
 def _full_pads(split: _Split) -> tuple[int, int]:
@@ -403,28 +291,31 @@ def _product(per_axis):
 
 
 def _grad_blocks(plan, grad_outputs, inputs, kernel, bias, activation, device, dtype, rank):
-    """Per (batch, channel, spatial output) block: the gradient at the pre-activation (dask) and its input window."""
+    """Per (batch, channel, spatial output) block: its output gradient (at the pre-activation) and input window.
+
+    Values: ``(grad, window, pads)``; ``grad`` is a delayed array with an activation, else the
+    :func:`_gather` arguments of the block's part of ``grad_outputs``; ``window`` those of its inputs.
+    """
     import dask
 
     mult = plan.problem.multiplier
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
+    source, grads = _Chunks(inputs), _Chunks(grad_outputs)
     out = {}
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
-        k = np.ascontiguousarray(kernel[..., c0:c1, :])
-        b = None if bias is None else np.ascontiguousarray(bias[c0 * mult:c1 * mult])
+        k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
+        b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[c0 * mult:c1 * mult]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, windows in _product(_spatial_blocks(plan)):
-                window = inputs[plan.index(slice(b0, b1), slice(c0, c1), [slice(w[2], w[3]) for w in windows])]
-                grad = grad_outputs[plan.index(slice(b0, b1), slice(c0 * mult, c1 * mult),
-                                               [slice(w[0], w[1]) for w in windows])]
+                window = source.window(_ranges(plan, (b0, b1), (c0, c1), [w[2:4] for w in windows]))
+                grad = grads.window(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows]))
                 pads = tuple((w[4], w[5]) for w in windows)
                 if activation is not None:
-                    shape = tuple(grad.shape)
-                    grad = _from_delayed(dask.delayed(_grad_pre_block, pure=True)(
-                        grad, window, k, b, rank, strides_t, pads, plan.data_format, dilation_t, activation, device,
-                        dtype), shape, dtype)
-                out[(ib, ic, *key)] = (grad, window, pads, windows, k)
+                    grad = dask.delayed(_grad_pre_block, pure=False)(grad, window, k, b, rank, strides_t, pads,
+                                                                     plan.data_format, dilation_t, activation, device,
+                                                                     dtype)
+                out[(ib, ic, *key)] = (grad, window, pads)
     return out
 
 
@@ -445,9 +336,18 @@ def backward(rank: int, grad_outputs, inputs, kernel, strides, padding, data_for
     if activation is not None:  # the input gradient needs the gradient at the pre-activation, as one array
         import dask.array as da
 
-        grad_pre = da.block(plan.nest({key: value[0] for key, value in blocks.items()}))
+        grad_pre = da.block(plan.nest({key: _from_delayed(value[0], _grad_shape(plan, key), dtype)
+                                       for key, value in blocks.items()}))
     grad_inputs = _input_grads(plan, grad_outputs if grad_pre is None else grad_pre, kernel, device, dtype, rank)
     return grad_inputs, grad_kernel, grad_bias
+
+
+def _grad_shape(plan, key):
+    """The shape of the output block ``key = (ib, ic, *spatial)``."""
+    mult = plan.problem.multiplier
+    (b0, b1), (c0, c1) = plan.batch_chunks[key[0]], plan.channel_chunks[key[1]]
+    spatial = [blocks[i] for blocks, i in zip(_spatial_blocks(plan), key[2:])]
+    return plan.shape(b1 - b0, (c1 - c0) * mult, [w[1] - w[0] for w in spatial])
 
 
 def _as_dask(array):
@@ -478,10 +378,10 @@ def _kernel_grads(plan, blocks, kernel_size, device, dtype, rank):
     bias_blocks = []
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
         kernels, biases = [], []
-        for key, (grad, window, pads, _, _) in blocks.items():
+        for key, (grad, window, pads) in blocks.items():
             if key[1] != ic:
                 continue
-            value = dask.delayed(_kernel_grad_block, pure=True, nout=2)(
+            value = dask.delayed(_kernel_grad_block, pure=False, nout=2)(
                 grad, window, rank, tuple(kernel_size), strides_t, pads, plan.data_format, dilation_t, device, dtype)
             kernels.append(_from_delayed(value[0], (*kernel_size, c1 - c0, mult), dtype))
             biases.append(_from_delayed(value[1], ((c1 - c0) * mult,), dtype))
@@ -510,6 +410,7 @@ def _input_grads(plan, grad_outputs, kernel, device, dtype, rank):
             entries.append((lo, hi, (t0, t1, a, b, before, after)))
         per_axis.append(entries)
     blocks = {}
+    grads = _Chunks(grad_outputs)
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
         k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
@@ -519,15 +420,14 @@ def _input_grads(plan, grad_outputs, kernel, device, dtype, rank):
                     blocks[(ib, ic, *key)] = da.zeros(shape, dtype=dtype)
                     continue
                 windows = [e[2] for e in entries]
-                grad = grad_outputs[plan.index(slice(b0, b1), slice(c0 * mult, c1 * mult),
-                                               [slice(w[0], w[1]) for w in windows])]
+                grad = grads.window(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows]))
                 pads = tuple((w[4], w[5]) for w in windows)
                 window_size = tuple(w[3] - w[2] for w in windows)
                 inner = tuple(slice(max(lo, w[2]) - lo, min(hi, w[3]) - lo) for (lo, hi, _), w in zip(entries, windows))
                 outer = tuple(slice(max(lo, w[2]) - w[2], min(hi, w[3]) - w[2]) for (lo, hi, _), w in
                               zip(entries, windows))
                 crop = (plan.index(slice(None), slice(None), inner), plan.index(slice(None), slice(None), outer))
-                value = dask.delayed(_input_grad_block, pure=True)(grad, k, rank, window_size, strides_t, pads,
+                value = dask.delayed(_input_grad_block, pure=False)(grad, k, rank, window_size, strides_t, pads,
                                                                    plan.data_format, dilation_t, crop, shape, device,
                                                                    dtype)
                 blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
@@ -584,4 +484,4 @@ def kernel_grad(rank: int, grad_outputs, inputs, kernel_size, strides, padding, 
     return _kernel_grads(plan, blocks, sizes, device, dtype, rank)
 
 
-__all__ = ["BLOCK_THREADS", "backward", "forward", "input_grad", "is_dask", "kernel_grad", "output_blocks"]
+__all__ = ["backward", "forward", "input_grad", "is_dask", "kernel_grad", "output_blocks"]

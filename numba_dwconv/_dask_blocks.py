@@ -1,0 +1,127 @@
+"""The functions dask runs on its workers for :mod:`numba_dwconv._dask`: one block each, NumPy in and out.
+
+Each gathers its input windows from the chunks it receives (:func:`_gather`) and runs the in-memory
+ops with explicit padding.  :data:`BLOCK_THREADS`: numba threads per block (default 1: dask runs
+blocks in parallel on its own threads; ``None`` keeps numba's setting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _geometry as geo
+
+BLOCK_THREADS: int | None = 1
+
+
+def _threads(func):
+    def run(*args, **kwargs):
+        if BLOCK_THREADS is None:
+            return func(*args, **kwargs)
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(BLOCK_THREADS, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return func(*args, **kwargs)
+        finally:
+            numba.set_num_threads(before)
+
+    run.__name__ = func.__name__
+    return run
+
+
+def _ops(rank: int):
+    from . import ops
+
+    if rank == 1:
+        return ops.depthwise_conv1d, ops.depthwise_conv1d_backward, ops.depthwise_conv1d_input_grad, \
+            ops.depthwise_conv1d_kernel_grad
+    return ops.depthwise_conv2d, ops.depthwise_conv2d_backward, ops.depthwise_conv2d_input_grad, \
+        ops.depthwise_conv2d_kernel_grad
+
+
+def _gather(chunks, placements, shape):
+    """A window from the chunk arrays it overlaps: ``placements[k] = (chunk index, source slices, target slices)``.
+
+    One chunk that holds the whole window gives a view of it (no copy); otherwise the pieces are copied
+    into a new array of ``shape``.
+    """
+    if len(placements) == 1:
+        i, source, target = placements[0]
+        view = chunks[i][source]
+        if view.shape == tuple(shape):
+            return view
+    window = np.empty(shape, dtype=chunks[0].dtype if chunks else np.float64)
+    for i, source, target in placements:
+        window[target] = chunks[i][source]
+    return window
+
+
+@_threads
+def _forward_block(main, tails, kernel, bias, rank, strides, pads, data_format, dilation, activation, device, dtype):
+    """One output block: the op on its own chunk, then the outputs that read the halo recomputed from their windows.
+
+    ``main`` and each entry of ``tails`` (None for an axis without halo) are the arguments of
+    :func:`_gather`; a tail also carries ``(offset, pads)``: its outputs overwrite the block's from
+    ``offset`` on along its spatial axis.
+    """
+    forward = _ops(rank)[0]
+    kw = dict(activation=activation, device=device)
+    out = forward(_gather(*main), kernel, bias, strides, geo.ExplicitPadding(pads), data_format, dilation, **kw)
+    out = out.astype(dtype, copy=False)
+    first_spatial = 1 if data_format == "channels_last" else 2
+    for d, tail in enumerate(tails):
+        if tail is None:
+            continue
+        *window, (offset, tail_pads) = tail
+        part = forward(_gather(*window), kernel, bias, strides, geo.ExplicitPadding(tail_pads), data_format, dilation,
+                       **kw)
+        index = [slice(None)] * out.ndim
+        index[first_spatial + d] = slice(offset, None)
+        out[tuple(index)] = part
+    return out
+
+
+@_threads
+def _grad_pre_block(grad, window, kernel, bias, rank, strides, pads, data_format, dilation, activation, device,
+                    dtype):
+    """``grad * activation'(conv + bias)`` of one output block (the gradient at the pre-activation)."""
+    grad, window = _gather(*grad), _gather(*window)
+    from ._opcore import RANK1, RANK2, Reduction, _grad_at_preactivation, _problem
+    from .dispatch import place as place_of
+
+    core_rank = RANK1 if rank == 1 else RANK2
+    place = place_of(device, (window,), (kernel,), None)
+    problem = _problem(core_rank, window.shape, kernel.shape, tuple(strides), geo.ExplicitPadding(pads),
+                       data_format, tuple(dilation), dtype)
+    grad = place.operand(grad, dtype)
+    out = _grad_at_preactivation(core_rank, place, problem, Reduction(place, problem), place.operand(window, dtype),
+                                 kernel, bias, grad, activation)
+    return place.finish(out)
+
+
+@_threads
+def _input_grad_block(grad, kernel, rank, window_size, strides, pads, data_format, dilation, crop, shape, device,
+                      dtype):
+    """The input gradient of one input chunk: the window's gradient, cropped (zeros where nothing reads)."""
+    input_grad = _ops(rank)[2]
+    result = np.zeros(shape, dtype)
+    if grad is None:
+        return result
+    grad = grad if isinstance(grad, np.ndarray) else _gather(*grad)
+    full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides, geo.ExplicitPadding(pads),
+                      data_format, dilation, device=device)
+    full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
+    result[crop[0]] = full[crop[1]]
+    return result
+
+
+@_threads
+def _kernel_grad_block(grad, window, rank, kernel_size, strides, pads, data_format, dilation, device, dtype):
+    kernel_grad = _ops(rank)[3]
+    grad = grad if isinstance(grad, np.ndarray) else _gather(*grad)
+    window = _gather(*window)
+    grad_kernel, grad_bias = kernel_grad(grad, window, kernel_size, strides, geo.ExplicitPadding(pads), data_format,
+                                         dilation, device=device)
+    return np.asarray(grad_kernel, dtype), np.asarray(grad_bias, dtype)
