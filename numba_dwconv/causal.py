@@ -19,9 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _dask, dispatch
 from . import _geometry as geo
 from . import activations as _activations
-from . import dispatch
 from ._opcore import _activation, _bias_operand, _check_target
 
 
@@ -112,9 +112,11 @@ def _extended_on_device(inputs, kernel, initial_state, dilation_rate, data_forma
 
 
 def _contiguous_part(array, index, stream):
-    """A C-contiguous copy of ``array[index]`` (NumPy or device)."""
+    """A C-contiguous copy of ``array[index]`` (NumPy or device; a dask array's part stays lazy)."""
     if isinstance(array, np.ndarray):
         return np.ascontiguousarray(array[index])
+    if _dask.is_dask(array):
+        return array[index]
     from numba import cuda
 
     from .cuda import arrays
@@ -131,7 +133,7 @@ def _extended(inputs, kernel, initial_state, dilation_rate, data_format):
     Returns ``(extended, positions, channels_last)``; shapes checked against the inputs and kernel.
     """
     channels_last = _layout(data_format)
-    inputs = np.asarray(inputs)
+    inputs = inputs if _dask.is_dask(inputs) else np.asarray(inputs)  # dask: concatenated lazily below
     kernel = np.asarray(kernel)
     geo.check_rank("inputs", inputs.shape, 3, "(batch, length, channels)" if channels_last
                    else "(batch, channels, length)")
@@ -144,7 +146,7 @@ def _extended(inputs, kernel, initial_state, dilation_rate, data_format):
         dtype = np.result_type(inputs.dtype, kernel.dtype)
         state = np.zeros(expected, dtype=geo.check_dtype("inputs", dtype, "cpu"))
     else:
-        state = np.asarray(initial_state)
+        state = initial_state if _dask.is_dask(initial_state) else np.asarray(initial_state)
         geo.check_dtype("initial_state", state.dtype, "cpu")
         geo.check_shape("initial_state", state.shape, expected)
     return np.concatenate([state, inputs], axis=1 if channels_last else 2), positions, channels_last
@@ -408,6 +410,10 @@ def _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format
                      extra=()) -> _Packed:
     """The validated operands of a packed call, placed where it runs."""
     check_causal(strides, padding, "sequence_ids")
+    if any(_dask.is_dask(a) for a in (inputs, sequence_ids, *extra)):
+        raise NotImplementedError("`sequence_ids` (packed sequences) does not take dask arrays yet: pack the "
+                                  "sequences of each row in one chunk along the length and map the op over the "
+                                  "blocks (dask.array.map_blocks), or compute the arrays first")
     place = dispatch.place(device, (inputs, *extra), (kernel,), stream)
     from ._opcore import RANK1, _problem
 

@@ -177,3 +177,50 @@ def test_a_cluster_of_two_worker_processes():
     want = nd.depthwise_conv1d_backward(np.ones((2, 64, 8), np.float32), x, kernel, 1, "causal")
     for g, w in zip(got_grads, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_initial_and_final_state_stay_lazy_and_equal_the_numpy_path(layout):
+    rng = np.random.default_rng(6)
+    shape, state_shape = ((2, 25, 3), (2, 4, 3)) if layout == "channels_last" else ((2, 3, 25), (2, 3, 4))
+    x, state = rng.standard_normal(shape), rng.standard_normal(state_shape)
+    kernel = rng.standard_normal((3, 3, 2))
+    kw = dict(padding="causal", data_format=layout, dilation_rate=2)
+    xd = da.from_array(x, chunks=(1, 2, 10) if layout == "channels_first" else (1, 10, 2))
+    out, final = nd.depthwise_conv1d(xd, kernel, None, initial_state=state, return_final_state=True, **kw)
+    assert isinstance(out, da.Array) and isinstance(final, da.Array)
+    want, want_final = nd.depthwise_conv1d(x, kernel, None, initial_state=state, return_final_state=True, **kw)
+    np.testing.assert_allclose(out.compute(), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(final.compute(), want_final)
+    grad = rng.standard_normal(want.shape)
+    got = nd.depthwise_conv1d_backward(da.from_array(grad, chunks=7), xd, kernel, initial_state=state, **kw)
+    for g, w in zip(got, nd.depthwise_conv1d_backward(grad, x, kernel, initial_state=state, **kw)):
+        np.testing.assert_allclose(g.compute(), w, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_separable_ops_on_dask_arrays(rank):
+    rng = np.random.default_rng(7 + rank)
+    spatial = (13,) if rank == 1 else (7, 9)
+    x = rng.standard_normal((2, *spatial, 4))
+    depthwise = rng.standard_normal((*(3,) * rank, 4, 2))
+    pointwise = rng.standard_normal((*(1,) * rank, 8, 5))
+    bias = rng.standard_normal(5)
+    forward = nd.separable_conv1d if rank == 1 else nd.separable_conv2d
+    backward = nd.separable_conv1d_backward if rank == 1 else nd.separable_conv2d_backward
+    xd = da.from_array(x, chunks=(1, *(4,) * rank, 2))  # channel blocks: the pointwise step sums across them
+    got = forward(xd, depthwise, pointwise, bias, 1, "same", activation="gelu")
+    want = forward(x, depthwise, pointwise, bias, 1, "same", activation="gelu")
+    assert isinstance(got, da.Array)
+    np.testing.assert_allclose(got.compute(), want, rtol=1e-10, atol=1e-10)
+    grad = rng.standard_normal(want.shape)
+    got_grads = backward(da.from_array(grad, chunks=3), xd, depthwise, pointwise, 1, "same", bias=bias,
+                         activation="gelu")
+    for g, w in zip(got_grads, backward(grad, x, depthwise, pointwise, 1, "same", bias=bias, activation="gelu")):
+        np.testing.assert_allclose(g.compute(), w, rtol=1e-9, atol=1e-9)
+
+
+def test_packed_sequences_refuse_dask_arrays_clearly():
+    xd = da.zeros((1, 8, 2), chunks=(1, 4, 2))
+    with pytest.raises(NotImplementedError, match="sequence_ids"):
+        nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="causal", sequence_ids=np.zeros((1, 8), int))
