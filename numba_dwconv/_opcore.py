@@ -369,8 +369,10 @@ def _with_channels(shape, channels, channels_last):
 def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding, data_format,
                       dilation_rate, device, stream, activation=None):
     if _dask.is_dask(inputs):
-        return _dask.separable_forward(rank.rank, inputs, depthwise_kernel, pointwise_kernel, bias, strides, padding,
-                                       data_format, dilation_rate, device, activation)
+        from . import _dask_separable
+
+        return _dask_separable.separable_forward(rank.rank, inputs, depthwise_kernel, pointwise_kernel, bias,
+                                                 strides, padding, data_format, dilation_rate, device, activation)
     place = dispatch.place(device, (inputs,), (depthwise_kernel, pointwise_kernel, bias), stream)
     bias = None if bias is None else place.view("bias", bias)
     extra = () if bias is None else (bias.dtype,)
@@ -393,8 +395,11 @@ def separable_forward(rank, inputs, depthwise_kernel, pointwise_kernel, bias, st
 def separable_backward(rank, grad_outputs, inputs, depthwise_kernel, pointwise_kernel, strides, padding, data_format,
                        dilation_rate, device, stream, bias=None, activation=None):
     if _dask.is_dask(inputs) or _dask.is_dask(grad_outputs):
-        return _dask.separable_backward(rank.rank, grad_outputs, inputs, depthwise_kernel, pointwise_kernel, strides,
-                                        padding, data_format, dilation_rate, device, bias, activation)
+        from . import _dask_separable
+
+        return _dask_separable.separable_backward(rank.rank, grad_outputs, inputs, depthwise_kernel,
+                                                  pointwise_kernel, strides, padding, data_format, dilation_rate,
+                                                  device, bias, activation)
     place = dispatch.place(device, (grad_outputs, inputs), (depthwise_kernel, pointwise_kernel), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     problem, filters, dtype, inputs, depthwise, pointwise = _separable_operands(
