@@ -41,12 +41,30 @@ def _ops(rank: int):
         ops.depthwise_conv2d_kernel_grad
 
 
-def _gather(chunks, placements, shape):
-    """A window from the chunk arrays it overlaps: ``placements[k] = (chunk index, source slices, target slices)``.
+class GatherLayout:
+    """Where the pieces of a window lie: ``placements[k] = (chunk index, source slices, target slices)``, ``shape``.
+
+    An opaque object, so that dask does not walk its nested tuples of slices when it builds the graph
+    (that walk was most of the graph's construction time).
+    """
+
+    __slots__ = ("placements", "shape")
+
+    def __init__(self, placements, shape):
+        self.placements = placements
+        self.shape = shape
+
+    def __reduce__(self):
+        return GatherLayout, (self.placements, self.shape)
+
+
+def _gather(chunks, layout: GatherLayout):
+    """A window from the chunk arrays it overlaps (see :class:`GatherLayout`).
 
     One chunk that holds the whole window gives a view of it (no copy); otherwise the pieces are copied
-    into a new array of ``shape``.
+    into a new array.
     """
+    placements, shape = layout.placements, layout.shape
     if len(placements) == 1:
         i, source, target = placements[0]
         view = chunks[i][source]
@@ -74,7 +92,8 @@ def _forward_block(main, tails, kernel, bias, rank, strides, pads, data_format, 
     for d, tail in enumerate(tails):
         if tail is None:
             continue
-        *window, (offset, tail_pads) = tail
+        *window, spec = tail
+        offset, tail_pads = getattr(spec, "value", spec)  # (a _dask._Static in a graph built by hand)
         part = forward(_gather(*window), kernel, bias, strides, geo.ExplicitPadding(tail_pads), data_format, dilation,
                        **kw)
         index = [slice(None)] * out.ndim

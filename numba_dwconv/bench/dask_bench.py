@@ -42,12 +42,17 @@ def overhead_row(repeat: int = 3, batch: int = 8, length: int = 131072, channels
     def fwd_dask_numpy():  # gathered into one NumPy array (one more pass over the outputs)
         return nd.depthwise_conv1d(xd, kernel, None, **kw).compute()
 
+    from .._memory import release_pool
+
     with dask.config.set(scheduler="threads"):
         mem_f = best_time(lambda: nd.depthwise_conv1d(x, kernel, None, **kw), repeat)
+        release_pool()  # each side in its own steady state: the idle outputs of one do not crowd the other's out
         dask_f = best_time(fwd_dask, repeat)
         dask_fn = best_time(fwd_dask_numpy, repeat)
+        release_pool()
         mem_b = best_time(lambda: (nd.depthwise_conv1d(x, kernel, None, **kw),
                                    nd.depthwise_conv1d_backward(grad, x, kernel, **kw)), repeat)
+        release_pool()
         dask_b = best_time(both_dask, repeat)
     return {"shape": f"B{batch} L{length} C{channels} K4 causal fp32 ({x.nbytes / 2**30:.2f} GiB), "
                      f"{rows * channels * 4 / 2**20:.0f} MiB chunks",
