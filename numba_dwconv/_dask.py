@@ -21,7 +21,6 @@ numba's setting).  The functions that run on the workers are in :mod:`numba_dwco
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from . import _geometry as geo
 from ._dask_blocks import (
     GatherLayout,
+    _add_partials,
     _forward_block,
     _grad_pre_block,
     _input_grad_block,
@@ -121,25 +121,6 @@ class _Plan:
             shape[d] = n
         return tuple(shape)
 
-    def nest(self, blocks):
-        """``blocks[(ib, ic, *spatial)]`` as the nested list of :func:`dask.array.block`, in layout order."""
-        dims = [0, self.channel_dim, *self.spatial_dims]
-        counts = [len(self.batch_chunks), len(self.channel_chunks)] + [
-            1 + max(key[2 + k] for key in blocks) for k in range(self.rank)]
-        order = sorted(range(self.rank + 2), key=lambda k: dims[k])  # key positions in layout order
-
-        def build(level, key):
-            if level == len(order):
-                return blocks[tuple(key)]
-            pos = order[level]
-            items = []
-            for i in range(counts[pos]):
-                key[pos] = i
-                items.append(build(level + 1, key))
-            key[pos] = 0
-            return items
-
-        return build(0, [0] * (self.rank + 2))
 
 
 def _spatial_blocks(plan):
@@ -185,12 +166,6 @@ def _split_blocks(plan):
     return per_axis
 
 
-def _from_delayed(value, shape, dtype):
-    import dask.array as da
-
-    return da.from_delayed(value, shape, dtype=dtype)
-
-
 def _small(array, name):
     """A small operand (kernel, bias) as a NumPy array; a dask kernel is computed once, here."""
     if is_dask(array):
@@ -200,8 +175,6 @@ def _small(array, name):
 
 def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, activation):
     """The forward op on a dask ``inputs``: a dask array of the outputs."""
-    import dask.array as da
-
     from ._opcore import RANK1, RANK2, _problem
 
     kernel = _small(kernel, "kernel")
@@ -212,22 +185,13 @@ def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dila
     if bias is not None:
         geo.check_shape("bias", bias.shape, (problem.channels * problem.multiplier,))
     plan = _Plan(problem, rank, inputs.chunks)
-    mult = problem.multiplier
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
-    # One graph layer: a task per output block, reading the input chunks by key (no per-block collections
-    # to merge: building the graph costs ~0.1 ms a block instead of ~2 ms through dask.delayed).
-    import uuid
-
-    from dask.highlevelgraph import HighLevelGraph
-
-    token = uuid.uuid4().hex
-    name, operands = f"depthwise-forward-{token}", f"depthwise-operands-{token}"
+    graph = _Graph("depthwise-forward")
+    graph.operands(plan, kernel, bias)
+    name = graph.name("outputs")
     source = _Chunks(inputs)
-    dsk = {}
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
-        dsk[(operands, "kernel", ic)] = np.ascontiguousarray(kernel[..., c0:c1, :])
-        dsk[(operands, "bias", ic)] = None if bias is None else np.ascontiguousarray(bias[c0 * mult:c1 * mult])
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, splits in _product(_split_blocks(plan)):
                 full = [(sp.main[0], sp.tail[1] if sp.tail else sp.main[1]) for sp in splits]
@@ -243,20 +207,17 @@ def forward(rank: int, inputs, kernel, bias, strides, padding, data_format, dila
                     tails.append([*source.keys(_ranges(plan, (b0, b1), (c0, c1), spatial)),
                                   _Static((sp.tm - sp.t0, tail_pads))])
                 pads = tuple((sp.main[2], sp.main[3]) for sp in splits)
-                dsk[(name, *plan.grid_index(ib, ic, key))] = (
-                    _forward_block, main, tails, (operands, "kernel", ic), (operands, "bias", ic), rank, strides_t,
-                    pads, plan.data_format, dilation_t, activation, device, dtype)
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[inputs])
-    out_chunks = [None] * (rank + 2)
-    out_chunks[0] = tuple(b1 - b0 for b0, b1 in plan.batch_chunks)
-    out_chunks[plan.channel_dim] = tuple((c1 - c0) * mult for c0, c1 in plan.channel_chunks)
+                graph.dsk[(name, *plan.grid_index(ib, ic, key))] = (
+                    _forward_block, main, tails, graph.kernel_key(ic), graph.bias_key(ic), rank, strides_t, pads,
+                    plan.data_format, dilation_t, activation, device, dtype)
+    chunks = _output_chunks(plan)
     for d, blocks in zip(plan.spatial_dims, _split_blocks(plan)):
-        out_chunks[d] = tuple(sp.t1 - sp.t0 for sp in blocks)
-    return da.Array(graph, name, tuple(out_chunks), dtype=dtype, meta=np.empty((0,) * (rank + 2), dtype))
+        chunks[d] = tuple(sp.t1 - sp.t0 for sp in blocks)
+    return graph.array(name, chunks, dtype, [inputs])
 
 
 class _Chunks:
-    """The chunks of a dask array as delayed values, and the pieces of them a window covers.
+    """The chunks of a dask array by key, and the pieces of them a window covers.
 
     Blocks take whole chunks and slice them themselves: a slicing task per window would be fused with
     the task that makes the chunk when dask optimises the graph, making (or reading) the chunk again
@@ -264,22 +225,11 @@ class _Chunks:
     """
 
     def __init__(self, array):
-        self.array = array
         self.name = array.name
         self.offsets = [_offsets(chunks) for chunks in array.chunks]
 
-    @functools.cached_property
-    def grid(self):
-        """The chunks as delayed values (for the blocks built through ``dask.delayed``)."""
-        return self.array.to_delayed(optimize_graph=False)
-
     def keys(self, ranges):
-        """``(chunk keys, layout)`` for the window ``ranges``: graph-level arguments of ``_gather``."""
-        chunks, layout = self.window(ranges, keys=True)
-        return chunks, layout
-
-    def window(self, ranges, keys: bool = False):
-        """``(chunks, layout)``: the arguments of ``_gather`` for the window ``ranges`` (``(lo, hi)`` per axis)."""
+        """``(chunk keys, layout)`` for the window ``ranges`` (``(lo, hi)`` per axis): task arguments of ``_gather``."""
         import itertools
 
         per_axis = []
@@ -287,12 +237,11 @@ class _Chunks:
             per_axis.append([(j, slice(max(lo, c_lo) - c_lo, min(hi, c_hi) - c_lo),
                               slice(max(lo, c_lo) - lo, min(hi, c_hi) - lo))
                              for j, (c_lo, c_hi) in enumerate(offsets) if max(lo, c_lo) < min(hi, c_hi)])
-        chunks, placements = [], []
+        keys, placements = [], []
         for combo in itertools.product(*per_axis):
-            index = tuple(j for j, _, _ in combo)
-            chunks.append((self.name, *index) if keys else self.grid[index])
-            placements.append((len(chunks) - 1, tuple(c[1] for c in combo), tuple(c[2] for c in combo)))
-        return chunks, GatherLayout(placements, tuple(hi - lo for lo, hi in ranges))
+            keys.append((self.name, *(j for j, _, _ in combo)))
+            placements.append((len(keys) - 1, tuple(c[1] for c in combo), tuple(c[2] for c in combo)))
+        return keys, GatherLayout(placements, tuple(hi - lo for lo, hi in ranges))
 
 
 def _ranges(plan, batch, channels, spatial) -> list:
@@ -331,38 +280,77 @@ def _product(per_axis):
         yield key, tuple(blocks[i] for blocks, i in zip(per_axis, key))
 
 
-def _grad_blocks(plan, grad_outputs, inputs, kernel, bias, activation, device, dtype, rank):
+class _Graph:
+    """One hand-built graph: tasks by key, and the collections it reads (a task per block, chunks by key).
+
+    Building through ``dask.delayed`` cost ~2 ms a block (each call merges its arguments' graphs);
+    tasks written by hand cost ~0.05 ms.
+    """
+
+    def __init__(self, prefix: str):
+        import uuid
+
+        self.token = uuid.uuid4().hex
+        self.prefix = prefix
+        self.dsk = {}
+
+    def name(self, what: str) -> str:
+        return f"{self.prefix}-{what}-{self.token}"
+
+    def operands(self, plan, kernel, bias) -> None:
+        """The kernel and bias slices of every channel block, once each (``kernel_key``, ``bias_key``)."""
+        mult = plan.problem.multiplier
+        for ic, (c0, c1) in enumerate(plan.channel_chunks):
+            self.dsk[self.kernel_key(ic)] = np.ascontiguousarray(kernel[..., c0:c1, :])
+            self.dsk[self.bias_key(ic)] = None if bias is None else np.ascontiguousarray(bias[c0 * mult:c1 * mult])
+
+    def kernel_key(self, ic: int):
+        return (self.name("operands"), "kernel", ic)
+
+    def bias_key(self, ic: int):
+        return (self.name("operands"), "bias", ic)
+
+    def array(self, name: str, chunks, dtype, dependencies):
+        """The tasks named ``name`` as a dask array (the whole graph goes with it)."""
+        import dask.array as da
+        from dask.highlevelgraph import HighLevelGraph
+
+        graph = HighLevelGraph.from_collections(name, dict(self.dsk), dependencies=list(dependencies))
+        return da.Array(graph, name, tuple(chunks), dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
+
+
+def _grad_blocks(graph: _Graph, plan, grad_outputs, inputs, activation, device, dtype, rank):
     """Per (batch, channel, spatial output) block: its output gradient (at the pre-activation) and input window.
 
-    Values: ``(grad, window, pads)``; ``grad`` is a delayed array with an activation, else the
-    :func:`_gather` arguments of the block's part of ``grad_outputs``; ``window`` those of its inputs.
+    Values ``(grad, window, pads)`` as task arguments: ``grad`` the ``_gather`` arguments of the block's
+    part of ``grad_outputs``, or with an activation the key of its gradient at the pre-activation (a
+    task of ``graph``); ``window`` the ``_gather`` arguments of its inputs.
     """
-    import dask
-
-    mult = plan.problem.multiplier
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
+    mult = plan.problem.multiplier
     source, grads = _Chunks(inputs), _Chunks(grad_outputs)
+    pre = graph.name("grad-pre")
     out = {}
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
-        k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
-        b = None if bias is None else dask.delayed(np.ascontiguousarray(bias[c0 * mult:c1 * mult]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, windows in _product(_spatial_blocks(plan)):
-                window = source.window(_ranges(plan, (b0, b1), (c0, c1), [w[2:4] for w in windows]))
-                grad = grads.window(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows]))
+                window = list(source.keys(_ranges(plan, (b0, b1), (c0, c1), [w[2:4] for w in windows])))
+                grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows])))
                 pads = tuple((w[4], w[5]) for w in windows)
                 if activation is not None:
-                    grad = dask.delayed(_grad_pre_block, pure=False)(grad, window, k, b, rank, strides_t, pads,
-                                                                     plan.data_format, dilation_t, activation, device,
-                                                                     dtype)
+                    task_key = (pre, *plan.grid_index(ib, ic, key))
+                    graph.dsk[task_key] = (_grad_pre_block, grad, window, graph.kernel_key(ic), graph.bias_key(ic),
+                                           rank, strides_t, pads, plan.data_format, dilation_t, activation, device,
+                                           dtype)
+                    grad = task_key
                 out[(ib, ic, *key)] = (grad, window, pads)
     return out
 
 
 def backward(rank: int, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, bias,
              activation):
-    """``(grad_inputs, grad_kernel, grad_bias)`` as dask arrays."""
+    """``(grad_inputs, grad_kernel, grad_bias)`` as dask arrays (one graph)."""
     kernel = _small(kernel, "kernel")
     bias = None if bias is None else _small(bias, "bias")
     inputs, grad_outputs = _as_dask(inputs), _as_dask(grad_outputs)
@@ -371,24 +359,29 @@ def backward(rank: int, grad_outputs, inputs, kernel, strides, padding, data_for
     geo.check_shape("grad_outputs", grad_outputs.shape, plan.problem.output_shape)
     if bias is not None:
         geo.check_shape("bias", bias.shape, (plan.problem.channels * plan.problem.multiplier,))
-    blocks = _grad_blocks(plan, grad_outputs, inputs, kernel, bias, activation, device, dtype, rank)
-    grad_kernel, grad_bias = _kernel_grads(plan, blocks, kernel.shape[:rank], device, dtype, rank)
-    grad_pre = None
-    if activation is not None:  # the input gradient needs the gradient at the pre-activation, as one array
-        import dask.array as da
-
-        grad_pre = da.block(plan.nest({key: _from_delayed(value[0], _grad_shape(plan, key), dtype)
-                                       for key, value in blocks.items()}))
-    grad_inputs = _input_grads(plan, grad_outputs if grad_pre is None else grad_pre, kernel, device, dtype, rank)
+    graph = _Graph("depthwise-backward")
+    graph.operands(plan, kernel, bias)
+    blocks = _grad_blocks(graph, plan, grad_outputs, inputs, activation, device, dtype, rank)
+    deps = [inputs, grad_outputs]
+    grad_kernel, grad_bias = _kernel_grads(graph, plan, blocks, kernel.shape[:rank], device, dtype, rank, deps)
+    if activation is not None:  # the input gradient reads the gradient at the pre-activation by output block
+        name = graph.name("grad-pre")
+        grad_source = graph.array(name, _output_chunks(plan), dtype, deps)
+    else:
+        grad_source = grad_outputs
+    grad_inputs = _input_grads(graph, plan, grad_source, device, dtype, rank, deps + [grad_source])
     return grad_inputs, grad_kernel, grad_bias
 
 
-def _grad_shape(plan, key):
-    """The shape of the output block ``key = (ib, ic, *spatial)``."""
+def _output_chunks(plan) -> list:
+    """The chunks of the outputs, block by block as :func:`output_blocks` cuts them."""
     mult = plan.problem.multiplier
-    (b0, b1), (c0, c1) = plan.batch_chunks[key[0]], plan.channel_chunks[key[1]]
-    spatial = [blocks[i] for blocks, i in zip(_spatial_blocks(plan), key[2:])]
-    return plan.shape(b1 - b0, (c1 - c0) * mult, [w[1] - w[0] for w in spatial])
+    chunks = [None] * (plan.rank + 2)
+    chunks[0] = tuple(b1 - b0 for b0, b1 in plan.batch_chunks)
+    chunks[plan.channel_dim] = tuple((c1 - c0) * mult for c0, c1 in plan.channel_chunks)
+    for d, blocks in zip(plan.spatial_dims, _spatial_blocks(plan)):
+        chunks[d] = tuple(w[1] - w[0] for w in blocks)
+    return chunks
 
 
 def _as_dask(array):
@@ -407,35 +400,44 @@ def _plan(rank, inputs, kernel_shape, strides, padding, data_format, dilation_ra
     return _Plan(problem, rank, inputs.chunks)
 
 
-def _kernel_grads(plan, blocks, kernel_size, device, dtype, rank):
-    """Kernel and bias gradients: one partial per block, summed by a tree reduction."""
-    import dask
-    import dask.array as da
+def _kernel_grads(graph: _Graph, plan, blocks, kernel_size, device, dtype, rank, deps):
+    """Kernel and bias gradients: one partial per block, added in a fixed tree (``SPLIT_EVERY`` at a time)."""
+    import operator
 
     mult = plan.problem.multiplier
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
-    per_channel_block = []
-    bias_blocks = []
-    for ic, (c0, c1) in enumerate(plan.channel_chunks):
-        kernels, biases = [], []
+    partial, kname, bname = graph.name("kernel-partial"), graph.name("grad-kernel"), graph.name("grad-bias")
+    kernel_size = tuple(kernel_size)
+    for ic in range(len(plan.channel_chunks)):
+        level = []
         for key, (grad, window, pads) in blocks.items():
             if key[1] != ic:
                 continue
-            value = dask.delayed(_kernel_grad_block, pure=False, nout=2)(
-                grad, window, rank, tuple(kernel_size), strides_t, pads, plan.data_format, dilation_t, device, dtype)
-            kernels.append(_from_delayed(value[0], (*kernel_size, c1 - c0, mult), dtype))
-            biases.append(_from_delayed(value[1], ((c1 - c0) * mult,), dtype))
-        per_channel_block.append(da.stack(kernels).sum(axis=0, split_every=SPLIT_EVERY))
-        bias_blocks.append(da.stack(biases).sum(axis=0, split_every=SPLIT_EVERY))
-    return da.concatenate(per_channel_block, axis=rank), da.concatenate(bias_blocks, axis=0)
+            task_key = (partial, ic, 0, len(level))
+            graph.dsk[task_key] = (_kernel_grad_block, grad, window, rank, kernel_size, strides_t, pads,
+                                   plan.data_format, dilation_t, device, dtype)
+            level.append(task_key)
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            groups = [level[i:i + SPLIT_EVERY] for i in range(0, len(level), SPLIT_EVERY)]
+            level = []
+            for group in groups:
+                task_key = (partial, ic, depth, len(level))
+                graph.dsk[task_key] = (_add_partials, group)
+                level.append(task_key)
+        graph.dsk[(kname, *(0,) * rank, ic, 0)] = (operator.getitem, level[0], 0)
+        graph.dsk[(bname, ic)] = (operator.getitem, level[0], 1)
+    channel_chunks = tuple(c1 - c0 for c0, c1 in plan.channel_chunks)
+    kernel_chunks = [(k,) for k in kernel_size] + [channel_chunks, (mult,)]
+    grad_kernel = graph.array(kname, kernel_chunks, dtype, deps)
+    grad_bias = graph.array(bname, [tuple(c * mult for c in channel_chunks)], dtype, deps)
+    return grad_kernel, grad_bias
 
 
-def _input_grads(plan, grad_outputs, kernel, device, dtype, rank):
-    """The input gradient, block by block of the inputs' own chunking."""
-    import dask
-    import dask.array as da
-
+def _input_grads(graph: _Graph, plan, grad_outputs, device, dtype, rank, deps):
+    """The input gradient, block by block of the inputs' own chunking (kernels: ``graph``'s operands)."""
     mult = plan.problem.multiplier
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
@@ -450,29 +452,32 @@ def _input_grads(plan, grad_outputs, kernel, device, dtype, rank):
             a, b, before, after = _window(axis, t0, t1)
             entries.append((lo, hi, (t0, t1, a, b, before, after)))
         per_axis.append(entries)
-    blocks = {}
+    name = graph.name("grad-inputs")
     grads = _Chunks(grad_outputs)
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
-        k = dask.delayed(np.ascontiguousarray(kernel[..., c0:c1, :]))
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, entries in _product(per_axis):
                 shape = plan.shape(b1 - b0, c1 - c0, [hi - lo for lo, hi, _ in entries])
+                task_key = (name, *plan.grid_index(ib, ic, key))
                 if any(e[2] is None for e in entries):
-                    blocks[(ib, ic, *key)] = da.zeros(shape, dtype=dtype)
+                    graph.dsk[task_key] = (np.zeros, shape, dtype)
                     continue
                 windows = [e[2] for e in entries]
-                grad = grads.window(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows]))
+                grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows])))
                 pads = tuple((w[4], w[5]) for w in windows)
                 window_size = tuple(w[3] - w[2] for w in windows)
                 inner = tuple(slice(max(lo, w[2]) - lo, min(hi, w[3]) - lo) for (lo, hi, _), w in zip(entries, windows))
                 outer = tuple(slice(max(lo, w[2]) - w[2], min(hi, w[3]) - w[2]) for (lo, hi, _), w in
                               zip(entries, windows))
                 crop = (plan.index(slice(None), slice(None), inner), plan.index(slice(None), slice(None), outer))
-                value = dask.delayed(_input_grad_block, pure=False)(grad, k, rank, window_size, strides_t, pads,
-                                                                   plan.data_format, dilation_t, crop, shape, device,
-                                                                   dtype)
-                blocks[(ib, ic, *key)] = _from_delayed(value, shape, dtype)
-    return da.block(plan.nest(blocks))
+                graph.dsk[task_key] = (_input_grad_block, grad, graph.kernel_key(ic), rank, window_size, strides_t,
+                                       pads, plan.data_format, dilation_t, _Static(crop), shape, device, dtype)
+    chunks = [None] * (rank + 2)
+    chunks[0] = tuple(b1 - b0 for b0, b1 in plan.batch_chunks)
+    chunks[plan.channel_dim] = tuple(c1 - c0 for c0, c1 in plan.channel_chunks)
+    for d, spatial in zip(plan.spatial_dims, plan.spatial_chunks):
+        chunks[d] = tuple(spatial)
+    return graph.array(name, chunks, dtype, deps)
 
 
 def input_grad(rank: int, grad_outputs, kernel, input_shape, strides, padding, data_format, dilation_rate, device):
@@ -484,8 +489,10 @@ def input_grad(rank: int, grad_outputs, kernel, input_shape, strides, padding, d
     problem = _problem(RANK1 if rank == 1 else RANK2, tuple(input_shape), kernel.shape, strides, padding,
                        data_format, dilation_rate, dtype)
     geo.check_shape("grad_outputs", grad_outputs.shape, problem.output_shape)
-    chunks = _input_chunks(problem, rank, grad_outputs.chunks)
-    return _input_grads(_Plan(problem, rank, chunks), grad_outputs, kernel, device, dtype, rank)
+    plan = _Plan(problem, rank, _input_chunks(problem, rank, grad_outputs.chunks))
+    graph = _Graph("depthwise-input-grad")
+    graph.operands(plan, kernel, None)
+    return _input_grads(graph, plan, grad_outputs, device, dtype, rank, [grad_outputs])
 
 
 def _input_chunks(problem, rank, grad_chunks):
@@ -521,8 +528,9 @@ def kernel_grad(rank: int, grad_outputs, inputs, kernel_size, strides, padding, 
     kernel_shape = (*sizes, channels, out_channels // channels)
     plan = _plan(rank, inputs, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
     geo.check_shape("grad_outputs", grad_outputs.shape, plan.problem.output_shape)
-    blocks = _grad_blocks(plan, grad_outputs, inputs, np.zeros(kernel_shape, dtype), None, None, device, dtype, rank)
-    return _kernel_grads(plan, blocks, sizes, device, dtype, rank)
+    graph = _Graph("depthwise-kernel-grad")
+    blocks = _grad_blocks(graph, plan, grad_outputs, inputs, None, device, dtype, rank)
+    return _kernel_grads(graph, plan, blocks, sizes, device, dtype, rank, [inputs, grad_outputs])
 
 
 __all__ = ["backward", "forward", "input_grad", "is_dask", "kernel_grad", "output_blocks"]

@@ -132,6 +132,7 @@ def _input_grad_block(grad, kernel, rank, window_size, strides, pads, data_forma
     full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides, geo.ExplicitPadding(pads),
                       data_format, dilation, device=device)
     full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
+    crop = getattr(crop, "value", crop)  # (a _dask._Static in a graph built by hand)
     result[crop[0]] = full[crop[1]]
     return result
 
@@ -144,3 +145,12 @@ def _kernel_grad_block(grad, window, rank, kernel_size, strides, pads, data_form
     grad_kernel, grad_bias = kernel_grad(grad, window, kernel_size, strides, geo.ExplicitPadding(pads), data_format,
                                          dilation, device=device)
     return np.asarray(grad_kernel, dtype), np.asarray(grad_bias, dtype)
+
+
+def _add_partials(parts):
+    """``(sum of kernel gradients, sum of bias gradients)`` of partials, added in their order (deterministic)."""
+    grad_kernel, grad_bias = parts[0][0].copy(), parts[0][1].copy()
+    for kernel_part, bias_part in parts[1:]:
+        grad_kernel += kernel_part
+        grad_bias += bias_part
+    return grad_kernel, grad_bias
