@@ -319,13 +319,22 @@ class _Graph:
         return da.Array(graph, name, tuple(chunks), dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
 
 
-def _grad_blocks(graph: _Graph, plan, grad_outputs, inputs, activation, device, dtype, rank):
-    """Per (batch, channel, spatial output) block: its output gradient (at the pre-activation) and input window.
+def _segments(split: _Split) -> list[tuple[int, int]]:
+    """The outputs of a split block in the parts that read only their own chunk and those that read the halo."""
+    parts = [(split.t0, split.tm), (split.tm, split.t1)] if split.tail is not None else [(split.t0, split.t1)]
+    return [(lo, hi) for lo, hi in parts if hi > lo]
 
-    Values ``(grad, window, pads)`` as task arguments: ``grad`` the ``_gather`` arguments of the block's
-    part of ``grad_outputs``, or with an activation the key of its gradient at the pre-activation (a
-    task of ``graph``); ``window`` the ``_gather`` arguments of its inputs.
+
+def _grad_blocks(graph: _Graph, plan, grad_outputs, inputs, activation, device, dtype, rank):
+    """Per (batch, channel, spatial output) block: its parts, each ``(grad, window, pads)`` as task arguments.
+
+    A block's outputs are cut where they start reading the next input chunk (see :class:`_Split`), so
+    the part that reads only its own chunk gets a view of it and only the short halo part gathers a
+    copy.  ``grad``: the ``_gather`` arguments of the part's output gradient (at the pre-activation,
+    a task of ``graph``, with an activation); ``window``: those of its inputs.
     """
+    import itertools
+
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
     mult = plan.problem.multiplier
@@ -334,17 +343,32 @@ def _grad_blocks(graph: _Graph, plan, grad_outputs, inputs, activation, device, 
     out = {}
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
-            for key, windows in _product(_spatial_blocks(plan)):
-                window = list(source.keys(_ranges(plan, (b0, b1), (c0, c1), [w[2:4] for w in windows])))
-                grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows])))
-                pads = tuple((w[4], w[5]) for w in windows)
-                if activation is not None:
-                    task_key = (pre, *plan.grid_index(ib, ic, key))
-                    graph.dsk[task_key] = (_grad_pre_block, grad, window, graph.kernel_key(ic), graph.bias_key(ic),
-                                           rank, strides_t, pads, plan.data_format, dilation_t, activation, device,
-                                           dtype)
-                    grad = task_key
-                out[(ib, ic, *key)] = (grad, window, pads)
+            for key, splits in _product(_split_blocks(plan)):
+                pre_key = None
+                if activation is not None:  # the whole block's gradient at the pre-activation, once
+                    full = [_window(axis, sp.t0, sp.t1) for axis, sp in zip(plan.axes, splits)]
+                    pre_key = (pre, *plan.grid_index(ib, ic, key))
+                    graph.dsk[pre_key] = (
+                        _grad_pre_block,
+                        list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult),
+                                                [(sp.t0, sp.t1) for sp in splits]))),
+                        list(source.keys(_ranges(plan, (b0, b1), (c0, c1), [w[:2] for w in full]))),
+                        graph.kernel_key(ic), graph.bias_key(ic), rank, strides_t, tuple(w[2:] for w in full),
+                        plan.data_format, dilation_t, activation, device, dtype)
+                parts = []
+                for segments in itertools.product(*(_segments(sp) for sp in splits)):
+                    windows = [_window(axis, lo, hi) for axis, (lo, hi) in zip(plan.axes, segments)]
+                    window = list(source.keys(_ranges(plan, (b0, b1), (c0, c1), [w[:2] for w in windows])))
+                    if pre_key is None:
+                        grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), segments)))
+                    else:
+                        local = [(lo - sp.t0, hi - sp.t0) for (lo, hi), sp in zip(segments, splits)]
+                        shape = plan.shape(b1 - b0, (c1 - c0) * mult, [hi - lo for lo, hi in local])
+                        source_slices = plan.index(slice(None), slice(None), [slice(*r) for r in local])
+                        target = tuple(slice(None) for _ in shape)
+                        grad = [[pre_key], GatherLayout([(0, source_slices, target)], shape)]
+                    parts.append((grad, window, tuple(w[2:] for w in windows)))
+                out[(ib, ic, *key)] = parts
     return out
 
 
@@ -365,8 +389,10 @@ def backward(rank: int, grad_outputs, inputs, kernel, strides, padding, data_for
     deps = [inputs, grad_outputs]
     grad_kernel, grad_bias = _kernel_grads(graph, plan, blocks, kernel.shape[:rank], device, dtype, rank, deps)
     if activation is not None:  # the input gradient reads the gradient at the pre-activation by output block
-        name = graph.name("grad-pre")
-        grad_source = graph.array(name, _output_chunks(plan), dtype, deps)
+        chunks = _output_chunks(plan)
+        for d, blocks_d in zip(plan.spatial_dims, _split_blocks(plan)):
+            chunks[d] = tuple(sp.t1 - sp.t0 for sp in blocks_d)
+        grad_source = graph.array(graph.name("grad-pre"), chunks, dtype, deps)
     else:
         grad_source = grad_outputs
     grad_inputs = _input_grads(graph, plan, grad_source, device, dtype, rank, deps + [grad_source])
@@ -411,13 +437,14 @@ def _kernel_grads(graph: _Graph, plan, blocks, kernel_size, device, dtype, rank,
     kernel_size = tuple(kernel_size)
     for ic in range(len(plan.channel_chunks)):
         level = []
-        for key, (grad, window, pads) in blocks.items():
+        for key, parts in blocks.items():
             if key[1] != ic:
                 continue
-            task_key = (partial, ic, 0, len(level))
-            graph.dsk[task_key] = (_kernel_grad_block, grad, window, rank, kernel_size, strides_t, pads,
-                                   plan.data_format, dilation_t, device, dtype)
-            level.append(task_key)
+            for grad, window, pads in parts:
+                task_key = (partial, ic, 0, len(level))
+                graph.dsk[task_key] = (_kernel_grad_block, grad, window, rank, kernel_size, strides_t, pads,
+                                       plan.data_format, dilation_t, device, dtype)
+                level.append(task_key)
         depth = 0
         while len(level) > 1:
             depth += 1
@@ -436,42 +463,51 @@ def _kernel_grads(graph: _Graph, plan, blocks, kernel_size, device, dtype, rank,
     return grad_kernel, grad_bias
 
 
+def _reader_segments(axis, lo: int, hi: int, grad_chunks) -> list[tuple[int, int]]:
+    """The outputs that read input positions ``[lo, hi)``, cut at the output gradient's chunk boundaries."""
+    t0, t1 = _readers(axis, lo, hi)
+    cuts = [t0]
+    for c_lo, _ in _offsets(grad_chunks):
+        if t0 < c_lo < t1:
+            cuts.append(c_lo)
+    cuts.append(t1)
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
 def _input_grads(graph: _Graph, plan, grad_outputs, device, dtype, rank, deps):
-    """The input gradient, block by block of the inputs' own chunking (kernels: ``graph``'s operands)."""
+    """The input gradient, block by block of the inputs' own chunking (kernels: ``graph``'s operands).
+
+    The outputs that read an input chunk are taken in groups that each lie in one chunk of the output
+    gradient (a view of it); each group's window gradient is added into the chunk's.
+    """
+    import itertools
+
     mult = plan.problem.multiplier
     strides_t = tuple(a.stride for a in plan.axes)
     dilation_t = tuple(a.dilation for a in plan.axes)
-    per_axis = []
-    for axis, chunks in zip(plan.axes, plan.spatial_chunks):
-        entries = []
-        for lo, hi in _offsets(chunks):
-            t0, t1 = _readers(axis, lo, hi)
-            if t1 <= t0:
-                entries.append((lo, hi, None))
-                continue
-            a, b, before, after = _window(axis, t0, t1)
-            entries.append((lo, hi, (t0, t1, a, b, before, after)))
-        per_axis.append(entries)
+    grad_chunks = [grad_outputs.chunks[d] for d in plan.spatial_dims]
+    per_axis = [[(lo, hi, _reader_segments(axis, lo, hi, g_chunks)) for lo, hi in _offsets(chunks)]
+                for axis, chunks, g_chunks in zip(plan.axes, plan.spatial_chunks, grad_chunks)]
     name = graph.name("grad-inputs")
     grads = _Chunks(grad_outputs)
     for ic, (c0, c1) in enumerate(plan.channel_chunks):
         for ib, (b0, b1) in enumerate(plan.batch_chunks):
             for key, entries in _product(per_axis):
                 shape = plan.shape(b1 - b0, c1 - c0, [hi - lo for lo, hi, _ in entries])
-                task_key = (name, *plan.grid_index(ib, ic, key))
-                if any(e[2] is None for e in entries):
-                    graph.dsk[task_key] = (np.zeros, shape, dtype)
-                    continue
-                windows = [e[2] for e in entries]
-                grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), [w[0:2] for w in windows])))
-                pads = tuple((w[4], w[5]) for w in windows)
-                window_size = tuple(w[3] - w[2] for w in windows)
-                inner = tuple(slice(max(lo, w[2]) - lo, min(hi, w[3]) - lo) for (lo, hi, _), w in zip(entries, windows))
-                outer = tuple(slice(max(lo, w[2]) - w[2], min(hi, w[3]) - w[2]) for (lo, hi, _), w in
-                              zip(entries, windows))
-                crop = (plan.index(slice(None), slice(None), inner), plan.index(slice(None), slice(None), outer))
-                graph.dsk[task_key] = (_input_grad_block, grad, graph.kernel_key(ic), rank, window_size, strides_t,
-                                       pads, plan.data_format, dilation_t, _Static(crop), shape, device, dtype)
+                parts = []
+                for segments in itertools.product(*(e[2] for e in entries)):
+                    windows = [_window(axis, t0, t1) for axis, (t0, t1) in zip(plan.axes, segments)]
+                    grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), segments)))
+                    inner = [slice(max(lo, w[0]) - lo, max(min(hi, w[1]), max(lo, w[0])) - lo)
+                             for (lo, hi, _), w in zip(entries, windows)]
+                    outer = [slice(max(lo, w[0]) - w[0], max(min(hi, w[1]), max(lo, w[0])) - w[0])
+                             for (lo, hi, _), w in zip(entries, windows)]
+                    crop = (plan.index(slice(None), slice(None), inner), plan.index(slice(None), slice(None), outer))
+                    parts.append([grad, tuple(w[1] - w[0] for w in windows), tuple(w[2:] for w in windows),
+                                  _Static(crop)])
+                graph.dsk[(name, *plan.grid_index(ib, ic, key))] = (
+                    _input_grad_block, parts, graph.kernel_key(ic), rank, strides_t, plan.data_format, dilation_t,
+                    shape, device, dtype)
     chunks = [None] * (rank + 2)
     chunks[0] = tuple(b1 - b0 for b0, b1 in plan.batch_chunks)
     chunks[plan.channel_dim] = tuple(c1 - c0 for c0, c1 in plan.channel_chunks)

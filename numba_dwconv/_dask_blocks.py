@@ -121,19 +121,22 @@ def _grad_pre_block(grad, window, kernel, bias, rank, strides, pads, data_format
 
 
 @_threads
-def _input_grad_block(grad, kernel, rank, window_size, strides, pads, data_format, dilation, crop, shape, device,
-                      dtype):
-    """The input gradient of one input chunk: the window's gradient, cropped (zeros where nothing reads)."""
+def _input_grad_block(parts, kernel, rank, strides, data_format, dilation, shape, device, dtype):
+    """The input gradient of one input chunk: the sum of its parts' window gradients, each cropped to the chunk.
+
+    ``parts``: ``(grad, window_size, pads, crop)`` per group of outputs that read the chunk (each group's
+    output gradient from one chunk: a view), ``crop = (chunk slices, window slices)``; zeros where
+    nothing reads.
+    """
     input_grad = _ops(rank)[2]
     result = np.zeros(shape, dtype)
-    if grad is None:
-        return result
-    grad = grad if isinstance(grad, np.ndarray) else _gather(*grad)
-    full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides, geo.ExplicitPadding(pads),
-                      data_format, dilation, device=device)
-    full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
-    crop = getattr(crop, "value", crop)  # (a _dask._Static in a graph built by hand)
-    result[crop[0]] = full[crop[1]]
+    for grad, window_size, pads, crop in parts:
+        grad = grad if isinstance(grad, np.ndarray) else _gather(*grad)
+        full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides,
+                          geo.ExplicitPadding(pads), data_format, dilation, device=device)
+        full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
+        crop = getattr(crop, "value", crop)  # (a _dask._Static in a graph built by hand)
+        result[crop[0]] += full[crop[1]]
     return result
 
 

@@ -29,8 +29,9 @@ def overhead_row(repeat: int = 3, batch: int = 8, length: int = 131072, channels
     grad = rng.standard_normal(x.shape, dtype=np.float32)
     rows = max(1, chunk_bytes // (channels * 4))
     xd = da.from_array(x, chunks=(1, rows, channels))
-    gd = da.from_array(grad, chunks=(1, rows, channels))
     kw = dict(padding="causal")
+    # the upstream gradient chunked like the outputs, as the next op of a pipeline would hand it back
+    gd = da.from_array(grad, chunks=nd.depthwise_conv1d(xd, kernel, None, **kw).chunks)
 
     def fwd_dask():  # results stay in chunks (persist): a dask pipeline's next step reads them there
         return nd.depthwise_conv1d(xd, kernel, None, **kw).persist()
