@@ -224,3 +224,12 @@ def test_packed_sequences_refuse_dask_arrays_clearly():
     xd = da.zeros((1, 8, 2), chunks=(1, 4, 2))
     with pytest.raises(NotImplementedError, match="sequence_ids"):
         nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="causal", sequence_ids=np.zeros((1, 8), int))
+
+
+def test_the_dask_bench_rows_run():
+    from numba_dwconv.bench import dask_bench
+
+    row = dask_bench.overhead_row(repeat=1, batch=1, length=4096, channels=8, chunk_bytes=16 << 10)
+    assert row["forward_over_memory"] > 0 and row["forward_backward_over_memory"] > 0
+    big = dask_bench.larger_than_memory_row(0.002, True, channels=8, chunk_rows=1024)
+    assert big["input_GiB"] > 0 and big["peak_rss_GiB"] > 0 and big["GBps"] > 0
