@@ -58,6 +58,18 @@ class GatherLayout:
         return GatherLayout, (self.placements, self.shape)
 
 
+class Static:
+    """A task argument dask passes as it is (a plain tuple in a hand-built task would be read as a nested task)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return Static, (self.value,)
+
+
 def _gather(chunks, layout: GatherLayout):
     """A window from the chunk arrays it overlaps (see :class:`GatherLayout`).
 
@@ -93,7 +105,7 @@ def _forward_block(main, tails, kernel, bias, rank, strides, pads, data_format, 
         if tail is None:
             continue
         *window, spec = tail
-        offset, tail_pads = getattr(spec, "value", spec)  # (a _dask._Static in a graph built by hand)
+        offset, tail_pads = spec.value
         part = forward(_gather(*window), kernel, bias, strides, geo.ExplicitPadding(tail_pads), data_format, dilation,
                        **kw)
         index = [slice(None)] * out.ndim
@@ -131,22 +143,20 @@ def _input_grad_block(parts, kernel, rank, strides, data_format, dilation, shape
     input_grad = _ops(rank)[2]
     result = np.zeros(shape, dtype)
     for grad, window_size, pads, crop in parts:
-        grad = grad if isinstance(grad, np.ndarray) else _gather(*grad)
-        full = input_grad(grad, kernel, window_size[0] if rank == 1 else window_size, strides,
+        full = input_grad(_gather(*grad), kernel, window_size[0] if rank == 1 else window_size, strides,
                           geo.ExplicitPadding(pads), data_format, dilation, device=device)
         full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
-        crop = getattr(crop, "value", crop)  # (a _dask._Static in a graph built by hand)
-        result[crop[0]] += full[crop[1]]
+        chunk_slices, window_slices = crop.value
+        result[chunk_slices] += full[window_slices]
     return result
 
 
 @_threads
 def _kernel_grad_block(grad, window, rank, kernel_size, strides, pads, data_format, dilation, device, dtype):
+    """Partial kernel and bias gradients of one part of an output block (see ``_dask._grad_blocks``)."""
     kernel_grad = _ops(rank)[3]
-    grad = grad if isinstance(grad, np.ndarray) else _gather(*grad)
-    window = _gather(*window)
-    grad_kernel, grad_bias = kernel_grad(grad, window, kernel_size, strides, geo.ExplicitPadding(pads), data_format,
-                                         dilation, device=device)
+    grad_kernel, grad_bias = kernel_grad(_gather(*grad), _gather(*window), kernel_size, strides,
+                                         geo.ExplicitPadding(pads), data_format, dilation, device=device)
     return np.asarray(grad_kernel, dtype), np.asarray(grad_bias, dtype)
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _geometry as geo
-from ._dask import _as_dask, _small, backward, forward
+from ._dask import _as_dask, _small, forward
+from ._dask_grads import backward
 
 
 def _pointwise(rank, depth_channels, pointwise_kernel):
-    kernel = _small(pointwise_kernel, "pointwise_kernel")
+    kernel = _small(pointwise_kernel)
     filters = geo.pointwise_filters(kernel.shape, depth_channels, rank)
     return kernel.reshape(depth_channels, filters), filters
 
@@ -37,7 +38,7 @@ def separable_forward(rank: int, inputs, depthwise_kernel, pointwise_kernel, bia
     """The separable op on a dask ``inputs``: depthwise blocks, then the pointwise step as a dask tensordot."""
     from . import activations
 
-    depthwise_kernel = _small(depthwise_kernel, "depthwise_kernel")
+    depthwise_kernel = _small(depthwise_kernel)
     depthwise = forward(rank, inputs, depthwise_kernel, None, strides, padding, data_format, dilation_rate, device,
                         None)
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
@@ -45,7 +46,7 @@ def separable_forward(rank: int, inputs, depthwise_kernel, pointwise_kernel, bia
                                     pointwise_kernel)
     out = _channel_dot(depthwise, pointwise.astype(depthwise.dtype), channels_last)
     if bias is not None:
-        bias = _small(bias, "bias")
+        bias = _small(bias)
         geo.check_shape("bias", bias.shape, (filters,))
         out = out + _along_channels(bias, out.ndim, channels_last)
     dtype = np.result_type(out.dtype, pointwise.dtype, *(() if bias is None else (bias.dtype,)))
@@ -61,7 +62,7 @@ def separable_backward(rank: int, grad_outputs, inputs, depthwise_kernel, pointw
     from . import activations
 
     inputs, grad_outputs = _as_dask(inputs), _as_dask(grad_outputs)
-    depthwise_kernel = _small(depthwise_kernel, "depthwise_kernel")
+    depthwise_kernel = _small(depthwise_kernel)
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
     depth_channels = depthwise_kernel.shape[rank] * depthwise_kernel.shape[rank + 1]
     pointwise, filters = _pointwise(rank, depth_channels, pointwise_kernel)
@@ -77,7 +78,7 @@ def separable_backward(rank: int, grad_outputs, inputs, depthwise_kernel, pointw
         derivative = activations.derivative_of(activations.get(activation))
         pre = _channel_dot(depthwise, pointwise, channels_last)
         if bias is not None:
-            pre = pre + _along_channels(_small(bias, "bias").astype(dtype), pre.ndim, channels_last)
+            pre = pre + _along_channels(_small(bias).astype(dtype), pre.ndim, channels_last)
         grad = grad * pre.map_blocks(lambda block: np.asarray(derivative(block), dtype=dtype), dtype=dtype)
     channel_axis = grad.ndim - 1 if channels_last else 1
     others = [a for a in range(grad.ndim) if a != channel_axis]

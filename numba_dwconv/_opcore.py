@@ -196,18 +196,35 @@ def _grad_at_preactivation(rank, place, problem, reduction, inputs, kernel, bias
 
 
 # ---------------------------------------------------------------------------- ops
-def _dask_input_grad(rank, grad_outputs, kernel, input_size, name, strides, padding, data_format, dilation_rate,
-                     device):
-    spatial = (geo.as_positive_int(input_size, name),) if rank.rank == 1 else geo.normalize_tuple(input_size, rank.rank,
-                                                                                                 name)
-    kernel = np.asarray(kernel.compute() if _dask.is_dask(kernel) else kernel)
+def _input_grad_shape(rank, grad_outputs, kernel, input_size, name, data_format) -> tuple:
+    """The inputs' shape of an input-gradient call: ``input_size`` validated, batch and channels from the operands."""
+    if rank.rank == 1:
+        spatial = (geo.as_positive_int(input_size, name),)
+    else:
+        spatial = geo.normalize_tuple(input_size, rank.rank, name)
+    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
     geo.check_rank("kernel", kernel.shape, rank.rank + 2, f"({rank.spatial_layout} kernel sizes, channels, "
                    "depth_multiplier)")
     batch, channels = grad_outputs.shape[0], kernel.shape[rank.rank]
     channels_last = geo.normalize_data_format(data_format) == "channels_last"
-    input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
-    return _dask.input_grad(rank.rank, grad_outputs, kernel, input_shape, strides, padding, data_format, dilation_rate,
-                            device)
+    return (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
+
+
+def _kernel_grad_shape(rank, grad_outputs, inputs, kernel_size, data_format) -> tuple:
+    """The kernel's shape of a kernel-gradient call: ``kernel_size`` validated, channels and multiplier derived."""
+    sizes = geo.normalize_tuple(kernel_size, rank.rank, "kernel_size")
+    channels_last = geo.normalize_data_format(data_format) == "channels_last"
+    geo.check_rank("inputs", inputs.shape, rank.rank + 2, _layout(rank, channels_last))
+    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
+    channels = inputs.shape[rank.rank + 1] if channels_last else inputs.shape[1]
+    out_channels = grad_outputs.shape[rank.rank + 1] if channels_last else grad_outputs.shape[1]
+    geo.check_channels("inputs", channels)
+    if out_channels % channels or out_channels == 0:
+        raise ValueError(
+            f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
+            f"Received grad_outputs with shape={tuple(grad_outputs.shape)}"
+        )
+    return (*sizes, channels, out_channels // channels)
 
 
 def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream,
@@ -240,8 +257,10 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
 def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate, device, stream,
              bias=None, activation=None):
     if _dask.is_dask(inputs) or _dask.is_dask(grad_outputs):
-        return _dask.backward(rank.rank, grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate,
-                              device, bias, activation)
+        from . import _dask_grads
+
+        return _dask_grads.backward(rank.rank, grad_outputs, inputs, kernel, strides, padding, data_format,
+                                    dilation_rate, device, bias, activation)
     place = dispatch.place(device, (grad_outputs, inputs), (kernel,), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     inputs = place.view("inputs", inputs)
@@ -272,22 +291,17 @@ def backward(rank: Rank, grad_outputs, inputs, kernel, strides, padding, data_fo
 def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padding, data_format, dilation_rate,
                device, stream):
     if _dask.is_dask(grad_outputs):
-        return _dask_input_grad(rank, grad_outputs, kernel, input_size, name, strides, padding, data_format,
-                                dilation_rate, device)
+        from . import _dask_grads
+
+        kernel = np.asarray(kernel.compute() if _dask.is_dask(kernel) else kernel)
+        input_shape = _input_grad_shape(rank, grad_outputs, kernel, input_size, name, data_format)
+        return _dask_grads.input_grad(rank.rank, grad_outputs, kernel, input_shape, strides, padding, data_format,
+                                      dilation_rate, device)
     place = dispatch.place(device, (grad_outputs,), (kernel,), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     kernel = place.view("kernel", kernel)
-    if rank.rank == 1:
-        spatial = (geo.as_positive_int(input_size, name),)
-    else:
-        spatial = geo.normalize_tuple(input_size, rank.rank, name)
     dtype = np.result_type(grad_outputs.dtype, kernel.dtype)
-    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
-    geo.check_rank("kernel", kernel.shape, rank.rank + 2, f"({rank.spatial_layout} kernel sizes, channels, "
-                   "depth_multiplier)")
-    batch, channels = grad_outputs.shape[0], kernel.shape[rank.rank]
-    channels_last = geo.normalize_data_format(data_format) == "channels_last"
-    input_shape = (batch, *spatial, channels) if channels_last else (batch, channels, *spatial)
+    input_shape = _input_grad_shape(rank, grad_outputs, kernel, input_size, name, data_format)
     problem = _problem(rank, input_shape, kernel.shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     reduction = Reduction(place, problem)
@@ -299,25 +313,16 @@ def input_grad(rank: Rank, grad_outputs, kernel, input_size, name, strides, padd
 def kernel_grad(rank: Rank, grad_outputs, inputs, kernel_size, strides, padding, data_format, dilation_rate,
                 device, stream):
     if _dask.is_dask(inputs) or _dask.is_dask(grad_outputs):
-        return _dask.kernel_grad(rank.rank, grad_outputs, inputs, kernel_size, strides, padding, data_format,
-                                 dilation_rate, device)
+        from . import _dask_grads
+
+        kernel_shape = _kernel_grad_shape(rank, grad_outputs, inputs, kernel_size, data_format)
+        return _dask_grads.kernel_grad(rank.rank, grad_outputs, inputs, kernel_shape, strides, padding, data_format,
+                                       dilation_rate, device)
     place = dispatch.place(device, (grad_outputs, inputs), (), stream)
     grad_outputs = place.view("grad_outputs", grad_outputs)
     inputs = place.view("inputs", inputs)
-    sizes = geo.normalize_tuple(kernel_size, rank.rank, "kernel_size")
     dtype = np.result_type(grad_outputs.dtype, inputs.dtype)
-    channels_last = geo.normalize_data_format(data_format) == "channels_last"
-    geo.check_rank("inputs", inputs.shape, rank.rank + 2, _layout(rank, channels_last))
-    geo.check_rank("grad_outputs", grad_outputs.shape, rank.rank + 2, "like the outputs")
-    channels = inputs.shape[rank.rank + 1] if channels_last else inputs.shape[1]
-    out_channels = grad_outputs.shape[rank.rank + 1] if channels_last else grad_outputs.shape[1]
-    geo.check_channels("inputs", channels)
-    if out_channels % channels or out_channels == 0:
-        raise ValueError(
-            f"`grad_outputs` must have a positive multiple of the {channels} input channels. "
-            f"Received grad_outputs with shape={tuple(grad_outputs.shape)}"
-        )
-    kernel_shape = (*sizes, channels, out_channels // channels)
+    kernel_shape = _kernel_grad_shape(rank, grad_outputs, inputs, kernel_size, data_format)
     problem = _problem(rank, inputs.shape, kernel_shape, strides, padding, data_format, dilation_rate, dtype)
     _check_grad_outputs(rank, grad_outputs, problem.output_shape)
     reduction = Reduction(place, problem)
