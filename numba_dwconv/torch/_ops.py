@@ -43,9 +43,14 @@ def _to_channels_last(x: Tensor) -> Tensor:
     return x.movedim(1, -1)
 
 
-def _from_channels_last(y: Tensor) -> Tensor:
-    """The (N, C, *spatial) view of an (N, *spatial, C) tensor."""
-    return y.movedim(-1, 1)
+def to_layout(t: Tensor, channels_last: bool) -> Tensor:
+    """An (N, C, *spatial) tensor as a layout's kernels read it: C-contiguous (N, *spatial, C) or (N, C, *spatial)."""
+    return (_to_channels_last(t) if channels_last else t).contiguous()
+
+
+def from_layout(t: Tensor, channels_last: bool) -> Tensor:
+    """A kernels' result of a layout as an (N, C, *spatial) tensor (a view)."""
+    return t.movedim(-1, 1) if channels_last else t
 
 
 def _array(t: Tensor):
@@ -114,39 +119,33 @@ def _out_shape(x: Tensor, weight: Tensor, stride, padding: str, pads, dilation) 
     return [x.shape[0], weight.shape[0], *out]
 
 
-def _empty_like_layout(shape, channels_last: bool, like: Tensor) -> Tensor:
+def empty_in_layout(shape, channels_last: bool, like: Tensor) -> Tensor:
     """An empty tensor of ``shape`` (N, C, *spatial) stored channels last or contiguous."""
     if channels_last:
-        return _from_channels_last(like.new_empty([shape[0], *shape[2:], shape[1]]))
+        return from_layout(like.new_empty([shape[0], *shape[2:], shape[1]]), True)
     return like.new_empty(shape)
 
 
 def _forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, activation):
     func = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
     cl = channels_last_memory(x)
-    data = _to_channels_last(x) if cl else x.contiguous()
     kernel = keras_kernel(weight.detach(), x.shape[1])
-    out = func(_array(data), _array(kernel), None if bias is None else _array(bias.contiguous()), tuple(stride),
+    out = func(_array(to_layout(x, cl)), _array(kernel), None if bias is None else _array(bias), tuple(stride),
                _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation), activation=activation,
                **_device_kwargs(x))
-    y = _tensor(out, x)
-    return _from_channels_last(y) if cl else y
+    return from_layout(_tensor(out, x), cl)
 
 
 def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, pads, dilation, activation):
     func = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
     cl = channels_last_memory(x)
-    data = _to_channels_last(x) if cl else x.contiguous()
-    grad_data = _to_channels_last(grad).contiguous() if cl else grad.contiguous()
     kernel = keras_kernel(weight.detach(), x.shape[1])
     kw = _device_kwargs(x)
     if activation is not None:
-        kw.update(activation=activation, bias=None if bias is None else _array(bias.contiguous()))
-    gx, gk, gb = func(_array(grad_data), _array(data), _array(kernel), tuple(stride), _keras_padding(padding, pads),
-                      _FORMAT[cl], tuple(dilation), **kw)  # tuples: the ops reuse validated geometry (hashable)
-    grad_x = _tensor(gx, x)
-    grad_x = _from_channels_last(grad_x) if cl else grad_x
-    return grad_x, torch_weight_grad(_tensor(gk, x)), _tensor(gb, x)
+        kw.update(activation=activation, bias=None if bias is None else _array(bias))
+    gx, gk, gb = func(_array(to_layout(grad, cl)), _array(to_layout(x, cl)), _array(kernel), tuple(stride),
+                      _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation), **kw)  # tuples: hashable geometry
+    return from_layout(_tensor(gx, x), cl), torch_weight_grad(_tensor(gk, x)), _tensor(gb, x)
 
 
 # ---------------------------------------------------------------------------- the operators
@@ -182,11 +181,11 @@ def dwconv2d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional
 
 def _fake_forward(x, weight, bias, stride, padding, pads, dilation, activation):
     shape = _out_shape(x, weight, stride, padding, pads, dilation)
-    return _empty_like_layout(shape, channels_last_memory(x), x)
+    return empty_in_layout(shape, channels_last_memory(x), x)
 
 
 def _fake_backward(grad, x, weight, bias, stride, padding, pads, dilation, activation):
-    grad_x = _empty_like_layout(list(x.shape), channels_last_memory(x), x)
+    grad_x = empty_in_layout(list(x.shape), channels_last_memory(x), x)
     return grad_x, weight.new_empty(weight.shape), weight.new_empty(weight.shape[0])
 
 

@@ -25,7 +25,16 @@ import torch
 from torch import Tensor
 
 from .. import ops
-from ._ops import _FORMAT, _array, _device_kwargs, _tensor, channels_last_memory
+from ._ops import (
+    _FORMAT,
+    _array,
+    _device_kwargs,
+    _tensor,
+    channels_last_memory,
+    empty_in_layout,
+    from_layout,
+    to_layout,
+)
 
 
 def _kernel(weight: Tensor) -> Tensor:
@@ -33,18 +42,8 @@ def _kernel(weight: Tensor) -> Tensor:
     return weight.detach().t().contiguous().unsqueeze(-1)
 
 
-def _layout(x: Tensor):
-    """``(channels_last, x as the kernels read it)``: (batch, seqlen, dim) for channels-last memory."""
-    cl = channels_last_memory(x)
-    return cl, (x.movedim(1, -1) if cl else x.contiguous())
-
-
 def _state_operand(state: Optional[Tensor], cl: bool):
-    return None if state is None else _array((state.movedim(1, -1) if cl else state).contiguous())
-
-
-def _back(t: Tensor, cl: bool) -> Tensor:
-    return t.movedim(-1, 1) if cl else t
+    return None if state is None else _array(to_layout(state, cl))
 
 
 def _ids(seq_idx: Optional[Tensor]):
@@ -55,18 +54,19 @@ def _ids(seq_idx: Optional[Tensor]):
 def causal_conv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], initial_states: Optional[Tensor],
                      seq_idx: Optional[Tensor], activation: Optional[str]) -> tuple[Tensor, Tensor]:
     """``(out, final_states)`` of the causal convolution; ``final_states`` (batch, dim, width - 1)."""
-    cl, data = _layout(x)
+    cl = channels_last_memory(x)
+    data = to_layout(x, cl)
     kw = dict(padding="causal", data_format=_FORMAT[cl], activation=activation, **_device_kwargs(x))
-    b = None if bias is None else _array(bias.contiguous())
+    b = None if bias is None else _array(bias)
     width = weight.shape[1]
     if seq_idx is not None:  # packed sequences: no state goes in; the final states are x's last positions
         out = ops.depthwise_conv1d(_array(data), _array(_kernel(weight)), b, sequence_ids=_ids(seq_idx), **kw)
         padded = torch.cat([x.detach().new_zeros((x.shape[0], x.shape[1], width - 1)), x.detach()], dim=2)
         final = _state_like(x, width - 1, cl).copy_(padded[:, :, x.shape[2]:])
-        return _back(_tensor(out, x), cl).to(x.dtype), final
+        return from_layout(_tensor(out, x), cl).to(x.dtype), final
     out, final = ops.depthwise_conv1d(_array(data), _array(_kernel(weight)), b,
                                       initial_state=_state_operand(initial_states, cl), return_final_state=True, **kw)
-    return _back(_tensor(out, x), cl).to(x.dtype), _back(_tensor(final, x), cl).to(x.dtype)
+    return from_layout(_tensor(out, x), cl).to(x.dtype), from_layout(_tensor(final, x), cl).to(x.dtype)
 
 
 @torch.library.custom_op("numba_dwconv::causal_conv1d_backward", mutates_args=())
@@ -74,18 +74,17 @@ def causal_conv1d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Opt
                               initial_states: Optional[Tensor], seq_idx: Optional[Tensor],
                               activation: Optional[str]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of :func:`causal_conv1d_op`'s ``out``: ``(grad_x, grad_weight, grad_bias, grad_initial_states)``."""
-    cl, data = _layout(x)
-    grad_data = grad.movedim(1, -1).contiguous() if cl else grad.contiguous()
+    cl = channels_last_memory(x)
     kw = dict(padding="causal", data_format=_FORMAT[cl], activation=activation, **_device_kwargs(x))
     if activation is not None:
-        kw["bias"] = None if bias is None else _array(bias.contiguous())
-    grads = ops.depthwise_conv1d_backward(_array(grad_data), _array(data), _array(_kernel(weight)),
-                                          initial_state=_state_operand(initial_states, cl),
+        kw["bias"] = None if bias is None else _array(bias)
+    grads = ops.depthwise_conv1d_backward(_array(to_layout(grad, cl)), _array(to_layout(x, cl)),
+                                          _array(_kernel(weight)), initial_state=_state_operand(initial_states, cl),
                                           sequence_ids=_ids(seq_idx), **kw)
-    grad_x = _back(_tensor(grads[0], x), cl).to(x.dtype)
+    grad_x = from_layout(_tensor(grads[0], x), cl).to(x.dtype)
     grad_w = _tensor(grads[1], x)[:, :, 0].t().contiguous().to(weight.dtype)
     if initial_states is not None:
-        grad_state = _back(_tensor(grads[3], x), cl).to(x.dtype)
+        grad_state = from_layout(_tensor(grads[3], x), cl).to(x.dtype)
     else:
         grad_state = _state_like(x, weight.shape[1] - 1, cl).zero_()
     return grad_x, grad_w, _tensor(grads[2], x).to(weight.dtype), grad_state
@@ -93,9 +92,7 @@ def causal_conv1d_backward_op(grad: Tensor, x: Tensor, weight: Tensor, bias: Opt
 
 def _state_like(x: Tensor, positions: int, cl: bool) -> Tensor:
     """An empty (batch, dim, positions) tensor stored like ``x`` (channels last or contiguous)."""
-    if cl:
-        return x.new_empty((x.shape[0], positions, x.shape[1])).movedim(-1, 1)
-    return x.new_empty((x.shape[0], x.shape[1], positions))
+    return empty_in_layout((x.shape[0], x.shape[1], positions), cl, x)
 
 
 @causal_conv1d_op.register_fake
@@ -209,11 +206,11 @@ def causal_conv1d_update_op(x: Tensor, conv_state: Tensor, weight: Tensor, bias:
     if direct and (conv_state.is_contiguous() or conv_state.movedim(1, -1).is_contiguous()):
         cl = not conv_state.is_contiguous()
         state = conv_state.detach().movedim(1, -1) if cl else conv_state.detach()
-        data = x.movedim(1, -1).contiguous() if cl else x.contiguous()
+        data = to_layout(x, cl)
         out = ops.depthwise_conv1d_update(_array(data), _array(state), _array(_kernel(weight)),
-                                          None if bias is None else _array(bias.contiguous()), 1, _FORMAT[cl],
+                                          None if bias is None else _array(bias), 1, _FORMAT[cl],
                                           activation=activation, state_indices=slots, **_device_kwargs(x))
-        return _back(_tensor(out, x), cl)
+        return from_layout(_tensor(out, x), cl)
     return _update_through_window(x, conv_state, weight, bias, activation, cache_seqlens, conv_state_indices)
 
 
@@ -241,7 +238,7 @@ def _update_through_window(x, conv_state, weight, bias, activation, cache_seqlen
     out = x.new_zeros((batch, weight.shape[0], seqlen))
     if tail.shape[0]:
         y = ops.depthwise_conv1d(_array(tail.contiguous()), _array(_kernel(weight)),
-                                 None if bias is None else _array(bias.contiguous()), 1, "valid", "channels_first",
+                                 None if bias is None else _array(bias), 1, "valid", "channels_first",
                                  activation=activation, **_device_kwargs(x))
         out[live] = _tensor(y, x).to(out.dtype)
     return out
