@@ -22,7 +22,7 @@ import numpy as np
 from . import _dask, dispatch
 from . import _geometry as geo
 from . import activations as _activations
-from ._opcore import _activation, _bias_operand, _check_target
+from ._opcore import RANK1, _activate_on_target, _activation, _bias_operand, _check_target, _problem
 
 
 class StatefulGrads(NamedTuple):
@@ -415,8 +415,6 @@ def _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format
                                   "sequences of each row in one chunk along the length and map the op over the "
                                   "blocks (dask.array.map_blocks), or compute the arrays first")
     place = dispatch.place(device, (inputs, *extra), (kernel,), stream)
-    from ._opcore import RANK1, _problem
-
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
     dtype = np.result_type(inputs.dtype, kernel.dtype)
@@ -451,8 +449,6 @@ def _packed_empty(p: _Packed, channels: int):
 
 def _packed_forward_pre(p: _Packed, bias):
     """The pre-activation outputs (zero at padding positions) of a packed call."""
-    from ._opcore import _bias_operand
-
     out_channels = p.kernel.shape[1] * p.kernel.shape[2]
     out = _packed_empty(p, out_channels)
     bias = _bias_operand(p.place, bias, out_channels, p.dtype)
@@ -506,8 +502,6 @@ def _activate_packed(p: _Packed, out, activation, grad=None):
     """The activation (or ``grad * f'``) on the outputs of real positions; padding positions stay zero."""
     if activation is None:
         return out
-    from ._opcore import _activate_on_target, _activation, _check_target
-
     act, name = _activation(activation)
     _check_target(p.place, act, name)
     result = _activate_on_target(p.place, act, name, out, grad)
