@@ -109,13 +109,14 @@ def _explicit(pads: tuple) -> geo.ExplicitPadding:
 
 
 def _out_shape(x: Tensor, weight: Tensor, stride, padding: str, pads, dilation) -> list:
-    """``(N, C*m, *out)`` of the convolution (the ops validate the arguments themselves)."""
+    """``(N, C*m, *out)`` of the convolution, from the geometry the ops use (which also validate the arguments)."""
     out = []
     for axis, (length, size, s, d) in enumerate(zip(x.shape[2:], weight.shape[2:], stride, dilation)):
-        extent = (size - 1) * d + 1
         if padding == "explicit":
-            length = length + pads[2 * axis] + pads[2 * axis + 1]
-        out.append((length - extent) // s + 1 if padding in ("valid", "explicit") else -(-length // s))
+            geometry = geo.explicit_axis_geometry(length, size, s, d, pads[2 * axis], pads[2 * axis + 1])
+        else:
+            geometry = geo.axis_geometry(length, size, s, d, padding)
+        out.append(geometry.out_length)
     return [x.shape[0], weight.shape[0], *out]
 
 
