@@ -26,11 +26,13 @@ from numba.core import event as _numba_event
 from numba.extending import overload
 
 from . import _compile_log
+from ._inline import KernelCompiler
 
 _compile_log.install(_numba_event)  # say what compiles while it compiles
 
 JIT_OPTIONS = {
     "nogil": True,
+    "pipeline_class": KernelCompiler,  # numba's pipeline, inlining without quadratic IR copies
     "cache": True,
     "error_model": "numpy",
     "fastmath": {"contract", "reassoc"},
