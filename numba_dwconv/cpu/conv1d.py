@@ -23,7 +23,7 @@ import numpy as np
 from .. import _memory
 from .._jit import launch
 from .channels import repeat_channels, sum_channel_groups
-from .conv1d_first import forward_first, input_grad_first, kernel_grad_first
+from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .fused import activation as _activation
 from .partials import sum_partials
@@ -84,8 +84,8 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         launch(forward_last, _one_channel_per_output(problem, inputs), kernel2d, bias, axis.stride, axis.dilation,
                axis.pad_left, ROWS_PER_TASK, out, act, grad)
     else:
-        launch(forward_first, inputs, kernel, bias, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH, out, act,
-               grad)
+        launch(forward_first, inputs, kernel, bias, stride_spec(axis.stride), axis.dilation, axis.pad_left,
+               TILE_LENGTH, out, act, grad)
     return out
 
 
@@ -106,7 +106,8 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
                axis.pad_left, ROWS_PER_TASK, grad_repeated)
         return grad_repeated if problem.multiplier == 1 else sum_channel_groups(grad_repeated, problem.multiplier)
     grad_in = _memory.empty(problem.input_shape, problem.dtype)
-    launch(input_grad_first, grad_outputs, kernel, axis.stride, axis.dilation, axis.pad_left, TILE_LENGTH, grad_in)
+    launch(input_grad_first, grad_outputs, kernel, stride_spec(axis.stride), axis.dilation, axis.pad_left,
+           TILE_LENGTH, grad_in)
     return grad_in
 
 
@@ -134,8 +135,8 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)
-        launch(kernel_grad_first, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left, part_kernel,
-               part_bias)
+        launch(kernel_grad_first, grad_outputs, inputs, stride_spec(axis.stride), axis.dilation, axis.pad_left,
+               part_kernel, part_bias)
     grad_kernel = np.empty(problem.kernel_shape, dtype=problem.dtype)
     grad_bias = np.empty(out_channels, dtype=problem.dtype)
     launch(sum_partials, part_kernel.reshape(-1), part_kernel.shape[0], grad_kernel.reshape(-1))
