@@ -7,6 +7,8 @@ blocks in parallel on its own threads; ``None`` keeps numba's setting).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _geometry as geo
@@ -15,6 +17,7 @@ BLOCK_THREADS: int | None = 1
 
 
 def _threads(func):
+    @functools.wraps(func)  # keeps the signature visible (dask's map_blocks looks for `block_info`)
     def run(*args, **kwargs):
         if BLOCK_THREADS is None:
             return func(*args, **kwargs)
@@ -27,7 +30,6 @@ def _threads(func):
         finally:
             numba.set_num_threads(before)
 
-    run.__name__ = func.__name__
     return run
 
 

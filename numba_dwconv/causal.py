@@ -410,10 +410,6 @@ def _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format
                      extra=()) -> _Packed:
     """The validated operands of a packed call, placed where it runs."""
     check_causal(strides, padding, "sequence_ids")
-    if any(_dask.is_dask(a) for a in (inputs, sequence_ids, *extra)):
-        raise NotImplementedError("`sequence_ids` (packed sequences) does not take dask arrays yet: pack the "
-                                  "sequences of each row in one chunk along the length and map the op over the "
-                                  "blocks (dask.array.map_blocks), or compute the arrays first")
     place = dispatch.place(device, (inputs, *extra), (kernel,), stream)
     inputs = place.view("inputs", inputs)
     kernel = place.view("kernel", kernel)
@@ -491,6 +487,11 @@ def _to_layout(array, channels_last):
 def packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
                    activation=None):
     """``depthwise_conv1d(..., sequence_ids=)``: the causal convolution of each packed sequence on its own."""
+    if _dask.is_dask(inputs) or _dask.is_dask(sequence_ids):  # lazy, block by block
+        from . import _dask_packed
+
+        return _dask_packed.packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format,
+                                           dilation_rate, device, activation)
     p = _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream)
     out = _activate_packed(p, _packed_forward_pre(p, bias), activation)
     if p.place.target == "cuda":
@@ -519,6 +520,11 @@ def packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding
     """``depthwise_conv1d_backward(..., sequence_ids=)``: ``(grad_inputs, grad_kernel, grad_bias)``."""
     from .ops import DepthwiseGrads
 
+    if any(_dask.is_dask(a) for a in (grad_outputs, inputs, sequence_ids)):  # lazy, block by block
+        from . import _dask_packed
+
+        return _dask_packed.packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding, data_format,
+                                            dilation_rate, device, bias, activation)
     p = _packed_operands(inputs, kernel, sequence_ids, strides, padding, data_format, dilation_rate, device, stream,
                          (grad_outputs,))
     batch, length, channels = p.shape

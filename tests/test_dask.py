@@ -220,10 +220,73 @@ def test_separable_ops_on_dask_arrays(rank):
         np.testing.assert_allclose(g.compute(), w, rtol=1e-9, atol=1e-9)
 
 
-def test_packed_sequences_refuse_dask_arrays_clearly():
+@st.composite
+def packed_problems(draw):
+    layout = draw(st.sampled_from(["channels_last", "channels_first"]))
+    ksize, dilation = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    length = draw(st.integers(1, 30))
+    batch, channels, mult = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 2))
+    shape = (batch, length, channels) if layout == "channels_last" else (batch, channels, length)
+    chunks = tuple(_split(draw, n) for n in shape)
+    ids_chunks = (_split(draw, batch), _split(draw, length))
+    return layout, ksize, dilation, shape, chunks, mult, ids_chunks
+
+
+def _packed_ids(rng, batch, length):
+    """Sequences one after another along each row (ids non-decreasing), padding (-1) at some row ends."""
+    ids = np.sort(rng.integers(0, max(1, length // 3), (batch, length)), axis=1)
+    for row in ids:
+        row[length - rng.integers(0, 3):] = -1
+    return ids
+
+
+@given(packed_problems(), st.sampled_from([None, "silu"]), st.booleans(), st.integers(0, 2**31 - 1))
+@settings(**SETTINGS)
+def test_packed_sequences_over_random_chunkings(problem, activation, dask_ids, seed):
+    layout, ksize, dilation, shape, chunks, mult, ids_chunks = problem
+    rng = np.random.default_rng(seed)
+    channels = shape[2] if layout == "channels_last" else shape[1]
+    batch, length = shape[0], (shape[1] if layout == "channels_last" else shape[2])
+    x = rng.standard_normal(shape)
+    kernel = rng.standard_normal((ksize, channels, mult))
+    bias = rng.standard_normal(channels * mult)
+    ids = _packed_ids(rng, batch, length)
+    ids_arg = da.from_array(ids, chunks=ids_chunks) if dask_ids else ids
+    kwargs = dict(padding="causal", data_format=layout, dilation_rate=dilation)
+    xd = da.from_array(x, chunks=chunks)
+    got = nd.depthwise_conv1d(xd, kernel, bias, sequence_ids=ids_arg, activation=activation, **kwargs)
+    assert isinstance(got, da.Array)
+    want = ref.conv1d_packed(x, kernel, bias, ids, layout, dilation)
+    if activation:
+        want = np.where((ids >= 0)[:, :, None] if layout == "channels_last" else (ids >= 0)[:, None, :],
+                        ref.activation(activation, want), 0.0)
+    np.testing.assert_allclose(got.compute(), want, rtol=1e-10, atol=1e-10)
+
+    grad = rng.standard_normal(want.shape)
+    gd = da.from_array(grad, chunks=tuple(_split_like(n, rng) for n in grad.shape))  # unrelated chunking
+    got_grads = nd.depthwise_conv1d_backward(gd, xd, kernel, sequence_ids=ids_arg, bias=bias, activation=activation,
+                                             **kwargs)
+    assert all(isinstance(g, da.Array) for g in got_grads)
+    if activation is None:  # the independent reference
+        want_grads = ref.conv1d_packed_gradients(grad, x, kernel, ids, layout, dilation)
+    else:  # the in-memory op, itself checked against the reference and finite differences elsewhere
+        want_grads = nd.depthwise_conv1d_backward(grad, x, kernel, sequence_ids=ids, bias=bias, activation=activation,
+                                                  **kwargs)
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g.compute(), w, rtol=1e-9, atol=1e-9)
+
+
+def test_packed_sequences_validate_dask_operands_eagerly():
     xd = da.zeros((1, 8, 2), chunks=(1, 4, 2))
-    with pytest.raises(NotImplementedError, match="sequence_ids"):
-        nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="causal", sequence_ids=np.zeros((1, 8), int))
+    with pytest.raises(ValueError, match="sequence_ids"):
+        nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="causal", sequence_ids=np.zeros((1, 7), int))
+    with pytest.raises(TypeError, match="sequence_ids"):
+        nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="causal", sequence_ids=da.zeros((1, 8), chunks=4))
+    with pytest.raises(ValueError, match="causal"):
+        nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="same", sequence_ids=np.zeros((1, 8), int))
+    bad = da.from_array(np.array([[0, 0, 1, 1, 0, 0, 2, 2]]), chunks=4)  # sequence 0 in two runs
+    with pytest.raises(ValueError, match="non-decreasing"):
+        nd.depthwise_conv1d(xd, np.ones((3, 2, 1)), padding="causal", sequence_ids=bad).compute()
 
 
 def test_the_dask_bench_rows_run():
