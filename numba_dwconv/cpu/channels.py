@@ -8,38 +8,76 @@ with each group of ``m`` channels summed, and the kernel gradient is the ``m = 1
 repeated input.  The ``m = 1`` kernels keep the contiguous channel axis innermost and
 vectorise; loops over ``m`` inside them did not (measured on B8 L8192 C256 K5 m2, 1D: 8 % of
 the copy roofline against 19 % this way; 2D B8 56x56 C256 3x3: 4 %), and they compile no
-extra code per multiplier.  The price is one extra pass over ``m`` times the input.
+extra code per multiplier.  The 2D kernels pay one extra pass over ``m`` times the input
+(:func:`repeat_channels`); the 1D forward and input gradient repeat (or sum) only the rows of
+one task at a time in a per-part buffer (:func:`repeat_rows`, :func:`sum_group_rows`).
 """
 
 from __future__ import annotations
 
 from .. import _memory
-from .._jit import launch, parallel_kernel, task_share
+from .._jit import launch, parallel_kernel, serial_kernel, task_share
+
+
+@serial_kernel
+def repeat_rows(dst, src, mult):
+    """``dst[q, c*mult + j] = src[q, c]`` for each row ``q`` of ``src`` (R, C), ``j < mult``.
+
+    Multipliers 2 and 4 have loops of their own: constant-stride stores that LLVM vectorises as
+    interleaved groups (the general loop runs one element at a time, as slow as the convolution).
+    """
+    for q in range(src.shape[0]):
+        d = dst[q]
+        s = src[q]
+        if mult == 2:
+            for c in range(s.shape[0]):
+                d[2 * c] = s[c]
+                d[2 * c + 1] = s[c]
+        elif mult == 4:
+            for c in range(s.shape[0]):
+                d[4 * c] = s[c]
+                d[4 * c + 1] = s[c]
+                d[4 * c + 2] = s[c]
+                d[4 * c + 3] = s[c]
+        else:
+            for c in range(s.shape[0]):
+                value = s[c]
+                for j in range(mult):
+                    d[c * mult + j] = value
+
+
+@serial_kernel
+def sum_group_rows(dst, src, mult):
+    """``dst[q, c] = src[q, c*mult] + ... + src[q, c*mult + mult-1]`` (in that order) for every row of ``dst``."""
+    for q in range(dst.shape[0]):
+        d = dst[q]
+        s = src[q]
+        if mult == 2:
+            for c in range(d.shape[0]):
+                d[c] = s[2 * c] + s[2 * c + 1]
+        elif mult == 4:
+            for c in range(d.shape[0]):
+                d[c] = ((s[4 * c] + s[4 * c + 1]) + s[4 * c + 2]) + s[4 * c + 3]
+        else:
+            for c in range(d.shape[0]):
+                total = s[c * mult]
+                for j in range(1, mult):
+                    total += s[c * mult + j]
+                d[c] = total
 
 
 @parallel_kernel
 def _repeat_channels(part, parts, x, mult, out):
-    """``out[r, c*mult + j] = x[r, c]`` for every row ``r`` of ``x`` (R, C) and ``out`` (R, C*mult)."""
-    rows, channels = x.shape
-    tasks_lo, tasks_hi = task_share(rows, part, parts)
-    for r in range(tasks_lo, tasks_hi):
-        for c in range(channels):
-            value = x[r, c]
-            for j in range(mult):
-                out[r, c * mult + j] = value
+    """:func:`repeat_rows` over the rows of ``x`` (R, C) into ``out`` (R, C*mult)."""
+    lo, hi = task_share(x.shape[0], part, parts)
+    repeat_rows(out[lo:hi], x[lo:hi], mult)
 
 
 @parallel_kernel
 def _sum_channel_groups(part, parts, x, mult, out):
-    """``out[r, c] = x[r, c*mult] + ... + x[r, c*mult + mult-1]`` (in that order), ``x`` (R, C*mult), ``out`` (R, C)."""
-    rows, channels = out.shape
-    tasks_lo, tasks_hi = task_share(rows, part, parts)
-    for r in range(tasks_lo, tasks_hi):
-        for c in range(channels):
-            total = x[r, c * mult]
-            for j in range(1, mult):
-                total += x[r, c * mult + j]
-            out[r, c] = total
+    """:func:`sum_group_rows` over the rows of ``x`` (R, C*mult) into ``out`` (R, C)."""
+    lo, hi = task_share(out.shape[0], part, parts)
+    sum_group_rows(out[lo:hi], x[lo:hi], mult)
 
 
 def single_multiplier(problem):

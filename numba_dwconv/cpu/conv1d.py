@@ -21,8 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _memory
-from .._jit import launch
-from .channels import repeat_channels, sum_channel_groups
+from .._jit import launch, scratch
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .fused import activation as _activation
@@ -50,9 +49,12 @@ def _zero_bias(problem):
     return np.zeros(problem.channels * problem.multiplier, dtype=problem.dtype)
 
 
-def _one_channel_per_output(problem, inputs):
-    """channels_last ``inputs`` with each channel repeated ``m`` times (itself when ``m == 1``)."""
-    return inputs if problem.multiplier == 1 else repeat_channels(inputs, problem.multiplier)
+def _rows_buffer(problem, rows):
+    """Per-part rows of C*m channels for the channels_last kernels with m > 1 (an empty array when m == 1)."""
+    if problem.multiplier == 1:
+        return np.empty((1, 0, 0), problem.dtype)
+    width = problem.channels * problem.multiplier
+    return scratch(rows * width, problem.dtype).reshape(-1, rows, width)
 
 
 def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=None):
@@ -81,8 +83,9 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     grad = out if grad_outputs is None else grad_outputs
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
-        launch(forward_last, _one_channel_per_output(problem, inputs), kernel2d, bias, axis.stride, axis.dilation,
-               axis.pad_left, ROWS_PER_TASK, out, act, grad)
+        rows = (ROWS_PER_TASK - 1) * axis.stride + (axis.kernel_size - 1) * axis.dilation + 1
+        launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left, ROWS_PER_TASK, out,
+               act, grad, _rows_buffer(problem, rows))
     else:
         launch(forward_first, inputs, kernel, bias, stride_spec(axis.stride), axis.dilation, axis.pad_left,
                TILE_LENGTH, out, act, grad)
@@ -98,13 +101,13 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
     """
     axis = problem.axis
     if problem.channels_last:
-        # the gradient of the channel-repeated inputs (C*m channels); with m > 1 each group of m is then summed
+        # the gradient of the channel-repeated inputs (C*m channels), each group of m summed per task
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         zeros = np.zeros(kernel2d.shape[1], dtype=problem.dtype)
-        grad_repeated = _memory.empty(problem.input_shape[:2] + (kernel2d.shape[1],), problem.dtype)
-        launch(input_grad_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation,
-               axis.pad_left, ROWS_PER_TASK, grad_repeated)
-        return grad_repeated if problem.multiplier == 1 else sum_channel_groups(grad_repeated, problem.multiplier)
+        grad_in = _memory.empty(problem.input_shape, problem.dtype)
+        launch(input_grad_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation, axis.pad_left,
+               ROWS_PER_TASK, grad_in, _rows_buffer(problem, ROWS_PER_TASK))
+        return grad_in
     grad_in = _memory.empty(problem.input_shape, problem.dtype)
     launch(input_grad_first, grad_outputs, kernel, stride_spec(axis.stride), axis.dilation, axis.pad_left,
            TILE_LENGTH, grad_in)
@@ -130,8 +133,9 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
         part_bias = np.empty((n_parts, out_channels), dtype=problem.dtype)
         row_bytes = 2 * out_channels * problem.dtype.itemsize  # an input row (repeated) and a gradient row
         rows_per_sub = max(4, SUB_CHUNK_BYTES // row_bytes // 4 * 4)
-        launch(kernel_grad_last, grad_outputs, _one_channel_per_output(problem, inputs), axis.stride, axis.dilation,
-               axis.pad_left, rows_per_part, rows_per_sub, part_kernel, part_bias)
+        rows = (rows_per_sub - 1) * axis.stride + (axis.kernel_size - 1) * axis.dilation + 1
+        launch(kernel_grad_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left, rows_per_part,
+               rows_per_sub, part_kernel, part_bias, _rows_buffer(problem, rows))
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)

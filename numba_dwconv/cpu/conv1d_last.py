@@ -12,6 +12,7 @@ the host runs them on channel-repeated inputs (:mod:`numba_dwconv.cpu.channels`)
 from __future__ import annotations
 
 from .._jit import parallel_kernel, serial_kernel, task_share
+from .channels import repeat_rows, sum_group_rows
 from .fused import apply_activation
 
 
@@ -184,13 +185,17 @@ def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
 
 
 @parallel_kernel
-def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad):
+def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad, rows_buf):
     """``out = act(conv(x, kernel2d) + bias)``; one task per ``rows_per_task`` output rows of one batch entry.
 
-    ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
+    ``x`` has C channels and ``kernel2d`` C*m columns.  With m > 1 each task first copies the input rows it
+    reads, each channel repeated m times, into its part's ``rows_buf[part]`` (at least ``(rows_per_task - 1) *
+    stride + (K - 1) * dilation + 1`` rows of C*m), then runs the m = 1 loops on them (no repeated copy of the
+    whole input in memory).  ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
     """
     batch, length, channels = x.shape
     ksize, out_channels = kernel2d.shape
+    mult = out_channels // channels
     out_length = out.shape[1]
     tiles = -(-out_length // rows_per_task)
     blockable = stride == 1 and dilation == 1
@@ -201,14 +206,22 @@ def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, row
         t_stop = min(t + rows_per_task, out_length)
         t_start = t
         x_b = x[b]
+        pad = pad_left
+        if mult > 1:  # the rows [r0, r1) these outputs read, channels repeated; row r0 is row 0 of the copy
+            r0 = min(max(0, t * stride - pad_left), length)
+            r1 = max(r0, min(length, (t_stop - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
+            x_b = rows_buf[part][: r1 - r0]
+            repeat_rows(x_b, x[b][r0:r1], mult)
+            pad = pad_left + r0
+        rows = x_b.shape[0]
         out_b = out[b]
         while t < t_stop:
-            # rows t..t+3 read input rows t - pad_left .. t + 3 - pad_left + K - 1
-            if blockable and t + 4 <= t_stop and t >= pad_left and t + 3 - pad_left + ksize <= length:
-                _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left)
+            # rows t..t+3 read input rows t - pad .. t + 3 - pad + K - 1
+            if blockable and t + 4 <= t_stop and t >= pad and t + 3 - pad + ksize <= rows:
+                _forward_rows4(out_b, x_b, kernel2d, bias, t, pad)
                 t += 4
             else:
-                _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left)
+                _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad)
                 t += 1
         apply_activation(out_b[t_start:t_stop], grad[b][t_start:t_stop], act)
 
@@ -221,9 +234,8 @@ def _gcd(a, b):
 
 
 @serial_kernel
-def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left):
-    """One input-gradient row ``grad_in_b[r]``, every option (a gather over the taps that reach row r)."""
-    acc = grad_in_b[r]
+def _input_grad_row(acc, grad_b, kernel2d, r, stride, dilation, pad_left):
+    """The input-gradient row ``r`` into ``acc``, every option (a gather over the taps that reach row r)."""
     for c in range(acc.shape[0]):
         acc[c] = 0
     ksize = kernel2d.shape[0]
@@ -251,22 +263,29 @@ def _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left):
 
 
 @serial_kernel
-def _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left):
-    """Input-gradient rows ``r..r+3`` (stride 1, dilation 1, m = 1, every tap inside the output).
+def _input_grad_rows4(dst, dst_row, grad_b, kernel2d, zeros, r, pad_left):
+    """Input-gradient rows ``r..r+3`` into ``dst[dst_row..dst_row+3]`` (stride 1, dilation 1, every tap inside).
 
     ``grad_in[r + q] = sum_i grad_out[r + q + pad_left - i] * w[i]``; with ``i = K-1-n`` that is
     ``sum_n grad_out[r + pad_left - K + 1 + q + n] * w[K-1-n]``: the forward's block with the
     taps reversed.
     """
     ksize = kernel2d.shape[0]
-    _sum_taps4(grad_in_b, r, grad_b, r + pad_left - ksize + 1, kernel2d, ksize - 1, -1, ksize, True, zeros)
+    _sum_taps4(dst, dst_row, grad_b, r + pad_left - ksize + 1, kernel2d, ksize - 1, -1, ksize, True, zeros)
 
 
 @parallel_kernel
-def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in):
-    """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros)."""
+def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in,
+                    rows_buf):
+    """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros).
+
+    ``grad_in`` has C channels and ``kernel2d`` C*m columns.  With m > 1 a task gathers its rows of C*m
+    channels into its part's ``rows_buf[part]`` (``rows_per_task`` rows), then sums each group of m into
+    ``grad_in``.
+    """
     batch, length, channels = grad_in.shape
-    ksize = kernel2d.shape[0]
+    ksize, out_channels = kernel2d.shape
+    mult = out_channels // channels
     out_length = grad_out.shape[1]
     tiles = -(-length // rows_per_task)
     blockable = stride == 1 and dilation == 1
@@ -274,17 +293,24 @@ def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pa
     for task in range(tasks_lo, tasks_hi):
         b = task // tiles
         r = (task - b * tiles) * rows_per_task
+        r_start = r
         r_stop = min(r + rows_per_task, length)
         grad_b = grad_out[b]
-        grad_in_b = grad_in[b]
+        dst = grad_in[b]
+        base = 0
+        if mult > 1:  # gather into the part's rows, row r_start first
+            dst = rows_buf[part]
+            base = r_start
         while r < r_stop:
             # rows r..r+3 read output rows r + pad_left - K + 1 .. r + 3 + pad_left
             if blockable and r + 4 <= r_stop and r + pad_left - ksize + 1 >= 0 and r + 3 + pad_left < out_length:
-                _input_grad_rows4(grad_in_b, grad_b, kernel2d, zeros, r, pad_left)
+                _input_grad_rows4(dst, r - base, grad_b, kernel2d, zeros, r, pad_left)
                 r += 4
             else:
-                _input_grad_row(grad_in_b, grad_b, kernel2d, r, stride, dilation, pad_left)
+                _input_grad_row(dst[r - base], grad_b, kernel2d, r, stride, dilation, pad_left)
                 r += 1
+        if mult > 1:
+            sum_group_rows(grad_in[b][r_start:r_stop], dst, mult)
 
 
 @serial_kernel
@@ -334,22 +360,26 @@ def _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, t_lo, t_hi, pad_le
 
 @parallel_kernel
 def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_per_part, rows_per_sub, part_kernel,
-                     part_bias):
-    """Kernel and bias gradient partials, one row of ``part_kernel``/``part_bias`` per part of the output rows."""
+                     part_bias, rows_buf):
+    """Kernel and bias gradient partials, one row of ``part_kernel``/``part_bias`` per part of the output rows.
+
+    ``x`` has C channels and ``grad_out`` C*m.  With m > 1 each sub-chunk's input rows are first copied, each
+    channel repeated m times, into this part's ``rows_buf[part]`` (as the forward does).
+    """
     batch, out_length, out_channels = grad_out.shape
     length = x.shape[1]
+    mult = out_channels // x.shape[2]
     ksize = part_kernel.shape[1]
     parts_per_batch = part_kernel.shape[0] // batch if batch > 0 else 1
     blockable = stride == 1 and dilation == 1
     tasks_lo, tasks_hi = task_share(part_kernel.shape[0], part, parts)
-    for part in range(tasks_lo, tasks_hi):
-        b = part // parts_per_batch
-        t_lo = (part % parts_per_batch) * rows_per_part
+    for task in range(tasks_lo, tasks_hi):
+        b = task // parts_per_batch
+        t_lo = (task % parts_per_batch) * rows_per_part
         t_hi = min(t_lo + rows_per_part, out_length)
-        acc_kernel = part_kernel[part]
-        acc_bias = part_bias[part]
+        acc_kernel = part_kernel[task]
+        acc_bias = part_bias[task]
         grad_b = grad_out[b]
-        x_b = x[b]
         for o in range(out_channels):
             acc_bias[o] = 0
         for i in range(ksize):
@@ -364,13 +394,22 @@ def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_
                 row = grad_b[t]
                 for o in range(out_channels):
                     acc_bias[o] += row[o]
+            x_b = x[b]
+            pad = pad_left
+            if mult > 1:  # the rows [r0, r1) these outputs read, channels repeated; row r0 is row 0 of the copy
+                r0 = min(max(0, sub_lo * stride - pad_left), length)
+                r1 = max(r0, min(length, (sub_hi - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
+                x_b = rows_buf[part][: r1 - r0]
+                repeat_rows(x_b, x[b][r0:r1], mult)
+                pad = pad_left + r0
+            rows = x_b.shape[0]
             i = 0
             if blockable:
                 while i + 3 <= ksize:
                     ntaps = 4 if i + 4 <= ksize else 3
-                    _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, sub_lo, sub_hi, pad_left)
+                    _kernel_grad_tap_block(acc_kernel, x_b, grad_b, i, ntaps, sub_lo, sub_hi, pad)
                     i += ntaps
             for tap in range(i, ksize):  # the taps not covered by blocks
-                offset = tap * dilation - pad_left
-                lo, hi = tap_range(sub_lo, sub_hi, 0, length, offset, stride)
+                offset = tap * dilation - pad
+                lo, hi = tap_range(sub_lo, sub_hi, 0, rows, offset, stride)
                 _sum_of_products(acc_kernel[tap], x_b, lo * stride + offset, stride, grad_b, lo, 1, hi - lo)
