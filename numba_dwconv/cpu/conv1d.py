@@ -50,9 +50,13 @@ def _zero_bias(problem):
 
 
 def _rows_buffer(problem, rows):
-    """Per-part rows of C*m channels for the channels_last kernels with m > 1 (an empty array when m == 1)."""
+    """Per-part rows of C*m channels for the channels_last kernels with m > 1; None when m == 1.
+
+    None is a type of its own to numba: the kernels' buffer branches are pruned while they compile,
+    so m = 1 calls compile without them (and m > 1 calls compile a kernel of their own).
+    """
     if problem.multiplier == 1:
-        return np.empty((1, 0, 0), problem.dtype)
+        return None
     width = problem.channels * problem.multiplier
     return scratch(rows * width, problem.dtype).reshape(-1, rows, width)
 

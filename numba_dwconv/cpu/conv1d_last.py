@@ -188,10 +188,11 @@ def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
 def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad, rows_buf):
     """``out = act(conv(x, kernel2d) + bias)``; one task per ``rows_per_task`` output rows of one batch entry.
 
-    ``x`` has C channels and ``kernel2d`` C*m columns.  With m > 1 each task first copies the input rows it
-    reads, each channel repeated m times, into its part's ``rows_buf[part]`` (at least ``(rows_per_task - 1) *
-    stride + (K - 1) * dilation + 1`` rows of C*m), then runs the m = 1 loops on them (no repeated copy of the
-    whole input in memory).  ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
+    ``x`` has C channels and ``kernel2d`` C*m columns (``rows_buf``: None when m = 1).  With m > 1 each task
+    first copies the input rows it reads, each channel repeated m times, into its part's ``rows_buf[part]``
+    (at least ``(rows_per_task - 1) * stride + (K - 1) * dilation + 1`` rows of C*m), then runs the m = 1
+    loops on them (no repeated copy of the whole input in memory).  ``act`` and ``grad``: see
+    :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
     """
     batch, length, channels = x.shape
     ksize, out_channels = kernel2d.shape
@@ -207,7 +208,7 @@ def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, row
         t_start = t
         x_b = x[b]
         pad = pad_left
-        if mult > 1:  # the rows [r0, r1) these outputs read, channels repeated; row r0 is row 0 of the copy
+        if rows_buf is not None:  # the rows [r0, r1) these outputs read, repeated; row r0 is row 0 of the copy
             r0 = min(max(0, t * stride - pad_left), length)
             r1 = max(r0, min(length, (t_stop - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
             x_b = rows_buf[part][: r1 - r0]
@@ -279,7 +280,8 @@ def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pa
                     rows_buf):
     """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros).
 
-    ``grad_in`` has C channels and ``kernel2d`` C*m columns.  With m > 1 a task gathers its rows of C*m
+    ``grad_in`` has C channels and ``kernel2d`` C*m columns (``rows_buf``: None when m = 1).  With m > 1 a task
+    gathers its rows of C*m
     channels into its part's ``rows_buf[part]`` (``rows_per_task`` rows), then sums each group of m into
     ``grad_in``.
     """
@@ -298,7 +300,7 @@ def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pa
         grad_b = grad_out[b]
         dst = grad_in[b]
         base = 0
-        if mult > 1:  # gather into the part's rows, row r_start first
+        if rows_buf is not None:  # gather into the part's rows, row r_start first
             dst = rows_buf[part]
             base = r_start
         while r < r_stop:
@@ -309,7 +311,7 @@ def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pa
             else:
                 _input_grad_row(dst[r - base], grad_b, kernel2d, r, stride, dilation, pad_left)
                 r += 1
-        if mult > 1:
+        if rows_buf is not None:
             sum_group_rows(grad_in[b][r_start:r_stop], dst, mult)
 
 
@@ -363,8 +365,9 @@ def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_
                      part_bias, rows_buf):
     """Kernel and bias gradient partials, one row of ``part_kernel``/``part_bias`` per part of the output rows.
 
-    ``x`` has C channels and ``grad_out`` C*m.  With m > 1 each sub-chunk's input rows are first copied, each
-    channel repeated m times, into this part's ``rows_buf[part]`` (as the forward does).
+    ``x`` has C channels and ``grad_out`` C*m (``rows_buf``: None when m = 1).  With m > 1 each sub-chunk's
+    input rows are first copied, each channel repeated m times, into this part's ``rows_buf[part]`` (as the
+    forward does).
     """
     batch, out_length, out_channels = grad_out.shape
     length = x.shape[1]
@@ -396,7 +399,7 @@ def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_
                     acc_bias[o] += row[o]
             x_b = x[b]
             pad = pad_left
-            if mult > 1:  # the rows [r0, r1) these outputs read, channels repeated; row r0 is row 0 of the copy
+            if rows_buf is not None:  # the rows [r0, r1) these outputs read, repeated; row r0 is row 0 of the copy
                 r0 = min(max(0, sub_lo * stride - pad_left), length)
                 r1 = max(r0, min(length, (sub_hi - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
                 x_b = rows_buf[part][: r1 - r0]
