@@ -136,21 +136,26 @@ def _grad_pre_block(grad, window, kernel, bias, rank, strides, pads, data_format
 
 @_threads
 def _input_grad_block(parts, kernel, rank, strides, data_format, dilation, shape, device, dtype):
-    """The input gradient of one input chunk: the sum of its parts' window gradients, each cropped to the chunk.
+    """The input gradient of one input chunk: the sum of its parts' gradients over the chunk.
 
     ``parts``: ``(grad, window_size, pads, crop)`` per group of outputs that read the chunk (each group's
-    output gradient from one chunk: a view), ``crop = (chunk slices, window slices)``; zeros where
-    nothing reads.
+    output gradient from one chunk: a view), its window cut to the chunk, ``crop`` the chunk slices it
+    covers.  The first part covering the whole chunk is the result (no zeros and no added copy: one
+    pass, as in memory); zeros where nothing reads.
     """
     input_grad = _ops(rank)[2]
-    result = np.zeros(shape, dtype)
+    result = None
     for grad, window_size, pads, crop in parts:
-        full = input_grad(_gather(*grad), kernel, window_size[0] if rank == 1 else window_size, strides,
+        part = input_grad(_gather(*grad), kernel, window_size[0] if rank == 1 else window_size, strides,
                           geo.ExplicitPadding(pads), data_format, dilation, device=device)
-        full = np.asarray(full if isinstance(full, np.ndarray) else full.copy_to_host())
-        chunk_slices, window_slices = crop.value
-        result[chunk_slices] += full[window_slices]
-    return result
+        part = np.asarray(part if isinstance(part, np.ndarray) else part.copy_to_host())
+        if result is None and part.shape == tuple(shape) and part.dtype == dtype:
+            result = part
+        else:
+            if result is None:
+                result = np.zeros(shape, dtype)
+            result[crop.value] += part
+    return np.zeros(shape, dtype) if result is None else result
 
 
 @_threads

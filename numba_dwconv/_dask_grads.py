@@ -167,6 +167,14 @@ def _reader_segments(axis, lo: int, hi: int, grad_chunks) -> list[tuple[int, int
 
 
 
+def _crop_window(window, lo: int, hi: int):
+    """A window ``(a, b, before, after)`` cut to positions ``[lo, hi)``, what it loses read as padding zeros."""
+    a, b, before, after = window
+    a2 = min(max(a, lo), hi)
+    b2 = max(min(b, hi), a2)
+    return a2, b2, before + (a2 - a), after + (b - b2)
+
+
 def _input_grads(graph: _Graph, plan, grad_outputs, device, dtype, rank, deps):
     """The input gradient, block by block of the inputs' own chunking (kernels: ``graph``'s operands).
 
@@ -187,13 +195,13 @@ def _input_grads(graph: _Graph, plan, grad_outputs, device, dtype, rank, deps):
                 shape = plan.shape(b1 - b0, c1 - c0, [hi - lo for lo, hi, _ in entries])
                 parts = []
                 for segments in itertools.product(*(e[2] for e in entries)):
-                    windows = [_window(axis, t0, t1) for axis, (t0, t1) in zip(plan.axes, segments)]
+                    # each group's window cropped to the chunk, the rest of it read as (explicit) zeros: the
+                    # op computes the gradient of exactly the chunk's positions it reaches
+                    windows = [_crop_window(_window(axis, t0, t1), lo, hi)
+                               for axis, (t0, t1), (lo, hi, _) in zip(plan.axes, segments, entries)]
                     grad = list(grads.keys(_ranges(plan, (b0, b1), (c0 * mult, c1 * mult), segments)))
-                    inner = [slice(max(lo, w[0]) - lo, max(min(hi, w[1]), max(lo, w[0])) - lo)
-                             for (lo, hi, _), w in zip(entries, windows)]
-                    outer = [slice(max(lo, w[0]) - w[0], max(min(hi, w[1]), max(lo, w[0])) - w[0])
-                             for (lo, hi, _), w in zip(entries, windows)]
-                    crop = (plan.index(slice(None), slice(None), inner), plan.index(slice(None), slice(None), outer))
+                    inner = [slice(w[0] - lo, w[1] - lo) for (lo, _, _), w in zip(entries, windows)]
+                    crop = plan.index(slice(None), slice(None), inner)
                     parts.append([grad, tuple(w[1] - w[0] for w in windows), tuple(w[2:] for w in windows),
                                   Static(crop)])
                 graph.dsk[(name, *plan.index(ib, ic, key))] = (
