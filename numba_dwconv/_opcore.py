@@ -54,10 +54,16 @@ def _typed_key(value):
     keyed by its ``repr``, which names the type (``True``, ``1.0``, ``np.int64(1)``, ``ExplicitPadding(...)``).
     """
     kind = type(value)
-    if kind is int or kind is str or (kind is tuple and all(type(v) is int for v in value)):
+    if kind is int or kind is str:
         return 0, value
+    if kind is tuple:
+        kinds = tuple(map(type, value))
+        if kinds.count(int) == len(kinds):
+            return 0, value
     if isinstance(value, np.dtype):  # hashable by value (its repr costs ~4 us)
         return 0, value
+    if kind is geo.ExplicitPadding:  # a tuple of int pairs
+        return 2, tuple(value)
     return 1, repr(value)
 
 
@@ -67,8 +73,9 @@ def _problem(rank: Rank, *args, **kwargs):
     Validation and padding arithmetic cost ~15 us of Python per call; a training loop repeats the same
     few shapes.  Arguments that cannot be hashed (lists) are validated every time; errors are never cached.
     """
-    if any(isinstance(a, list) for a in args):  # mutable: validated every time
-        return rank.problem(*args, **kwargs)
+    for a in args:
+        if isinstance(a, list):  # mutable: validated every time
+            return rank.problem(*args, **kwargs)
     key = (rank.rank, *map(_typed_key, args), _typed_key(tuple(sorted(kwargs.items()))) if kwargs else None)
     problem = _PROBLEMS.get(key)
     if problem is None:

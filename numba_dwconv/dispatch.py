@@ -115,6 +115,9 @@ class Placement:
     # -- operands ------------------------------------------------------------------------------------
     def view(self, name: str, array):
         """``array`` in a form with ``.shape``/``.dtype`` on the target side, dtype checked; no transfer yet."""
+        if type(array) is np.ndarray and self.target == "cpu" and array.dtype.isnative:  # the common case, first
+            geo.check_dtype(name, array.dtype, "cpu")
+            return array
         if self.target == "cpu":
             if is_cuda_array(array):
                 from .cuda import arrays

@@ -244,3 +244,33 @@ def test_bridge_bench_rows_run():
     assert torch_bridge.training_step_row(1, 2, 64, 8)["speedup"] > 0
     tiny = torch_bridge.overhead_row(5)
     assert tiny["ours_us"] > 0 and tiny["torch_us"] > 0
+
+
+def test_calls_without_autograd_skip_the_operator_and_give_the_same_results():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from numba_dwconv.torch import _ops
+
+    x = torch.randn(2, 8, 40, dtype=torch.float64)
+    w = torch.randn(16, 1, 5, dtype=torch.float64)
+    b = torch.randn(16, dtype=torch.float64)
+    w_grad = w.clone().requires_grad_()
+    assert _ops.plain_call(x, w, b) and _ops.plain_call(x, w, None)
+    assert not _ops.plain_call(x, w_grad, b)
+    with torch.no_grad():
+        assert _ops.plain_call(x, w_grad, b)
+    fake = FakeTensorMode().from_tensor(x)
+    assert not _ops.plain_call(fake, w, b)
+
+    calls = []
+    original = _ops.dwconv1d_op
+    _ops.dwconv1d_op = lambda *args: calls.append(1) or original(*args)
+    try:
+        plain = dwconv1d(x, w, b, stride=2, padding=3)
+        assert not calls
+        recorded = dwconv1d(x, w_grad, b, stride=2, padding=3)
+        assert calls and recorded.requires_grad
+    finally:
+        _ops.dwconv1d_op = original
+    torch.testing.assert_close(plain, _conv_reference(1, x, w, b, 2, 3, 1))
+    assert torch.equal(recorded.detach(), plain)

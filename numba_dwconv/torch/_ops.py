@@ -59,8 +59,9 @@ def _array(t: Tensor):
     CPU views may be strided (the ops make small operands contiguous themselves); CUDA tensors must
     be contiguous already.
     """
-    t = t.detach()
-    return t.numpy() if t.device.type == "cpu" else t.contiguous()
+    if t.requires_grad:
+        t = t.detach()
+    return t.numpy() if t.is_cpu else t.contiguous()
 
 
 def _tensor(array, like: Tensor) -> Tensor:
@@ -72,7 +73,7 @@ def _tensor(array, like: Tensor) -> Tensor:
 
 def _device_kwargs(x: Tensor) -> dict:
     """``device``/``stream`` arguments of the ops: PyTorch's current stream of ``x``'s GPU."""
-    if x.device.type == "cpu":
+    if x.is_cpu:
         return {"device": "cpu"}
     if x.device.type != "cuda":
         raise ValueError(f"numba_dwconv runs on CPU and CUDA tensors. Received a tensor on {x.device}")
@@ -127,13 +128,44 @@ def empty_in_layout(shape, channels_last: bool, like: Tensor) -> Tensor:
     return like.new_empty(shape)
 
 
-def _forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, activation):
+def plain_call(x, weight, bias) -> bool:
+    """Whether a forward call may skip the operator's dispatch: plain tensors, no gradient to record, no tracing.
+
+    The custom operator's dispatch (autograd wrapper, schema checks) costs ~20 us a call, more than
+    the kernels on a small input.  Skipped only when nothing would use it: autograd off or no input
+    requiring a gradient, not under ``torch.compile`` (which must see the operator), and plain
+    tensors (fake, functorch-wrapped or other subclass tensors take the operator).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    for t in (x, weight, bias):
+        if t is not None and (type(t) is not Tensor or _is_wrapped(t)):
+            return False
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+
+
+_is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False)
+
+
+def _keras_kernel_array(weight: Tensor, channels: int):
+    """:func:`keras_kernel` as an array the ops take: a NumPy view on the CPU (cheaper than torch's view ops)."""
+    if weight.is_cpu:
+        w = (weight.detach() if weight.requires_grad else weight).numpy()
+        if w.ndim == 3:
+            return w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1)
+        return w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1)
+    return _array(keras_kernel(weight.detach(), channels))
+
+
+def forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, activation):
+    """The forward operators' body: numba_dwconv's op on views of the tensors, the result as a tensor."""
     func = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
     cl = channels_last_memory(x)
-    kernel = keras_kernel(weight.detach(), x.shape[1])
-    out = func(_array(to_layout(x, cl)), _array(kernel), None if bias is None else _array(bias), tuple(stride),
-               _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation), activation=activation,
-               **_device_kwargs(x))
+    out = func(_array(to_layout(x, cl)), _keras_kernel_array(weight, x.shape[1]),
+               None if bias is None else _array(bias), tuple(stride), _keras_padding(padding, pads), _FORMAT[cl],
+               tuple(dilation), activation=activation, **_device_kwargs(x))
     return from_layout(_tensor(out, x), cl)
 
 
@@ -154,14 +186,14 @@ def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, pads, dila
 def dwconv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: str,
                 pads: list[int], dilation: list[int], activation: Optional[str]) -> Tensor:
     """1D depthwise convolution of ``x`` (N, C, L) with ``weight`` (C*m, 1, K)."""
-    return _forward_impl(1, x, weight, bias, stride, padding, pads, dilation, activation)
+    return forward_impl(1, x, weight, bias, stride, padding, pads, dilation, activation)
 
 
 @torch.library.custom_op("numba_dwconv::dwconv2d", mutates_args=())
 def dwconv2d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: str,
                 pads: list[int], dilation: list[int], activation: Optional[str]) -> Tensor:
     """2D depthwise convolution of ``x`` (N, C, H, W) with ``weight`` (C*m, 1, KH, KW)."""
-    return _forward_impl(2, x, weight, bias, stride, padding, pads, dilation, activation)
+    return forward_impl(2, x, weight, bias, stride, padding, pads, dilation, activation)
 
 
 @torch.library.custom_op("numba_dwconv::dwconv1d_backward", mutates_args=())

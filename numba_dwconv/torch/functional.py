@@ -15,6 +15,8 @@ from . import _ops
 
 def _ints(value, rank: int, name: str, minimum: int, what: str) -> list[int]:
     """An int or a sequence of ``rank`` ints, each >= ``minimum``, as a list; else ValueError naming ``name``."""
+    if type(value) is int and value >= minimum:  # the usual case, first
+        return [value] * rank
     values = [value] * rank if isinstance(value, int) else list(value) if isinstance(value, (tuple, list)) else None
     if (values is None or len(values) != rank or any(isinstance(v, bool) or not isinstance(v, int) for v in values)
             or any(v < minimum for v in values)):
@@ -63,6 +65,8 @@ def _conv(rank, x, weight, bias, stride, padding, dilation, activation, name):
     stride = _ints(stride, rank, "stride", 1, "a positive int")
     dilation = _ints(dilation, rank, "dilation", 1, "a positive int")
     mode, pads = _padding(padding, stride, rank)
+    if _ops.plain_call(x, weight, bias):  # no autograd, no tracing: the operator's body without its dispatch
+        return _ops.forward_impl(rank, x, weight, bias, stride, mode, pads, dilation, activation)
     op = _ops.dwconv1d_op if rank == 1 else _ops.dwconv2d_op
     return op(x, weight, bias, stride, mode, pads, dilation, activation)
 
