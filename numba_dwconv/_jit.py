@@ -26,7 +26,7 @@ from numba.core import event as _numba_event
 from numba.extending import overload
 
 from . import _compile_log
-from ._inline import KernelCompiler
+from ._pipeline import KernelCompiler
 
 _compile_log.install(_numba_event)  # say what compiles while it compiles
 

@@ -1,4 +1,4 @@
-"""The kernels' compiler pipeline (numba_dwconv._inline): same results, numba's copies untouched outside it."""
+"""The kernels' compiler pipeline (numba_dwconv._pipeline): same results, numba's copies untouched outside it."""
 
 import copy
 
@@ -6,7 +6,7 @@ import numba
 import numpy as np
 from numba.core import inline_closurecall, ir
 
-from numba_dwconv._inline import KernelCompiler, shared_block_memo
+from numba_dwconv._pipeline import KernelCompiler, shared_block_memo
 
 
 def _function_ir(func):
@@ -71,3 +71,24 @@ def test_nested_inlined_helpers_compute_what_python_computes():
     expected = np.array([a[i] * 2.0 + (a[i + 1] * 3.0 if i + 1 < 7 else 0.0) - a[i] for i in range(7)])
     np.testing.assert_array_equal(_outer(a), expected)
     np.testing.assert_array_equal(_outer.py_func(a), expected)
+
+
+def test_the_vector_width_attribute_goes_on_every_defined_function():
+    from numba_dwconv._pipeline import with_vector_width
+
+    text = 'define i32 @"f"(i64 %"x") alwaysinline\n{\nret i32 0\n}\ndeclare i32 @"g"()\ndefine void @"h"() {\n}'
+    out = with_vector_width(text, 512).split("\n")
+    assert out[0] == 'define i32 @"f"(i64 %"x") alwaysinline "prefer-vector-width"="512"'
+    assert out[4] == 'declare i32 @"g"()'  # declarations are not definitions
+    assert out[5] == 'define void @"h"() "prefer-vector-width"="512" {'
+
+
+def test_kernels_carry_the_vector_width_of_this_machine():
+    from numba_dwconv import _pipeline
+
+    _outer(np.ones(3))
+    llvm_ir = "\n".join(_outer.inspect_llvm().values())
+    if _pipeline.VECTOR_WIDTH is None:
+        assert "prefer-vector-width" not in llvm_ir
+    else:
+        assert f'"prefer-vector-width"="{_pipeline.VECTOR_WIDTH}"' in llvm_ir
