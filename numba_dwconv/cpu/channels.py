@@ -8,9 +8,10 @@ with each group of ``m`` channels summed, and the kernel gradient is the ``m = 1
 repeated input.  The ``m = 1`` kernels keep the contiguous channel axis innermost and
 vectorise; loops over ``m`` inside them did not (measured on B8 L8192 C256 K5 m2, 1D: 8 % of
 the copy roofline against 19 % this way; 2D B8 56x56 C256 3x3: 4 %), and they compile no
-extra code per multiplier.  The 2D kernels pay one extra pass over ``m`` times the input
-(:func:`repeat_channels`); the 1D forward and input gradient repeat (or sum) only the rows of
-one task at a time in a per-part buffer (:func:`repeat_rows`, :func:`sum_group_rows`).
+extra code per multiplier.  Nothing is repeated in memory as a whole: each task repeats the input
+rows it reads (or sums the gradient rows it wrote) in a per-part buffer (:func:`repeat_rows`,
+:func:`sum_group_rows`), except the 2D input gradient with a column stride > 1, which sums the
+gradient of the repeated inputs afterwards (:func:`sum_channel_groups`).
 """
 
 from __future__ import annotations
@@ -67,13 +68,6 @@ def sum_group_rows(dst, src, mult):
 
 
 @parallel_kernel
-def _repeat_channels(part, parts, x, mult, out):
-    """:func:`repeat_rows` over the rows of ``x`` (R, C) into ``out`` (R, C*mult)."""
-    lo, hi = task_share(x.shape[0], part, parts)
-    repeat_rows(out[lo:hi], x[lo:hi], mult)
-
-
-@parallel_kernel
 def _sum_channel_groups(part, parts, x, mult, out):
     """:func:`sum_group_rows` over the rows of ``x`` (R, C*mult) into ``out`` (R, C)."""
     lo, hi = task_share(out.shape[0], part, parts)
@@ -83,14 +77,6 @@ def _sum_channel_groups(part, parts, x, mult, out):
 def single_multiplier(problem):
     """The ``m = 1`` problem over ``C*m`` channels that ``problem`` (channels_last) equals on repeated inputs."""
     return problem._replace(channels=problem.channels * problem.multiplier, multiplier=1)
-
-
-def repeat_channels(inputs, mult: int):
-    """channels_last ``inputs`` (..., C) with each channel repeated ``mult`` times: (..., C*mult), a new array."""
-    channels = inputs.shape[-1]
-    repeated = _memory.empty(inputs.shape[:-1] + (channels * mult,), inputs.dtype)
-    launch(_repeat_channels, inputs.reshape(-1, channels), mult, repeated.reshape(-1, channels * mult))
-    return repeated
 
 
 def sum_channel_groups(grad_repeated, mult: int):

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch, static_count
-from .channels import repeat_channels, single_multiplier, sum_channel_groups
+from .channels import single_multiplier, sum_channel_groups
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
@@ -117,6 +117,22 @@ def _multiplier_t(problem):
     return static_count(problem.multiplier, _static_last(problem))
 
 
+def _repeat_args(problem, rep: int, slots: bool = True):
+    """``(rows_buf, held, rep)`` of the channels_last kernels for a multiplier ``rep`` run as the m = 1 ``problem``.
+
+    Each part repeats the input rows its tasks read into its own rows (one per slot ``ih % slots``, as many
+    slots as a window of tap rows spans), reused by the next output row; nothing is repeated in memory as a
+    whole (see :mod:`numba_dwconv.cpu.channels`).  With ``slots=False``: ``(rows_buf, rep)``, one row per
+    part (the input gradient's).  ``rep == 1``: None for the arrays.
+    """
+    n = (problem.height.kernel_size - 1) * problem.height.dilation + 1 if slots else 1
+    row = problem.width.length * problem.channels
+    rows_buf = scratch(n * row, problem.dtype) if rep > 1 else None
+    if not slots:
+        return rows_buf, rep
+    return rows_buf, (scratch(n, np.int64) if rep > 1 else None), rep
+
+
 def _as_single_multiplier(kernel):
     """A channels_last multiplier kernel (KH, KW, C, m) as the m = 1 kernel (KH, KW, C*m, 1) of repeated inputs."""
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1, 1)
@@ -127,9 +143,9 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
 
     ``activation`` and ``grad_outputs`` as in :func:`numba_dwconv.cpu.conv1d.conv1d_forward`.
     """
-    if problem.channels_last and problem.multiplier > 1:  # see numba_dwconv.cpu.channels
-        return conv2d_forward(single_multiplier(problem), repeat_channels(inputs, problem.multiplier),
-                              _as_single_multiplier(kernel), bias, activation, grad_outputs)
+    rep = 1
+    if problem.channels_last and problem.multiplier > 1:  # as m = 1 over C*m channels: see _repeat_args
+        rep, problem, kernel = problem.multiplier, single_multiplier(problem), _as_single_multiplier(kernel)
     out = _memory.empty(problem.output_shape, problem.dtype)
     if out.size == 0:
         return out
@@ -141,7 +157,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     if problem.channels_last:
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
-               w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad)
+               w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_repeat_args(problem, rep))
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
@@ -151,10 +167,15 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
 
 def conv2d_input_grad(problem, grad_outputs, kernel):
     """Gradient with respect to the inputs."""
+    rep = 1
     if problem.channels_last and problem.multiplier > 1:
-        grad_repeated = conv2d_input_grad(single_multiplier(problem), grad_outputs, _as_single_multiplier(kernel))
-        return sum_channel_groups(grad_repeated, problem.multiplier)
-    grad_in = _memory.empty(problem.input_shape, problem.dtype)
+        if problem.width.stride != 1:  # the scatter kernel: on the gradient of channel-repeated inputs, then summed
+            grad_repeated = conv2d_input_grad(single_multiplier(problem), grad_outputs, _as_single_multiplier(kernel))
+            return sum_channel_groups(grad_repeated, problem.multiplier)
+        grad_in = _memory.empty(problem.input_shape, problem.dtype)  # C channels
+        rep, problem, kernel = problem.multiplier, single_multiplier(problem), _as_single_multiplier(kernel)
+    else:
+        grad_in = _memory.empty(problem.input_shape, problem.dtype)
     if grad_in.size == 0:
         return grad_in
     if problem.channels_last:
@@ -164,7 +185,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             flipped = np.ascontiguousarray(kernel[:, ::-1]).reshape(-1)
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, grad_in.reshape(-1),
                    *_last_dims(problem), *sizes, h.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   _width_taps(problem))
+                   _width_taps(problem), *_repeat_args(problem, rep, slots=False))
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                    *_last_dims(problem), _multiplier_t(problem), *sizes, h.stride, w.stride, h.dilation, w.dilation,
@@ -241,10 +262,9 @@ def _tap_classes(h, w, static):
 
 def conv2d_kernel_grad(problem, grad_outputs, inputs):
     """Kernel and bias gradients: per-task partials, then a fixed-order sum."""
-    if problem.channels_last and problem.multiplier > 1:
-        grad_kernel, grad_bias = conv2d_kernel_grad(single_multiplier(problem), grad_outputs,
-                                                    repeat_channels(inputs, problem.multiplier))
-        return grad_kernel.reshape(problem.kernel_shape), grad_bias
+    rep, kernel_shape = 1, problem.kernel_shape
+    if problem.channels_last and problem.multiplier > 1:  # as m = 1 over C*m channels, see _repeat_args
+        rep, problem = problem.multiplier, single_multiplier(problem)
     dtype = problem.dtype
     out_channels = problem.channels * problem.multiplier
     kh, kw = problem.height.kernel_size, problem.width.kernel_size
@@ -259,7 +279,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
             launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   rows_per_task, _width_taps(problem))
+                   rows_per_task, _width_taps(problem), *_repeat_args(problem, rep))
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
@@ -268,7 +288,8 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
             launch(_kernel_grad_first, grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
                    bias_partials.reshape(-1), *args, phases.taps, _phase_scratch(problem, phases),
                    _pitched_scratch(problem, phases))
-    return _summed_partials(problem, kernel_partials, bias_partials)
+    grad_kernel, grad_bias = _summed_partials(problem, kernel_partials, bias_partials)
+    return grad_kernel.reshape(kernel_shape), grad_bias
 
 
 def _summed_partials(problem, kernel_partials, bias_partials):

@@ -38,6 +38,7 @@ from __future__ import annotations
 from numba import uint64
 
 from .._jit import is_static, parallel_kernel, serial_kernel, task_share, trip_count
+from .channels import repeat_rows, sum_group_rows
 from .fused import apply_activation
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
@@ -233,20 +234,46 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
         _column_pass(src, taps, dst, s_row, col0, t0, d_row + uint64(col) * n_out, channels, k_lo, k_hi, dw, mult)
 
 
+@serial_kernel
+def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult):
+    """The offset in ``buf`` of input row ``key`` (``x[x_row:]``, width x channels), channels repeated ``mult`` times.
+
+    Copied into ``buf``'s row ``slot`` unless that row already holds it (``held[slot] == key``).
+    """
+    row_len = uint64(width * channels * mult)
+    d = uint64(slot) * row_len
+    if held[slot] != key:
+        repeat_rows(buf[d:d + row_len].reshape((width, channels * mult)),
+                    x[x_row:x_row + uint64(width * channels)].reshape((width, channels)), mult)
+        held[slot] = key
+    return d
+
+
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw, dh,
-                  dw, top, left, kw_t, act, grad):
+                  dw, top, left, kw_t, act, grad, rows_buf, held, rep):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
 
     Arrays are flat: ``x`` (B*H*W*C), ``taps`` (KH*KW*C*m), ``bias`` (C*m), ``out`` (B*out_h*out_w*C*m).
+    A depth multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: ``x`` then has C = channels //
+    rep channels, and the input rows a task reads are repeated into its part's ``rows_buf[part]`` (one row
+    per slot ``ih % slots``, ``held[part]`` says which row each slot holds, kept for the next row's task);
+    ``rows_buf`` and ``held`` are None when ``rep`` is 1.
     """
     mult = trip_count(mult_t)
     n_out = channels * mult
     kw = trip_count(kw_t)
     row_size = uint64(width * channels)
     lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
+    src = x
+    slots = 1
+    if rows_buf is not None:
+        src = rows_buf[part]
+        slots = held.shape[1]
+        for q in range(slots):
+            held[part, q] = -1
     tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // out_h
@@ -258,7 +285,12 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
         for i in range(kh):
             ih = oh * sh + i * dh - top
             if 0 <= ih < height:
-                _taps_along_row(x, taps, out, uint64(b * height + ih) * row_size, uint64(i * kw * n_out), d_row,
+                s_row = uint64(b * height + ih) * row_size
+                if rows_buf is not None:
+                    s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
+                                          uint64(b * height + ih) * uint64(width * (channels // rep)), width,
+                                          channels // rep, rep)
+                _taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row,
                                 width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
         row_end = d_row + uint64(out_w * n_out)
         apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
@@ -266,30 +298,42 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
 
 @parallel_kernel
 def _input_grad_gather_last(part, parts, grad, flipped, grad_in, batch, height, width, channels, out_h, out_w, kh, sh,
-                            dh, dw, top, left, kw_t):
+                            dh, dw, top, left, kw_t, rows_buf, rep):
     """Unit width stride, m == 1: one task per input row; each tap row adds a pass of the flipped taps over a grad row.
 
     ``flipped`` holds the taps reversed along the width, so ``grad_in[iw] += sum_k
     grad[iw + left - (KW-1)*dw + k*dw] * flipped[k]``: a forward pass with left
-    padding ``(KW-1)*dw - left`` over the output gradient row.
+    padding ``(KW-1)*dw - left`` over the output gradient row.  A depth multiplier ``rep`` > 1 runs as
+    ``m = 1`` over ``channels`` = C*rep: each row is gathered into the part's ``rows_buf[part]`` (None when
+    ``rep`` is 1), then each group of ``rep`` channels is summed into ``grad_in`` (C channels).
     """
     kw = trip_count(kw_t)
     row_size = uint64(width * channels)
     flipped_left = (kw - 1) * dw - left
     lo, hi = _block_columns(kw_t, 1, dw, flipped_left, out_w, width, 1)
+    dst = grad_in
+    if rows_buf is not None:
+        dst = rows_buf[part]
     tasks_lo, tasks_hi = task_share(batch * height, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // height
         ih = task - b * height
         d_row = uint64(task) * row_size
+        if rows_buf is not None:
+            d_row = uint64(0)
         for p in range(row_size):
-            grad_in[d_row + p] = 0.0
+            dst[d_row + p] = 0.0
         for i in range(kh):
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
             if q >= 0 and q % sh == 0 and q // sh < out_h:
                 s_row = uint64(b * out_h + q // sh) * uint64(out_w * channels)
-                _taps_along_row(grad, flipped, grad_in, s_row, uint64(i * kw * channels), d_row, out_w, width,
+                _taps_along_row(grad, flipped, dst, s_row, uint64(i * kw * channels), d_row, out_w, width,
                                 channels, 1, 1, dw, flipped_left, lo, hi, kw_t)
+        if rows_buf is not None:
+            c_in = channels // rep
+            g_row = uint64(task) * uint64(width * c_in)
+            sum_group_rows(grad_in[g_row:g_row + uint64(width * c_in)].reshape((width, c_in)),
+                           dst[:row_size].reshape((width, channels)), rep)
 
 
 @parallel_kernel
@@ -342,10 +386,12 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
 
 @parallel_kernel
 def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels,
-                               mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t):
+                               mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t, rows_buf,
+                               held, rep):
     """One partial per task (a batch entry and a chunk of output rows), accumulated in a fixed order.
 
-    ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).
+    ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).  ``rows_buf``, ``held``
+    and ``rep``: the depth multiplier as in :func:`_forward_last`.
     """
     mult = trip_count(mult_t)
     kw = trip_count(kw_t)
@@ -353,6 +399,13 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
     chunks = (out_h + rows_per_task - 1) // rows_per_task
     part_size = uint64(kh * kw * n_out)
     lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
+    src = x
+    slots = 1
+    if rows_buf is not None:
+        src = rows_buf[part]
+        slots = held.shape[1]
+        for q in range(slots):
+            held[part, q] = -1
     tasks_lo, tasks_hi = task_share(batch * chunks, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // chunks
@@ -371,6 +424,10 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
             for i in range(kh):
                 ih = oh * sh + i * dh - top
                 if 0 <= ih < height:
-                    _grads_along_row(x, grad, kernel_partials, uint64(b * height + ih) * uint64(width * channels),
-                                     g_row, a_task + uint64(i * kw * n_out), width, out_w, channels, mult, sw, dw,
-                                     left, lo, hi, kw_t)
+                    s_row = uint64(b * height + ih) * uint64(width * channels)
+                    if rows_buf is not None:
+                        s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
+                                              uint64(b * height + ih) * uint64(width * (channels // rep)), width,
+                                              channels // rep, rep)
+                    _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out), width,
+                                     out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
