@@ -278,3 +278,22 @@ def test_forward_peak_extra_memory_is_small(data_format):
     assert peak >= y.nbytes  # the measurement saw the output itself
     assert peak - y.nbytes <= 0.10 * y.nbytes
 
+
+
+@pytest.mark.parametrize("tile", [6, 7])
+@pytest.mark.parametrize("stride, dilation, mult", [(2, 1, 1), (2, 3, 2), (3, 2, 1), (4, 1, 2)])
+def test_strided_channels_first_input_gradient_across_tile_edges(monkeypatch, tile, stride, dilation, mult):
+    """Phases of a strided input gradient restart at every tile (odd tiles start on the other phase)."""
+    from numba_dwconv import reference
+    from numba_dwconv.cpu import conv1d
+
+    monkeypatch.setattr(conv1d, "TILE_LENGTH", tile)
+    rng = np.random.default_rng(stride * 10 + dilation)
+    x = rng.standard_normal((2, 3, 41))
+    kernel = rng.standard_normal((4, 3, mult))
+    y = reference.conv1d_forward(x, kernel, None, stride, "same", "channels_first", dilation)
+    grad = rng.standard_normal(y.shape)
+    got = nd.depthwise_conv1d_input_grad(grad, kernel, 41, strides=stride, padding="same",
+                                         data_format="channels_first", dilation_rate=dilation)
+    want = reference.conv1d_gradients(grad, x, kernel, stride, "same", "channels_first", dilation)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

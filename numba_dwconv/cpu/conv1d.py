@@ -113,8 +113,9 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
                ROWS_PER_TASK, grad_in, _rows_buffer(problem, ROWS_PER_TASK))
         return grad_in
     grad_in = _memory.empty(problem.input_shape, problem.dtype)
+    phase_buf = scratch(axis.stride * (-(-axis.length // axis.stride) + 1), problem.dtype) if axis.stride > 1 else None
     launch(input_grad_first, grad_outputs, kernel, stride_spec(axis.stride), axis.dilation, axis.pad_left,
-           TILE_LENGTH, grad_in)
+           TILE_LENGTH, grad_in, phase_buf)
     return grad_in
 
 

@@ -10,6 +10,7 @@ from numba import types
 from numba.extending import overload
 
 from .._jit import parallel_kernel, serial_kernel, task_share
+from .conv1d_last import _gcd
 from .conv1d_last import tap_range as _tap_range
 from .fused import apply_activation
 
@@ -54,17 +55,6 @@ def _gather_axpy(out_row, in_row, weight, lo, hi, offset, stride):
         return
     dst = out_row[lo:hi]
     src = _window(in_row, lo, hi, offset, stride)
-    for k in range(hi - lo):
-        dst[k] += weight * src[k]
-
-
-@serial_kernel
-def _scatter_axpy(out_row, in_row, weight, lo, hi, offset, stride):
-    """``out_row[t*stride + offset] += weight * in_row[t]`` for ``t`` in ``[lo, hi)``."""
-    if hi <= lo:
-        return
-    src = in_row[lo:hi]
-    dst = _window(out_row, lo, hi, offset, stride)
     for k in range(hi - lo):
         dst[k] += weight * src[k]
 
@@ -291,16 +281,41 @@ def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile
                 apply_activation(out[b, c * mult + j][t_start:t_stop], grad[b, c * mult + j][t_start:t_stop], act)
 
 
+@serial_kernel
+def _phase_input_grad(grad_row, weights, phase, r_start, r_stop, step, dilation, pad_left, gcd, buf, init):
+    """Input-gradient positions ``r = phase + step*u`` of ``[r_start, r_stop)`` from one output-gradient row.
+
+    Those positions are reached by the taps ``i = i0 + n*(step // gcd)`` only, from output positions
+    ``u + (phase + pad_left - i0*dilation) // step - n*(dilation // gcd)``: a unit-stride gather over
+    ``grad_row`` into ``buf[u]`` (``init``: overwrite, else add; zeros when no tap reaches the phase).
+    """
+    ksize = weights.shape[0]
+    tap_step = step // gcd
+    u_lo = max(0, -((phase - r_start) // step))  # ceil((r_start - phase) / step)
+    u_hi = max(u_lo, -((phase - r_stop) // step))
+    for i0 in range(min(tap_step, ksize)):
+        if (phase + pad_left - i0 * dilation) % step == 0:
+            _conv_taps(buf, grad_row, weights[i0::tap_step], u_lo, u_hi, (phase + pad_left - i0 * dilation) // step,
+                       -(dilation // gcd), init, buf.dtype.type(0), None)
+            return
+    if init:
+        for u in range(u_lo, u_hi):
+            buf[u] = 0
+
+
 @parallel_kernel
-def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, tile, grad_in):
+def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, tile, grad_in, phase_buf):
     """``grad_in`` = the transposed convolution of ``grad_out``; one task per (batch, channel) row.
 
-    A unit stride (spec) gathers the taps into each tile; a larger one scatters each tap's row.
+    A unit stride (spec) gathers the taps into each tile.  A larger one takes the tile's positions by
+    phase (position mod stride): each phase is a unit-stride gather over the output gradient with its
+    own taps, into its row of the part's ``phase_buf[part]`` (``stride`` rows of at least
+    ``ceil(length / stride)``, flat; None for a unit stride), then the phases are interleaved into the tile.
     """
     batch, channels, length = grad_in.shape
-    ksize, _, mult = kernel.shape
-    out_length = grad_out.shape[2]
+    mult = kernel.shape[2]
     step = _stride_of(stride)
+    gcd = _gcd(step, dilation)
     tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // channels
@@ -308,20 +323,45 @@ def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, 
         acc = grad_in[b, c]
         for r_start in range(0, length, tile):
             r_stop = min(r_start + tile, length)
-            if stride is not None:
-                for r in range(r_start, r_stop):
-                    acc[r] = 0
-            for j in range(mult):
-                grad_row = grad_out[b, c * mult + j]
-                if stride is None:
+            if stride is None:
+                for j in range(mult):
                     # gather form: grad_in[r] += sum_i w[i] * grad_out[r + pad_left - i*dilation]
-                    _conv_taps(acc, grad_row, kernel[:, c, j], r_start, r_stop, pad_left, -dilation, j == 0,
-                               acc.dtype.type(0), stride)
-                else:
-                    for i in range(ksize):
-                        offset = i * dilation - pad_left
-                        lo, hi = _tap_range(0, out_length, r_start, r_stop, offset, step)
-                        _scatter_axpy(acc, grad_row, kernel[i, c, j], lo, hi, offset, stride)
+                    _conv_taps(acc, grad_out[b, c * mult + j], kernel[:, c, j], r_start, r_stop, pad_left,
+                               -dilation, j == 0, acc.dtype.type(0), stride)
+            else:
+                _strided_input_grad_tile(acc, grad_out[b], kernel[:, c], c, r_start, r_stop, step, dilation,
+                                         pad_left, gcd, phase_buf[part])
+
+
+@serial_kernel
+def _strided_input_grad_tile(acc, grad_b, weights, c, r_start, r_stop, step, dilation, pad_left, gcd, buf):
+    """The positions ``[r_start, r_stop)`` of ``acc`` for a stride ``step`` > 1: the phases, then interleaved."""
+    mult = weights.shape[1]
+    n_u = buf.shape[0] // step
+    phases = min(step, r_stop - r_start)
+    for q in range(phases):  # phase q of the tile: positions r_start + q + step*k
+        row = buf[q * n_u:(q + 1) * n_u]
+        for j in range(mult):
+            _phase_input_grad(grad_b[c * mult + j], weights[:, j], (r_start + q) % step, r_start, r_stop, step,
+                              dilation, pad_left, gcd, row, j == 0)
+    dst = acc[r_start:r_stop]
+    if step == 2 and phases == 2:  # one interleaving loop (vectorised)
+        e = buf[0:n_u][-((r_start % 2 - r_start) // 2):]
+        o = buf[n_u:2 * n_u][-(((r_start + 1) % 2 - r_start) // 2):]
+        pairs = (r_stop - r_start) // 2
+        for k in range(pairs):
+            dst[2 * k] = e[k]
+            dst[2 * k + 1] = o[k]
+        if (r_stop - r_start) % 2:
+            dst[2 * pairs] = e[pairs]
+        return
+    for q in range(phases):
+        ph = (r_start + q) % step
+        u = -((ph - r_start) // step)
+        row = buf[q * n_u:(q + 1) * n_u]
+        for r in range(q, r_stop - r_start, step):
+            dst[r] = row[u]
+            u += 1
 
 
 @parallel_kernel
