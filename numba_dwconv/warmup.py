@@ -46,7 +46,7 @@ def _problems(rank: int, kernel_sizes, strides, multipliers):
     if rank == 1:
         return tuple(p for p in PROBLEMS_1D if p[1] in strides and p[3] in multipliers)
     problems = tuple((k, s, "same", 1) for k in kernel_sizes for s in strides if 1 in multipliers)
-    # a 2D depth multiplier is a compile-time constant: kernels of its own
+    # a 2D depth multiplier above 1 has kernels of its own (channels_last: one set for every m > 1)
     return problems + tuple((3, 1, "valid", m) for m in multipliers if m != 1)
 
 
