@@ -149,6 +149,45 @@ def _block4(acc, acc_row, v, v_row, w, w_row, w_step, count, init, bias):
 
 
 @serial_kernel
+def _fma4x8(a, v, w, init, bias):
+    """``a[r] (+)= sum_n v[r + n] * w[n]`` for 4 accumulator rows and 8 terms: 11 + 8 rows loaded for 32 FMAs.
+
+    The init and accumulate cases are separate loops (a branch in the loop body stops vectorisation).
+    """
+    a0, a1, a2, a3 = a
+    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10 = v
+    w0, w1, w2, w3, w4, w5, w6, w7 = w
+    if init:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, p3, p4, p5, p6, p7 = w0[c], w1[c], w2[c], w3[c], w4[c], w5[c], w6[c], w7[c]
+            e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+            e6, e7, e8, e9, e10, b = v6[c], v7[c], v8[c], v9[c], v10[c], bias[c]
+            a0[c] = b + (((e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)) + ((e4 * p4 + e5 * p5) + (e6 * p6 + e7 * p7)))
+            a1[c] = b + (((e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)) + ((e5 * p4 + e6 * p5) + (e7 * p6 + e8 * p7)))
+            a2[c] = b + (((e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)) + ((e6 * p4 + e7 * p5) + (e8 * p6 + e9 * p7)))
+            a3[c] = b + (((e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3)) + ((e7 * p4 + e8 * p5) + (e9 * p6 + e10 * p7)))
+    else:
+        for c in range(a0.shape[0]):
+            p0, p1, p2, p3, p4, p5, p6, p7 = w0[c], w1[c], w2[c], w3[c], w4[c], w5[c], w6[c], w7[c]
+            e0, e1, e2, e3, e4, e5 = v0[c], v1[c], v2[c], v3[c], v4[c], v5[c]
+            e6, e7, e8, e9, e10 = v6[c], v7[c], v8[c], v9[c], v10[c]
+            a0[c] += ((e0 * p0 + e1 * p1) + (e2 * p2 + e3 * p3)) + ((e4 * p4 + e5 * p5) + (e6 * p6 + e7 * p7))
+            a1[c] += ((e1 * p0 + e2 * p1) + (e3 * p2 + e4 * p3)) + ((e5 * p4 + e6 * p5) + (e7 * p6 + e8 * p7))
+            a2[c] += ((e2 * p0 + e3 * p1) + (e4 * p2 + e5 * p3)) + ((e6 * p4 + e7 * p5) + (e8 * p6 + e9 * p7))
+            a3[c] += ((e3 * p0 + e4 * p1) + (e5 * p2 + e6 * p3)) + ((e7 * p4 + e8 * p5) + (e9 * p6 + e10 * p7))
+
+
+@serial_kernel
+def _block8(acc, acc_row, v, v_row, w, w_row, w_step, init, bias):
+    """``acc[acc_row + r] (+)= sum_n v[v_row + r + n] * w[w_row + n*w_step]``, ``r < 4``, ``n < 8``."""
+    _fma4x8((acc[acc_row], acc[acc_row + 1], acc[acc_row + 2], acc[acc_row + 3]),
+            (v[v_row], v[v_row + 1], v[v_row + 2], v[v_row + 3], v[v_row + 4], v[v_row + 5], v[v_row + 6],
+             v[v_row + 7], v[v_row + 8], v[v_row + 9], v[v_row + 10]),
+            (w[w_row], w[w_row + w_step], w[w_row + 2 * w_step], w[w_row + 3 * w_step], w[w_row + 4 * w_step],
+             w[w_row + 5 * w_step], w[w_row + 6 * w_step], w[w_row + 7 * w_step]), init, bias)
+
+
+@serial_kernel
 def _sum_taps4(acc, acc_row, v, v_row, w, w_row, w_step, ntaps, init, bias):
     """``acc[acc_row + r] (+)= sum_i v[v_row + r + i] * w[w_row + i*w_step]`` for ``r < 4``, ``i < ntaps``."""
     i = 0
@@ -180,8 +219,21 @@ def _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad_left):
 
 @serial_kernel
 def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
-    """Output rows ``t..t+3`` (stride 1, dilation 1, m = 1, every tap inside the input)."""
-    _sum_taps4(out_b, t, x_b, t - pad_left, kernel2d, 0, 1, kernel2d.shape[0], True, bias)
+    """Output rows ``t..t+3`` (stride 1, dilation 1, m = 1, every tap inside the input).
+
+    Taps eight at a time while eight remain (fewer accumulator loads and stores per multiply-add:
+    K = 31 forward 15 % faster), then up to four.  Only the forward has the eight-tap block: in the
+    input gradient it cost 0.9 s more compile time for the backward's first call.
+    """
+    ksize = kernel2d.shape[0]
+    i = 0
+    init = True
+    while i + 8 <= ksize:
+        _block8(out_b, t, x_b, t - pad_left + i, kernel2d, i, 1, init, bias)
+        init = False
+        i += 8
+    if i < ksize:
+        _sum_taps4(out_b, t, x_b, t - pad_left + i, kernel2d, i, 1, ksize - i, init, bias)
 
 
 @parallel_kernel
