@@ -43,6 +43,9 @@ KERNEL_GRAD_TASKS = 64
 # channels_last: KW and m up to 16.  channels_first: KH*KW up to 25 (measured, 28x28 C256 forward: 7x7 with its
 # 49 taps unrolled 48 ms, taps outermost 15 ms; 5x5 unrolled 5.9 ms, taps outermost 18 ms).
 STATIC_SIZE_LIMIT = 16
+# channels_last forward: kernels of at most this many taps keep four outputs in registers over all taps
+# (the unrolled loop body grows with KH*KW; past 5x5 it is the tap-row passes' turn).
+ALL_TAPS_LIMIT = 9
 STATIC_TAPS_LIMIT = 25
 
 
@@ -107,6 +110,12 @@ def _height_width_taps(problem):
     return static_count(problem.height.kernel_size, static), static_count(problem.width.kernel_size, static)
 
 
+def _height_taps_last(problem):
+    """KH of the channels_last forward: compile-time for kernels of at most ALL_TAPS_LIMIT taps (all at once)."""
+    h, w = problem.height.kernel_size, problem.width.kernel_size
+    return static_count(h, _static_last(problem) and h * w <= ALL_TAPS_LIMIT)
+
+
 def _width_taps(problem):
     """KW as a :func:`static_count` argument: for small kernels the tap loop has a compile-time trip count."""
     return static_count(problem.width.kernel_size, _static_last(problem))
@@ -156,8 +165,9 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
-               _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
-               w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_repeat_args(problem, rep))
+               _multiplier_t(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride, w.stride,
+               h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad,
+               *_repeat_args(problem, rep))
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
