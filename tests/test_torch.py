@@ -259,6 +259,8 @@ def test_calls_without_autograd_skip_the_operator_and_give_the_same_results():
     assert not _ops.plain_call(x, w_grad, b)
     with torch.no_grad():
         assert _ops.plain_call(x, w_grad, b)
+        assert _ops.plain_call(x, torch.nn.Parameter(w), b)  # a module's weight, in inference
+    assert not _ops.plain_call(x, torch.nn.Parameter(w), b)
     fake = FakeTensorMode().from_tensor(x)
     assert not _ops.plain_call(fake, w, b)
 

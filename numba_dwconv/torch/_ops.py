@@ -134,12 +134,12 @@ def plain_call(x, weight, bias) -> bool:
     The custom operator's dispatch (autograd wrapper, schema checks) costs ~20 us a call, more than
     the kernels on a small input.  Skipped only when nothing would use it: autograd off or no input
     requiring a gradient, not under ``torch.compile`` (which must see the operator), and plain
-    tensors (fake, functorch-wrapped or other subclass tensors take the operator).
+    tensors or parameters (fake, functorch-wrapped or other subclass tensors take the operator).
     """
     if torch.compiler.is_compiling():
         return False
     for t in (x, weight, bias):
-        if t is not None and (type(t) is not Tensor or _is_wrapped(t)):
+        if t is not None and ((type(t) is not Tensor and type(t) is not torch.nn.Parameter) or _is_wrapped(t)):
             return False
     if not torch.is_grad_enabled():
         return True
