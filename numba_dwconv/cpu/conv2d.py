@@ -190,16 +190,17 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         return grad_in
     if problem.channels_last:
         h, w = problem.height, problem.width
-        sizes = (h.out_length, w.out_length, h.kernel_size)
         if problem.multiplier == 1 and w.stride == 1:
-            flipped = np.ascontiguousarray(kernel[:, ::-1]).reshape(-1)
-            launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, grad_in.reshape(-1),
-                   *_last_dims(problem), *sizes, h.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   _width_taps(problem), *_repeat_args(problem, rep, slots=False))
+            flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
+            zeros = np.zeros(problem.channels, problem.dtype)
+            launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
+                   *_last_dims(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride,
+                   h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem),
+                   *_repeat_args(problem, rep, slots=False))
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
-                   *_last_dims(problem), _multiplier_t(problem), *sizes, h.stride, w.stride, h.dilation, w.dilation,
-                   h.pad_left, w.pad_left, _width_taps(problem))
+                   *_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,
+                   w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
     else:
         _input_grad_first(problem, grad_outputs, kernel, grad_in)
     return grad_in

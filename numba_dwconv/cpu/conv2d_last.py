@@ -360,20 +360,31 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
 
 
 @parallel_kernel
-def _input_grad_gather_last(part, parts, grad, flipped, grad_in, batch, height, width, channels, out_h, out_w, kh, sh,
-                            dh, dw, top, left, kw_t, rows_buf, rep):
+def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, height, width, channels, out_h, out_w,
+                            kh_t, sh, dh, dw, top, left, kw_t, rows_buf, rep):
     """Unit width stride, m == 1: one task per input row; each tap row adds a pass of the flipped taps over a grad row.
 
-    ``flipped`` holds the taps reversed along the width, so ``grad_in[iw] += sum_k
-    grad[iw + left - (KW-1)*dw + k*dw] * flipped[k]``: a forward pass with left
-    padding ``(KW-1)*dw - left`` over the output gradient row.  A depth multiplier ``rep`` > 1 runs as
-    ``m = 1`` over ``channels`` = C*rep: each row is gathered into the part's ``rows_buf[part]`` (None when
-    ``rep`` is 1), then each group of ``rep`` channels is summed into ``grad_in`` (C channels).
+    ``flipped`` holds the taps reversed along both axes, so that tap row ``KH-1-i`` applied to the
+    output-gradient row that input row ``ih`` reaches through tap row ``i`` adds ``grad_in[iw] += sum_k
+    grad[iw + left - (KW-1)*dw + k*dw] * flipped[KH-1-i, k]``: a forward pass with left padding
+    ``(KW-1)*dw - left`` over the output gradient rows, in increasing order.  With a compile-time KH,
+    unit row stride and column dilation, the rows whose tap rows are all inside take the interior blocks
+    with every tap at once (:func:`_all_taps_static`; ``zeros``: C zeros as its bias).  A depth
+    multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: each row is gathered into the
+    part's ``rows_buf[part]`` (None when ``rep`` is 1), then each group of ``rep`` channels is summed
+    into ``grad_in`` (C channels).
     """
     kw = trip_count(kw_t)
+    kh = trip_count(kh_t)
     row_size = uint64(width * channels)
+    grad_row_size = uint64(out_w * channels)
     flipped_left = (kw - 1) * dw - left
     lo, hi = _block_columns(kw_t, 1, dw, flipped_left, out_w, width, 1)
+    all_lo, all_hi = lo, lo
+    if is_static(kh_t):
+        if sh == 1:
+            if dw == 1:
+                all_hi = lo + (hi - lo) // BLOCK * BLOCK
     dst = grad_in
     if rows_buf is not None:
         dst = rows_buf[part]
@@ -384,14 +395,25 @@ def _input_grad_gather_last(part, parts, grad, flipped, grad_in, batch, height, 
         d_row = uint64(task) * row_size
         if rows_buf is not None:
             d_row = uint64(0)
-        for p in range(row_size):
-            dst[d_row + p] = 0.0
+        done_lo, done_hi = 0, 0
+        q_first = ih + top - (kh - 1) * dh  # the output row of the last tap row (the first in order)
+        if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel)
+            if all_hi > all_lo and q_first >= 0 and ih + top < out_h:  # every tap row's output row exists
+                done_lo, done_hi = all_lo, all_hi
+                _all_taps_blocks(grad, flipped, zeros, dst, uint64(b * out_h + q_first) * grad_row_size, d_row,
+                                 all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left, kw_t,
+                                 kh_t)
+        for iw in range(uint64(width)):
+            if done_lo <= iw < done_hi:
+                continue
+            for c in range(uint64(channels)):
+                dst[d_row + iw * uint64(channels) + c] = 0.0
         for i in range(kh):
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
             if q >= 0 and q % sh == 0 and q // sh < out_h:
-                s_row = uint64(b * out_h + q // sh) * uint64(out_w * channels)
-                _taps_along_row(grad, flipped, dst, s_row, uint64(i * kw * channels), d_row, out_w, width,
-                                channels, 1, 1, dw, flipped_left, lo, hi, kw_t)
+                s_row = uint64(b * out_h + q // sh) * grad_row_size
+                _taps_along_row(grad, flipped, dst, s_row, uint64((kh - 1 - i) * kw * channels), d_row, out_w, width,
+                                channels, 1, 1, dw, flipped_left, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
         if rows_buf is not None:
             c_in = channels // rep
             g_row = uint64(task) * uint64(width * c_in)
