@@ -245,3 +245,24 @@ def test_four_threads_calling_at_once(data_format):
 
     cases = [make_case2d(rng, 2, 12, 11, 6, (3, 3), 1, data_format, np.float32) for _ in range(4)]
     assert_same_from_threads([lambda case=case: forward_and_backward(*case) for case in cases])
+
+
+@pytest.mark.parametrize("kernel_size, strides, dilation, mult, activation", [
+    ((9, 9), 1, 1, 1, None), ((17, 5), 2, 1, 2, "relu"), ((9, 9), 1, 2, 1, "gelu"), ((5, 17), (1, 2), 1, 1, None)])
+def test_channels_first_large_kernels_through_the_channels_last_kernels(kernel_size, strides, dilation, mult,
+                                                                        activation):
+    """More than VIA_LAST_TAPS taps: the channels_first forward runs on transposed copies; same results."""
+    from numba_dwconv.cpu import conv2d
+
+    assert kernel_size[0] * kernel_size[1] > conv2d.VIA_LAST_TAPS
+    rng = np.random.default_rng(sum(kernel_size) + mult)
+    x = rng.standard_normal((2, 3, 23, 29))
+    kernel = rng.standard_normal(kernel_size + (3, mult))
+    bias = rng.standard_normal(3 * mult)
+    got = nd.depthwise_conv2d(x, kernel, bias, strides=strides, padding="same" if strides == 1 else "valid",
+                              data_format="channels_first", dilation_rate=dilation, activation=activation)
+    want = ref.conv2d_forward(x, kernel, bias, strides, "same" if strides == 1 else "valid", "channels_first", dilation)
+    if activation:
+        want = ref.activation(activation, want)
+    assert got.flags.c_contiguous and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
