@@ -49,6 +49,11 @@ def _zero_bias(problem):
     return np.zeros(problem.channels * problem.multiplier, dtype=problem.dtype)
 
 
+def _window_rows(axis, outputs: int) -> int:
+    """Input rows that ``outputs`` consecutive output rows read."""
+    return (outputs - 1) * axis.stride + (axis.kernel_size - 1) * axis.dilation + 1
+
+
 def _rows_buffer(problem, rows):
     """Per-part rows of C*m channels for the channels_last kernels with m > 1; None when m == 1.
 
@@ -87,9 +92,8 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     grad = out if grad_outputs is None else grad_outputs
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
-        rows = (ROWS_PER_TASK - 1) * axis.stride + (axis.kernel_size - 1) * axis.dilation + 1
         launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left, ROWS_PER_TASK, out,
-               act, grad, _rows_buffer(problem, rows))
+               act, grad, _rows_buffer(problem, _window_rows(axis, ROWS_PER_TASK)))
     else:
         launch(forward_first, inputs, kernel, bias, stride_spec(axis.stride), axis.dilation, axis.pad_left,
                TILE_LENGTH, out, act, grad)
@@ -138,9 +142,8 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
         part_bias = np.empty((n_parts, out_channels), dtype=problem.dtype)
         row_bytes = 2 * out_channels * problem.dtype.itemsize  # an input row (repeated) and a gradient row
         rows_per_sub = max(4, SUB_CHUNK_BYTES // row_bytes // 4 * 4)
-        rows = (rows_per_sub - 1) * axis.stride + (axis.kernel_size - 1) * axis.dilation + 1
         launch(kernel_grad_last, grad_outputs, inputs, axis.stride, axis.dilation, axis.pad_left, rows_per_part,
-               rows_per_sub, part_kernel, part_bias, _rows_buffer(problem, rows))
+               rows_per_sub, part_kernel, part_bias, _rows_buffer(problem, _window_rows(axis, rows_per_sub)))
     else:
         part_kernel = np.empty((problem.batch,) + problem.kernel_shape, dtype=problem.dtype)
         part_bias = np.empty((problem.batch, out_channels), dtype=problem.dtype)

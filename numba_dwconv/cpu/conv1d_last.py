@@ -236,6 +236,21 @@ def _forward_rows4(out_b, x_b, kernel2d, bias, t, pad_left):
         _sum_taps4(out_b, t, x_b, t - pad_left + i, kernel2d, i, 1, ksize - i, init, bias)
 
 
+@serial_kernel
+def _repeated_window(x_b, buf, t_lo, t_hi, stride, dilation, pad_left, ksize, mult):
+    """The input rows that outputs ``[t_lo, t_hi)`` read, each channel repeated ``mult`` times, copied into ``buf``.
+
+    Returns ``(rows, pad)``: the copy (row 0 is input row ``r0``) and the padding that makes the
+    kernels' row arithmetic on it equal theirs on ``x_b`` (``pad_left + r0``).
+    """
+    length = x_b.shape[0]
+    r0 = min(max(0, t_lo * stride - pad_left), length)
+    r1 = max(r0, min(length, (t_hi - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
+    rows = buf[: r1 - r0]
+    repeat_rows(rows, x_b[r0:r1], mult)
+    return rows, pad_left + r0
+
+
 @parallel_kernel
 def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad, rows_buf):
     """``out = act(conv(x, kernel2d) + bias)``; one task per ``rows_per_task`` output rows of one batch entry.
@@ -260,12 +275,8 @@ def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, row
         t_start = t
         x_b = x[b]
         pad = pad_left
-        if rows_buf is not None:  # the rows [r0, r1) these outputs read, repeated; row r0 is row 0 of the copy
-            r0 = min(max(0, t * stride - pad_left), length)
-            r1 = max(r0, min(length, (t_stop - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
-            x_b = rows_buf[part][: r1 - r0]
-            repeat_rows(x_b, x[b][r0:r1], mult)
-            pad = pad_left + r0
+        if rows_buf is not None:
+            x_b, pad = _repeated_window(x[b], rows_buf[part], t, t_stop, stride, dilation, pad_left, ksize, mult)
         rows = x_b.shape[0]
         out_b = out[b]
         while t < t_stop:
@@ -422,7 +433,6 @@ def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_
     forward does).
     """
     batch, out_length, out_channels = grad_out.shape
-    length = x.shape[1]
     mult = out_channels // x.shape[2]
     ksize = part_kernel.shape[1]
     parts_per_batch = part_kernel.shape[0] // batch if batch > 0 else 1
@@ -451,12 +461,9 @@ def kernel_grad_last(part, parts, grad_out, x, stride, dilation, pad_left, rows_
                     acc_bias[o] += row[o]
             x_b = x[b]
             pad = pad_left
-            if rows_buf is not None:  # the rows [r0, r1) these outputs read, repeated; row r0 is row 0 of the copy
-                r0 = min(max(0, sub_lo * stride - pad_left), length)
-                r1 = max(r0, min(length, (sub_hi - 1) * stride - pad_left + (ksize - 1) * dilation + 1))
-                x_b = rows_buf[part][: r1 - r0]
-                repeat_rows(x_b, x[b][r0:r1], mult)
-                pad = pad_left + r0
+            if rows_buf is not None:
+                x_b, pad = _repeated_window(x[b], rows_buf[part], sub_lo, sub_hi, stride, dilation, pad_left, ksize,
+                                            mult)
             rows = x_b.shape[0]
             i = 0
             if blockable:

@@ -283,6 +283,14 @@ _all_taps_blocks = by_count(_all_taps_static, _all_taps_runtime)
 
 
 @serial_kernel
+def _part_rows(rows_buf, held, part):
+    """``(rows, slots)``: this part's row buffer and slot count, every slot marked as holding no row yet."""
+    for q in range(held.shape[1]):
+        held[part, q] = -1
+    return rows_buf[part], held.shape[1]
+
+
+@serial_kernel
 def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult):
     """The offset in ``buf`` of input row ``key`` (``x[x_row:]``, width x channels), channels repeated ``mult`` times.
 
@@ -329,10 +337,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     src = x
     slots = 1
     if rows_buf is not None:
-        src = rows_buf[part]
-        slots = held.shape[1]
-        for q in range(slots):
-            held[part, q] = -1
+        src, slots = _part_rows(rows_buf, held, part)
     tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // out_h
@@ -492,10 +497,7 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
     src = x
     slots = 1
     if rows_buf is not None:
-        src = rows_buf[part]
-        slots = held.shape[1]
-        for q in range(slots):
-            held[part, q] = -1
+        src, slots = _part_rows(rows_buf, held, part)
     tasks_lo, tasks_hi = task_share(batch * chunks, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // chunks
