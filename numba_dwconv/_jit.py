@@ -14,10 +14,7 @@ compile on their first call.
 
 from __future__ import annotations
 
-import _thread
 import functools
-import os
-import threading
 
 import numba
 import numpy as np
@@ -27,6 +24,7 @@ from numba.extending import overload
 
 from . import _compile_log
 from ._pipeline import KernelCompiler
+from ._workers import SERIAL_BYTES, launch, thread_count  # noqa: F401 (the kernels' launcher)
 
 _compile_log.install(_numba_event)  # say what compiles while it compiles
 
@@ -91,105 +89,9 @@ def scalar_kernel(func):
     return numba.njit(forceinline=True, **JIT_OPTIONS)(func)
 
 
-# Below this many bytes of array arguments a kernel runs on the calling thread alone: handing a
-# part to another thread costs 10-25 us (a lock hand-over both ways, measured), and a 1D forward on
-# 2 MiB of arrays gains nothing from a second core (111 us alone, 107 us on two).
-SERIAL_BYTES = 1 << 20
-
-
-class _Worker:
-    """A daemon thread that runs one kernel part at a time, handed over through two locks.
-
-    Leaner than a ``concurrent.futures`` pool (no queue, no future objects): a round trip costs
-    about half as much, which is what a call of a few hundred microseconds notices.
-    """
-
-    def __init__(self):
-        self._start = _thread.allocate_lock()
-        self._start.acquire()
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        self._job = None
-        self._error = None
-        threading.Thread(target=self._loop, name="numba_dwconv-worker", daemon=True).start()
-
-    def _loop(self):
-        while True:
-            self._start.acquire()
-            kernel, args = self._job
-            self._job = None
-            try:
-                kernel(*args)
-            except BaseException as error:  # handed to the caller by join()
-                self._error = error
-            self._done.release()
-
-    def start(self, kernel, args) -> None:
-        self._job = (kernel, args)
-        self._start.release()
-
-    def join(self):
-        """Wait for the part; its error (or None)."""
-        self._done.acquire()
-        error, self._error = self._error, None
-        return error
-
-
-_idle: list = []  # workers not running a part; callers on several threads take different ones
-_idle_lock = threading.Lock()
-
-
-def _reset_workers_after_fork():
-    global _idle, _idle_lock
-    _idle = []  # the parent's worker threads do not exist in a forked child
-    _idle_lock = threading.Lock()  # (and another parent thread may have held the lock at the fork)
-
-
-os.register_at_fork(after_in_child=_reset_workers_after_fork)
-
-
-def thread_count() -> int:
-    """Threads a kernel launched now from this thread may use: numba's setting (``numba.set_num_threads``)."""
-    return numba.get_num_threads()
-
-
 def scratch(size: int, dtype) -> np.ndarray:
     """Scratch space for a kernel launched next from this thread: one row of ``size`` values per part it may run in."""
     return np.empty((thread_count(), max(int(size), 0)), dtype)
-
-
-def launch(kernel, *args, parts=None) -> None:
-    """Run a :func:`parallel_kernel` from the host, in ``parts`` parts on as many threads.
-
-    ``parts`` defaults to :func:`thread_count`, or 1 when the array arguments hold fewer than
-    :data:`SERIAL_BYTES` (the calling thread does small work alone).  Part 0 runs on the calling
-    thread and the others on idle worker threads (the kernels release the GIL); the call returns
-    when every part has finished, and raises the first error of a part, if any.  Safe to call from
-    several Python threads at once (each call has its own workers).
-    """
-    if parts is None:
-        nbytes = 0
-        for a in args:
-            if isinstance(a, np.ndarray):
-                nbytes += a.nbytes
-        parts = 1 if nbytes < SERIAL_BYTES else thread_count()
-    if parts == 1:
-        kernel(0, 1, *args)
-        return
-    with _idle_lock:
-        workers = [_idle.pop() for _ in range(min(parts - 1, len(_idle)))]
-    workers += [_Worker() for _ in range(parts - 1 - len(workers))]
-    for part, worker in enumerate(workers, start=1):
-        worker.start(kernel, (part, parts, *args))
-    try:
-        kernel(0, parts, *args)
-    finally:
-        errors = [worker.join() for worker in workers]
-        with _idle_lock:
-            _idle.extend(workers)
-    for error in errors:
-        if error is not None:
-            raise error
 
 
 @serial_kernel

@@ -71,7 +71,7 @@ def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D, stride
 
 
 def run_shared(dtypes) -> None:
-    """The kernels every job calls (the partial-sum reduction) and the layers' GELU, compiled before the jobs."""
+    """The kernels every job calls (partial sums, the workers' hand-over) and the layers' GELU, compiled first."""
     import numpy as np
 
     from ._jit import launch
@@ -79,7 +79,7 @@ def run_shared(dtypes) -> None:
     from .cpu.partials import sum_partials
 
     for dtype in dtypes:
-        launch(sum_partials, np.ones(8, dtype), 2, np.empty(4, dtype))
+        launch(sum_partials, np.ones(8, dtype), 2, np.empty(4, dtype), parts=2)
         elementwise.gelu(np.ones(4, dtype))
         elementwise.gelu_derivative(np.ones(4, dtype))
 

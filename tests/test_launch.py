@@ -87,3 +87,70 @@ def test_a_forked_child_runs_kernels_in_parts():
             os._exit(4)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _sleep_in_part(part, parts, seen, delays):
+    import time
+
+    time.sleep(delays[part])
+    seen.append(part)
+
+
+@pytest.mark.parametrize("spin_us", ["0", "1", "2000"])
+def test_parts_handed_over_while_the_worker_spins_or_sleeps_all_run(monkeypatch, spin_us):
+    """Every hand-over path of numba_dwconv._workers: found while spinning, found at the last look, after a sleep.
+
+    Random delays on both sides (the caller's part, the gap before the next launch) move each race window;
+    a lost wake-up would hang the launch, so the launches run on a thread with a deadline.
+    """
+    import time
+
+    monkeypatch.setenv("NUMBA_DWCONV_SPIN_US", spin_us)
+    rng = np.random.default_rng(int(spin_us))
+    failures = []
+
+    def many_launches():
+        try:
+            for _ in range(150):
+                seen = []
+                delays = rng.choice([0.0, 1e-5, 2e-4, 1e-3], size=3)
+                _jit.launch(_sleep_in_part, seen, delays, parts=3)
+                assert sorted(seen) == [0, 1, 2]
+                time.sleep(float(rng.choice([0.0, 2e-5, 3e-3])))
+        except BaseException as error:  # reported on the test's thread
+            failures.append(error)
+
+    runner = threading.Thread(target=many_launches, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "a launch never returned (a lost wake-up)"
+    assert failures == []
+
+
+def test_the_spin_setting_is_checked(monkeypatch):
+    from numba_dwconv import _workers
+
+    monkeypatch.setenv("NUMBA_DWCONV_SPIN_US", "fast")
+    with pytest.raises(ValueError, match="NUMBA_DWCONV_SPIN_US.*'fast'"):
+        _jit.launch(_record_parts, {}, -1, parts=2)
+    monkeypatch.setenv("NUMBA_DWCONV_SPIN_US", "-5")
+    assert _workers.spin_us() == 0
+    monkeypatch.delenv("NUMBA_DWCONV_SPIN_US")
+    assert _workers.spin_us() == _workers.DEFAULT_SPIN_US
+
+
+def test_the_flag_hand_over_primitives():
+    """A post reports a sleeping waiter (once); a waiter whose value arrived takes its sleep flag back."""
+    from numba_dwconv import _workers as w
+
+    flags = np.zeros(32, np.int64)
+    assert not w._spin_until(flags, w.JOB, 1, 100)  # nothing posted: the spin runs out
+    assert w._must_block(flags, w.JOB, w.WORKER_SLEEPS, 1)  # ... so the waiter sleeps, flag set
+    assert flags[w.WORKER_SLEEPS] == 1
+    assert w._post(flags, w.JOB, w.WORKER_SLEEPS, 1)  # the poster sees it (and would release the lock)
+    assert not w._post(flags, w.JOB, w.WORKER_SLEEPS, 1)  # the flag was taken: no second release
+    assert w._spin_until(flags, w.JOB, 1, 0)
+    flags[:] = 0
+    w._post(flags, w.JOB, w.WORKER_SLEEPS, 2)  # posted before the waiter looked again
+    assert not w._must_block(flags, w.JOB, w.WORKER_SLEEPS, 2)  # it takes its flag back, no sleep
+    assert flags[w.WORKER_SLEEPS] == 0

@@ -1,0 +1,256 @@
+"""Worker threads that run the parts of a CPU kernel: :func:`launch`.
+
+A kernel part handed to a sleeping thread starts late: waking a thread blocked on a lock
+costs 10-80 us, and on some machines (measured on a 2-vCPU KVM guest) the scheduler wakes it
+on the CPU of the thread that woke it, where the two parts then share one core (a kernel
+launched in two parts took 2.0x the time of one part instead of 1.0x).  So, as OpenMP
+runtimes do, a worker that finished a part keeps *spinning* for a while (``spin_us()``,
+``NUMBA_DWCONV_SPIN_US``, default :data:`DEFAULT_SPIN_US`) watching a flag in shared memory,
+with the GIL released; a part handed over within that time starts at once on the core the
+worker already holds.  The caller waits for the parts the same way.  After the spin a waiter
+blocks on a lock, so idle threads cost nothing.
+
+The hand-over through one shared int64 array per worker (slots a cache line apart):
+
+* the poster stores the sequence number of the job (or of the finished part) in its slot, then
+  atomically takes the waiter's *sleeping* flag; if the waiter had set it, the poster releases
+  the waiter's lock;
+* the waiter spins until the slot holds the number it waits for; when the spin runs out it sets
+  its sleeping flag, looks at the slot once more, and either blocks on the lock or takes its flag
+  back (if the poster has already taken it, the poster releases the lock: the waiter takes it).
+
+The atomic loads, stores and exchanges are sequentially consistent, so a waiter never sleeps
+through a post and every lock release is matched by one acquire.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import platform
+import threading
+import time
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+# Below this many bytes of array arguments a kernel runs on the calling thread alone (a 1D forward on
+# 2 MiB of arrays gains nothing from a second core: 111 us alone, 107 us on two, measured).
+SERIAL_BYTES = 1 << 20
+DEFAULT_SPIN_US = 1000
+# Slots of a worker's flag array (int64, eight apart: one cache line each).
+JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS = 0, 8, 16, 24
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def spin_us() -> int:
+    """Microseconds a waiting thread spins before it blocks (``NUMBA_DWCONV_SPIN_US``, 0: block at once)."""
+    value = os.environ.get("NUMBA_DWCONV_SPIN_US")
+    if value is None:
+        return DEFAULT_SPIN_US
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ValueError(f"NUMBA_DWCONV_SPIN_US must be an integer number of microseconds. "
+                         f"Received {value!r}") from None
+
+
+def thread_count() -> int:
+    """Threads a kernel launched now from this thread may use: numba's setting (``numba.set_num_threads``)."""
+    return numba.get_num_threads()
+
+
+# ---------------------------------------------------------------------------- atomics
+def _slot_pointer(context, builder, array_type, array, index):
+    return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
+
+
+@intrinsic
+def _atomic_load(typingctx, flags, index):
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_slot_pointer(context, builder, signature.args[0], *args), "seq_cst", 8)
+
+    return types.int64(flags, index), codegen
+
+
+@intrinsic
+def _atomic_store(typingctx, flags, index, value):
+    def codegen(context, builder, signature, args):
+        builder.store_atomic(args[2], _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
+                             "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return types.void(flags, index, types.int64), codegen
+
+
+@intrinsic
+def _atomic_exchange(typingctx, flags, index, value):
+    def codegen(context, builder, signature, args):
+        return builder.atomic_rmw("xchg", _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
+                                  args[2], "seq_cst")
+
+    return types.int64(flags, index, types.int64), codegen
+
+
+@intrinsic
+def _cpu_relax(typingctx):
+    """x86 ``pause`` (lets a sibling hyperthread run and saves power while spinning); nothing elsewhere."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = builder.module.declare_intrinsic("llvm.x86.sse2.pause", fnty=ir.FunctionType(ir.VoidType(), []))
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+_FLAG_OPTIONS = {"nogil": True, "cache": True}
+
+
+@numba.njit(**_FLAG_OPTIONS)
+def _spin_until(flags, slot, value, iterations):
+    """Spin until ``flags[slot] == value`` (True) or for ``iterations`` polls (False)."""
+    for _ in range(iterations):
+        if _atomic_load(flags, slot) == value:
+            return True
+        _cpu_relax()
+    return _atomic_load(flags, slot) == value
+
+
+@numba.njit(**_FLAG_OPTIONS)
+def _post(flags, slot, sleeper_slot, value):
+    """Publish ``value`` in ``slot``; True if the waiter was asleep (the caller then releases its lock)."""
+    _atomic_store(flags, slot, value)
+    return _atomic_exchange(flags, sleeper_slot, 0) == 1
+
+
+@numba.njit(**_FLAG_OPTIONS)
+def _must_block(flags, slot, sleeper_slot, value):
+    """After a spin ran out: announce sleep; False if ``value`` arrived meanwhile and the flag was taken back."""
+    _atomic_store(flags, sleeper_slot, 1)
+    if _atomic_load(flags, slot) != value:
+        return True
+    return _atomic_exchange(flags, sleeper_slot, 0) != 1  # 0: the poster took it and releases the lock
+
+
+_polls_per_us = None
+
+
+def _spin_polls() -> int:
+    """Polls of :func:`_spin_until` in ``spin_us()`` microseconds (the poll rate measured once per process)."""
+    global _polls_per_us
+    budget = spin_us()
+    if budget == 0:
+        return 0
+    if _polls_per_us is None:
+        flags = np.zeros(32, np.int64)
+        _spin_until(flags, JOB, 1, 1)
+        start = time.perf_counter()
+        _spin_until(flags, JOB, 1, 20000)
+        _polls_per_us = max(1.0, 20000 / max((time.perf_counter() - start) * 1e6, 1e-3))
+    return int(budget * _polls_per_us)
+
+
+def _post_and_wake(flags, slot, sleeper_slot, value, lock) -> None:
+    if _post(flags, slot, sleeper_slot, value):
+        lock.release()
+
+
+def _wait(flags, slot, sleeper_slot, value, lock, polls) -> None:
+    if _spin_until(flags, slot, value, polls):
+        return
+    if _must_block(flags, slot, sleeper_slot, value):
+        lock.acquire()
+
+
+# ---------------------------------------------------------------------------- workers
+class _Worker:
+    """A daemon thread that runs one kernel part at a time (see the module for the hand-over)."""
+
+    def __init__(self):
+        self._flags = np.zeros(32, np.int64)
+        self._job_lock = _thread.allocate_lock()
+        self._job_lock.acquire()
+        self._done_lock = _thread.allocate_lock()
+        self._done_lock.acquire()
+        self._sequence = 0
+        self._job = None
+        self._error = None
+        self._polls = 0  # how long the thread spins for its next part: the caller's setting at the last start
+        threading.Thread(target=self._loop, name="numba_dwconv-worker", daemon=True).start()
+
+    def _loop(self):
+        sequence = 0
+        while True:
+            sequence += 1
+            _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, self._polls)
+            kernel, args, self._polls = self._job
+            self._job = None
+            try:
+                kernel(*args)
+            except BaseException as error:  # handed to the caller by join()
+                self._error = error
+            _post_and_wake(self._flags, DONE, CALLER_SLEEPS, sequence, self._done_lock)
+
+    def start(self, kernel, args, polls: int) -> None:
+        """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module)."""
+        self._sequence += 1
+        self._job = (kernel, args, polls)
+        _post_and_wake(self._flags, JOB, WORKER_SLEEPS, self._sequence, self._job_lock)
+
+    def join(self, polls: int):
+        """Wait for the part; its error (or None)."""
+        _wait(self._flags, DONE, CALLER_SLEEPS, self._sequence, self._done_lock, polls)
+        error, self._error = self._error, None
+        return error
+
+
+_idle: list = []  # workers not running a part; callers on several threads take different ones
+_idle_lock = threading.Lock()
+
+
+def _reset_workers_after_fork():
+    global _idle, _idle_lock
+    _idle = []  # the parent's worker threads do not exist in a forked child
+    _idle_lock = threading.Lock()  # (and another parent thread may have held the lock at the fork)
+
+
+os.register_at_fork(after_in_child=_reset_workers_after_fork)
+
+
+def launch(kernel, *args, parts=None) -> None:
+    """Run a :func:`numba_dwconv._jit.parallel_kernel` from the host, in ``parts`` parts on as many threads.
+
+    ``parts`` defaults to :func:`thread_count`, or 1 when the array arguments hold fewer than
+    :data:`SERIAL_BYTES` (the calling thread does small work alone).  Part 0 runs on the calling
+    thread and the others on idle workers (the kernels release the GIL); the call returns
+    when every part has finished, and raises the first error of a part, if any.  Safe to call from
+    several Python threads at once (each call has its own workers).
+    """
+    if parts is None:
+        nbytes = 0
+        for a in args:
+            if isinstance(a, np.ndarray):
+                nbytes += a.nbytes
+        parts = 1 if nbytes < SERIAL_BYTES else thread_count()
+    if parts == 1:
+        kernel(0, 1, *args)
+        return
+    polls = _spin_polls()
+    with _idle_lock:
+        workers = [_idle.pop() for _ in range(min(parts - 1, len(_idle)))]
+    workers += [_Worker() for _ in range(parts - 1 - len(workers))]
+    for part, worker in enumerate(workers, start=1):
+        worker.start(kernel, (part, parts, *args), polls)
+    try:
+        kernel(0, parts, *args)
+    finally:
+        errors = [worker.join(polls) for worker in workers]
+        with _idle_lock:
+            _idle.extend(workers)
+    for error in errors:
+        if error is not None:
+            raise error
