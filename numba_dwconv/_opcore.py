@@ -234,8 +234,46 @@ def _kernel_grad_shape(rank, grad_outputs, inputs, kernel_size, data_format) -> 
     return (*sizes, channels, out_channels // channels)
 
 
+# ---------------------------------------------------------------------------- plain CPU calls
+_PLAIN: dict = {}  # key of a plain call (_plain_key) -> its validated problem
+_PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _plain_key(rank: Rank, inputs, kernel, bias, options, device, stream, activation):
+    """A key for a forward call that needs no conversion, placement or post-pass on the CPU; None for any other.
+
+    Plain: NumPy arrays of one native float32/float64 dtype, C-contiguous, no stream or activation, on
+    the CPU.  Such a call, once validated (the key holds every shape and option), goes straight to the
+    kernels: after a large call Python's own data is out of the CPU caches, and the ~20 checks and
+    conversions of the general path cost 70-95 us (measured), ~6 % of a 1.4 ms 2D forward.
+    """
+    if stream is not None or activation is not None or not (device == "auto" or device == "cpu"):
+        return None
+    if type(inputs) is not np.ndarray or type(kernel) is not np.ndarray:
+        return None
+    dtype = inputs.dtype
+    if dtype not in _PLAIN_DTYPES or kernel.dtype != dtype:
+        return None
+    if not inputs.flags.c_contiguous or not kernel.flags.c_contiguous:
+        return None
+    if bias is not None and (type(bias) is not np.ndarray or bias.dtype != dtype or not bias.flags.c_contiguous):
+        return None
+    for option in options:
+        if isinstance(option, list):  # mutable: validated every time
+            return None
+    return (rank.rank, inputs.shape, kernel.shape, dtype, None if bias is None else bias.shape,
+            *map(_typed_key, options))
+
+
 def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device, stream,
             activation=None):
+    plain = _plain_key(rank, inputs, kernel, bias, (strides, padding, data_format, dilation_rate), device, stream,
+                       activation)
+    if plain is not None:
+        problem = _PLAIN.get(plain)
+        if problem is not None and math.isfinite(kernel.sum()):  # (else Keras' padding rule may apply: below)
+            return getattr(dispatch._backend("cpu", rank.module), f"{rank.module}_forward")(problem, inputs, kernel,
+                                                                                            bias)
     if _dask.is_dask(inputs):  # lazy, block by block (numba_dwconv._dask)
         return _dask.forward(rank.rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
                              activation)
@@ -257,6 +295,10 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
                                        reduction.kernel(kernel), bias, name, module=rank.module))
     out = place.call(f"{rank.module}_forward", reduction.live, reduction.inputs(inputs), reduction.kernel(kernel), bias,
                      module=rank.module)
+    if plain is not None and place is dispatch.ON_CPU and reduction.taps is None and act is None:
+        if len(_PLAIN) >= _MAX_PROBLEMS:
+            _PLAIN.clear()
+        _PLAIN[plain] = reduction.live  # (the problem itself: no taps dropped); the next such call goes at the top
     out = _forward_rule(place, problem, kernel, out, native)
     return place.finish(out if act is None else _activate_on_target(place, act, name, out))
 

@@ -173,7 +173,7 @@ class Placement:
         return result
 
 
-_ON_CPU = Placement("cpu", False, 0)  # shared: a placement is never modified
+ON_CPU = Placement("cpu", False, 0)  # shared: a placement is never modified
 
 
 @functools.lru_cache(maxsize=None)
@@ -199,7 +199,7 @@ def place(device, data, others=(), stream=None) -> Placement:
     """
     if stream is None and (device == "auto" or device == "cpu") and all(
             a is None or type(a) is np.ndarray for group in (data, others) for a in group):
-        return _ON_CPU  # the common case, decided without the checks below (a small call notices them)
+        return ON_CPU  # the common case, decided without the checks below (a small call notices them)
     device = geo.normalize_device(device)
     on_gpu = [is_cuda_array(a) for a in data if a is not None]
     any_gpu = any(on_gpu) or any(is_cuda_array(a) for a in others if a is not None)
