@@ -150,12 +150,15 @@ _is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapp
 
 
 def _keras_kernel_array(weight: Tensor, channels: int):
-    """:func:`keras_kernel` as an array the ops take: a NumPy view on the CPU (cheaper than torch's view ops)."""
+    """:func:`keras_kernel` as an array the ops take: on the CPU a small C-contiguous NumPy copy.
+
+    (NumPy is cheaper than torch's view ops; contiguous, a call with plain tensors takes the ops' plain path.)
+    """
     if weight.is_cpu:
         w = (weight.detach() if weight.requires_grad else weight).numpy()
         if w.ndim == 3:
-            return w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1)
-        return w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1)
+            return np.ascontiguousarray(w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1))
+        return np.ascontiguousarray(w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1))
     return _array(keras_kernel(weight.detach(), channels))
 
 
