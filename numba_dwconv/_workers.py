@@ -193,6 +193,7 @@ class _Worker:
                 kernel(*args)
             except BaseException as error:  # handed to the caller by join()
                 self._error = error
+            kernel = args = None  # an idle worker keeps no array alive (the caller's output could not be recycled)
             _post_and_wake(self._flags, DONE, CALLER_SLEEPS, sequence, self._done_lock)
 
     def start(self, kernel, args, polls: int) -> None:

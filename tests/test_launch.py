@@ -154,3 +154,21 @@ def test_the_flag_hand_over_primitives():
     w._post(flags, w.JOB, w.WORKER_SLEEPS, 2)  # posted before the waiter looked again
     assert not w._must_block(flags, w.JOB, w.WORKER_SLEEPS, 2)  # it takes its flag back, no sleep
     assert flags[w.WORKER_SLEEPS] == 0
+
+
+def _touch(part, parts, array):
+    array[part] = part
+
+
+def test_an_idle_worker_keeps_no_argument_alive():
+    """After a launch nothing of it stays referenced by the workers (outputs go back to the pool when dropped)."""
+    import gc
+    import weakref
+
+    array = np.zeros(4)
+    ref = weakref.ref(array)
+    _jit.launch(_touch, array, parts=3)
+    assert array.tolist() == [0.0, 1.0, 2.0, 0.0]
+    del array
+    gc.collect()
+    assert ref() is None
