@@ -266,3 +266,13 @@ def test_channels_first_large_kernels_through_the_channels_last_kernels(kernel_s
         want = ref.activation(activation, want)
     assert got.flags.c_contiguous and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel_size, padding, dilation, mult, width", [
+    ((3, 18), "valid", 1, 1, 30), ((17, 19), "same", 1, 1, 44), ((2, 31), "same", 1, 1, 41),
+    ((2, 31), "valid", 1, 1, 37), ((3, 18), "same", (1, 2), 1, 41), ((3, 17), "same", 1, 2, 25)])
+def test_wide_kernels_of_run_time_width(kernel_size, padding, dilation, mult, width):
+    """More than 16 taps across (a run-time count): blocks of 8 + 4 + 2 + 1 taps with unit steps, column passes else."""
+    rng = np.random.default_rng(sum(kernel_size) + width)
+    x, kernel, bias = make_case2d(rng, 2, 9, width, 20, kernel_size, mult, "channels_last", np.float64)
+    check_all_2d(x, kernel, bias, 1, padding, "channels_last", dilation, np.float64, rng)

@@ -10,7 +10,9 @@ keeps four output columns in registers and applies the ``KW`` taps of row ``i``
 to them, so each input vector loaded feeds up to ``KW`` multiply-adds and each
 output vector is loaded and stored once per tap row.  Interior columns left over
 after the blocks take the taps in one register (unit steps); the edge columns go
-through *column passes*, one tap at a time with the padding clipped away.  With a
+through *column passes*, one tap at a time with the padding clipped away (the passes:
+:mod:`numba_dwconv.cpu.conv2d_last_passes`; a run-time ``KW``, above 16, goes through the block
+passes eight taps at a time with unit steps).  With a
 depth multiplier above 1 every column takes the column pass; the host avoids that by
 running multipliers as ``m = 1`` problems on channel-repeated inputs
 (:mod:`numba_dwconv.cpu.channels`), so these kernels see ``m = 1`` from the public API.
@@ -39,6 +41,16 @@ from numba import uint64
 
 from .._jit import by_count, is_static, parallel_kernel, serial_kernel, task_share, trip_count
 from .channels import repeat_rows, sum_group_rows
+from .conv2d_last_passes import (
+    _block_grad_pass,
+    _block_pass,
+    _column_grad,
+    _column_pass,
+    _column_scatter,
+    _unit_block_grad_taps,
+    _unit_block_taps,
+    _unit_column_pass,
+)
 from .fused import apply_activation
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
@@ -61,150 +73,25 @@ def _valid_range(offset, stride, length, out_length):
 def _block_columns(kw_t, sw, dw, left, width, out_w, mult):
     """Output columns ``[lo, hi)`` that go through block passes: those whose every tap reads inside a row of ``width``.
 
-    An empty range when ``mult != 1`` or when ``KW`` is a run-time count (large kernels): the
-    block passes keep their taps in an unrolled inner loop, which only a compile-time ``KW``
-    makes fast; the column passes put the channel loop innermost (vectorised) for any ``KW``.
-    The same for every row, so kernels compute it once, outside their parallel loop (it
-    costs integer divisions).
+    An empty range when ``mult != 1``, or when ``KW`` is a run-time count (large kernels) with a
+    column stride or dilation: the block passes keep their taps in an unrolled inner loop, which
+    only a compile-time count makes fast (a run-time ``KW`` with unit steps goes eight taps at a
+    time, :func:`_unit_block_taps`; its range holds whole blocks only).  The column passes put the
+    channel loop innermost (vectorised) for any ``KW``.  The same for every row, so kernels
+    compute it once, outside their parallel loop (it costs integer divisions).
     """
-    if mult != 1 or not is_static(kw_t):
+    if mult != 1:
         return 0, 0
+    if not is_static(kw_t):
+        if sw != 1 or dw != 1:
+            return 0, 0
     kw = trip_count(kw_t)
     lo, _ = _valid_range(-left, sw, width, out_w)
     _, hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
-    return lo, max(lo, hi)
-
-
-@serial_kernel
-def _block_pass(src, taps, dst, s0, t0, d0, n, col_step, tap_step, kw_t):
-    """``dst[d0 + u*n + c] += sum_k src[s0 + (u*col_step + k*tap_step)*n + c] * taps[t0 + k*n + c]``, u < 4, c < n.
-
-    ``trip_count(kw_t)`` is the number of taps; steps are in columns.
-    """
-    d1, d2, d3 = d0 + n, d0 + uint64(2) * n, d0 + uint64(3) * n
-    for c in range(n):
-        a0, a1, a2, a3 = dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c]
-        for k in range(trip_count(kw_t)):
-            w = taps[t0 + uint64(k) * n + c]
-            a0 += src[s0 + c + uint64(k * tap_step) * n] * w
-            a1 += src[s0 + c + uint64(col_step + k * tap_step) * n] * w
-            a2 += src[s0 + c + uint64(2 * col_step + k * tap_step) * n] * w
-            a3 += src[s0 + c + uint64(3 * col_step + k * tap_step) * n] * w
-        dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c] = a0, a1, a2, a3
-
-
-@serial_kernel
-def _unit_block_pass(src, taps, dst, s0, t0, d0, n, kw_t):
-    """:func:`_block_pass` for unit steps: a window of four input columns slides along the taps.
-
-    Output column ``u`` meets input column ``u + k`` at tap ``k``, so each input
-    vector is loaded once (``KW + 3`` loads for ``4 * KW`` multiply-adds).
-    """
-    d1, d2, d3 = d0 + n, d0 + uint64(2) * n, d0 + uint64(3) * n
-    for c in range(n):
-        a0, a1, a2, a3 = dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c]
-        s = s0 + c
-        v0, v1, v2 = src[s], src[s + n], src[s + uint64(2) * n]
-        for k in range(trip_count(kw_t)):
-            v3 = src[s + uint64(k + 3) * n]
-            w = taps[t0 + uint64(k) * n + c]
-            a0 += v0 * w
-            a1 += v1 * w
-            a2 += v2 * w
-            a3 += v3 * w
-            v0, v1, v2 = v1, v2, v3
-        dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c] = a0, a1, a2, a3
-
-
-@serial_kernel
-def _block_grad_pass(x, grad, acc, s0, g0, a0, n, col_step, tap_step, kw_t):
-    """``acc[a0 + k*n + c] += sum_u x[s0 + (u*col_step + k*tap_step)*n + c] * grad[g0 + u*n + c]``, u < 4."""
-    for c in range(n):
-        g_0, g_1, g_2, g_3 = grad[g0 + c], grad[g0 + n + c], grad[g0 + uint64(2) * n + c], grad[g0 + uint64(3) * n + c]
-        for k in range(trip_count(kw_t)):
-            s = s0 + c + uint64(k * tap_step) * n
-            acc[a0 + uint64(k) * n + c] += (x[s] * g_0 + x[s + uint64(col_step) * n] * g_1
-                                            + x[s + uint64(2 * col_step) * n] * g_2
-                                            + x[s + uint64(3 * col_step) * n] * g_3)
-
-
-@serial_kernel
-def _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n, kw_t):
-    """:func:`_block_grad_pass` for unit steps: a window of four input columns slides along the taps.
-
-    Tap ``k`` meets input column ``u + k`` at output column ``u``, so each input
-    vector is loaded once (``KW + 3`` loads for ``4 * KW`` multiply-adds).
-    """
-    for c in range(n):
-        g_0, g_1, g_2, g_3 = grad[g0 + c], grad[g0 + n + c], grad[g0 + uint64(2) * n + c], grad[g0 + uint64(3) * n + c]
-        s = s0 + c
-        v0, v1, v2 = x[s], x[s + n], x[s + uint64(2) * n]
-        for k in range(trip_count(kw_t)):
-            v3 = x[s + uint64(k + 3) * n]
-            acc[a0 + uint64(k) * n + c] += v0 * g_0 + v1 * g_1 + v2 * g_2 + v3 * g_3
-            v0, v1, v2 = v1, v2, v3
-
-
-@serial_kernel
-def _unit_column_pass(src, taps, dst, s0, t0, d0, n, kw_t):
-    """One output column of :func:`_unit_block_pass`: ``dst[d0 + c] += sum_k src[s0 + k*n + c] * taps[t0 + k*n + c]``.
-
-    For the interior columns left over after the blocks: the sum stays in a
-    register across the taps.
-    """
-    for c in range(n):
-        a = dst[d0 + c]
-        for k in range(trip_count(kw_t)):
-            a += src[s0 + c + uint64(k) * n] * taps[t0 + uint64(k) * n + c]
-        dst[d0 + c] = a
-
-
-@serial_kernel
-def _column_pass(src, taps, dst, row, col0, t0, d0, channels, k_lo, k_hi, dw, mult):
-    """``dst[d0 + o] += sum_k src[row + (col0 + k*dw)*channels + o // mult] * taps[t0 + k*channels*mult + o]``."""
-    n_out = uint64(channels * mult)
-    for k in range(k_lo, k_hi):
-        s = row + uint64(col0 + k * dw) * uint64(channels)
-        t = t0 + uint64(k) * n_out
-        if mult == 1:
-            for c in range(n_out):
-                dst[d0 + c] += src[s + c] * taps[t + c]
-        else:
-            for o in range(n_out):
-                dst[d0 + o] += src[s + o // uint64(mult)] * taps[t + o]
-
-
-@serial_kernel
-def _column_scatter(grad, taps, grad_in, g0, t0, row, col0, channels, k_lo, k_hi, dw, mult):
-    """The transpose of :func:`_column_pass`: one output column's gradient added into the input columns it read."""
-    n_out = uint64(channels * mult)
-    for k in range(k_lo, k_hi):
-        d = row + uint64(col0 + k * dw) * uint64(channels)
-        t = t0 + uint64(k) * n_out
-        if mult == 1:
-            for c in range(n_out):
-                grad_in[d + c] += grad[g0 + c] * taps[t + c]
-        else:
-            for c in range(uint64(channels)):
-                total = grad_in.dtype.type(0)
-                for j in range(uint64(mult)):
-                    total += grad[g0 + c * uint64(mult) + j] * taps[t + c * uint64(mult) + j]
-                grad_in[d + c] += total
-
-
-@serial_kernel
-def _column_grad(x, grad, acc, row, col0, g0, a0, channels, k_lo, k_hi, dw, mult):
-    """``acc[a0 + k*n_out + o] += x[row + (col0 + k*dw)*channels + o // mult] * grad[g0 + o]`` for the taps in range."""
-    n_out = uint64(channels * mult)
-    for k in range(k_lo, k_hi):
-        s = row + uint64(col0 + k * dw) * uint64(channels)
-        a = a0 + uint64(k) * n_out
-        if mult == 1:
-            for c in range(n_out):
-                acc[a + c] += x[s + c] * grad[g0 + c]
-        else:
-            for o in range(n_out):
-                acc[a + o] += x[s + o // uint64(mult)] * grad[g0 + o]
+    hi = max(lo, hi)
+    if not is_static(kw_t):
+        hi = lo + (hi - lo) // BLOCK * BLOCK
+    return lo, hi
 
 
 @serial_kernel
@@ -221,7 +108,7 @@ def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mu
         s0 = s_row + uint64(ow * sw - left) * n_out
         d0 = d_row + uint64(ow) * n_out
         if sw == 1 and dw == 1:
-            _unit_block_pass(src, taps, dst, s0, t0, d0, n_out, kw_t)
+            _unit_block_taps(src, taps, dst, s0, t0, d0, n_out, kw_t)
         else:
             _block_pass(src, taps, dst, s0, t0, d0, n_out, sw, dw, kw_t)
         ow += BLOCK
@@ -467,7 +354,7 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
         s0 = s_row + uint64(ow * sw - left) * n_out
         g0 = g_row + uint64(ow) * n_out
         if sw == 1 and dw == 1:
-            _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n_out, kw_t)
+            _unit_block_grad_taps(x, grad, acc, s0, g0, a0, n_out, kw_t)
         else:
             _block_grad_pass(x, grad, acc, s0, g0, a0, n_out, sw, dw, kw_t)
         ow += BLOCK
