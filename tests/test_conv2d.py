@@ -276,3 +276,22 @@ def test_wide_kernels_of_run_time_width(kernel_size, padding, dilation, mult, wi
     rng = np.random.default_rng(sum(kernel_size) + width)
     x, kernel, bias = make_case2d(rng, 2, 9, width, 20, kernel_size, mult, "channels_last", np.float64)
     check_all_2d(x, kernel, bias, 1, padding, "channels_last", dilation, np.float64, rng)
+
+
+@pytest.mark.parametrize("kernel_size, padding, strides, dilation, mult", [
+    ((7, 7), "same", 1, 1, 1), ((9, 8), "same", (2, 1), (2, 1), 1), ((5, 7), "valid", 1, 1, 1),
+    ((6, 13), "same", 1, 1, 2), ((3, 3), "same", 1, 1, 3), ((7, 7), "same", (1, 2), 1, 1),
+    ((4, 9), "same", 1, (1, 2), 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_of_padded_input_rows(kernel_size, padding, strides, dilation, mult, dtype):
+    """Wide kernels (and multipliers) with unit column steps read rows copied with their padding as zeros."""
+    from numba_dwconv.cpu import conv2d
+
+    rng = np.random.default_rng(kernel_size[1] * 10 + mult)
+    x, kernel, bias = make_case2d(rng, 2, 11, 19, 5, kernel_size, mult, "channels_last", dtype)
+    y = nd.depthwise_conv2d(x, kernel, bias, strides, padding, "channels_last", dilation)
+    assert_close(y, ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation), dtype)
+    problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, strides, padding, "channels_last", dilation, dtype)
+    padded = conv2d._forward_row_args(conv2d.single_multiplier(problem), mult)[3:]
+    unit = problem.width.stride == 1 and problem.width.dilation == 1
+    assert (padded != (0, 0)) == (unit and padding == "same")  # (the rows were padded where there is padding)

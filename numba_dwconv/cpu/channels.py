@@ -30,7 +30,10 @@ def repeat_rows(dst, src, mult):
     for q in range(src.shape[0]):
         d = dst[q]
         s = src[q]
-        if mult == 2:
+        if mult == 1:  # (a plain copy: the padded rows of wide kernels)
+            for c in range(s.shape[0]):
+                d[c] = s[c]
+        elif mult == 2:
             for c in range(s.shape[0]):
                 d[2 * c] = s[c]
                 d[2 * c + 1] = s[c]

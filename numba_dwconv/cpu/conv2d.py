@@ -53,6 +53,8 @@ VIA_LAST_TAPS = 64
 ALL_TAPS_LIMIT = 9
 ALL_TAPS_LIMIT_NARROW = 25
 NARROW_CHANNELS = 256
+# Kernels at least this wide (taken tap row by tap row) pad the input rows they read: see _forward_row_args.
+PAD_ROWS_WIDTH = 7
 STATIC_TAPS_LIMIT = 25
 
 
@@ -150,6 +152,25 @@ def _repeat_args(problem, rep: int, slots: bool = True):
     return rows_buf, (scratch(n, np.int64) if rep > 1 else None), rep
 
 
+def _forward_row_args(problem, rep: int):
+    """``(rows_buf, held, rep, pad_l, pad_r)`` of the channels_last forward (``problem``: m = 1, see _repeat_args).
+
+    Kernels at least PAD_ROWS_WIDTH wide that take the tap rows one at a time (and any multiplier), with unit
+    column steps, read their input rows from the part's row buffer, copied with the left and right padding
+    as zeros: every output column then goes through the block passes.
+    """
+    h, w = problem.height, problem.width
+    unit = w.stride == 1 and w.dilation == 1
+    wide = w.kernel_size >= PAD_ROWS_WIDTH and not isinstance(_height_taps_last(problem), tuple)
+    if not unit or not (rep > 1 or wide):
+        return (*_repeat_args(problem, rep), 0, 0)
+    pad_l = w.pad_left
+    pad_r = max(0, (w.out_length - 1) + (w.kernel_size - 1) - w.pad_left - (w.length - 1))
+    slots = (h.kernel_size - 1) * h.dilation + 1
+    rows_buf = scratch(slots * (pad_l + w.length + pad_r) * problem.channels, problem.dtype)
+    return rows_buf, scratch(slots, np.int64), rep, pad_l, pad_r
+
+
 def _as_single_multiplier(kernel):
     """A channels_last multiplier kernel (KH, KW, C, m) as the m = 1 kernel (KH, KW, C*m, 1) of repeated inputs."""
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1, 1)
@@ -177,7 +198,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride, w.stride,
                h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad,
-               *_repeat_args(problem, rep))
+               *_forward_row_args(problem, rep))
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,

@@ -178,23 +178,31 @@ def _part_rows(rows_buf, held, part):
 
 
 @serial_kernel
-def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult):
+def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0, pad_r=0):
     """The offset in ``buf`` of input row ``key`` (``x[x_row:]``, width x channels), channels repeated ``mult`` times.
 
-    Copied into ``buf``'s row ``slot`` unless that row already holds it (``held[slot] == key``).
+    Copied into ``buf``'s row ``slot`` unless that row already holds it (``held[slot] == key``), after
+    ``pad_l`` columns of zeros and before ``pad_r`` (rows of ``pad_l + width + pad_r`` columns).
     """
-    row_len = uint64(width * channels * mult)
+    cols = uint64(channels * mult)
+    row_len = uint64(pad_l + width + pad_r) * cols
     d = uint64(slot) * row_len
     if held[slot] != key:
-        repeat_rows(buf[d:d + row_len].reshape((width, channels * mult)),
+        body = d + uint64(pad_l) * cols
+        end = body + uint64(width) * cols
+        for p in range(d, body):
+            buf[p] = 0.0
+        repeat_rows(buf[body:end].reshape((width, channels * mult)),
                     x[x_row:x_row + uint64(width * channels)].reshape((width, channels)), mult)
+        for p in range(end, d + row_len):
+            buf[p] = 0.0
         held[slot] = key
     return d
 
 
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh_t, sh, sw,
-                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep):
+                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -203,7 +211,9 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     A depth multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: ``x`` then has C = channels //
     rep channels, and the input rows a task reads are repeated into its part's ``rows_buf[part]`` (one row
     per slot ``ih % slots``, ``held[part]`` says which row each slot holds, kept for the next row's task);
-    ``rows_buf`` and ``held`` are None when ``rep`` is 1.
+    ``rows_buf`` and ``held`` are None when ``rep`` is 1 and the rows are not padded.  Rows copied there get
+    ``pad_l`` and ``pad_r`` columns of zeros (wide kernels with unit column steps: every output column
+    then takes the block passes; read in place, the clipped edge columns took column passes).
 
     ``kh_t``: KH as a :func:`numba_dwconv._jit.static_count`.  A compile-time KH (small kernels, unit
     column stride and dilation, m = 1) takes the interior blocks of the rows whose tap rows are all
@@ -214,7 +224,10 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     kw = trip_count(kw_t)
     kh = trip_count(kh_t)
     row_size = uint64(width * channels)
-    lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
+    width_s, left_s = width, left  # the rows the passes read: in place, or copied with the padding
+    if rows_buf is not None:
+        width_s, left_s = width + pad_l + pad_r, left - pad_l
+    lo, hi = _block_columns(kw_t, sw, dw, left_s, width_s, out_w, mult)
     all_lo, all_hi = lo, lo
     if is_static(kh_t):
         if sw == 1:
@@ -249,9 +262,9 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                 if rows_buf is not None:
                     s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
                                           uint64(b * height + ih) * uint64(width * (channels // rep)), width,
-                                          channels // rep, rep)
-                _taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width, out_w, channels, mult,
-                                sw, dw, left, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
+                                          channels // rep, rep, pad_l, pad_r)
+                _taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width_s, out_w, channels, mult,
+                                sw, dw, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
         row_end = d_row + uint64(out_w * n_out)
         apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
 
