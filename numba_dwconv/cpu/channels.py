@@ -12,9 +12,16 @@ extra code per multiplier.  Nothing is repeated in memory as a whole: each task 
 rows it reads (or sums the gradient rows it wrote) in a per-part buffer (:func:`repeat_rows`,
 :func:`sum_group_rows`), except the 2D input gradient with a column stride > 1, which sums the
 gradient of the repeated inputs afterwards (:func:`sum_channel_groups`).
+
+Also here: :func:`swap_layout`, a multi-threaded channels_first <-> channels_last copy.
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import uint64
 
 from .. import _memory
 from .._jit import launch, parallel_kernel, serial_kernel, task_share
@@ -87,4 +94,50 @@ def sum_channel_groups(grad_repeated, mult: int):
     channels = grad_repeated.shape[-1] // mult
     out = _memory.empty(grad_repeated.shape[:-1] + (channels,), grad_repeated.dtype)
     launch(_sum_channel_groups, grad_repeated.reshape(-1, channels * mult), mult, out.reshape(-1, channels))
+    return out
+
+
+# ---------------------------------------------------------------------------- layout changes
+TRANSPOSE_TILE = 16
+
+
+@parallel_kernel
+def _transpose_planes(part, parts, src, dst, batch, rows, cols):
+    """``dst[b, j, i] = src[b, i, j]`` for flat ``src`` (batch, rows, cols): 16 x 16 tiles, tasks of 16 rows.
+
+    A tile's 16 source rows and 16 destination rows stay in L1 (numpy's strided copy of the same
+    transpose measured 2.5-6x slower on one thread: B8 C256 28x28 to channels_first 1.87 -> 0.49 ms).
+    """
+    tile = TRANSPOSE_TILE
+    row_tiles = (rows + tile - 1) // tile
+    tasks_lo, tasks_hi = task_share(batch * row_tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
+        b = task // row_tiles
+        r0 = (task - b * row_tiles) * tile
+        r1 = min(rows, r0 + tile)
+        base = uint64(b) * uint64(rows * cols)
+        for c0 in range(0, cols, tile):
+            c1 = min(cols, c0 + tile)
+            if r1 - r0 == tile and c1 - c0 == tile:  # (constant trip counts: unrolled)
+                for j in range(tile):
+                    for i in range(tile):
+                        dst[base + uint64((c0 + j) * rows + r0 + i)] = src[base + uint64((r0 + i) * cols + c0 + j)]
+            else:
+                for j in range(c0, c1):
+                    for i in range(r0, r1):
+                        dst[base + uint64(j * rows + i)] = src[base + uint64(i * cols + j)]
+
+
+def swap_layout(array, to_channels_last: bool):
+    """A C-contiguous copy of ``array`` (batch, channels, *spatial) in channels_last, or back (``False``)."""
+    batch = array.shape[0]
+    if to_channels_last:
+        shape = (batch, *array.shape[2:], array.shape[1])
+        rows, cols = array.shape[1], math.prod(array.shape[2:])
+    else:
+        shape = (batch, array.shape[-1], *array.shape[1:-1])
+        rows, cols = math.prod(array.shape[1:-1]), array.shape[-1]
+    out = _memory.empty(shape, array.dtype)
+    if out.size:
+        launch(_transpose_planes, np.ascontiguousarray(array).reshape(-1), out.reshape(-1), batch, rows, cols)
     return out

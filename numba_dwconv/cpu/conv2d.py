@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch, static_count
-from .channels import single_multiplier, sum_channel_groups
+from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
@@ -210,17 +210,17 @@ def _forward_first_via_last(problem, inputs, kernel, bias, activation, grad_outp
     """channels_first forward of a large kernel (run-time tap counts): the channels_last kernels on transposed copies.
 
     The channels_first kernels with run-time counts take the taps one pass over the plane each; the
-    channels_last ones keep the channel loop innermost for any size.  Measured with both transposes:
-    13x13 at 28x28 C256 17.6 -> 7.3 ms, 31x31 at 56x56 C128 92.9 -> 68.0 ms; 7x7 stays (5.7 ms against
-    10.2 this way): see VIA_LAST_TAPS.
+    channels_last ones keep the channel loop innermost for any size.  Measured with both layout copies
+    (multi-threaded, :func:`swap_layout`): 13x13 at 28x28 C256 17.6 -> 3.8 ms, 31x31 at 56x56 C128
+    92.9 -> 35 ms; 7x7 stays (5.7 ms against 10.2 this way, before the copies and padded rows): see
+    VIA_LAST_TAPS.
     """
     last = problem._replace(channels_last=True)
-    x_last = np.ascontiguousarray(inputs.transpose(0, 2, 3, 1))
-    g_last = None if grad_outputs is None else np.ascontiguousarray(grad_outputs.transpose(0, 2, 3, 1))
+    x_last = swap_layout(inputs, True)
+    g_last = None if grad_outputs is None else swap_layout(grad_outputs, True)
     y_last = conv2d_forward(last, x_last, kernel, bias, activation, g_last)
-    out = _memory.empty(problem.output_shape, problem.dtype)
-    np.copyto(out, y_last.transpose(0, 3, 1, 2))
-    return out
+    del x_last, g_last  # (back to the pool for the next copy)
+    return swap_layout(y_last, False)
 
 
 def conv2d_input_grad(problem, grad_outputs, kernel):
