@@ -248,7 +248,8 @@ def test_four_threads_calling_at_once(data_format):
 
 
 @pytest.mark.parametrize("kernel_size, strides, dilation, mult, activation", [
-    ((9, 9), 1, 1, 1, None), ((17, 5), 2, 1, 2, "relu"), ((9, 9), 1, 2, 1, "gelu"), ((5, 17), (1, 2), 1, 1, None)])
+    ((9, 9), 1, 1, 1, None), ((17, 5), 2, 1, 2, "relu"), ((9, 9), 1, 2, 1, "gelu"), ((5, 17), (1, 2), 1, 1, None),
+    ((6, 6), 1, 1, 1, None), ((7, 7), (2, 1), 1, 2, "relu")])
 def test_channels_first_large_kernels_through_the_channels_last_kernels(kernel_size, strides, dilation, mult,
                                                                         activation):
     """More than VIA_LAST_TAPS taps: the channels_first forward runs on transposed copies; same results."""

@@ -44,8 +44,9 @@ KERNEL_GRAD_TASKS = 64
 # 49 taps unrolled 48 ms, taps outermost 15 ms; 5x5 unrolled 5.9 ms, taps outermost 18 ms).
 STATIC_SIZE_LIMIT = 16
 # channels_first forwards of kernels with more taps than this run the channels_last kernels on transposed
-# copies (13x13 and 31x31 1.4-2.4x faster that way, transposes included; 7x7 2x slower).
-VIA_LAST_TAPS = 64
+# copies (multi-threaded copies, padded rows: 6x6 to 7x7 1.1-4.5x faster that way at C 128-512, 13x13
+# and 31x31 1.4-4.6x; 5x5 2x slower).
+VIA_LAST_TAPS = 30
 # channels_last forward and input gradient: kernels of at most this many taps keep four outputs in
 # registers over all taps; up to ALL_TAPS_LIMIT_NARROW taps when there are at most NARROW_CHANNELS
 # channels (measured 5x5: 1.2-1.5x faster at C = 64 and 128, 1.1x slower at C = 512, where the tap-row
@@ -212,7 +213,7 @@ def _forward_first_via_last(problem, inputs, kernel, bias, activation, grad_outp
     The channels_first kernels with run-time counts take the taps one pass over the plane each; the
     channels_last ones keep the channel loop innermost for any size.  Measured with both layout copies
     (multi-threaded, :func:`swap_layout`): 13x13 at 28x28 C256 17.6 -> 3.8 ms, 31x31 at 56x56 C128
-    92.9 -> 35 ms; 7x7 stays (5.7 ms against 10.2 this way, before the copies and padded rows): see
+    92.9 -> 35 ms, 7x7 at 28x28 C256 5.3 -> 1.9 ms; 5x5 stays (1.4 ms against 2.8 this way): see
     VIA_LAST_TAPS.
     """
     last = problem._replace(channels_last=True)
