@@ -172,6 +172,11 @@ def _forward_row_args(problem, rep: int):
     return rows_buf, scratch(slots, np.int64), rep, pad_l, pad_r
 
 
+def _strided(axis):
+    """The channels_last kernels' ``strided`` argument: None for unit column steps (they compile only those passes)."""
+    return None if axis.stride == 1 and axis.dilation == 1 else 1
+
+
 def _as_single_multiplier(kernel):
     """A channels_last multiplier kernel (KH, KW, C, m) as the m = 1 kernel (KH, KW, C*m, 1) of repeated inputs."""
     return kernel.reshape(kernel.shape[0], kernel.shape[1], -1, 1)
@@ -199,7 +204,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride, w.stride,
                h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad,
-               *_forward_row_args(problem, rep))
+               *_forward_row_args(problem, rep), _strided(problem.width))
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
@@ -245,7 +250,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
                    *_last_dims(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride,
                    h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem),
-                   *_repeat_args(problem, rep, slots=False))
+                   *_repeat_args(problem, rep, slots=False), None if w.dilation == 1 else 1)
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                    *_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,
@@ -339,7 +344,7 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
             launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   rows_per_task, _width_taps(problem), *_repeat_args(problem, rep))
+                   rows_per_task, _width_taps(problem), *_repeat_args(problem, rep), _strided(w))
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)

@@ -95,34 +95,56 @@ def _block_columns(kw_t, sw, dw, left, width, out_w, mult):
 
 
 @serial_kernel
-def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t,
-                    done_lo=0, done_hi=0):
-    """One tap row applied along a row: ``dst[ow] += sum_k src[ow*sw + k*dw - left] * taps[k]`` for every ``ow``.
-
-    ``[lo, hi)`` are the :func:`_block_columns`; columns in ``[done_lo, done_hi)`` are skipped (complete).
-    """
-    kw = trip_count(kw_t)
+def _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, sw, dw, left, lo, ow, kw, done_lo,
+                  done_hi):
+    """The columns outside the block range ``[lo, ow)`` and ``[done_lo, done_hi)``: column passes, taps clipped."""
     n_out = uint64(channels * mult)
-    ow = lo
-    while ow + BLOCK <= hi:
-        s0 = s_row + uint64(ow * sw - left) * n_out
-        d0 = d_row + uint64(ow) * n_out
-        if sw == 1 and dw == 1:
-            _unit_block_taps(src, taps, dst, s0, t0, d0, n_out, kw_t)
-        else:
-            _block_pass(src, taps, dst, s0, t0, d0, n_out, sw, dw, kw_t)
-        ow += BLOCK
-    if sw == 1 and dw == 1:
-        while ow < hi:
-            _unit_column_pass(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out,
-                              n_out, kw_t)
-            ow += 1
     for col in range(out_w):
         if lo <= col < ow or done_lo <= col < done_hi:
             continue
         col0 = col * sw - left
         k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
         _column_pass(src, taps, dst, s_row, col0, t0, d_row + uint64(col) * n_out, channels, k_lo, k_hi, dw, mult)
+
+
+@serial_kernel
+def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t,
+                    done_lo=0, done_hi=0):
+    """One tap row applied along a row: ``dst[ow] += sum_k src[ow*sw + k*dw - left] * taps[k]`` for every ``ow``.
+
+    Any column stride and dilation (:func:`_unit_taps_along_row`: unit ones).  ``[lo, hi)`` are the
+    :func:`_block_columns`; columns in ``[done_lo, done_hi)`` are skipped (complete).
+    """
+    n_out = uint64(channels * mult)
+    ow = lo
+    while ow + BLOCK <= hi:
+        _block_pass(src, taps, dst, s_row + uint64(ow * sw - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out, sw,
+                    dw, kw_t)
+        ow += BLOCK
+    _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, sw, dw, left, lo, ow,
+                  trip_count(kw_t), done_lo, done_hi)
+
+
+@serial_kernel
+def _unit_taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, left, lo, hi, kw_t,
+                         done_lo=0, done_hi=0):
+    """:func:`_taps_along_row` with unit column steps: input windows slide along the taps.
+
+    The kernels choose between the two by an argument that is None for unit steps, so a kernel compiles
+    only the passes it runs (the strided block passes cost 0.25-0.4 s of each first call).
+    """
+    n_out = uint64(channels * mult)
+    ow = lo
+    while ow + BLOCK <= hi:
+        _unit_block_taps(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out,
+                         kw_t)
+        ow += BLOCK
+    while ow < hi:
+        _unit_column_pass(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out,
+                          kw_t)
+        ow += 1
+    _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, 1, 1, left, lo, ow,
+                  trip_count(kw_t), done_lo, done_hi)
 
 
 def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, kw_t, kh_t):
@@ -202,10 +224,11 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh_t, sh, sw,
-                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r):
+                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r, strided):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
+    ``strided``: None for unit column steps (stride and dilation 1), else any int (the passes for any step).
 
     Arrays are flat: ``x`` (B*H*W*C), ``taps`` (KH*KW*C*m), ``bias`` (C*m), ``out`` (B*out_h*out_w*C*m).
     A depth multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: ``x`` then has C = channels //
@@ -263,15 +286,19 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                     s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
                                           uint64(b * height + ih) * uint64(width * (channels // rep)), width,
                                           channels // rep, rep, pad_l, pad_r)
-                _taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width_s, out_w, channels, mult,
-                                sw, dw, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
+                if strided is None:  # (unit column steps: the other branch is pruned while compiling)
+                    _unit_taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width_s, out_w,
+                                         channels, mult, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
+                else:
+                    _taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width_s, out_w, channels,
+                                    mult, sw, dw, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
         row_end = d_row + uint64(out_w * n_out)
         apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
 
 
 @parallel_kernel
 def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, height, width, channels, out_h, out_w,
-                            kh_t, sh, dh, dw, top, left, kw_t, rows_buf, rep):
+                            kh_t, sh, dh, dw, top, left, kw_t, rows_buf, rep, strided):
     """Unit width stride, m == 1: one task per input row; each tap row adds a pass of the flipped taps over a grad row.
 
     ``flipped`` holds the taps reversed along both axes, so that tap row ``KH-1-i`` applied to the
@@ -322,8 +349,14 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
             if q >= 0 and q % sh == 0 and q // sh < out_h:
                 s_row = uint64(b * out_h + q // sh) * grad_row_size
-                _taps_along_row(grad, flipped, dst, s_row, uint64((kh - 1 - i) * kw * channels), d_row, out_w, width,
-                                channels, 1, 1, dw, flipped_left, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
+                if strided is None:
+                    _unit_taps_along_row(grad, flipped, dst, s_row, uint64((kh - 1 - i) * kw * channels), d_row,
+                                         out_w, width, channels, 1, flipped_left, max(lo, done_hi), hi, kw_t, done_lo,
+                                         done_hi)
+                else:
+                    _taps_along_row(grad, flipped, dst, s_row, uint64((kh - 1 - i) * kw * channels), d_row, out_w,
+                                    width, channels, 1, 1, dw, flipped_left, max(lo, done_hi), hi, kw_t, done_lo,
+                                    done_hi)
         if rows_buf is not None:
             c_in = channels // rep
             g_row = uint64(task) * uint64(width * c_in)
@@ -358,19 +391,9 @@ def _input_grad_scatter_last(part, parts, grad, taps, grad_in, batch, height, wi
 
 
 @serial_kernel
-def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t):
-    """Kernel-gradient twin of :func:`_taps_along_row`: ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]``."""
-    kw = trip_count(kw_t)
+def _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, ow, kw):
+    """The columns outside ``[lo, ow)`` of a kernel-gradient row: column passes, taps clipped."""
     n_out = uint64(channels * mult)
-    ow = lo
-    while ow + BLOCK <= hi:
-        s0 = s_row + uint64(ow * sw - left) * n_out
-        g0 = g_row + uint64(ow) * n_out
-        if sw == 1 and dw == 1:
-            _unit_block_grad_taps(x, grad, acc, s0, g0, a0, n_out, kw_t)
-        else:
-            _block_grad_pass(x, grad, acc, s0, g0, a0, n_out, sw, dw, kw_t)
-        ow += BLOCK
     for col in range(out_w):
         if lo <= col < ow:
             continue
@@ -379,14 +402,38 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
         _column_grad(x, grad, acc, s_row, col0, g_row + uint64(col) * n_out, a0, channels, k_lo, k_hi, dw, mult)
 
 
+@serial_kernel
+def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t):
+    """Kernel-gradient twin of :func:`_taps_along_row`: ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]``."""
+    n_out = uint64(channels * mult)
+    ow = lo
+    while ow + BLOCK <= hi:
+        _block_grad_pass(x, grad, acc, s_row + uint64(ow * sw - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
+                         sw, dw, kw_t)
+        ow += BLOCK
+    _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, ow, trip_count(kw_t))
+
+
+@serial_kernel
+def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, left, lo, hi, kw_t):
+    """:func:`_grads_along_row` with unit column steps (see :func:`_unit_taps_along_row`)."""
+    n_out = uint64(channels * mult)
+    ow = lo
+    while ow + BLOCK <= hi:
+        _unit_block_grad_taps(x, grad, acc, s_row + uint64(ow - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
+                              kw_t)
+        ow += BLOCK
+    _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, 1, 1, left, lo, ow, trip_count(kw_t))
+
+
 @parallel_kernel
 def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels,
                                mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t, rows_buf,
-                               held, rep):
+                               held, rep, strided):
     """One partial per task (a batch entry and a chunk of output rows), accumulated in a fixed order.
 
-    ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).  ``rows_buf``, ``held``
-    and ``rep``: the depth multiplier as in :func:`_forward_last`.
+    ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).  ``rows_buf``, ``held``,
+    ``rep`` and ``strided``: as in :func:`_forward_last`.
     """
     mult = trip_count(mult_t)
     kw = trip_count(kw_t)
@@ -421,5 +468,9 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
                         s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
                                               uint64(b * height + ih) * uint64(width * (channels // rep)), width,
                                               channels // rep, rep)
-                    _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out), width,
-                                     out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
+                    if strided is None:
+                        _unit_grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
+                                              width, out_w, channels, mult, left, lo, hi, kw_t)
+                    else:
+                        _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
+                                         width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
