@@ -50,13 +50,19 @@ JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS = 0, 8, 16, 24
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
+MAX_SPIN_US = 10_000_000
+
+
 def spin_us() -> int:
-    """Microseconds a waiting thread spins before it blocks (``NUMBA_DWCONV_SPIN_US``, 0: block at once)."""
+    """Microseconds a waiting thread spins before it blocks (``NUMBA_DWCONV_SPIN_US``, 0: block at once).
+
+    Negative values count as 0, values above :data:`MAX_SPIN_US` (10 s) as that.
+    """
     value = os.environ.get("NUMBA_DWCONV_SPIN_US")
     if value is None:
         return DEFAULT_SPIN_US
     try:
-        return max(0, int(value))
+        return min(MAX_SPIN_US, max(0, int(value)))
     except ValueError:
         raise ValueError(f"NUMBA_DWCONV_SPIN_US must be an integer number of microseconds. "
                          f"Received {value!r}") from None

@@ -135,6 +135,8 @@ def test_the_spin_setting_is_checked(monkeypatch):
         _jit.launch(_record_parts, {}, -1, parts=2)
     monkeypatch.setenv("NUMBA_DWCONV_SPIN_US", "-5")
     assert _workers.spin_us() == 0
+    monkeypatch.setenv("NUMBA_DWCONV_SPIN_US", str(10**30))  # (would overflow the poll count)
+    assert _workers.spin_us() == _workers.MAX_SPIN_US
     monkeypatch.delenv("NUMBA_DWCONV_SPIN_US")
     assert _workers.spin_us() == _workers.DEFAULT_SPIN_US
 
