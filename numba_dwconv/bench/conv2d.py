@@ -79,10 +79,12 @@ def _torch_times(shape: Shape2D, layout: str, x, kernel, repeat: int, device: st
     total_h = max((-(-shape.height // s) - 1) * s + k - shape.height, 0)
     total_w = max((-(-shape.width // s) - 1) * s + k - shape.width, 0)
     pads = (total_w // 2, total_w - total_w // 2, total_h // 2, total_h - total_h // 2)
+    symmetric = pads[0] == pads[1] and pads[2] == pads[3]  # then conv2d pads itself (F.pad copies the input)
 
     def forward():
-        inp = F.pad(xt, pads) if any(pads) else xt
-        return F.conv2d(inp, wt, None, s, 0, 1, shape.channels)
+        if symmetric:
+            return F.conv2d(xt, wt, None, s, (pads[2], pads[0]), 1, shape.channels)
+        return F.conv2d(F.pad(xt, pads), wt, None, s, 0, 1, shape.channels)
 
     timer = gpu_time if device == "cuda" else best_time
     with torch.no_grad():
