@@ -272,8 +272,7 @@ def forward(rank: Rank, inputs, kernel, bias, strides, padding, data_format, dil
     if plain is not None:
         problem = _PLAIN.get(plain)
         if problem is not None and math.isfinite(kernel.sum()):  # (else Keras' padding rule may apply: below)
-            return getattr(dispatch._backend("cpu", rank.module), f"{rank.module}_forward")(problem, inputs, kernel,
-                                                                                            bias)
+            return dispatch.ON_CPU.call(f"{rank.module}_forward", problem, inputs, kernel, bias, module=rank.module)
     if _dask.is_dask(inputs):  # lazy, block by block (numba_dwconv._dask)
         return _dask.forward(rank.rank, inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
                              activation)
