@@ -137,20 +137,22 @@ def _multiplier_t(problem):
     return static_count(problem.multiplier, _static_last(problem))
 
 
-def _repeat_args(problem, rep: int, slots: bool = True):
+def _repeat_args(problem, rep: int, slots: bool = True, pads=(0, 0)):
     """``(rows_buf, held, rep)`` of the channels_last kernels for a multiplier ``rep`` run as the m = 1 ``problem``.
 
     Each part repeats the input rows its tasks read into its own rows (one per slot ``ih % slots``, as many
     slots as a window of tap rows spans), reused by the next output row; nothing is repeated in memory as a
     whole (see :mod:`numba_dwconv.cpu.channels`).  With ``slots=False``: ``(rows_buf, rep)``, one row per
-    part (the input gradient's).  ``rep == 1``: None for the arrays.
+    part (the input gradient's).  ``pads``: columns of zeros the rows get on the left and right (the
+    forward's padded rows, below).  ``rep == 1`` without pads: None for the arrays.
     """
     n = (problem.height.kernel_size - 1) * problem.height.dilation + 1 if slots else 1
-    row = problem.width.length * problem.channels
-    rows_buf = scratch(n * row, problem.dtype) if rep > 1 else None
+    buffered = rep > 1 or any(pads)
+    row = (pads[0] + problem.width.length + pads[1]) * problem.channels
+    rows_buf = scratch(n * row, problem.dtype) if buffered else None
     if not slots:
         return rows_buf, rep
-    return rows_buf, (scratch(n, np.int64) if rep > 1 else None), rep
+    return rows_buf, (scratch(n, np.int64) if buffered else None), rep
 
 
 def _forward_row_args(problem, rep: int):
@@ -160,16 +162,12 @@ def _forward_row_args(problem, rep: int):
     column steps, read their input rows from the part's row buffer, copied with the left and right padding
     as zeros: every output column then goes through the block passes.
     """
-    h, w = problem.height, problem.width
-    unit = w.stride == 1 and w.dilation == 1
+    w = problem.width
     wide = w.kernel_size >= PAD_ROWS_WIDTH and not isinstance(_height_taps_last(problem), tuple)
-    if not unit or not (rep > 1 or wide):
-        return (*_repeat_args(problem, rep), 0, 0)
-    pad_l = w.pad_left
-    pad_r = max(0, (w.out_length - 1) + (w.kernel_size - 1) - w.pad_left - (w.length - 1))
-    slots = (h.kernel_size - 1) * h.dilation + 1
-    rows_buf = scratch(slots * (pad_l + w.length + pad_r) * problem.channels, problem.dtype)
-    return rows_buf, scratch(slots, np.int64), rep, pad_l, pad_r
+    pads = (0, 0)
+    if _strided(w) is None and (rep > 1 or wide):
+        pads = (w.pad_left, max(0, (w.out_length - 1) + (w.kernel_size - 1) - w.pad_left - (w.length - 1)))
+    return (*_repeat_args(problem, rep, pads=pads), *pads)
 
 
 def _strided(axis):

@@ -88,10 +88,6 @@ def _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n, kw_t):
 EIGHT_TAPS, FOUR_TAPS, TWO_TAPS, ONE_TAP = (0,) * 8, (0,) * 4, (0,) * 2, (0,)  # compile-time tap counts
 
 
-def _unit_block_taps_static(src, taps, dst, s0, t0, d0, n, kw_t):
-    _unit_block_pass(src, taps, dst, s0, t0, d0, n, kw_t)
-
-
 def _unit_block_taps_runtime(src, taps, dst, s0, t0, d0, n, kw_t):
     """A run-time ``KW``: :func:`_unit_block_pass` eight taps at a time (then 4, 2, 1), each a compile-time count.
 
@@ -113,11 +109,7 @@ def _unit_block_taps_runtime(src, taps, dst, s0, t0, d0, n, kw_t):
         _unit_block_pass(src, taps, dst, s0 + uint64(k) * n, t0 + uint64(k) * n, d0, n, ONE_TAP)
 
 
-_unit_block_taps = by_count(_unit_block_taps_static, _unit_block_taps_runtime)
-
-
-def _unit_block_grad_taps_static(x, grad, acc, s0, g0, a0, n, kw_t):
-    _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n, kw_t)
+_unit_block_taps = by_count(_unit_block_pass.py_func, _unit_block_taps_runtime)  # (static: the pass itself)
 
 
 def _unit_block_grad_taps_runtime(x, grad, acc, s0, g0, a0, n, kw_t):
@@ -137,7 +129,7 @@ def _unit_block_grad_taps_runtime(x, grad, acc, s0, g0, a0, n, kw_t):
         _unit_block_grad_pass(x, grad, acc, s0 + uint64(k) * n, g0, a0 + uint64(k) * n, n, ONE_TAP)
 
 
-_unit_block_grad_taps = by_count(_unit_block_grad_taps_static, _unit_block_grad_taps_runtime)
+_unit_block_grad_taps = by_count(_unit_block_grad_pass.py_func, _unit_block_grad_taps_runtime)
 
 
 @serial_kernel
