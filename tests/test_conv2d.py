@@ -293,6 +293,47 @@ def test_forward_of_padded_input_rows(kernel_size, padding, strides, dilation, m
     y = nd.depthwise_conv2d(x, kernel, bias, strides, padding, "channels_last", dilation)
     assert_close(y, ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation), dtype)
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, strides, padding, "channels_last", dilation, dtype)
-    padded = conv2d._forward_row_args(conv2d.single_multiplier(problem), mult)[3:]
+    single = conv2d.single_multiplier(problem)
+    padded = conv2d._forward_row_args(single, mult, conv2d._height_taps_last(single, conv2d._all_taps_reach(x)))[3:]
     unit = problem.width.stride == 1 and problem.width.dilation == 1
     assert (padded != (0, 0)) == (unit and padding == "same")  # (the rows were padded where there is padding)
+
+
+def _at_offset(array, offset_bytes):
+    """A C-contiguous copy of ``array`` starting ``offset_bytes`` past a 64-byte boundary."""
+    flat = np.empty(array.size + 64 // array.itemsize, array.dtype)
+    start = (-flat.ctypes.data % 64 + offset_bytes) // array.itemsize
+    copy = flat[start:start + array.size].reshape(array.shape)
+    copy[...] = array
+    assert copy.ctypes.data % 64 == offset_bytes
+    return copy
+
+
+@pytest.mark.parametrize("kernel_size, padding", [((5, 5), "same"), ((3, 5), "valid"), ((2, 7), "same")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, dtype, activation):
+    """Above NARROW_CHANNELS channels, 64-byte aligned inputs take the all-taps blocks, others the tap-row passes.
+
+    Both must match the reference and each other bit for bit (the choice depends on where the
+    input happens to be allocated, so it must never show in a result).
+    """
+    from numba_dwconv.cpu import conv2d
+
+    channels = conv2d.NARROW_CHANNELS + 8
+    rng = np.random.default_rng(channels + kernel_size[1])
+    x, kernel, bias = make_case2d(rng, 2, 9, 13, channels, kernel_size, 1, "channels_last", dtype)
+    aligned, offset = _at_offset(x, 0), _at_offset(x, 16)
+    problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, 1, padding, "channels_last", 1, dtype)
+    kinds = {type(conv2d._height_taps_last(problem, conv2d._all_taps_reach(a))) for a in (aligned, offset)}
+    assert kinds == {tuple, int}  # (the two calls below do take different kernels)
+    want = ref.conv2d_forward(x, kernel, bias, 1, padding, "channels_last", 1)
+    if activation:
+        want = ref.activation(activation, want)
+    ys = [nd.depthwise_conv2d(a, kernel, bias, 1, padding, "channels_last", activation=activation)
+          for a in (aligned, offset)]
+    assert_close(ys[0], want, dtype)
+    np.testing.assert_array_equal(ys[0], ys[1])
+    grad_y = rng.standard_normal(ys[0].shape).astype(dtype)  # the input gradient takes all taps at any C
+    assert_close(nd.depthwise_conv2d_backward(grad_y, offset, kernel, 1, padding, "channels_last")[0],
+                 ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", 1)[0], dtype)

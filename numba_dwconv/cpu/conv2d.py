@@ -48,11 +48,11 @@ STATIC_SIZE_LIMIT = 16
 # and 31x31 1.4-4.6x; 5x5 2x slower).
 VIA_LAST_TAPS = 30
 # channels_last forward and input gradient: kernels of at most this many taps keep four outputs in
-# registers over all taps; up to ALL_TAPS_LIMIT_NARROW taps when there are at most NARROW_CHANNELS
-# channels (measured 5x5: 1.2-1.5x faster at C = 64 and 128, 1.1x slower at C = 512, where the tap-row
-# passes stay; the unrolled loop body grows with KH*KW, so larger kernels always take the tap-row passes).
+# registers over all taps; up to ALL_TAPS_LIMIT_WIDE taps when there are at most NARROW_CHANNELS channels,
+# or the rows they read start on 64-byte boundaries (see _all_taps_reach; the unrolled loop body grows
+# with KH*KW, so larger kernels always take the tap-row passes).
 ALL_TAPS_LIMIT = 9
-ALL_TAPS_LIMIT_NARROW = 25
+ALL_TAPS_LIMIT_WIDE = 25
 NARROW_CHANNELS = 256
 # Kernels at least this wide (taken tap row by tap row) pad the input rows they read: see _forward_row_args.
 PAD_ROWS_WIDTH = 7
@@ -120,11 +120,28 @@ def _height_width_taps(problem):
     return static_count(problem.height.kernel_size, static), static_count(problem.width.kernel_size, static)
 
 
-def _height_taps_last(problem):
-    """KH of the channels_last kernels: compile-time where all taps go at once (see ALL_TAPS_LIMIT)."""
+def _height_taps_last(problem, wide: bool):
+    """KH of the channels_last kernels: compile-time where all taps go at once (see ALL_TAPS_LIMIT).
+
+    ``wide``: whether kernels of up to ALL_TAPS_LIMIT_WIDE taps go that way above NARROW_CHANNELS channels.
+    """
     h, w = problem.height.kernel_size, problem.width.kernel_size
-    small = h * w <= ALL_TAPS_LIMIT or (h * w <= ALL_TAPS_LIMIT_NARROW and problem.channels <= NARROW_CHANNELS)
+    small = h * w <= ALL_TAPS_LIMIT or (h * w <= ALL_TAPS_LIMIT_WIDE and (problem.channels <= NARROW_CHANNELS or wide))
     return static_count(h, _static_last(problem) and small)
+
+
+def _all_taps_reach(inputs) -> bool:
+    """Whether the forward takes up to ALL_TAPS_LIMIT_WIDE taps at once at any channel count: 64-byte aligned inputs.
+
+    The all-taps blocks load each input vector of a block once per tap row (KH x (KW + 3) loads for
+    4 x KH x KW multiply-adds); where those vectors straddle cache lines (NumPy's large arrays start
+    16 bytes past a 64-byte boundary, PyTorch's on one) they slow more than the tap-row passes.
+    Measured forward, 5x5 (ms, tap-row passes -> all taps, best of 7, three rounds): aligned B8 28x28
+    C512 1.42 -> 1.34, 28x28 C384 1.10 -> 0.87, 56x56 C512 2.58 -> 2.04, 3x5 C512 1.04 -> 0.77; 16 bytes
+    off 1.55 -> 1.74, 3.01 -> 3.19.  Both give bit-identical results (tests/test_conv2d_paths.py), so the
+    choice never shows in a result.
+    """
+    return inputs.ctypes.data % 64 == 0
 
 
 def _width_taps(problem):
@@ -155,15 +172,17 @@ def _repeat_args(problem, rep: int, slots: bool = True, pads=(0, 0)):
     return rows_buf, (scratch(n, np.int64) if buffered else None), rep
 
 
-def _forward_row_args(problem, rep: int):
+def _forward_row_args(problem, rep: int, kh_t):
     """``(rows_buf, held, rep, pad_l, pad_r)`` of the channels_last forward (``problem``: m = 1, see _repeat_args).
+
+    ``kh_t``: the forward's :func:`_height_taps_last`.
 
     Kernels at least PAD_ROWS_WIDTH wide that take the tap rows one at a time (and any multiplier), with unit
     column steps, read their input rows from the part's row buffer, copied with the left and right padding
     as zeros: every output column then goes through the block passes.
     """
     w = problem.width
-    wide = w.kernel_size >= PAD_ROWS_WIDTH and not isinstance(_height_taps_last(problem), tuple)
+    wide = w.kernel_size >= PAD_ROWS_WIDTH and not isinstance(kh_t, tuple)
     pads = (0, 0)
     if _strided(w) is None and (rep > 1 or wide):
         pads = (w.pad_left, max(0, (w.out_length - 1) + (w.kernel_size - 1) - w.pad_left - (w.length - 1)))
@@ -199,10 +218,11 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     act = _activation(activation, problem.dtype, grad_outputs is not None)
     grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
+        kh_t = _height_taps_last(problem, _all_taps_reach(inputs))
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
-               _multiplier_t(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride, w.stride,
-               h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem), act, grad,
-               *_forward_row_args(problem, rep), _strided(problem.width))
+               _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
+               h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),
+               _strided(problem.width))
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
@@ -246,7 +266,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
-                   *_last_dims(problem), h.out_length, w.out_length, _height_taps_last(problem), h.stride,
+                   *_last_dims(problem), h.out_length, w.out_length, _height_taps_last(problem, True), h.stride,
                    h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem),
                    *_repeat_args(problem, rep, slots=False), None if w.dilation == 1 else 1)
         else:
