@@ -315,6 +315,8 @@ def _at_offset(array, offset_bytes):
 def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, dtype, activation):
     """Above NARROW_CHANNELS channels, 64-byte aligned inputs take the all-taps blocks, others the tap-row passes.
 
+    (The forward on its input's alignment, the input gradient on its output gradient's.)
+
     Both must match the reference and each other bit for bit (the choice depends on where the
     input happens to be allocated, so it must never show in a result).
     """
@@ -334,6 +336,8 @@ def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, d
           for a in (aligned, offset)]
     assert_close(ys[0], want, dtype)
     np.testing.assert_array_equal(ys[0], ys[1])
-    grad_y = rng.standard_normal(ys[0].shape).astype(dtype)  # the input gradient takes all taps at any C
-    assert_close(nd.depthwise_conv2d_backward(grad_y, offset, kernel, 1, padding, "channels_last")[0],
-                 ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", 1)[0], dtype)
+    grad_y = rng.standard_normal(ys[0].shape).astype(dtype)  # the input gradient chooses by its grad's alignment
+    grads = [nd.depthwise_conv2d_input_grad(_at_offset(grad_y, offset_bytes), kernel, x.shape[1:3], 1, padding,
+                                            "channels_last") for offset_bytes in (0, 16)]
+    assert_close(grads[0], ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", 1)[0], dtype)
+    np.testing.assert_array_equal(grads[0], grads[1])

@@ -131,15 +131,17 @@ def _height_taps_last(problem, wide: bool):
 
 
 def _all_taps_reach(inputs) -> bool:
-    """Whether the forward takes up to ALL_TAPS_LIMIT_WIDE taps at once at any channel count: 64-byte aligned inputs.
+    """Whether up to ALL_TAPS_LIMIT_WIDE taps go at once at any channel count: ``inputs`` is 64-byte aligned.
 
-    The all-taps blocks load each input vector of a block once per tap row (KH x (KW + 3) loads for
-    4 x KH x KW multiply-adds); where those vectors straddle cache lines (NumPy's large arrays start
-    16 bytes past a 64-byte boundary, PyTorch's on one) they slow more than the tap-row passes.
-    Measured forward, 5x5 (ms, tap-row passes -> all taps, best of 7, three rounds): aligned B8 28x28
+    ``inputs``: what the kernel slides its taps over (the forward's input, the input gradient's output
+    gradient).  The all-taps blocks load each input vector of a block once per tap row (KH x (KW + 3)
+    loads for 4 x KH x KW multiply-adds); where those vectors straddle cache lines (NumPy's large arrays
+    start 16 bytes past a 64-byte boundary, PyTorch's on one) they slow more than the tap-row passes.
+    Measured 5x5 (ms, tap-row passes -> all taps, best of 5-7 over 3-5 rounds), forward: aligned B8 28x28
     C512 1.42 -> 1.34, 28x28 C384 1.10 -> 0.87, 56x56 C512 2.58 -> 2.04, 3x5 C512 1.04 -> 0.77; 16 bytes
-    off 1.55 -> 1.74, 3.01 -> 3.19.  Both give bit-identical results (tests/test_conv2d_paths.py), so the
-    choice never shows in a result.
+    off 1.55 -> 1.74, 3.01 -> 3.19.  Input gradient: aligned 28x28 C512 1.35 -> 1.12, C384 1.06 -> 0.88,
+    14x14 C1024 0.92 -> 0.90; 16 bytes off 1.57 -> 1.64, 1.03 -> 1.12.  Both ways sum in the same order
+    and give bit-identical results (tests/test_conv2d.py), so the choice never shows in a result.
     """
     return inputs.ctypes.data % 64 == 0
 
@@ -265,9 +267,10 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         if problem.multiplier == 1 and w.stride == 1:
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
+            kh_t = _height_taps_last(problem, _all_taps_reach(grad_outputs))
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
-                   *_last_dims(problem), h.out_length, w.out_length, _height_taps_last(problem, True), h.stride,
-                   h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem),
+                   *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,
+                   h.pad_left, w.pad_left, _width_taps(problem),
                    *_repeat_args(problem, rep, slots=False), None if w.dilation == 1 else 1)
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),

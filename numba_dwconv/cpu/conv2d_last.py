@@ -304,7 +304,8 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
     ``flipped`` holds the taps reversed along both axes, so that tap row ``KH-1-i`` applied to the
     output-gradient row that input row ``ih`` reaches through tap row ``i`` adds ``grad_in[iw] += sum_k
     grad[iw + left - (KW-1)*dw + k*dw] * flipped[KH-1-i, k]``: a forward pass with left padding
-    ``(KW-1)*dw - left`` over the output gradient rows, in increasing order.  With a compile-time KH,
+    ``(KW-1)*dw - left`` over the output gradient rows, in increasing order (so both ways sum in the same
+    order and give bit-identical results: the host chooses by alignment).  With a compile-time KH,
     unit row stride and column dilation, the rows whose tap rows are all inside take the interior blocks
     with every tap at once (:func:`_all_taps_static`; ``zeros``: C zeros as its bias).  A depth
     multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: each row is gathered into the
@@ -345,7 +346,8 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
                 continue
             for c in range(uint64(channels)):
                 dst[d_row + iw * uint64(channels) + c] = 0.0
-        for i in range(kh):
+        for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order, as the all-taps blocks
+            i = kh - 1 - j
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
             if q >= 0 and q % sh == 0 and q // sh < out_h:
                 s_row = uint64(b * out_h + q // sh) * grad_row_size
