@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _causal_packed, causal
 from . import _opcore as core
-from . import causal
 from .causal import StatefulGrads, depthwise_conv1d_update
 
 
@@ -130,8 +130,8 @@ def depthwise_conv1d(
         if initial_state is not None or return_final_state:
             raise ValueError("`sequence_ids` cannot be combined with `initial_state` or `return_final_state` (each "
                              "packed sequence starts from zeros)")
-        return causal.packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format, dilation_rate,
-                                     device, stream, activation)
+        return _causal_packed.packed_forward(inputs, kernel, bias, sequence_ids, strides, padding, data_format,
+                                             dilation_rate, device, stream, activation)
     if initial_state is not None or return_final_state:
         return causal.stateful_forward(inputs, kernel, bias, strides, padding, data_format, dilation_rate, device,
                                        stream, initial_state, bool(return_final_state), activation)
@@ -187,8 +187,8 @@ def depthwise_conv1d_backward(
         if initial_state is not None:
             raise ValueError("`sequence_ids` cannot be combined with `initial_state` (each packed sequence starts "
                              "from zeros)")
-        return causal.packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding, data_format,
-                                      dilation_rate, device, stream, bias, activation)
+        return _causal_packed.packed_backward(grad_outputs, inputs, kernel, sequence_ids, strides, padding,
+                                              data_format, dilation_rate, device, stream, bias, activation)
     if initial_state is not None:
         return causal.stateful_backward(grad_outputs, inputs, kernel, strides, padding, data_format, dilation_rate,
                                         device, stream, initial_state, bias, activation)
