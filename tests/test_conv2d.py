@@ -294,7 +294,7 @@ def test_forward_of_padded_input_rows(kernel_size, padding, strides, dilation, m
     assert_close(y, ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation), dtype)
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, strides, padding, "channels_last", dilation, dtype)
     single = conv2d.single_multiplier(problem)
-    padded = conv2d._forward_row_args(single, mult, conv2d._height_taps_last(single, conv2d._all_taps_reach(x)))[3:]
+    padded = conv2d._forward_row_args(single, mult, conv2d._height_taps_last(single, conv2d._is_aligned(x)))[3:]
     unit = problem.width.stride == 1 and problem.width.dilation == 1
     assert (padded != (0, 0)) == (unit and padding == "same")  # (the rows were padded where there is padding)
 
@@ -327,7 +327,7 @@ def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, d
     x, kernel, bias = make_case2d(rng, 2, 9, 13, channels, kernel_size, 1, "channels_last", dtype)
     aligned, offset = _at_offset(x, 0), _at_offset(x, 16)
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, 1, padding, "channels_last", 1, dtype)
-    kinds = {type(conv2d._height_taps_last(problem, conv2d._all_taps_reach(a))) for a in (aligned, offset)}
+    kinds = {type(conv2d._height_taps_last(problem, conv2d._is_aligned(a))) for a in (aligned, offset)}
     assert kinds == {tuple, int}  # (the two calls below do take different kernels)
     want = ref.conv2d_forward(x, kernel, bias, 1, padding, "channels_last", 1)
     if activation:

@@ -49,7 +49,7 @@ STATIC_SIZE_LIMIT = 16
 VIA_LAST_TAPS = 30
 # channels_last forward and input gradient: kernels of at most this many taps keep four outputs in
 # registers over all taps; up to ALL_TAPS_LIMIT_WIDE taps when there are at most NARROW_CHANNELS channels,
-# or the rows they read start on 64-byte boundaries (see _all_taps_reach; the unrolled loop body grows
+# or the rows they read start on 64-byte boundaries (see _is_aligned; the unrolled loop body grows
 # with KH*KW, so larger kernels always take the tap-row passes).
 ALL_TAPS_LIMIT = 9
 ALL_TAPS_LIMIT_WIDE = 25
@@ -120,20 +120,22 @@ def _height_width_taps(problem):
     return static_count(problem.height.kernel_size, static), static_count(problem.width.kernel_size, static)
 
 
-def _height_taps_last(problem, wide: bool):
+def _height_taps_last(problem, aligned: bool):
     """KH of the channels_last kernels: compile-time where all taps go at once (see ALL_TAPS_LIMIT).
 
-    ``wide``: whether kernels of up to ALL_TAPS_LIMIT_WIDE taps go that way above NARROW_CHANNELS channels.
+    ``aligned``: whether the rows the kernel slides its taps over start on 64-byte boundaries
+    (:func:`_is_aligned`); up to ALL_TAPS_LIMIT_WIDE taps then go at once at any channel count.
     """
     h, w = problem.height.kernel_size, problem.width.kernel_size
-    small = h * w <= ALL_TAPS_LIMIT or (h * w <= ALL_TAPS_LIMIT_WIDE and (problem.channels <= NARROW_CHANNELS or wide))
+    small = h * w <= ALL_TAPS_LIMIT or (h * w <= ALL_TAPS_LIMIT_WIDE and (problem.channels <= NARROW_CHANNELS
+                                                                            or aligned))
     return static_count(h, _static_last(problem) and small)
 
 
-def _all_taps_reach(inputs) -> bool:
-    """Whether up to ALL_TAPS_LIMIT_WIDE taps go at once at any channel count: ``inputs`` is 64-byte aligned.
+def _is_aligned(array) -> bool:
+    """Whether ``array`` starts on a 64-byte boundary (what :func:`_height_taps_last` takes as ``aligned``).
 
-    ``inputs``: what the kernel slides its taps over (the forward's input, the input gradient's output
+    ``array``: what a kernel slides its taps over (the forward's input, the input gradient's output
     gradient).  The all-taps blocks load each input vector of a block once per tap row (KH x (KW + 3)
     loads for 4 x KH x KW multiply-adds); where those vectors straddle cache lines (NumPy's large arrays
     start 16 bytes past a 64-byte boundary, PyTorch's on one) they slow more than the tap-row passes.
@@ -143,7 +145,7 @@ def _all_taps_reach(inputs) -> bool:
     14x14 C1024 0.92 -> 0.90; 16 bytes off 1.57 -> 1.64, 1.03 -> 1.12.  Both ways sum in the same order
     and give bit-identical results (tests/test_conv2d.py), so the choice never shows in a result.
     """
-    return inputs.ctypes.data % 64 == 0
+    return array.ctypes.data % 64 == 0
 
 
 def _width_taps(problem):
@@ -220,7 +222,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     act = _activation(activation, problem.dtype, grad_outputs is not None)
     grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
-        kh_t = _height_taps_last(problem, _all_taps_reach(inputs))
+        kh_t = _height_taps_last(problem, _is_aligned(inputs))
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
                h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),
@@ -267,7 +269,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         if problem.multiplier == 1 and w.stride == 1:
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
-            kh_t = _height_taps_last(problem, _all_taps_reach(grad_outputs))
+            kh_t = _height_taps_last(problem, _is_aligned(grad_outputs))
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
                    *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,
                    h.pad_left, w.pad_left, _width_taps(problem),
