@@ -72,3 +72,33 @@ class LargeKernel2D(_Conv2D):
 
     def time_backward(self, shape, data_format):
         self.backward()
+
+
+def _aligned_copy(array):
+    """``array`` copied to a buffer that starts on a 64-byte boundary (NumPy's large arrays start 16 bytes past one)."""
+    flat = np.empty(array.size + 64 // array.itemsize, array.dtype)
+    start = (-flat.ctypes.data % 64) // array.itemsize
+    copy = flat[start:start + array.size].reshape(array.shape)
+    copy[...] = array
+    return copy
+
+
+class AlignedInput2D(_Conv2D):
+    """channels_last on 64-byte aligned inputs, as PyTorch and TensorFlow hand them over.
+
+    Above 256 channels, kernels of 10-25 taps take the all-taps blocks only on such inputs
+    (numba_dwconv.cpu.conv2d._is_aligned): this tracks that path.
+    """
+
+    params = (["B16-56x56-C128-K3-s1", "B8-28x28-C512-K5-s1"], ["channels_last"])
+
+    def setup(self, shape, data_format):
+        super().setup(shape, data_format)
+        self.x = _aligned_copy(self.x)
+        self.forward()
+
+    def time_forward(self, shape, data_format):
+        self.forward()
+
+    def time_backward(self, shape, data_format):
+        self.backward()
