@@ -312,7 +312,7 @@ def _at_offset(array, offset_bytes):
 @pytest.mark.parametrize("kernel_size, padding", [((5, 5), "same"), ((3, 5), "valid"), ((2, 7), "same")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", [None, "relu"])
-def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, dtype, activation):
+def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, dtype, activation, monkeypatch):
     """Above NARROW_CHANNELS channels, 64-byte aligned inputs take the all-taps blocks, others the tap-row passes.
 
     (The forward on its input's alignment, the input gradient on its output gradient's.)
@@ -327,17 +327,21 @@ def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, d
     x, kernel, bias = make_case2d(rng, 2, 9, 13, channels, kernel_size, 1, "channels_last", dtype)
     aligned, offset = _at_offset(x, 0), _at_offset(x, 16)
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, 1, padding, "channels_last", 1, dtype)
-    kinds = {type(conv2d._height_taps_last(problem, conv2d._is_aligned(a))) for a in (aligned, offset)}
-    assert kinds == {tuple, int}  # (the two calls below do take different kernels)
+    kinds = {type(conv2d._height_taps_last(problem, aligned_)) for aligned_ in (True, False)}
+    assert kinds == {tuple, int}  # (aligned and not, these take different kernels)
+    seen = []  # what the kernels' host functions see: the arrays as given, aligned first
+    monkeypatch.setattr(conv2d, "_is_aligned", lambda a, real=conv2d._is_aligned: seen.append(real(a)) or seen[-1])
     want = ref.conv2d_forward(x, kernel, bias, 1, padding, "channels_last", 1)
     if activation:
         want = ref.activation(activation, want)
     ys = [nd.depthwise_conv2d(a, kernel, bias, 1, padding, "channels_last", activation=activation)
           for a in (aligned, offset)]
+    assert seen == [True, False]
     assert_close(ys[0], want, dtype)
     np.testing.assert_array_equal(ys[0], ys[1])
     grad_y = rng.standard_normal(ys[0].shape).astype(dtype)  # the input gradient chooses by its grad's alignment
     grads = [nd.depthwise_conv2d_input_grad(_at_offset(grad_y, offset_bytes), kernel, x.shape[1:3], 1, padding,
                                             "channels_last") for offset_bytes in (0, 16)]
+    assert seen == [True, False, True, False]
     assert_close(grads[0], ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", 1)[0], dtype)
     np.testing.assert_array_equal(grads[0], grads[1])
