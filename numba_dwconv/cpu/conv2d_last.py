@@ -99,12 +99,18 @@ def _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult
                   done_hi):
     """The columns outside the block range ``[lo, ow)`` and ``[done_lo, done_hi)``: column passes, taps clipped."""
     n_out = uint64(channels * mult)
-    for col in range(out_w):
-        if lo <= col < ow or done_lo <= col < done_hi:
-            continue
-        col0 = col * sw - left
-        k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
-        _column_pass(src, taps, dst, s_row, col0, t0, d_row + uint64(col) * n_out, channels, k_lo, k_hi, dw, mult)
+    col = 0
+    while col < out_w:  # (jumping over the two ranges: a row of small channel counts costs little else)
+        if lo <= col < ow:
+            col = ow
+        elif done_lo <= col < done_hi:
+            col = done_hi
+        else:
+            col0 = col * sw - left
+            k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
+            _column_pass(src, taps, dst, s_row, col0, t0, d_row + uint64(col) * n_out, channels, k_lo, k_hi, dw,
+                         mult)
+            col += 1
 
 
 @serial_kernel
@@ -273,11 +279,14 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                 done_lo, done_hi = all_lo, all_hi
                 _all_taps_blocks(src, taps, bias, out, uint64(b * height + ih0) * row_size, d_row, all_lo, all_hi,
                                  uint64(n_out), uint64(dh) * row_size, left, kw_t, kh_t)
-        for ow in range(uint64(out_w)):
+        ow = 0
+        while ow < out_w:
             if done_lo <= ow < done_hi:
-                continue
-            for o in range(uint64(n_out)):
-                out[d_row + ow * uint64(n_out) + o] = bias[o]
+                ow = done_hi
+            else:
+                for o in range(uint64(n_out)):
+                    out[d_row + uint64(ow) * uint64(n_out) + o] = bias[o]
+                ow += 1
         for i in range(kh):
             ih = ih0 + i * dh
             if 0 <= ih < height:
@@ -341,11 +350,14 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
                 _all_taps_blocks(grad, flipped, zeros, dst, uint64(b * out_h + q_first) * grad_row_size, d_row,
                                  all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left, kw_t,
                                  kh_t)
-        for iw in range(uint64(width)):
+        iw = 0
+        while iw < width:
             if done_lo <= iw < done_hi:
-                continue
-            for c in range(uint64(channels)):
-                dst[d_row + iw * uint64(channels) + c] = 0.0
+                iw = done_hi
+            else:
+                for c in range(uint64(channels)):
+                    dst[d_row + uint64(iw) * uint64(channels) + c] = 0.0
+                iw += 1
         for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order, as the all-taps blocks
             i = kh - 1 - j
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
@@ -396,12 +408,15 @@ def _input_grad_scatter_last(part, parts, grad, taps, grad_in, batch, height, wi
 def _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, ow, kw):
     """The columns outside ``[lo, ow)`` of a kernel-gradient row: column passes, taps clipped."""
     n_out = uint64(channels * mult)
-    for col in range(out_w):
+    col = 0
+    while col < out_w:
         if lo <= col < ow:
-            continue
-        col0 = col * sw - left
-        k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
-        _column_grad(x, grad, acc, s_row, col0, g_row + uint64(col) * n_out, a0, channels, k_lo, k_hi, dw, mult)
+            col = ow
+        else:
+            col0 = col * sw - left
+            k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
+            _column_grad(x, grad, acc, s_row, col0, g_row + uint64(col) * n_out, a0, channels, k_lo, k_hi, dw, mult)
+            col += 1
 
 
 @serial_kernel
