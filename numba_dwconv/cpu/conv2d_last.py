@@ -198,6 +198,23 @@ _all_taps_blocks = by_count(_all_taps_static, _all_taps_runtime)
 
 
 @serial_kernel
+def _fill_row_outside(dst, d_row, columns, n, done_lo, done_hi, values):
+    """``dst[d_row + col*n + c] = values[c]`` for the ``columns`` of a row outside ``[done_lo, done_hi)``.
+
+    The row's start before the passes add to it (the bias, or zeros); the done columns hold complete
+    all-taps results and are jumped over, not tested one by one.
+    """
+    col = 0
+    while col < columns:
+        if done_lo <= col < done_hi:
+            col = done_hi
+        else:
+            for c in range(uint64(n)):
+                dst[d_row + uint64(col) * uint64(n) + c] = values[c]
+            col += 1
+
+
+@serial_kernel
 def _part_rows(rows_buf, held, part):
     """``(rows, slots)``: this part's row buffer and slot count, every slot marked as holding no row yet."""
     for q in range(held.shape[1]):
@@ -279,14 +296,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                 done_lo, done_hi = all_lo, all_hi
                 _all_taps_blocks(src, taps, bias, out, uint64(b * height + ih0) * row_size, d_row, all_lo, all_hi,
                                  uint64(n_out), uint64(dh) * row_size, left, kw_t, kh_t)
-        ow = 0
-        while ow < out_w:
-            if done_lo <= ow < done_hi:
-                ow = done_hi
-            else:
-                for o in range(uint64(n_out)):
-                    out[d_row + uint64(ow) * uint64(n_out) + o] = bias[o]
-                ow += 1
+        _fill_row_outside(out, d_row, out_w, n_out, done_lo, done_hi, bias)
         for i in range(kh):
             ih = ih0 + i * dh
             if 0 <= ih < height:
@@ -316,7 +326,7 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
     ``(KW-1)*dw - left`` over the output gradient rows, in increasing order (so both ways sum in the same
     order and give bit-identical results: the host chooses by alignment).  With a compile-time KH,
     unit row stride and column dilation, the rows whose tap rows are all inside take the interior blocks
-    with every tap at once (:func:`_all_taps_static`; ``zeros``: C zeros as its bias).  A depth
+    with every tap at once (:func:`_all_taps_static`; ``zeros``: C zeros, its bias and each row's start).  A depth
     multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: each row is gathered into the
     part's ``rows_buf[part]`` (None when ``rep`` is 1), then each group of ``rep`` channels is summed
     into ``grad_in`` (C channels).
@@ -350,14 +360,7 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
                 _all_taps_blocks(grad, flipped, zeros, dst, uint64(b * out_h + q_first) * grad_row_size, d_row,
                                  all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left, kw_t,
                                  kh_t)
-        iw = 0
-        while iw < width:
-            if done_lo <= iw < done_hi:
-                iw = done_hi
-            else:
-                for c in range(uint64(channels)):
-                    dst[d_row + uint64(iw) * uint64(channels) + c] = 0.0
-                iw += 1
+        _fill_row_outside(dst, d_row, width, channels, done_lo, done_hi, zeros)
         for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order, as the all-taps blocks
             i = kh - 1 - j
             q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
