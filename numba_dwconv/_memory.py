@@ -109,7 +109,10 @@ class _Lease:
 
 
 def empty(shape, dtype) -> np.ndarray:
-    """An uninitialised, C-contiguous, 64-byte aligned array (from the pool when large)."""
+    """An uninitialised, C-contiguous array: from the pool and 64-byte aligned when large.
+
+    Arrays under ``MIN_POOLED_BYTES`` come from ``np.empty``, aligned only as NumPy aligns them.
+    """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize  # (np.prod costs ~5 us: a small call notices)
     if nbytes < MIN_POOLED_BYTES or max_idle_bytes() == 0:
