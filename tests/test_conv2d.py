@@ -294,14 +294,14 @@ def test_forward_of_padded_input_rows(kernel_size, padding, strides, dilation, m
     assert_close(y, ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation), dtype)
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, strides, padding, "channels_last", dilation, dtype)
     single = conv2d.single_multiplier(problem)
-    padded = conv2d._forward_row_args(single, mult, conv2d._height_taps_last(single, conv2d._is_aligned(x)))[3:]
+    padded = conv2d._forward_row_args(single, mult, conv2d._all_taps_plan(single, x)[0])[3:]
     unit = problem.width.stride == 1 and problem.width.dilation == 1
     assert (padded != (0, 0)) == (unit and padding == "same")  # (the rows were padded where there is padding)
 
 
 def _at_offset(array, offset_bytes):
     """A C-contiguous copy of ``array`` starting ``offset_bytes`` past a 64-byte boundary."""
-    flat = np.empty(array.size + 64 // array.itemsize, array.dtype)
+    flat = np.empty(array.size + 128 // array.itemsize, array.dtype)
     start = (-flat.ctypes.data % 64 + offset_bytes) // array.itemsize
     copy = flat[start:start + array.size].reshape(array.shape)
     copy[...] = array
@@ -310,38 +310,53 @@ def _at_offset(array, offset_bytes):
 
 
 @pytest.mark.parametrize("kernel_size, padding", [((5, 5), "same"), ((3, 5), "valid"), ((2, 7), "same")])
+@pytest.mark.parametrize("extra_channels", [8, 16])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", [None, "relu"])
-def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, dtype, activation, monkeypatch):
-    """Above NARROW_CHANNELS channels, 64-byte aligned inputs take the all-taps blocks, others the tap-row passes.
+def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, extra_channels, dtype, activation,
+                                                         monkeypatch):
+    """Above NARROW_CHANNELS channels the all-taps blocks run where the rows' vectors can load aligned, else tap rows.
 
-    (The forward on its input's alignment, the input gradient on its output gradient's.)
-
-    Both must match the reference and each other bit for bit (the choice depends on where the
+    (The forward on its input's alignment, the input gradient on its output gradient's.)  Rows of
+    NARROW_CHANNELS + 16 channels are a multiple of 64 bytes long: at 16 or 40 bytes past a boundary they
+    take the all-taps blocks from their first aligned channel; NARROW_CHANNELS + 8 there take the tap-row
+    passes.  All must match the reference and each other bit for bit (the choice depends on where the
     input happens to be allocated, so it must never show in a result).
     """
     from numba_dwconv.cpu import conv2d
 
-    channels = conv2d.NARROW_CHANNELS + 8
+    channels = conv2d.NARROW_CHANNELS + extra_channels
+    itemsize = np.dtype(dtype).itemsize
     rng = np.random.default_rng(channels + kernel_size[1])
     x, kernel, bias = make_case2d(rng, 2, 9, 13, channels, kernel_size, 1, "channels_last", dtype)
-    aligned, offset = _at_offset(x, 0), _at_offset(x, 16)
+    offsets = (0, 16, 40)
+    rows_line_up = channels * itemsize % 64 == 0
+    starts = [0] + [(64 - offset) // itemsize if rows_line_up else None for offset in offsets[1:]]
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, 1, padding, "channels_last", 1, dtype)
-    kinds = {type(conv2d._height_taps_last(problem, aligned_)) for aligned_ in (True, False)}
-    assert kinds == {tuple, int}  # (aligned and not, these take different kernels)
-    seen = []  # what the kernels' host functions see: the arrays as given, aligned first
-    monkeypatch.setattr(conv2d, "_is_aligned", lambda a, real=conv2d._is_aligned: seen.append(real(a)) or seen[-1])
+    plans = [conv2d._all_taps_plan(problem, _at_offset(x, offset)) for offset in offsets]
+    assert [type(kh_t) for kh_t, _ in plans] == [tuple if start is not None else int for start in starts]
+    for (_, chunks), start in zip(plans, starts):  # chunks cover every channel; past the first vector, aligned
+        covered = np.zeros(channels, bool)
+        for lo, hi in chunks.reshape(-1, 2).astype(int):
+            covered[lo:hi] = True
+            assert lo == 0 or hi == channels or not start or (lo - start) * itemsize % 64 == 0
+        assert covered.all()
+    seen = []  # what the kernels' host functions see: the arrays as given
+    real = conv2d._first_aligned_channel
+    monkeypatch.setattr(conv2d, "_first_aligned_channel", lambda a, c: seen.append(real(a, c)) or seen[-1])
     want = ref.conv2d_forward(x, kernel, bias, 1, padding, "channels_last", 1)
     if activation:
         want = ref.activation(activation, want)
-    ys = [nd.depthwise_conv2d(a, kernel, bias, 1, padding, "channels_last", activation=activation)
-          for a in (aligned, offset)]
-    assert seen == [True, False]
+    ys = [nd.depthwise_conv2d(_at_offset(x, offset), kernel, bias, 1, padding, "channels_last",
+                              activation=activation) for offset in offsets]
+    assert seen == starts
     assert_close(ys[0], want, dtype)
-    np.testing.assert_array_equal(ys[0], ys[1])
+    for y in ys[1:]:
+        np.testing.assert_array_equal(ys[0], y)
     grad_y = rng.standard_normal(ys[0].shape).astype(dtype)  # the input gradient chooses by its grad's alignment
-    grads = [nd.depthwise_conv2d_input_grad(_at_offset(grad_y, offset_bytes), kernel, x.shape[1:3], 1, padding,
-                                            "channels_last") for offset_bytes in (0, 16)]
-    assert seen == [True, False, True, False]
+    grads = [nd.depthwise_conv2d_input_grad(_at_offset(grad_y, offset), kernel, x.shape[1:3], 1, padding,
+                                            "channels_last") for offset in offsets]
+    assert seen == starts * 2
     assert_close(grads[0], ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", 1)[0], dtype)
-    np.testing.assert_array_equal(grads[0], grads[1])
+    for grad in grads[1:]:
+        np.testing.assert_array_equal(grads[0], grad)

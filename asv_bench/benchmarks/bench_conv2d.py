@@ -86,8 +86,9 @@ def _aligned_copy(array):
 class AlignedInput2D(_Conv2D):
     """channels_last on 64-byte aligned inputs, as PyTorch and TensorFlow hand them over.
 
-    Above 256 channels, kernels of 10-25 taps take the all-taps blocks only on such inputs
-    (numba_dwconv.cpu.conv2d._is_aligned): this tracks that path.
+    Above 256 channels, kernels of 10-25 taps take the all-taps blocks from channel 0 on such inputs,
+    from their first aligned channel on NumPy's (numba_dwconv.cpu.conv2d._all_taps_plan): this
+    tracks the first path, the NumPy-allocated rows the second.
     """
 
     params = (["B16-56x56-C128-K3-s1", "B8-28x28-C512-K5-s1"], ["channels_last"])

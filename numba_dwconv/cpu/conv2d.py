@@ -22,6 +22,7 @@ functions below take a :class:`numba_dwconv._geometry.Conv2DProblem`.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -49,11 +50,14 @@ STATIC_SIZE_LIMIT = 16
 VIA_LAST_TAPS = 30
 # channels_last forward and input gradient: kernels of at most this many taps keep four outputs in
 # registers over all taps; up to ALL_TAPS_LIMIT_WIDE taps when there are at most NARROW_CHANNELS channels,
-# or the rows they read start on 64-byte boundaries (see _is_aligned; the unrolled loop body grows
-# with KH*KW, so larger kernels always take the tap-row passes).
+# or the vectors of the rows they read can be loaded on 64-byte boundaries (see _all_taps_plan; the unrolled
+# loop body grows with KH*KW, so larger kernels always take the tap-row passes).
 ALL_TAPS_LIMIT = 9
 ALL_TAPS_LIMIT_WIDE = 25
 NARROW_CHANNELS = 256
+# Channels per chunk of the all-taps blocks: the KH x (KW + 3) input vectors and KH x KW tap vectors of a
+# block then stay in L1 (5x5 at C = 512 unchunked: 130 KB a block, slower than the tap-row passes).
+ALL_TAPS_CHANNELS = 128
 # Kernels at least this wide (taken tap row by tap row) pad the input rows they read: see _forward_row_args.
 PAD_ROWS_WIDTH = 7
 STATIC_TAPS_LIMIT = 25
@@ -120,32 +124,67 @@ def _height_width_taps(problem):
     return static_count(problem.height.kernel_size, static), static_count(problem.width.kernel_size, static)
 
 
-def _height_taps_last(problem, aligned: bool):
-    """KH of the channels_last kernels: compile-time where all taps go at once (see ALL_TAPS_LIMIT).
+def _all_taps_plan(problem, array):
+    """``(kh_t, chunks)`` of a channels_last forward or gathered input gradient reading ``array`` (m = 1).
 
-    ``aligned``: whether the rows the kernel slides its taps over start on 64-byte boundaries
-    (:func:`_is_aligned`); up to ALL_TAPS_LIMIT_WIDE taps then go at once at any channel count.
+    ``kh_t``: KH, a compile-time count where all taps go at once (see ALL_TAPS_LIMIT); ``chunks``: the
+    all-taps blocks' channel ranges (:func:`_all_taps_chunks`).  ``array`` is what the kernel slides its
+    taps over (the forward's input, the input gradient's output gradient).  The all-taps blocks load each
+    input vector of a block once per tap row (KH x (KW + 3) loads for 4 x KH x KW multiply-adds): where
+    those vectors straddle cache lines they slow more than the tap-row passes.  So 10 to
+    ALL_TAPS_LIMIT_WIDE taps above NARROW_CHANNELS channels go at once only where the rows' vectors can be
+    loaded on 64-byte boundaries (:func:`_first_aligned_channel`), from the first aligned channel on.
+    Measured forward, B8 28x28 5x5, 16 bytes off (NumPy's arrays; ms, tap-row passes -> all taps from
+    channel 0 -> all taps from the aligned channel): C512 1.55 -> 1.74 -> 1.41-1.48, C384 1.24-1.26 ->
+    1.02-1.04; aligned: C512 1.42 -> 1.34, C384 1.10 -> 0.87.  Fewer taps or channels load from channel 0
+    (there the extra chunks cost more than alignment saves: B16 56x56 C128 3x3 1.25 -> 1.66-1.94 ms, B16
+    28x28 C256 5x5 1.25 -> 1.30).  Every way sums in the same order: the choice never shows in a result.
     """
     h, w = problem.height.kernel_size, problem.width.kernel_size
-    small = h * w <= ALL_TAPS_LIMIT or (h * w <= ALL_TAPS_LIMIT_WIDE and (problem.channels <= NARROW_CHANNELS
-                                                                            or aligned))
-    return static_count(h, _static_last(problem) and small)
+    taps, start = h * w, 0
+    small = taps <= ALL_TAPS_LIMIT or (taps <= ALL_TAPS_LIMIT_WIDE and problem.channels <= NARROW_CHANNELS)
+    if not small and taps <= ALL_TAPS_LIMIT_WIDE:
+        start = _first_aligned_channel(array, problem.channels)
+        small = start is not None
+    lanes = 64 // problem.dtype.itemsize
+    return static_count(h, _static_last(problem) and small), _all_taps_chunks(problem.channels, start or 0, lanes)
 
 
-def _is_aligned(array) -> bool:
-    """Whether ``array`` starts on a 64-byte boundary (what :func:`_height_taps_last` takes as ``aligned``).
+def _first_aligned_channel(array, channels: int):
+    """The first channel of each row of ``array`` (rows of ``channels``) on a 64-byte boundary, or None.
 
-    ``array``: what a kernel slides its taps over (the forward's input, the input gradient's output
-    gradient).  The all-taps blocks load each input vector of a block once per tap row (KH x (KW + 3)
-    loads for 4 x KH x KW multiply-adds); where those vectors straddle cache lines (NumPy's large arrays
-    start 16 bytes past a 64-byte boundary, PyTorch's on one) they slow more than the tap-row passes.
-    Measured 5x5 (ms, tap-row passes -> all taps, best of 5-7 over 3-5 rounds), forward: aligned B8 28x28
-    C512 1.42 -> 1.34, 28x28 C384 1.10 -> 0.87, 56x56 C512 2.58 -> 2.04, 3x5 C512 1.04 -> 0.77; 16 bytes
-    off 1.55 -> 1.74, 3.01 -> 3.19.  Input gradient: aligned 28x28 C512 1.35 -> 1.12, C384 1.06 -> 0.88,
-    14x14 C1024 0.92 -> 0.90; 16 bytes off 1.57 -> 1.64, 1.03 -> 1.12.  Both ways sum in the same order
-    and give bit-identical results (tests/test_conv2d.py), so the choice never shows in a result.
+    0 for rows that start on one (PyTorch's tensors, this library's large outputs).  NumPy's large arrays
+    start 16 bytes past a boundary: then 12 (float32) when a row is a multiple of 64 bytes long, None
+    when it is not (the rows do not share one such channel).
     """
-    return array.ctypes.data % 64 == 0
+    address = array.ctypes.data
+    if address % 64 == 0:
+        return 0
+    if address % array.itemsize or (channels * array.itemsize) % 64:
+        return None
+    return (-address) % 64 // array.itemsize
+
+
+@functools.lru_cache(maxsize=64)
+def _all_taps_chunks(channels: int, start: int, lanes: int) -> np.ndarray:
+    """The all-taps blocks' channel ranges: flat ``[lo, hi)`` pairs of at most ALL_TAPS_CHANNELS covering the row.
+
+    From channel ``start`` (:func:`_first_aligned_channel`) on, the ranges start on 64-byte boundaries;
+    one vector of ``lanes`` at each end of the row covers what is left, overlapping them (each output is
+    computed whole, the same way: computed twice is harmless).  A read-only array, shared between calls.
+    """
+    bounds = []
+    lo, end = 0, channels
+    if start and channels >= 2 * lanes + start:
+        bounds += [0, lanes]
+        lo, end = start, start + (channels - start) // lanes * lanes
+    for chunk in range(lo, end, ALL_TAPS_CHANNELS):
+        bounds += [chunk, min(end, chunk + ALL_TAPS_CHANNELS)]
+    if end < channels:
+        bounds += [channels - lanes, channels]
+    chunks = np.array(bounds, dtype=np.uint64)
+    chunks.flags.writeable = False
+    return chunks
 
 
 def _width_taps(problem):
@@ -179,7 +218,7 @@ def _repeat_args(problem, rep: int, slots: bool = True, pads=(0, 0)):
 def _forward_row_args(problem, rep: int, kh_t):
     """``(rows_buf, held, rep, pad_l, pad_r)`` of the channels_last forward (``problem``: m = 1, see _repeat_args).
 
-    ``kh_t``: the forward's :func:`_height_taps_last`.
+    ``kh_t``: from the forward's :func:`_all_taps_plan`.
 
     Kernels at least PAD_ROWS_WIDTH wide that take the tap rows one at a time (and any multiplier), with unit
     column steps, read their input rows from the part's row buffer, copied with the left and right padding
@@ -222,11 +261,11 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     act = _activation(activation, problem.dtype, grad_outputs is not None)
     grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
-        kh_t = _height_taps_last(problem, _is_aligned(inputs))
+        kh_t, chunks = _all_taps_plan(problem, inputs)
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
                h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),
-               _strided(problem.width))
+               _strided(problem.width), chunks)
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
@@ -269,11 +308,11 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         if problem.multiplier == 1 and w.stride == 1:
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
-            kh_t = _height_taps_last(problem, _is_aligned(grad_outputs))
+            kh_t, chunks = _all_taps_plan(problem, grad_outputs)
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
                    *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,
                    h.pad_left, w.pad_left, _width_taps(problem),
-                   *_repeat_args(problem, rep, slots=False), None if w.dilation == 1 else 1)
+                   *_repeat_args(problem, rep, slots=False), None if w.dilation == 1 else 1, chunks)
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                    *_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,

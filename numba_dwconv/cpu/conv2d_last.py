@@ -56,9 +56,6 @@ from .fused import apply_activation
 # Output columns a block pass keeps in registers (four accumulators plus a tap
 # and an input vector fit the 16 AVX2 registers).
 BLOCK = 4
-# Channels per chunk of the all-taps pass: the KH x (KW + 3) input vectors and KH x KW tap vectors of a
-# block then stay in L1 (5x5 at C = 512 unchunked: 130 KB a block, slower than the tap-row passes).
-ALL_TAPS_CHANNELS = 128
 
 
 @serial_kernel
@@ -153,16 +150,18 @@ def _unit_taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channel
                   trip_count(kw_t), done_lo, done_hi)
 
 
-def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, kw_t, kh_t):
+def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, kw_t, kh_t):
     """Output columns ``[ow_lo, ow_hi)`` (blocks of four) complete: ``bias + sum_{i,k} src[...] * taps[i, k]``.
 
     Unit column stride and dilation, every tap inside the rows; ``s_top``: the first tap row, ``row_step``:
     elements from one tap row to the next.  Four outputs stay in registers over all ``KH x KW`` taps (both
     compile-time counts, the loops unrolled): each output vector is stored once, each input vector of a
     tap row loaded once per block (measured B16 112x112 C32 3x3: 2.25 -> 1.0 ms for the interior).
+    ``chunks``: ``[lo, hi)`` channel ranges, flat pairs covering ``[0, n)``, taken one after another
+    (a block's rows stay in L1; they may overlap: each output is computed whole, so twice is harmless).
     """
-    for c_lo in range(uint64(0), n, uint64(ALL_TAPS_CHANNELS)):  # channel chunks: a block's rows stay in L1
-        c_hi = min(n, c_lo + uint64(ALL_TAPS_CHANNELS))
+    for j in range(0, chunks.shape[0], 2):
+        c_lo, c_hi = chunks[j], chunks[j + 1]
         for ow in range(ow_lo, ow_hi, BLOCK):
             s0 = s_top + uint64(ow - left) * n
             d0 = d_row + uint64(ow) * n
@@ -190,7 +189,7 @@ def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_st
                 dst[d3 + c] = a3
 
 
-def _all_taps_runtime(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, kw_t, kh_t):
+def _all_taps_runtime(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, kw_t, kh_t):
     """Never called: with a run-time KH the forward takes the tap rows one at a time."""
 
 
@@ -247,7 +246,7 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh_t, sh, sw,
-                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r, strided):
+                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -295,7 +294,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
             if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
                 done_lo, done_hi = all_lo, all_hi
                 _all_taps_blocks(src, taps, bias, out, uint64(b * height + ih0) * row_size, d_row, all_lo, all_hi,
-                                 uint64(n_out), uint64(dh) * row_size, left, kw_t, kh_t)
+                                 uint64(n_out), uint64(dh) * row_size, left, chunks, kw_t, kh_t)
         _fill_row_outside(out, d_row, out_w, n_out, done_lo, done_hi, bias)
         for i in range(kh):
             ih = ih0 + i * dh
@@ -317,7 +316,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
 
 @parallel_kernel
 def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, height, width, channels, out_h, out_w,
-                            kh_t, sh, dh, dw, top, left, kw_t, rows_buf, rep, strided):
+                            kh_t, sh, dh, dw, top, left, kw_t, rows_buf, rep, strided, chunks):
     """Unit width stride, m == 1: one task per input row; each tap row adds a pass of the flipped taps over a grad row.
 
     ``flipped`` holds the taps reversed along both axes, so that tap row ``KH-1-i`` applied to the
@@ -358,8 +357,8 @@ def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, h
             if all_hi > all_lo and q_first >= 0 and ih + top < out_h:  # every tap row's output row exists
                 done_lo, done_hi = all_lo, all_hi
                 _all_taps_blocks(grad, flipped, zeros, dst, uint64(b * out_h + q_first) * grad_row_size, d_row,
-                                 all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left, kw_t,
-                                 kh_t)
+                                 all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left, chunks,
+                                 kw_t, kh_t)
         _fill_row_outside(dst, d_row, width, channels, done_lo, done_hi, zeros)
         for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order, as the all-taps blocks
             i = kh - 1 - j
