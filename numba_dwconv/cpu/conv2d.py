@@ -269,7 +269,8 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
-               w.dilation, phases.taps, *_height_width_taps(problem), act, grad, _phase_scratch(problem, phases))
+               w.dilation, phases.taps, *_height_width_taps(problem), act, grad, _phase_scratch(problem, phases),
+               None if h.stride == 1 and w.stride == 1 else 1)
     return out
 
 

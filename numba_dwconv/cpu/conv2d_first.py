@@ -91,6 +91,18 @@ def _scatter_phases(buf, x, x0, height, width, rows, pitch, sh, sw, top, left):
 
 
 @serial_kernel
+def _scatter_unit(buf, x, x0, height, width, rows, pitch, top, left):
+    """:func:`_scatter_phases` for unit strides (one phase plane): the kernels of unit strides compile only this."""
+    for p in range(uint64(buf.size)):
+        buf[p] = 0.0
+    for h in range(min(height, rows - top)):
+        d = uint64((h + top) * pitch + left)
+        s = x0 + uint64(h * width)
+        for t in range(uint64(min(width, pitch - left))):
+            buf[d + t] = x[s + t]
+
+
+@serial_kernel
 def _gather_phases(buf, grad_in, d0, height, width, rows, pitch, sh, sw, top, left):
     """The inverse of :func:`_scatter_phases`: the plane ``grad_in[d0:]`` read back (zero where no phase holds it)."""
     plane = uint64(rows * pitch)
@@ -236,27 +248,31 @@ def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, widt
 
 @parallel_kernel
 def _forward_first(part, parts, x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh,
-                   sw, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, act, grad, scratch):
+                   sw, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, act, grad, scratch, strided):
     """One task per input plane ``(b, c)``: its phase planes, then every output row of its ``m`` output planes.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each output plane).
 
     Arrays are flat: ``x`` (B*C*H*W), ``kernel`` (KH*KW*C*m), ``bias`` (C*m),
     ``out`` (B*C*m*out_h*out_w); ``offsets`` (KH*KW) are the taps' flat offsets
-    in the phase planes and ``trip_count(taps_t) == KH*KW``.
+    in the phase planes and ``trip_count(taps_t) == KH*KW``.  ``strided``: None for unit strides (then only
+    their code is compiled), else any int.
     """
     n_out = channels * mult
-    unit = sh == 1 and sw == 1
     tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
         buf = scratch[part]
-        _scatter_phases(buf, x, uint64(task) * uint64(height * width), height, width, rows, pitch, sh, sw, top, left)
+        if strided is None:
+            _scatter_unit(buf, x, uint64(task) * uint64(height * width), height, width, rows, pitch, top, left)
+        else:
+            _scatter_phases(buf, x, uint64(task) * uint64(height * width), height, width, rows, pitch, sh, sw, top,
+                            left)
         for j in range(mult):
             o = c * mult + j
             o0 = uint64(b * n_out + o) * uint64(out_h * out_w)
-            if unit:
+            if strided is None:
                 _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, bias[o], out, o0, out_h, out_w, taps_t,
                                  kh_t, kw_t)
             else:
@@ -286,8 +302,8 @@ def _input_grad_unit_first(part, parts, grad, flipped, grad_in, offsets, batch, 
         buf = scratch[part]
         for j in range(mult):
             o = c * mult + j
-            _scatter_phases(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1, 1,
-                            top, left)
+            _scatter_unit(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, top,
+                          left)
             _correlate_plane(buf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, dh, dw, j == 0, taps_t,
                              kh_t, kw_t)
 
@@ -356,8 +372,8 @@ def _input_grad_stride2_first(part, parts, grad, kernel, grad_in, offsets, weigh
         gbuf = scratch[part]
         for j in range(mult):
             o = c * mult + j
-            _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, 1,
-                            1, pad_h, pad_w)
+            _scatter_unit(gbuf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, pad_h,
+                          pad_w)
             for h in range(height):
                 hp = h + top
                 r0 = uint64(hp // sh * pitch)

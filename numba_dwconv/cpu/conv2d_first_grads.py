@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import uint64
 
 from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
-from .conv2d_first import _correlate_plane, _pitched_copy, _scatter_phases
+from .conv2d_first import _correlate_plane, _pitched_copy, _scatter_phases, _scatter_unit
 
 
 @serial_kernel
@@ -146,13 +146,13 @@ def _backward_same_unit_first(part, parts, grad, x, flipped, grad_in, kernel_par
         c = task - b * channels
         x0 = uint64(task) * uint64(height * width)
         xbuf = scratch[part]
-        _scatter_phases(xbuf, x, x0, height, width, rows, pitch, 1, 1, top, left)
+        _scatter_unit(xbuf, x, x0, height, width, rows, pitch, top, left)
         finite = _plane_is_finite(x, x0, height * width)
         gbuf = scratch_g[part]
         for j in range(mult):
             o = c * mult + j
-            _scatter_phases(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch, 1,
-                            1, kh_pad, kw_pad)
+            _scatter_unit(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch,
+                          kh_pad, kw_pad)
             _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, x0, height, width, pitch, dh, dw, j == 0,
                              taps_t, kh_t, kw_t)
             _plane_grads(xbuf, finite, gbuf, g_first, offsets, pitch, height, width, kernel_partials,
