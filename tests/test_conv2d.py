@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import numba_dwconv as nd
 from numba_dwconv import reference as ref
+from numba_dwconv._geometry import ExplicitPadding
 
 
 def make_case2d(rng, batch, height, width, channels, kernel_hw, mult, data_format, dtype):
@@ -360,3 +361,46 @@ def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, e
     assert_close(grads[0], ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", 1)[0], dtype)
     for grad in grads[1:]:
         np.testing.assert_array_equal(grads[0], grad)
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, dilation, mult, width", [
+    ((7, 7), 1, "same", 1, 1, 13),          # 13 columns: a block of eight and one overlapping it
+    ((9, 7), (2, 1), "same", (2, 1), 1, 16),  # row stride and dilation
+    ((7, 9), 1, "valid", 1, 1, 20),
+    ((7, 7), 1, ExplicitPadding(((2, 5), (4, 1))), 1, 2, 11),  # explicit padding (the PyTorch bridge's), m = 2
+    ((3, 13), 1, "same", 1, 1, 17),          # more than 25 taps, narrow rows of taps
+    ((13, 31), 1, "same", 1, 1, 9),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("group_bytes", [None, 1])
+def test_forward_of_wide_kernels_in_registers(kernel_size, strides, padding, dilation, mult, width, dtype, group_bytes,
+                                              monkeypatch):
+    """Kernels of more than 25 taps, or 7 and more columns, take the register-tiled forward (conv2d_last_wide).
+
+    With ``group_bytes`` = 1 every tap row is its own group: the partial sums go through the output
+    between tap rows (and the last, overlapping block stores only its new columns).
+    """
+    from numba_dwconv.cpu import conv2d
+
+    if group_bytes is not None:
+        monkeypatch.setattr(conv2d, "WIDE_GROUP_BYTES", group_bytes)
+    taken, real = [], conv2d._wide_fits
+    monkeypatch.setattr(conv2d, "_wide_fits", lambda p, k: taken.append(real(p, k)) or taken[-1])
+    rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + width)
+    channels = 32 // mult
+    x, kernel, bias = make_case2d(rng, 2, 10, width, channels, kernel_size, mult, "channels_last", dtype)
+    def reference(x, kernel, bias):  # (explicit padding: the reference on the padded input)
+        if isinstance(padding, str):
+            return ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation)
+        padded = np.pad(x, ((0, 0), *padding, (0, 0)))
+        return ref.conv2d_forward(padded, kernel, bias, strides, "valid", "channels_last", dilation)
+
+    for activation in (None, "relu"):
+        y = nd.depthwise_conv2d(x, kernel, bias, strides, padding, "channels_last", dilation, activation=activation)
+        want = reference(x, kernel, bias)
+        assert_close(y, ref.activation(activation, want) if activation else want, dtype)
+    assert taken == [True, True]
+    odd = make_case2d(rng, 1, 10, width, 12, kernel_size, 1, "channels_last", dtype)  # 12 channels: not whole vectors
+    y = nd.depthwise_conv2d(*odd, strides, padding, "channels_last", dilation)
+    assert_close(y, reference(*odd), dtype)
+    assert taken[-1] is False

@@ -30,10 +30,13 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch, static_count
+from .._simd import lanes_of
 from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
+from .conv2d_last_wide import BLOCK_WIDE, _forward_wide_last
+from .conv2d_last_wide import CHUNK_VECTORS as WIDE_CHUNK_VECTORS
 from .fused import activation as _activation
 from .partials import sum_partials
 
@@ -232,6 +235,52 @@ def _forward_row_args(problem, rep: int, kh_t):
     return (*_repeat_args(problem, rep, pads=pads), *pads)
 
 
+def _wide_fits(problem, kh_t) -> bool:
+    """Whether the channels_last forward takes :mod:`numba_dwconv.cpu.conv2d_last_wide` (``problem``: m = 1).
+
+    Where the tap rows would go one at a time (``kh_t`` a run-time count: more than
+    ALL_TAPS_LIMIT_WIDE taps, or 10-25 that do not take the all-taps blocks) with unit column steps,
+    rows of whole vectors and a block of outputs per row.
+    """
+    w = problem.width
+    lanes = len(lanes_of(problem.dtype))
+    return (not isinstance(kh_t, tuple) and _strided(w) is None and w.out_length >= BLOCK_WIDE
+            and problem.channels % lanes == 0)
+
+
+WIDE_GROUP_BYTES = 32 << 10  # the tap rows a block takes at once: their chunk of rows and taps fits in L1
+
+
+def _wide_chunk(problem) -> int:
+    """Channels per chunk of :func:`_forward_wide_last`."""
+    return len(lanes_of(problem.dtype)) * WIDE_CHUNK_VECTORS
+
+
+def _wide_row_args(problem, rep: int):
+    """``(rows_buf, held, rep, pad_l, pad_r, group)`` of :func:`_forward_wide_last`: padded rows, chunk major."""
+    h, w = problem.height, problem.width
+    pad_l = w.pad_left
+    pad_r = max(0, (w.out_length - 1) + (w.kernel_size - 1) - pad_l - (w.length - 1))
+    slots = (h.kernel_size - 1) * h.dilation + 1
+    chunk = _wide_chunk(problem)
+    padded_channels = -(-problem.channels // chunk) * chunk
+    rows_buf = scratch(slots * (pad_l + w.length + pad_r) * padded_channels, problem.dtype)
+    row_bytes = (pad_l + w.length + pad_r + w.kernel_size) * chunk * problem.dtype.itemsize
+    group = max(1, WIDE_GROUP_BYTES // row_bytes)
+    return rows_buf, scratch(slots, np.int64), rep, pad_l, pad_r, group
+
+
+def _chunked_taps(problem, kernel):
+    """``kernel`` (KH, KW, n, 1), flat and chunk major as :func:`_forward_wide_last` reads it."""
+    chunk = _wide_chunk(problem)
+    n = problem.channels
+    taps = kernel.reshape(-1, n)
+    padded = -(-n // chunk) * chunk
+    if padded != n:
+        taps = np.concatenate([taps, np.zeros((taps.shape[0], padded - n), taps.dtype)], axis=1)
+    return np.ascontiguousarray(taps.reshape(taps.shape[0], padded // chunk, chunk).transpose(1, 0, 2)).reshape(-1)
+
+
 def _strided(axis):
     """The channels_last kernels' ``strided`` argument: None for unit column steps (they compile only those passes)."""
     return None if axis.stride == 1 and axis.dilation == 1 else 1
@@ -262,6 +311,11 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
         kh_t, chunks = _all_taps_plan(problem, inputs)
+        if _wide_fits(problem, kh_t):
+            launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
+                   *_last_dims(problem), h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride,
+                   h.dilation, h.pad_left, act, grad, *_wide_row_args(problem, rep), lanes_of(problem.dtype))
+            return out
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
                h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),

@@ -1,0 +1,94 @@
+"""Explicit SIMD vectors inside numba kernels: a vector type and the three operations the kernels need.
+
+LLVM vectorises only innermost loops, so a loop over channels keeps its sums in registers only
+across taps whose loop is unrolled inside it (a compile-time count).  A kernel that must keep
+sums in registers across a run-time loop (large kernels: ``KH`` and ``KW`` at run time, one
+compiled kernel for every size) writes the channel vector out instead: :class:`Vec` is a numba
+type whose LLVM value is a ``<lanes x float>`` vector, so a vector of sums is an ordinary
+variable (a register) that a loop of any trip count carries.
+
+* ``vload(array, index, lanes_t)``: ``array[index : index + lanes]`` as a vector (``lanes_t``: a
+  tuple of ``lanes`` items, a compile-time count, see :func:`lanes_of`); ``array`` flat and
+  C-contiguous, ``index`` any integer (no bounds check: the kernels guarantee the range).
+* ``vstore(array, index, vector)``: the reverse.
+* ``vfma(a, b, c)``: ``a * b + c`` lane by lane (``llvm.fma``: one rounding).
+
+Loads and stores assume only the element's alignment.  Vectors of 64 bytes (16 float32 or 8
+float64) are one AVX-512 register; LLVM splits them into two or four on CPUs with narrower
+vectors, so the kernels stay correct everywhere.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, register_model
+
+VECTOR_BYTES = 64
+
+
+def lanes_of(dtype) -> tuple:
+    """The ``lanes_t`` argument for ``dtype``: a tuple of ``VECTOR_BYTES // itemsize`` zeros."""
+    return (0,) * (VECTOR_BYTES // dtype.itemsize)
+
+
+class Vec(types.Type):
+    """A vector of ``lanes`` values of the numba scalar type ``dtype``."""
+
+    def __init__(self, dtype, lanes: int):
+        self.dtype, self.lanes = dtype, lanes
+        super().__init__(name=f"Vec({dtype} x {lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
+
+
+@intrinsic
+def vload(typingctx, array, index, lanes_t):
+    """``array[index : index + lanes]`` as a :class:`Vec` (see the module docstring)."""
+    if not isinstance(array, types.Array) or not isinstance(lanes_t, types.BaseTuple):
+        return None
+    vec = Vec(array.dtype, len(lanes_t))
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        vector_type = context.get_value_type(vec)
+        return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=array.dtype.bitwidth // 8)
+
+    return vec(array, index, lanes_t), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, vector):
+    """``array[index : index + lanes] = vector``."""
+    if not isinstance(array, types.Array) or not isinstance(vector, Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(pointer, args[2].type.as_pointer()), align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.void(array, index, vector), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """``a * b + c`` lane by lane, rounded once."""
+    if not (isinstance(a, Vec) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vector_type = args[0].type
+        name = f"llvm.fma.v{vector_type.count}{'f32' if a.dtype.bitwidth == 32 else 'f64'}"
+        fma = builder.module.declare_intrinsic(name, fnty=ir.FunctionType(vector_type, [vector_type] * 3))
+        return builder.call(fma, list(args))
+
+    return a(a, b, c), codegen

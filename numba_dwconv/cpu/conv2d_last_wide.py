@@ -1,0 +1,188 @@
+"""The 2D channels_last forward of wide kernels (7 and more columns): all taps with the sums in registers.
+
+Used by :func:`numba_dwconv.cpu.conv2d.conv2d_forward` where the tap rows would otherwise go one at a
+time (:mod:`numba_dwconv.cpu.conv2d_last`: each tap row loads and stores the output row once more).
+Here each task (one output row) keeps eight output columns of one channel vector in registers over
+every tap of every tap row in range, written as explicit vectors (:mod:`numba_dwconv._simd`): with
+``KH`` and ``KW`` run-time counts LLVM would vectorise the tap loop instead of the channel loop.  So
+one compiled kernel serves every kernel size, and each output vector is stored once.
+
+* The input rows a task reads are copied into its part's row buffer with the left and right padding
+  as zeros (:func:`numba_dwconv.cpu.conv2d_last._repeated_row`, channels repeated for a depth
+  multiplier), so every output column sees all ``KW`` taps; tap rows outside the input are skipped.
+* Eight outputs per block (eight independent chains of multiply-adds: enough to keep both FMA units
+  busy), a window of eight input vectors sliding along the taps (one input and one tap vector loaded
+  per eight multiply-adds).  The last block of a row overlaps the one before when ``out_w`` is not a
+  multiple of eight (its outputs are computed whole again, to the same values).
+* Channels go in chunks of ``CHUNK_VECTORS`` vectors, all blocks of the row per chunk (the input rows'
+  chunk stays in L1 across the row's blocks).
+
+Measured against the tap-row passes (one thread, 'valid', 56x56, float32, GFMA/s): 7x7 C128 31 -> 45,
+7x7 C64 31 -> 68, 13x13 28x28 C256 43 -> 57, 31x31 C128 34 -> 67.  Requires a channel count (times the
+multiplier) that is a multiple of the vector's lanes, unit column stride and dilation, ``out_w >= 8``.
+"""
+
+from __future__ import annotations
+
+from numba import uint64
+
+from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
+from .._simd import vfma, vload, vstore
+from .fused import apply_activation
+
+BLOCK_WIDE = 8  # output columns per block
+CHUNK_VECTORS = 1  # channel vectors per chunk
+
+
+@serial_kernel
+def _zero_pad_columns(buf, planes, wp, pad_l, width, ch):
+    """Zero the padding columns ``[0, pad_l)`` and ``[pad_l + width, wp)`` of every row plane of ``buf``."""
+    for plane in range(planes):
+        base = uint64(plane) * uint64(wp) * uint64(ch)
+        for p in range(uint64(pad_l) * uint64(ch)):
+            buf[base + p] = 0.0
+        for p in range(uint64(pad_l + width) * uint64(ch), uint64(wp) * uint64(ch)):
+            buf[base + p] = 0.0
+
+
+@serial_kernel
+def _chunked_row(x, buf, held, key, slot, x_row, width, c_in, rep, n, ch, slots, wp, pad_l):
+    """Input row ``key`` (``x[x_row:]``, width x c_in, each channel repeated ``rep`` times) into ``buf``'s ``slot``.
+
+    ``buf`` holds, per chunk ``q`` of ``ch`` channels, ``slots`` rows of ``wp`` columns of ``ch`` values (chunk
+    major: the columns of one chunk are ``ch`` values apart, so a block's window spreads over the cache's
+    sets); the row goes to columns ``[pad_l, pad_l + width)``.  Nothing is copied if ``held[slot] == key``.
+    """
+    if held[slot] == key:
+        return
+    chunks = (n + ch - 1) // ch
+    for q in range(chunks):
+        c_lo = q * ch
+        count = min(ch, n - c_lo)
+        d = (uint64(q * slots + slot) * uint64(wp) + uint64(pad_l)) * uint64(ch)
+        if rep == 1:
+            for col in range(uint64(width)):
+                s = x_row + col * uint64(c_in) + uint64(c_lo)
+                for j in range(uint64(count)):
+                    buf[d + col * uint64(ch) + j] = x[s + j]
+        else:
+            for col in range(uint64(width)):
+                s = x_row + col * uint64(c_in)
+                for j in range(uint64(count)):
+                    buf[d + col * uint64(ch) + j] = x[s + (uint64(c_lo) + j) // uint64(rep)]
+    held[slot] = key
+
+
+@parallel_kernel
+def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, channels, out_h, out_w, kh, kw, sh, dh,
+                       top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t):
+    """One task per output row: ``out[b, oh, ow] = act(bias + sum_{i,k} row(oh*sh - top + i*dh)[ow + k] * taps[i, k])``.
+
+    Arrays are flat: ``x`` (B*H*W*(channels // rep)), ``bias`` (channels), ``out`` (B*out_h*out_w*channels);
+    ``taps`` chunk major like the rows (:func:`_chunked_row`): per chunk of ``lanes * CHUNK_VECTORS``
+    channels, the KH*KW taps of those channels.  ``channels`` is C*m (a multiplier ``rep`` = m runs as m = 1
+    over repeated channels).  ``rows_buf[part]`` holds ``held.shape[1]`` rows (slot ``ih % slots``) of
+    ``pad_l + width + pad_r`` columns per chunk, ``pad_l`` the left padding.  ``act``, ``grad``: see
+    :mod:`numba_dwconv.cpu.fused`.  ``lanes_t``: :func:`numba_dwconv._simd.lanes_of`.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    n = uint64(channels)
+    ch = lanes * uint64(CHUNK_VECTORS)
+    c_in = channels // rep
+    wp = pad_l + width + pad_r
+    src = rows_buf[part]
+    slots = held.shape[1]
+    for q in range(slots):
+        held[part, q] = -1
+    _zero_pad_columns(src, ((n + ch - 1) // ch) * uint64(slots), wp, pad_l, width, ch)
+    plane = uint64(wp) * ch  # one row of one chunk
+    taps_per_chunk = uint64(kh * kw) * ch
+    last_block = out_w - BLOCK_WIDE
+    tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
+    for task in range(tasks_lo, tasks_hi):
+        b = task // out_h
+        oh = task - b * out_h
+        ih0 = oh * sh - top
+        i_lo = 0
+        while i_lo < kh and ih0 + i_lo * dh < 0:
+            i_lo += 1
+        i_hi = kh
+        while i_hi > i_lo and ih0 + (i_hi - 1) * dh >= height:
+            i_hi -= 1
+        for i in range(i_lo, i_hi):  # the rows in the buffer
+            ih = ih0 + i * dh
+            _chunked_row(x, src, held[part], b * height + ih, ih % slots,
+                         uint64(b * height + ih) * uint64(width * c_in), width, c_in, rep, channels, ch, slots, wp,
+                         pad_l)
+        d_row = uint64(task) * uint64(out_w) * n
+        for c_lo in range(uint64(0), n, ch):
+            q = c_lo // ch
+            rows_q = q * uint64(slots) * plane
+            taps_q = q * taps_per_chunk
+            for cb in range(c_lo, min(n, c_lo + ch), lanes):
+                for g_lo in range(i_lo, max(i_lo + 1, i_hi), group):  # (one pass for the bias if no row is in range)
+                    g_hi = min(i_hi, g_lo + group)
+                    g_slot = (ih0 + g_lo * dh) % slots if g_hi > g_lo else 0
+                    ow = 0
+                    while ow < out_w:
+                        skip = 0  # leading columns not stored: the last block overlaps the one before
+                        if ow > last_block:
+                            skip = ow - last_block
+                            ow = last_block
+                        d = d_row + uint64(ow) * n + cb
+                        if g_lo == i_lo:
+                            a0 = vload(bias, cb, lanes_t)
+                            a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
+                        else:
+                            a0 = vload(out, d, lanes_t)
+                            a1 = vload(out, d + n, lanes_t)
+                            a2 = vload(out, d + uint64(2) * n, lanes_t)
+                            a3 = vload(out, d + uint64(3) * n, lanes_t)
+                            a4 = vload(out, d + uint64(4) * n, lanes_t)
+                            a5 = vload(out, d + uint64(5) * n, lanes_t)
+                            a6 = vload(out, d + uint64(6) * n, lanes_t)
+                            a7 = vload(out, d + uint64(7) * n, lanes_t)
+                        slot = g_slot
+                        for i in range(g_lo, g_hi):
+                            s = rows_q + uint64(slot) * plane + uint64(ow) * ch + (cb - c_lo)
+                            t = taps_q + uint64(i * kw) * ch + (cb - c_lo)
+                            slot += dh  # (the slot of the next tap row: no division in the loop)
+                            if slot >= slots:
+                                slot -= slots
+                            v0 = vload(src, s, lanes_t)
+                            v1 = vload(src, s + ch, lanes_t)
+                            v2 = vload(src, s + uint64(2) * ch, lanes_t)
+                            v3 = vload(src, s + uint64(3) * ch, lanes_t)
+                            v4 = vload(src, s + uint64(4) * ch, lanes_t)
+                            v5 = vload(src, s + uint64(5) * ch, lanes_t)
+                            v6 = vload(src, s + uint64(6) * ch, lanes_t)
+                            for k in range(kw):
+                                v7 = vload(src, s + uint64(k + 7) * ch, lanes_t)
+                                w = vload(taps, t + uint64(k) * ch, lanes_t)
+                                a0 = vfma(v0, w, a0)
+                                a1 = vfma(v1, w, a1)
+                                a2 = vfma(v2, w, a2)
+                                a3 = vfma(v3, w, a3)
+                                a4 = vfma(v4, w, a4)
+                                a5 = vfma(v5, w, a5)
+                                a6 = vfma(v6, w, a6)
+                                a7 = vfma(v7, w, a7)
+                                v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+                        if skip < 1:
+                            vstore(out, d, a0)
+                        if skip < 2:
+                            vstore(out, d + n, a1)
+                        if skip < 3:
+                            vstore(out, d + uint64(2) * n, a2)
+                        if skip < 4:
+                            vstore(out, d + uint64(3) * n, a3)
+                        if skip < 5:
+                            vstore(out, d + uint64(4) * n, a4)
+                        if skip < 6:
+                            vstore(out, d + uint64(5) * n, a5)
+                        if skip < 7:
+                            vstore(out, d + uint64(6) * n, a6)
+                        vstore(out, d + uint64(7) * n, a7)
+                        ow += BLOCK_WIDE + skip
+        row_end = d_row + uint64(out_w) * n
+        apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
