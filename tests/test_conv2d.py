@@ -404,3 +404,40 @@ def test_forward_of_wide_kernels_in_registers(kernel_size, strides, padding, dil
     y = nd.depthwise_conv2d(*odd, strides, padding, "channels_last", dilation)
     assert_close(y, reference(*odd), dtype)
     assert taken[-1] is False
+
+
+@pytest.mark.parametrize("kernel_size, padding, dilation, width, mult", [
+    ((7, 7), "same", 1, 13, 1),
+    ((9, 7), "same", (2, 1), 16, 1),
+    ((7, 9), "valid", 1, 20, 1),
+    ((3, 13), "same", 1, 17, 1),
+    ((13, 31), "same", 1, 9, 1),
+    ((7, 7), ExplicitPadding(((1, 8), (2, 3))), 1, 19, 1),  # more padding after than the kernel reaches
+    ((7, 7), ExplicitPadding(((8, 1), (2, 3))), 1, 19, 1),  # and before: the gather (a negative transposed padding)
+    ((7, 7), "same", 1, 13, 2),  # a multiplier: the gather (each group of repeated channels summed)
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("group_bytes", [None, 1])
+def test_input_grad_of_wide_kernels_as_a_transposed_forward(kernel_size, padding, dilation, width, mult, dtype,
+                                                            group_bytes, monkeypatch):
+    """Unit strides, m = 1: a wide kernel's input gradient is the register-tiled forward over the output gradient."""
+    from numba_dwconv.cpu import conv2d
+
+    if group_bytes is not None:
+        monkeypatch.setattr(conv2d, "WIDE_GROUP_BYTES", group_bytes)
+    taken, real = [], conv2d._wide_fits
+    monkeypatch.setattr(conv2d, "_wide_fits", lambda p, k: taken.append(real(p, k)) or taken[-1])
+    rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + width)
+    x, kernel, _ = make_case2d(rng, 2, 12, width, 16, kernel_size, mult, "channels_last", dtype)
+    y = nd.depthwise_conv2d(x, kernel, None, 1, padding, "channels_last", dilation)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    taken.clear()
+    got = nd.depthwise_conv2d_input_grad(grad_y, kernel, x.shape[1:3], 1, padding, "channels_last", dilation)
+    if isinstance(padding, str):
+        want = ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", dilation)[0]
+    else:
+        padded = np.pad(x, ((0, 0), *padding, (0, 0)))
+        want = ref.conv2d_gradients(grad_y, padded, kernel, 1, "valid", "channels_last", dilation)[0]
+        want = want[:, padding[0][0]:padding[0][0] + x.shape[1], padding[1][0]:padding[1][0] + x.shape[2]]
+    assert_close(got, want, dtype)
+    assert taken == ([] if padding == ((8, 1), (2, 3)) or mult > 1 else [True])

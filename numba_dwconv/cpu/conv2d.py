@@ -251,6 +251,35 @@ def _wide_fits(problem, kh_t) -> bool:
 WIDE_GROUP_BYTES = 32 << 10  # the tap rows a block takes at once: their chunk of rows and taps fits in L1
 
 
+def _launch_wide(problem, rep: int, inputs, kernel, bias, out, act, grad):
+    """:func:`_forward_wide_last` on ``problem`` (channels_last, m = 1 over ``rep``-repeated channels)."""
+    h, w = problem.height, problem.width
+    launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
+           *_last_dims(problem), h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, h.dilation,
+           h.pad_left, act, grad.reshape(-1), *_wide_row_args(problem, rep), lanes_of(problem.dtype))
+
+
+def _transposed_forward(problem):
+    """The input gradient of a channels_last ``problem`` with unit strides as a forward problem, or None.
+
+    ``grad_in[ih, iw] = sum_{i,k} grad[ih - top' + i*dh, iw - left' + k*dw] * flipped[i, k]`` with ``top' =
+    (KH-1)*dh - pad_top`` (and ``left'`` alike): a forward over the output gradient (``out_h x out_w``) whose
+    outputs are the input's ``H x W``.  None where a stride is not 1 or ``top'``/``left'`` would be negative
+    (explicit padding past the kernel's reach).
+    """
+    h, w = problem.height, problem.width
+    if h.stride != 1 or w.stride != 1:
+        return None
+    axes = []
+    for axis in (h, w):
+        before = (axis.kernel_size - 1) * axis.dilation - axis.pad_left
+        if before < 0:
+            return None
+        axes.append(axis._replace(length=axis.out_length, pad_left=before, out_length=axis.length,
+                                  pad_right=(axis.kernel_size - 1) * axis.dilation - axis.pad_right))
+    return problem._replace(height=axes[0], width=axes[1])
+
+
 def _wide_chunk(problem) -> int:
     """Channels per chunk of :func:`_forward_wide_last`."""
     return len(lanes_of(problem.dtype)) * WIDE_CHUNK_VECTORS
@@ -312,9 +341,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     if problem.channels_last:
         kh_t, chunks = _all_taps_plan(problem, inputs)
         if _wide_fits(problem, kh_t):
-            launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
-                   *_last_dims(problem), h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride,
-                   h.dilation, h.pad_left, act, grad, *_wide_row_args(problem, rep), lanes_of(problem.dtype))
+            _launch_wide(problem, rep, inputs, kernel, bias, out, act, grad)
             return out
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
@@ -364,6 +391,11 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
             kh_t, chunks = _all_taps_plan(problem, grad_outputs)
+            transposed = _transposed_forward(problem) if rep == 1 else None  # (m > 1: gathered, then summed)
+            if transposed is not None and _wide_fits(transposed, kh_t):
+                _launch_wide(transposed, 1, grad_outputs, flipped, zeros, grad_in, _activation(None, problem.dtype),
+                             grad_in)
+                return grad_in
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
                    *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,
                    h.pad_left, w.pad_left, _width_taps(problem),
