@@ -32,8 +32,9 @@ RANKS = (1, 2)
 LAYOUTS = ("channels_last", "channels_first")
 DTYPES = ("float32", "float64")
 # (kernel size, stride, padding, depth multiplier) of the problems each job runs, forward and backward:
-# the kernels that the common layer configurations choose (2D kernel sizes up to 16 are compile-time
-# constants of their own, so each size in KERNEL_SIZES_2D is its own entry in the cache).
+# the kernels that the common layer configurations choose (2D kernel sizes up to 5x5 are compile-time
+# constants of their own, so each is its own entry in the cache; 7x7 compiles the kernels that every
+# wider kernel of whole channel vectors shares, and still its own channels_last kernel gradient).
 PROBLEMS_1D = ((3, 1, "same", 1), (4, 1, "causal", 1), (3, 2, "same", 1), (3, 1, "same", 2))
 KERNEL_SIZES_2D = (3, 5, 7)
 
@@ -59,7 +60,7 @@ def run_job(rank: int, layout: str, dtypes, kernel_sizes=KERNEL_SIZES_2D, stride
 
     forward = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
     backward = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
-    channels = 8
+    channels = 16  # whole 64-byte vectors of float32: the layers' usual channel counts take those kernels
     for dtype in dtypes:
         for k, stride, padding, mult in _problems(rank, kernel_sizes, strides, multipliers):
             spatial = (2 * k + 5,) * rank
