@@ -380,12 +380,12 @@ def test_forward_of_wide_kernels_in_registers(kernel_size, strides, padding, dil
     With ``group_bytes`` = 1 every tap row is its own group: the partial sums go through the output
     between tap rows (and the last, overlapping block stores only its new columns).
     """
-    from numba_dwconv.cpu import conv2d
+    from numba_dwconv.cpu import conv2d_wide
 
     if group_bytes is not None:
-        monkeypatch.setattr(conv2d, "WIDE_GROUP_BYTES", group_bytes)
-    taken, real = [], conv2d._wide_fits
-    monkeypatch.setattr(conv2d, "_wide_fits", lambda p, k: taken.append(real(p, k)) or taken[-1])
+        monkeypatch.setattr(conv2d_wide, "GROUP_BYTES", group_bytes)
+    taken, real = [], conv2d_wide.fits
+    monkeypatch.setattr(conv2d_wide, "fits", lambda p, k: taken.append(real(p, k)) or taken[-1])
     rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + width)
     channels = 32 // mult
     x, kernel, bias = make_case2d(rng, 2, 10, width, channels, kernel_size, mult, "channels_last", dtype)
@@ -421,12 +421,12 @@ def test_forward_of_wide_kernels_in_registers(kernel_size, strides, padding, dil
 def test_input_grad_of_wide_kernels_as_a_transposed_forward(kernel_size, padding, dilation, width, mult, dtype,
                                                             group_bytes, monkeypatch):
     """Unit strides, m = 1: a wide kernel's input gradient is the register-tiled forward over the output gradient."""
-    from numba_dwconv.cpu import conv2d
+    from numba_dwconv.cpu import conv2d_wide
 
     if group_bytes is not None:
-        monkeypatch.setattr(conv2d, "WIDE_GROUP_BYTES", group_bytes)
-    taken, real = [], conv2d._wide_fits
-    monkeypatch.setattr(conv2d, "_wide_fits", lambda p, k: taken.append(real(p, k)) or taken[-1])
+        monkeypatch.setattr(conv2d_wide, "GROUP_BYTES", group_bytes)
+    taken, real = [], conv2d_wide.fits
+    monkeypatch.setattr(conv2d_wide, "fits", lambda p, k: taken.append(real(p, k)) or taken[-1])
     rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + width)
     x, kernel, _ = make_case2d(rng, 2, 12, width, 16, kernel_size, mult, "channels_last", dtype)
     y = nd.depthwise_conv2d(x, kernel, None, 1, padding, "channels_last", dilation)

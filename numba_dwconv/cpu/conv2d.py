@@ -30,13 +30,11 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch, static_count
-from .._simd import lanes_of
+from . import conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
-from .conv2d_last_wide import BLOCK_WIDE, _forward_wide_last
-from .conv2d_last_wide import CHUNK_VECTORS as WIDE_CHUNK_VECTORS
 from .fused import activation as _activation
 from .partials import sum_partials
 
@@ -235,81 +233,6 @@ def _forward_row_args(problem, rep: int, kh_t):
     return (*_repeat_args(problem, rep, pads=pads), *pads)
 
 
-def _wide_fits(problem, kh_t) -> bool:
-    """Whether the channels_last forward takes :mod:`numba_dwconv.cpu.conv2d_last_wide` (``problem``: m = 1).
-
-    Where the tap rows would go one at a time (``kh_t`` a run-time count: more than
-    ALL_TAPS_LIMIT_WIDE taps, or 10-25 that do not take the all-taps blocks) with unit column steps,
-    rows of whole vectors and a block of outputs per row.
-    """
-    w = problem.width
-    lanes = len(lanes_of(problem.dtype))
-    return (not isinstance(kh_t, tuple) and _strided(w) is None and w.out_length >= BLOCK_WIDE
-            and problem.channels % lanes == 0)
-
-
-WIDE_GROUP_BYTES = 32 << 10  # the tap rows a block takes at once: their chunk of rows and taps fits in L1
-
-
-def _launch_wide(problem, rep: int, inputs, kernel, bias, out, act, grad):
-    """:func:`_forward_wide_last` on ``problem`` (channels_last, m = 1 over ``rep``-repeated channels)."""
-    h, w = problem.height, problem.width
-    launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
-           *_last_dims(problem), h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, h.dilation,
-           h.pad_left, act, grad.reshape(-1), *_wide_row_args(problem, rep), lanes_of(problem.dtype))
-
-
-def _transposed_forward(problem):
-    """The input gradient of a channels_last ``problem`` with unit strides as a forward problem, or None.
-
-    ``grad_in[ih, iw] = sum_{i,k} grad[ih - top' + i*dh, iw - left' + k*dw] * flipped[i, k]`` with ``top' =
-    (KH-1)*dh - pad_top`` (and ``left'`` alike): a forward over the output gradient (``out_h x out_w``) whose
-    outputs are the input's ``H x W``.  None where a stride is not 1 or ``top'``/``left'`` would be negative
-    (explicit padding past the kernel's reach).
-    """
-    h, w = problem.height, problem.width
-    if h.stride != 1 or w.stride != 1:
-        return None
-    axes = []
-    for axis in (h, w):
-        before = (axis.kernel_size - 1) * axis.dilation - axis.pad_left
-        if before < 0:
-            return None
-        axes.append(axis._replace(length=axis.out_length, pad_left=before, out_length=axis.length,
-                                  pad_right=(axis.kernel_size - 1) * axis.dilation - axis.pad_right))
-    return problem._replace(height=axes[0], width=axes[1])
-
-
-def _wide_chunk(problem) -> int:
-    """Channels per chunk of :func:`_forward_wide_last`."""
-    return len(lanes_of(problem.dtype)) * WIDE_CHUNK_VECTORS
-
-
-def _wide_row_args(problem, rep: int):
-    """``(rows_buf, held, rep, pad_l, pad_r, group)`` of :func:`_forward_wide_last`: padded rows, chunk major."""
-    h, w = problem.height, problem.width
-    pad_l = w.pad_left
-    pad_r = max(0, (w.out_length - 1) + (w.kernel_size - 1) - pad_l - (w.length - 1))
-    slots = (h.kernel_size - 1) * h.dilation + 1
-    chunk = _wide_chunk(problem)
-    padded_channels = -(-problem.channels // chunk) * chunk
-    rows_buf = scratch(slots * (pad_l + w.length + pad_r) * padded_channels, problem.dtype)
-    row_bytes = (pad_l + w.length + pad_r + w.kernel_size) * chunk * problem.dtype.itemsize
-    group = max(1, WIDE_GROUP_BYTES // row_bytes)
-    return rows_buf, scratch(slots, np.int64), rep, pad_l, pad_r, group
-
-
-def _chunked_taps(problem, kernel):
-    """``kernel`` (KH, KW, n, 1), flat and chunk major as :func:`_forward_wide_last` reads it."""
-    chunk = _wide_chunk(problem)
-    n = problem.channels
-    taps = kernel.reshape(-1, n)
-    padded = -(-n // chunk) * chunk
-    if padded != n:
-        taps = np.concatenate([taps, np.zeros((taps.shape[0], padded - n), taps.dtype)], axis=1)
-    return np.ascontiguousarray(taps.reshape(taps.shape[0], padded // chunk, chunk).transpose(1, 0, 2)).reshape(-1)
-
-
 def _strided(axis):
     """The channels_last kernels' ``strided`` argument: None for unit column steps (they compile only those passes)."""
     return None if axis.stride == 1 and axis.dilation == 1 else 1
@@ -340,8 +263,8 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     grad = out.reshape(-1) if grad_outputs is None else grad_outputs.reshape(-1)
     if problem.channels_last:
         kh_t, chunks = _all_taps_plan(problem, inputs)
-        if _wide_fits(problem, kh_t):
-            _launch_wide(problem, rep, inputs, kernel, bias, out, act, grad)
+        if conv2d_wide.fits(problem, kh_t):
+            conv2d_wide.forward(problem, rep, inputs, kernel, bias, out, act, grad)
             return out
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
@@ -391,10 +314,10 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
             kh_t, chunks = _all_taps_plan(problem, grad_outputs)
-            transposed = _transposed_forward(problem) if rep == 1 else None  # (m > 1: gathered, then summed)
-            if transposed is not None and _wide_fits(transposed, kh_t):
-                _launch_wide(transposed, 1, grad_outputs, flipped, zeros, grad_in, _activation(None, problem.dtype),
-                             grad_in)
+            transposed = conv2d_wide.transposed_forward(problem) if rep == 1 else None  # (m > 1: the gather)
+            if transposed is not None and conv2d_wide.fits(transposed, kh_t):
+                conv2d_wide.forward(transposed, 1, grad_outputs, flipped, zeros, grad_in,
+                                    _activation(None, problem.dtype), grad_in)
                 return grad_in
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
                    *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,

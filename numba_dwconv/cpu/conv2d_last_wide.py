@@ -1,25 +1,28 @@
-"""The 2D channels_last forward of wide kernels (7 and more columns): all taps with the sums in registers.
+"""The 2D channels_last forward of wide kernels: eight outputs of a channel vector in registers over all taps.
 
-Used by :func:`numba_dwconv.cpu.conv2d.conv2d_forward` where the tap rows would otherwise go one at a
-time (:mod:`numba_dwconv.cpu.conv2d_last`: each tap row loads and stores the output row once more).
-Here each task (one output row) keeps eight output columns of one channel vector in registers over
-every tap of every tap row in range, written as explicit vectors (:mod:`numba_dwconv._simd`): with
-``KH`` and ``KW`` run-time counts LLVM would vectorise the tap loop instead of the channel loop.  So
-one compiled kernel serves every kernel size, and each output vector is stored once.
+Used where the tap rows would otherwise go one at a time (:mod:`numba_dwconv.cpu.conv2d_last`: each tap
+row loads and stores the output row once more); the host side (when, the arguments) is
+:mod:`numba_dwconv.cpu.conv2d_wide`.  Each task (one output row) keeps eight output columns of one
+channel vector in registers over every tap, written as explicit vectors (:mod:`numba_dwconv._simd`):
+with ``KH`` and ``KW`` run-time counts LLVM's loop vectoriser would vectorise the tap loop instead of
+the channel loop.  So one compiled kernel serves every kernel size.
 
-* The input rows a task reads are copied into its part's row buffer with the left and right padding
-  as zeros (:func:`numba_dwconv.cpu.conv2d_last._repeated_row`, channels repeated for a depth
-  multiplier), so every output column sees all ``KW`` taps; tap rows outside the input are skipped.
-* Eight outputs per block (eight independent chains of multiply-adds: enough to keep both FMA units
-  busy), a window of eight input vectors sliding along the taps (one input and one tap vector loaded
-  per eight multiply-adds).  The last block of a row overlaps the one before when ``out_w`` is not a
-  multiple of eight (its outputs are computed whole again, to the same values).
-* Channels go in chunks of ``CHUNK_VECTORS`` vectors, all blocks of the row per chunk (the input rows'
-  chunk stays in L1 across the row's blocks).
+* The input rows a task reads are copied once per thread into its row buffer with the left and right
+  padding as zeros (:func:`_chunked_row`; channels repeated for a depth multiplier), chunk major: one
+  channel vector's columns are contiguous, so a block's window spreads over the cache's sets (row
+  major, with 128 channels every access of a block fell into 8 of the 64 sets of L1).  Tap rows outside
+  the input are skipped.
+* Eight outputs per block: eight independent chains of multiply-adds keep both FMA units busy (four
+  left them waiting on latency), and a window of eight input vectors slides along the taps (one input
+  and one tap vector loaded per eight multiply-adds).  The last block of a row overlaps the one before
+  when ``out_w`` is not a multiple of eight and stores only its new columns.
+* The tap rows go in groups (``group``) whose rows and taps of one channel vector fit in L1; between
+  groups the partial sums go through the output (stored and reloaded exactly, the same sums in the same
+  order).
 
-Measured against the tap-row passes (one thread, 'valid', 56x56, float32, GFMA/s): 7x7 C128 31 -> 45,
-7x7 C64 31 -> 68, 13x13 28x28 C256 43 -> 57, 31x31 C128 34 -> 67.  Requires a channel count (times the
-multiplier) that is a multiple of the vector's lanes, unit column stride and dilation, ``out_w >= 8``.
+Measured against the tap-row passes, one thread, 'same', float32 (GFMA/s on the multiply-adds done):
+56x56 C128 31x31 34-45 -> 58-65, 7x7 31-33 -> 35-44.  Requires a channel count (times the multiplier)
+that is a multiple of the vector's lanes, unit column stride and dilation, ``out_w >= 8``.
 """
 
 from __future__ import annotations

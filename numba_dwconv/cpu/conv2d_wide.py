@@ -1,0 +1,88 @@
+"""Host side of the register-tiled 2D kernels of wide kernels (:mod:`numba_dwconv.cpu.conv2d_last_wide`).
+
+:func:`numba_dwconv.cpu.conv2d.conv2d_forward` asks :func:`fits` and runs :func:`forward`; its input gradient
+runs the same kernel on :func:`transposed_forward` of its problem.  Problems are channels_last ``m = 1``
+problems (:class:`numba_dwconv._geometry.Conv2DProblem`; a multiplier runs over repeated channels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import launch, scratch
+from .._simd import lanes_of
+from .conv2d_last_wide import BLOCK_WIDE, CHUNK_VECTORS, _forward_wide_last
+
+GROUP_BYTES = 32 << 10  # the tap rows a block takes at once: their chunk of rows and taps fits in L1
+
+
+def fits(problem, kh_t) -> bool:
+    """Whether the channels_last forward of ``problem`` takes the wide kernel.
+
+    Where the tap rows would go one at a time (``kh_t`` a run-time count: more than ALL_TAPS_LIMIT_WIDE taps,
+    or 10-25 that do not take the all-taps blocks, see :mod:`numba_dwconv.cpu.conv2d`) with unit column
+    steps, rows of whole vectors of channels and a block of outputs per row.
+    """
+    w = problem.width
+    return (not isinstance(kh_t, tuple) and w.stride == 1 and w.dilation == 1 and w.out_length >= BLOCK_WIDE
+            and problem.channels % len(lanes_of(problem.dtype)) == 0)
+
+
+def forward(problem, rep: int, inputs, kernel, bias, out, act, grad):
+    """The wide kernel on ``problem`` (``inputs`` with ``problem.channels // rep`` channels, each repeated ``rep``)."""
+    h, w = problem.height, problem.width
+    launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
+           problem.batch, h.length, w.length, problem.channels, h.out_length, w.out_length, h.kernel_size,
+           w.kernel_size, h.stride, h.dilation, h.pad_left, act, grad.reshape(-1), *_row_args(problem, rep),
+           lanes_of(problem.dtype))
+
+
+def transposed_forward(problem):
+    """The input gradient of a channels_last ``problem`` with unit strides as a forward problem, or None.
+
+    ``grad_in[ih, iw] = sum_{i,k} grad[ih - top' + i*dh, iw - left' + k*dw] * flipped[i, k]`` with ``top' =
+    (KH-1)*dh - pad_top`` (and ``left'`` alike): a forward over the output gradient (``out_h x out_w``) whose
+    outputs are the input's ``H x W``.  None where a stride is not 1 or ``top'``/``left'`` would be negative
+    (explicit padding past the kernel's reach).
+    """
+    h, w = problem.height, problem.width
+    if h.stride != 1 or w.stride != 1:
+        return None
+    axes = []
+    for axis in (h, w):
+        before = (axis.kernel_size - 1) * axis.dilation - axis.pad_left
+        if before < 0:
+            return None
+        axes.append(axis._replace(length=axis.out_length, pad_left=before, out_length=axis.length,
+                                  pad_right=(axis.kernel_size - 1) * axis.dilation - axis.pad_right))
+    return problem._replace(height=axes[0], width=axes[1])
+
+
+def _chunk(problem) -> int:
+    """Channels per chunk of the kernel's rows and taps."""
+    return len(lanes_of(problem.dtype)) * CHUNK_VECTORS
+
+
+def _row_args(problem, rep: int):
+    """``(rows_buf, held, rep, pad_l, pad_r, group)`` of the kernel: per-thread padded rows, chunk major."""
+    h, w = problem.height, problem.width
+    pad_l = w.pad_left
+    pad_r = max(0, (w.out_length - 1) + (w.kernel_size - 1) - pad_l - (w.length - 1))
+    slots = (h.kernel_size - 1) * h.dilation + 1
+    chunk = _chunk(problem)
+    padded_channels = -(-problem.channels // chunk) * chunk
+    rows_buf = scratch(slots * (pad_l + w.length + pad_r) * padded_channels, problem.dtype)
+    row_bytes = (pad_l + w.length + pad_r + w.kernel_size) * chunk * problem.dtype.itemsize
+    group = max(1, GROUP_BYTES // row_bytes)
+    return rows_buf, scratch(slots, np.int64), rep, pad_l, pad_r, group
+
+
+def _chunked_taps(problem, kernel):
+    """``kernel`` (KH, KW, n, 1), flat and chunk major as the kernel reads it."""
+    chunk = _chunk(problem)
+    n = problem.channels
+    taps = kernel.reshape(-1, n)
+    padded = -(-n // chunk) * chunk
+    if padded != n:
+        taps = np.concatenate([taps, np.zeros((taps.shape[0], padded - n), taps.dtype)], axis=1)
+    return np.ascontiguousarray(taps.reshape(taps.shape[0], padded // chunk, chunk).transpose(1, 0, 2)).reshape(-1)
