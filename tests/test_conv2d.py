@@ -441,3 +441,35 @@ def test_input_grad_of_wide_kernels_as_a_transposed_forward(kernel_size, padding
         want = want[:, padding[0][0]:padding[0][0] + x.shape[1], padding[1][0]:padding[1][0] + x.shape[2]]
     assert_close(got, want, dtype)
     assert taken == ([] if padding == ((8, 1), (2, 3)) or mult > 1 else [True])
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, dilation, mult, taken", [
+    ((7, 7), 1, "same", 1, 1, True),          # one group of eight taps, the eighth not stored
+    ((9, 7), (2, 1), "same", (2, 1), 1, True),
+    ((7, 13), 1, "valid", 1, 1, True),        # two groups, the second overlapping the first
+    ((7, 7), 1, ExplicitPadding(((2, 5), (4, 1))), 1, 2, True),
+    ((13, 31), 1, "same", 1, 1, True),
+    ((9, 9), 1, "same", 1, 1, False),         # 16 taps' work for 9: the compile-time-width kernel
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_grad_of_wide_kernels_in_registers(kernel_size, strides, padding, dilation, mult, taken, dtype,
+                                                  monkeypatch):
+    """Wide kernels' kernel and bias gradients: eight taps of a channel vector in registers over the rows."""
+    from numba_dwconv.cpu import conv2d_wide
+
+    seen, real = [], conv2d_wide.kernel_grad_fits
+    monkeypatch.setattr(conv2d_wide, "kernel_grad_fits", lambda p: seen.append(real(p)) or seen[-1])
+    rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + mult)
+    x, kernel, bias = make_case2d(rng, 2, 11, 17, 32 // mult, kernel_size, mult, "channels_last", dtype)
+    y = nd.depthwise_conv2d(x, kernel, bias, strides, padding, "channels_last", dilation)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    grad_k, grad_b = nd.depthwise_conv2d_kernel_grad(grad_y, x, kernel_size, strides, padding, "channels_last",
+                                                     dilation)
+    if isinstance(padding, str):
+        want = ref.conv2d_gradients(grad_y, x, kernel, strides, padding, "channels_last", dilation)
+    else:
+        padded = np.pad(x, ((0, 0), *padding, (0, 0)))
+        want = ref.conv2d_gradients(grad_y, padded, kernel, strides, "valid", "channels_last", dilation)
+    assert_close(grad_k, want[1], dtype)
+    assert_close(grad_b, want[2], dtype)
+    assert seen == [taken]

@@ -412,7 +412,9 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
         n_tasks = problem.batch * math.ceil(h.out_length / rows_per_task)
         kernel_partials = np.empty((n_tasks, kh, kw, out_channels), dtype)
         bias_partials = np.empty((n_tasks, out_channels), dtype)
-        if n_tasks:
+        if n_tasks and conv2d_wide.kernel_grad_fits(problem):
+            conv2d_wide.kernel_grad(problem, rep, grad_outputs, inputs, kernel_partials, bias_partials, rows_per_task)
+        elif n_tasks:
             launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,

@@ -189,3 +189,107 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                         ow += BLOCK_WIDE + skip
         row_end = d_row + uint64(out_w) * n
         apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
+
+
+@parallel_kernel
+def _kernel_grad_wide_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels, out_h,
+                           out_w, kh, kw, sh, dh, top, rows_per_task, rows_buf, held, rep, pad_l, pad_r, consts,
+                           lanes_t):
+    """One partial per task (a batch entry and ``rows_per_task`` output rows): eight taps in registers over the rows.
+
+    ``kernel_partials`` (tasks * KH*KW*channels, flat), ``bias_partials`` (tasks * channels); ``grad`` like
+    the forward's ``out``, ``x`` like its input (``channels // rep`` channels).  The input rows a task reads are
+    copied (:func:`_chunked_row`) into ``rows_buf[part]`` (``held.shape[1]`` rows, slot ``ih % slots``), then per
+    channel vector, tap row and group of eight taps (the last group overlapping the one before, storing only
+    its new taps): ``acc[k] = sum_{oh, ow} row(oh*sh - top + i*dh)[ow + k] * grad[oh, ow]``, one input and one
+    gradient vector loaded per eight multiply-adds.  Sums in a fixed order: the result does not depend on the
+    thread count.  ``pad_r`` leaves room for eight taps even when ``kw < 8`` (the extra ones are not stored).
+    ``consts``: ``lanes`` zeros, then ``lanes`` ones.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    n = uint64(channels)
+    ch = lanes * uint64(CHUNK_VECTORS)
+    c_in = channels // rep
+    wp = pad_l + width + pad_r
+    src = rows_buf[part]
+    slots = held.shape[1]
+    for q in range(slots):
+        held[part, q] = -1
+    _zero_pad_columns(src, ((n + ch - 1) // ch) * uint64(slots), wp, pad_l, width, ch)
+    plane = uint64(wp) * ch
+    part_size = uint64(kh * kw) * n
+    runs = (out_h + rows_per_task - 1) // rows_per_task
+    last_group = max(0, kw - 8)
+    tasks_lo, tasks_hi = task_share(batch * runs, part, parts)
+    for task in range(tasks_lo, tasks_hi):
+        b = task // runs
+        r_lo = (task - b * runs) * rows_per_task
+        r_hi = min(r_lo + rows_per_task, out_h)
+        kp = uint64(task) * part_size
+        for oh in range(r_lo, r_hi):  # the rows in the buffer (a slot per row the run reads)
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if 0 <= ih < height:
+                    _chunked_row(x, src, held[part], b * height + ih, ih % slots,
+                                 uint64(b * height + ih) * uint64(width * c_in), width, c_in, rep, channels, ch,
+                                 slots, wp, pad_l)
+        for cb in range(uint64(0), n, lanes):
+            q = cb // ch
+            rows_q = q * uint64(slots) * plane + (cb - q * ch)
+            zero = vload(consts, 0, lanes_t)
+            one = vload(consts, lanes, lanes_t)
+            bsum = zero
+            for oh in range(r_lo, r_hi):
+                g_row = (uint64(b * out_h + oh)) * uint64(out_w) * n + cb
+                for ow in range(uint64(out_w)):
+                    bsum = vfma(one, vload(grad, g_row + ow * n, lanes_t), bsum)
+            vstore(bias_partials, uint64(task) * n + cb, bsum)
+            for i in range(kh):
+                k0 = 0
+                done = 0
+                while done < kw:
+                    k0 = min(k0, last_group)
+                    a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
+                    for oh in range(r_lo, r_hi):
+                        ih = oh * sh - top + i * dh
+                        if 0 <= ih < height:
+                            s = rows_q + uint64(ih % slots) * plane + uint64(k0) * ch
+                            g = (uint64(b * out_h + oh)) * uint64(out_w) * n + cb
+                            v0 = vload(src, s, lanes_t)
+                            v1 = vload(src, s + ch, lanes_t)
+                            v2 = vload(src, s + uint64(2) * ch, lanes_t)
+                            v3 = vload(src, s + uint64(3) * ch, lanes_t)
+                            v4 = vload(src, s + uint64(4) * ch, lanes_t)
+                            v5 = vload(src, s + uint64(5) * ch, lanes_t)
+                            v6 = vload(src, s + uint64(6) * ch, lanes_t)
+                            for ow in range(uint64(out_w)):
+                                v7 = vload(src, s + (ow + uint64(7)) * ch, lanes_t)
+                                gv = vload(grad, g + ow * n, lanes_t)
+                                a0 = vfma(v0, gv, a0)
+                                a1 = vfma(v1, gv, a1)
+                                a2 = vfma(v2, gv, a2)
+                                a3 = vfma(v3, gv, a3)
+                                a4 = vfma(v4, gv, a4)
+                                a5 = vfma(v5, gv, a5)
+                                a6 = vfma(v6, gv, a6)
+                                a7 = vfma(v7, gv, a7)
+                                v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+                    d = kp + (uint64(i * kw + k0)) * n + cb
+                    if done <= k0 < kw:
+                        vstore(kernel_partials, d, a0)
+                    if done <= k0 + 1 < kw:
+                        vstore(kernel_partials, d + n, a1)
+                    if done <= k0 + 2 < kw:
+                        vstore(kernel_partials, d + uint64(2) * n, a2)
+                    if done <= k0 + 3 < kw:
+                        vstore(kernel_partials, d + uint64(3) * n, a3)
+                    if done <= k0 + 4 < kw:
+                        vstore(kernel_partials, d + uint64(4) * n, a4)
+                    if done <= k0 + 5 < kw:
+                        vstore(kernel_partials, d + uint64(5) * n, a5)
+                    if done <= k0 + 6 < kw:
+                        vstore(kernel_partials, d + uint64(6) * n, a6)
+                    if done <= k0 + 7 < kw:
+                        vstore(kernel_partials, d + uint64(7) * n, a7)
+                    done = min(kw, k0 + 8)
+                    k0 += 8

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._jit import launch, scratch
 from .._simd import lanes_of
-from .conv2d_last_wide import BLOCK_WIDE, CHUNK_VECTORS, _forward_wide_last
+from .conv2d_last_wide import BLOCK_WIDE, CHUNK_VECTORS, _forward_wide_last, _kernel_grad_wide_last
 
 GROUP_BYTES = 32 << 10  # the tap rows a block takes at once: their chunk of rows and taps fits in L1
 
@@ -35,6 +35,32 @@ def forward(problem, rep: int, inputs, kernel, bias, out, act, grad):
            problem.batch, h.length, w.length, problem.channels, h.out_length, w.out_length, h.kernel_size,
            w.kernel_size, h.stride, h.dilation, h.pad_left, act, grad.reshape(-1), *_row_args(problem, rep),
            lanes_of(problem.dtype))
+
+
+def kernel_grad_fits(problem) -> bool:
+    """Whether the channels_last kernel gradient of ``problem`` takes the wide kernel.
+
+    Kernels of 7+ columns or 26+ taps, unit column steps, whole vectors of channels, and a width the groups
+    of eight taps cover with at most 40 % extra taps (each group costs eight taps' multiply-adds: KW = 9
+    computes 16, and measured 3.61 -> 4.08 ms at B8 56x56 C128, where 7x7 gained 2.88 -> 2.17).
+    """
+    h, w = problem.height, problem.width
+    covered = -(-w.kernel_size // 8) * 8
+    return ((w.kernel_size >= 7 or h.kernel_size * w.kernel_size > 25) and covered <= 1.4 * w.kernel_size
+            and w.stride == 1 and w.dilation == 1 and problem.channels % len(lanes_of(problem.dtype)) == 0)
+
+
+def kernel_grad(problem, rep: int, grad_outputs, inputs, kernel_partials, bias_partials, rows_per_task: int):
+    """The wide kernel gradient's partials: one per run of ``rows_per_task`` output rows of a batch entry."""
+    h, w = problem.height, problem.width
+    rows = (rows_per_task - 1) * h.stride + (h.kernel_size - 1) * h.dilation + 1
+    rows_buf, held, _, pad_l, pad_r, _ = _row_args(problem, rep, slots=rows, taps=max(w.kernel_size, 8))
+    lanes = len(lanes_of(problem.dtype))
+    consts = np.concatenate([np.zeros(lanes, problem.dtype), np.ones(lanes, problem.dtype)])
+    launch(_kernel_grad_wide_last, grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
+           bias_partials.reshape(-1), problem.batch, h.length, w.length, problem.channels, h.out_length,
+           w.out_length, h.kernel_size, w.kernel_size, h.stride, h.dilation, h.pad_left, rows_per_task, rows_buf,
+           held, rep, pad_l, pad_r, consts, lanes_of(problem.dtype))
 
 
 def transposed_forward(problem):
@@ -63,12 +89,16 @@ def _chunk(problem) -> int:
     return len(lanes_of(problem.dtype)) * CHUNK_VECTORS
 
 
-def _row_args(problem, rep: int):
-    """``(rows_buf, held, rep, pad_l, pad_r, group)`` of the kernel: per-thread padded rows, chunk major."""
+def _row_args(problem, rep: int, slots: int | None = None, taps: int | None = None):
+    """``(rows_buf, held, rep, pad_l, pad_r, group)`` of the kernels: per-thread padded rows, chunk major.
+
+    ``slots``: rows held (default: the rows of one output row's taps); ``taps``: the columns of taps the
+    padding makes room for (default KW).
+    """
     h, w = problem.height, problem.width
     pad_l = w.pad_left
-    pad_r = max(0, (w.out_length - 1) + (w.kernel_size - 1) - pad_l - (w.length - 1))
-    slots = (h.kernel_size - 1) * h.dilation + 1
+    pad_r = max(0, (w.out_length - 1) + ((taps or w.kernel_size) - 1) - pad_l - (w.length - 1))
+    slots = slots or (h.kernel_size - 1) * h.dilation + 1
     chunk = _chunk(problem)
     padded_channels = -(-problem.channels // chunk) * chunk
     rows_buf = scratch(slots * (pad_l + w.length + pad_r) * padded_channels, problem.dtype)
