@@ -33,8 +33,8 @@ LAYOUTS = ("channels_last", "channels_first")
 DTYPES = ("float32", "float64")
 # (kernel size, stride, padding, depth multiplier) of the problems each job runs, forward and backward:
 # the kernels that the common layer configurations choose (2D kernel sizes up to 5x5 are compile-time
-# constants of their own, so each is its own entry in the cache; 7x7 compiles the kernels that every
-# wider kernel of whole channel vectors shares, and still its own channels_last kernel gradient).
+# constants of their own, so each is its own entry in the cache; 7x7 compiles the kernels that wider
+# kernels of whole channel vectors share).
 PROBLEMS_1D = ((3, 1, "same", 1), (4, 1, "causal", 1), (3, 2, "same", 1), (3, 1, "same", 2))
 KERNEL_SIZES_2D = (3, 5, 7)
 
