@@ -179,11 +179,12 @@ def test_non_finite_inputs_stay_where_they_belong(data_format):
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_non_finite_weight_reaches_exactly_the_inputs_it_multiplies(data_format, stride):
+@pytest.mark.parametrize("kernel_size, channels", [((3, 3), 3), ((7, 7), 16)])  # (7x7, 16: the wide kernels)
+def test_non_finite_weight_reaches_exactly_the_inputs_it_multiplies(data_format, stride, kernel_size, channels):
     """An inf tap makes inf/NaN exactly the input-gradient entries the reference makes non-finite."""
     rng = np.random.default_rng(11)
-    x, kernel, _ = make_case2d(rng, 2, 9, 10, 3, (3, 3), 1, data_format, np.float64)
-    kernel[2, 0, 1, 0] = np.inf  # bottom-left tap of channel 1
+    x, kernel, _ = make_case2d(rng, 2, 9, 10, channels, kernel_size, 1, data_format, np.float64)
+    kernel[kernel_size[0] - 1, 0, 1, 0] = np.inf  # bottom-left tap of channel 1
     with np.errstate(invalid="ignore"):  # the reference meets 0 * inf at the padding
         grad_y = rng.standard_normal(ref.conv2d_forward(x, kernel, None, stride, "same", data_format).shape)
         want = ref.conv2d_gradients(grad_y, x, kernel, stride, "same", data_format)[0]

@@ -314,8 +314,10 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
             kh_t, chunks = _all_taps_plan(problem, grad_outputs)
-            transposed = conv2d_wide.transposed_forward(problem) if rep == 1 else None  # (m > 1: the gather)
-            if transposed is not None and conv2d_wide.fits(transposed, kh_t):
+            # (the transposed forward reads the output gradient's zero padding times the weights: finite ones
+            # only, as channels_first's correlation; m > 1: the gather, then the group sums)
+            transposed = conv2d_wide.transposed_forward(problem) if rep == 1 else None
+            if transposed is not None and conv2d_wide.fits(transposed, kh_t) and np.isfinite(kernel).all():
                 conv2d_wide.forward(transposed, 1, grad_outputs, flipped, zeros, grad_in,
                                     _activation(None, problem.dtype), grad_in)
                 return grad_in

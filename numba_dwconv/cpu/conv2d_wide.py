@@ -69,7 +69,8 @@ def transposed_forward(problem):
     ``grad_in[ih, iw] = sum_{i,k} grad[ih - top' + i*dh, iw - left' + k*dw] * flipped[i, k]`` with ``top' =
     (KH-1)*dh - pad_top`` (and ``left'`` alike): a forward over the output gradient (``out_h x out_w``) whose
     outputs are the input's ``H x W``.  None where a stride is not 1 or ``top'``/``left'`` would be negative
-    (explicit padding past the kernel's reach).
+    (explicit padding past the kernel's reach).  It multiplies the output gradient's zero padding by the
+    weights: for finite weights only (an inf weight would make NaN inputs the gradient never reaches).
     """
     h, w = problem.height, problem.width
     if h.stride != 1 or w.stride != 1:
