@@ -31,6 +31,7 @@ from numba import uint64
 
 from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
 from .._simd import vfma, vload, vstore
+from .conv2d_last import _part_rows
 from .fused import apply_activation
 
 BLOCK_WIDE = 8  # output columns per block
@@ -38,26 +39,36 @@ CHUNK_VECTORS = 1  # channel vectors per chunk
 
 
 @serial_kernel
-def _zero_pad_columns(buf, planes, wp, pad_l, width, ch):
-    """Zero the padding columns ``[0, pad_l)`` and ``[pad_l + width, wp)`` of every row plane of ``buf``."""
-    for plane in range(planes):
+def _padded_part_rows(rows_buf, held, part, n, ch, wp, pad_l, width):
+    """``(rows, slots)`` of :func:`numba_dwconv.cpu.conv2d_last._part_rows`, each row's padding columns zeroed.
+
+    The padding columns ``[0, pad_l)`` and ``[pad_l + width, wp)`` of every chunk's row (see :func:`_chunked_row`)
+    are never copied into, so they are zeroed once per launch.
+    """
+    src, slots = _part_rows(rows_buf, held, part)
+    for plane in range(((n + ch - 1) // ch) * uint64(slots)):
         base = uint64(plane) * uint64(wp) * uint64(ch)
         for p in range(uint64(pad_l) * uint64(ch)):
-            buf[base + p] = 0.0
+            src[base + p] = 0.0
         for p in range(uint64(pad_l + width) * uint64(ch), uint64(wp) * uint64(ch)):
-            buf[base + p] = 0.0
+            src[base + p] = 0.0
+    return src, slots
 
 
 @serial_kernel
-def _chunked_row(x, buf, held, key, slot, x_row, width, c_in, rep, n, ch, slots, wp, pad_l):
-    """Input row ``key`` (``x[x_row:]``, width x c_in, each channel repeated ``rep`` times) into ``buf``'s ``slot``.
+def _chunked_row(x, buf, held, b, ih, height, width, c_in, rep, n, ch, slots, wp, pad_l):
+    """Input row ``ih`` of batch entry ``b`` (width x c_in, channels repeated ``rep`` times) into its slot of ``buf``.
 
     ``buf`` holds, per chunk ``q`` of ``ch`` channels, ``slots`` rows of ``wp`` columns of ``ch`` values (chunk
     major: the columns of one chunk are ``ch`` values apart, so a block's window spreads over the cache's
-    sets); the row goes to columns ``[pad_l, pad_l + width)``.  Nothing is copied if ``held[slot] == key``.
+    sets); the row goes to slot ``ih % slots``, columns ``[pad_l, pad_l + width)``.  Nothing is copied if
+    ``held`` says that slot holds the row already.
     """
+    key = b * height + ih
+    slot = ih % slots
     if held[slot] == key:
         return
+    x_row = uint64(key) * uint64(width * c_in)
     chunks = (n + ch - 1) // ch
     for q in range(chunks):
         c_lo = q * ch
@@ -93,11 +104,7 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
     ch = lanes * uint64(CHUNK_VECTORS)
     c_in = channels // rep
     wp = pad_l + width + pad_r
-    src = rows_buf[part]
-    slots = held.shape[1]
-    for q in range(slots):
-        held[part, q] = -1
-    _zero_pad_columns(src, ((n + ch - 1) // ch) * uint64(slots), wp, pad_l, width, ch)
+    src, slots = _padded_part_rows(rows_buf, held, part, n, ch, wp, pad_l, width)
     plane = uint64(wp) * ch  # one row of one chunk
     taps_per_chunk = uint64(kh * kw) * ch
     last_block = out_w - BLOCK_WIDE
@@ -114,9 +121,7 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
             i_hi -= 1
         for i in range(i_lo, i_hi):  # the rows in the buffer
             ih = ih0 + i * dh
-            _chunked_row(x, src, held[part], b * height + ih, ih % slots,
-                         uint64(b * height + ih) * uint64(width * c_in), width, c_in, rep, channels, ch, slots, wp,
-                         pad_l)
+            _chunked_row(x, src, held[part], b, ih, height, width, c_in, rep, channels, ch, slots, wp, pad_l)
         d_row = uint64(task) * uint64(out_w) * n
         for c_lo in range(uint64(0), n, ch):
             q = c_lo // ch
@@ -211,11 +216,7 @@ def _kernel_grad_wide_last(part, parts, grad, x, kernel_partials, bias_partials,
     ch = lanes * uint64(CHUNK_VECTORS)
     c_in = channels // rep
     wp = pad_l + width + pad_r
-    src = rows_buf[part]
-    slots = held.shape[1]
-    for q in range(slots):
-        held[part, q] = -1
-    _zero_pad_columns(src, ((n + ch - 1) // ch) * uint64(slots), wp, pad_l, width, ch)
+    src, slots = _padded_part_rows(rows_buf, held, part, n, ch, wp, pad_l, width)
     plane = uint64(wp) * ch
     part_size = uint64(kh * kw) * n
     runs = (out_h + rows_per_task - 1) // rows_per_task
@@ -230,9 +231,8 @@ def _kernel_grad_wide_last(part, parts, grad, x, kernel_partials, bias_partials,
             for i in range(kh):
                 ih = oh * sh - top + i * dh
                 if 0 <= ih < height:
-                    _chunked_row(x, src, held[part], b * height + ih, ih % slots,
-                                 uint64(b * height + ih) * uint64(width * c_in), width, c_in, rep, channels, ch,
-                                 slots, wp, pad_l)
+                    _chunked_row(x, src, held[part], b, ih, height, width, c_in, rep, channels, ch, slots, wp,
+                                 pad_l)
         for cb in range(uint64(0), n, lanes):
             q = cb // ch
             rows_q = q * uint64(slots) * plane + (cb - q * ch)
