@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch, static_count
+from .._simd import VECTOR_BYTES, lanes_of
 from . import conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
@@ -147,7 +148,7 @@ def _all_taps_plan(problem, array):
     if not small and taps <= ALL_TAPS_LIMIT_WIDE:
         start = _first_aligned_channel(array, problem.channels)
         small = start is not None
-    lanes = 64 // problem.dtype.itemsize
+    lanes = len(lanes_of(problem.dtype))
     return static_count(h, _static_last(problem) and small), _all_taps_chunks(problem.channels, start or 0, lanes)
 
 
@@ -159,11 +160,11 @@ def _first_aligned_channel(array, channels: int):
     when it is not (the rows do not share one such channel).
     """
     address = array.ctypes.data
-    if address % 64 == 0:
+    if address % VECTOR_BYTES == 0:
         return 0
-    if address % array.itemsize or (channels * array.itemsize) % 64:
+    if address % array.itemsize or (channels * array.itemsize) % VECTOR_BYTES:
         return None
-    return (-address) % 64 // array.itemsize
+    return (-address) % VECTOR_BYTES // array.itemsize
 
 
 @functools.lru_cache(maxsize=64)
