@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 VECTOR_BYTES = 64
@@ -92,3 +93,81 @@ def vfma(typingctx, a, b, c):
         return builder.call(fma, list(args))
 
     return a(a, b, c), codegen
+
+
+@intrinsic
+def vload_rows(typingctx, array, index, stride, lanes_t):
+    """``lanes`` vectors, the ``j``-th ``array[index + j*stride : ... + lanes]``, as a tuple (a square of values)."""
+    if not isinstance(array, types.Array) or not isinstance(lanes_t, types.BaseTuple):
+        return None
+    rows = types.UniTuple(Vec(array.dtype, len(lanes_t)), len(lanes_t))
+
+    def codegen(context, builder, signature, args):
+        vector_type = context.get_value_type(rows.dtype)
+        index, stride = args[1], context.cast(builder, args[2], signature.args[2], signature.args[1])
+        values = []
+        for j in range(rows.count):
+            offset = builder.add(index, builder.mul(stride, ir.Constant(stride.type, j)))
+            pointer = _element_pointer(context, builder, signature.args[0], args[0], offset)
+            values.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
+                                       align=array.dtype.bitwidth // 8))
+        return context.make_tuple(builder, rows, values)
+
+    return rows(array, index, stride, lanes_t), codegen
+
+
+@intrinsic
+def vstore_rows(typingctx, array, index, stride, rows):
+    """The reverse of :func:`vload_rows`: vector ``j`` of ``rows`` to ``array[index + j*stride:]``."""
+    if not (isinstance(array, types.Array) and isinstance(rows, types.UniTuple) and isinstance(rows.dtype, Vec)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        index, stride = args[1], context.cast(builder, args[2], signature.args[2], signature.args[1])
+        for j, value in enumerate(cgutils.unpack_tuple(builder, args[3])):
+            offset = builder.add(index, builder.mul(stride, ir.Constant(stride.type, j)))
+            pointer = _element_pointer(context, builder, signature.args[0], args[0], offset)
+            builder.store(value, builder.bitcast(pointer, value.type.as_pointer()), align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.void(array, index, stride, rows), codegen
+
+
+def _transpose_masks(lanes: int):
+    """Per butterfly stage ``s`` (1, 2, 4, ...): the shuffle masks giving rows ``r`` and ``r + s`` of the stage.
+
+    A stage swaps bit ``s`` of the row and lane indices of every value where they differ; after one stage per
+    bit, value ``(r, l)`` is at ``(l, r)``.  Lanes ``lanes..2*lanes-1`` of a mask name the second row.
+    """
+    stages = []
+    s = 1
+    while s < lanes:
+        low = [lane if not lane & s else lanes + lane - s for lane in range(lanes)]
+        high = [lane + s if not lane & s else lanes + lane for lane in range(lanes)]
+        stages.append((s, low, high))
+        s *= 2
+    return stages
+
+
+@intrinsic
+def vtranspose(typingctx, rows):
+    """The transpose of a square of vectors (``lanes`` vectors of ``lanes`` lanes): ``lanes * log2(lanes)`` shuffles."""
+    if not (isinstance(rows, types.UniTuple) and isinstance(rows.dtype, Vec) and rows.count == rows.dtype.lanes
+            and rows.count & (rows.count - 1) == 0):
+        return None
+
+    def codegen(context, builder, signature, args):
+        values = cgutils.unpack_tuple(builder, args[0])
+        i32 = ir.IntType(32)
+        for s, low, high in _transpose_masks(rows.count):
+            new = list(values)
+            for r in range(rows.count):
+                if r & s:
+                    continue
+                a, b = values[r], values[r + s]
+                new[r] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, rows.count), low))
+                new[r + s] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, rows.count), high))
+            values = new
+        return context.make_tuple(builder, signature.return_type, values)
+
+    return rows(rows), codegen

@@ -120,3 +120,102 @@ def test_kernel_grad_of_wide_kernels_in_registers(kernel_size, strides, padding,
     assert_close(grad_k, want[1], dtype)
     assert_close(grad_b, want[2], dtype)
     assert seen == [taken]
+
+
+def _explicit_reference(x, kernel, bias, strides, padding, dilation):
+    """The channels_first reference forward, explicit padding as 'valid' on the zero-padded input."""
+    if isinstance(padding, str):
+        return ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_first", dilation)
+    padded = np.pad(x, ((0, 0), (0, 0), *padding))
+    return ref.conv2d_forward(padded, kernel, bias, strides, "valid", "channels_first", dilation)
+
+
+PLANES_CASES = [  # (kernel_size, strides, padding, dilation, width): every float32 width >= 16, float64 >= 8
+    ((7, 7), 1, "same", 1, 20),             # 20 columns: a square of 16 and one overlapping it; blocks of 8 + 4
+    ((9, 7), (2, 1), "same", (2, 1), 16),   # row stride and dilation
+    ((7, 9), 1, "valid", 1, 24),            # 16 output columns
+    ((7, 7), 1, ExplicitPadding(((2, 5), (4, 1))), 1, 17),
+    ((13, 31), 1, "same", 1, 17),
+    ((6, 6), 1, "same", 1, 33),
+]
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, dilation, width", PLANES_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("group_bytes", [None, 1])
+def test_channels_first_forward_of_wide_kernels_on_the_planes(kernel_size, strides, padding, dilation, width, dtype,
+                                                              group_bytes, monkeypatch):
+    """channels_first, more than VIA_LAST_TAPS taps, m = 1: the wide kernel reads and writes the planes.
+
+    Squares of a channel vector by a column vector are transposed into its row buffer and out of each
+    output row (rows of ``lanes`` columns or more); narrower rows, multipliers and channel counts that are
+    not whole vectors keep the copies to channels_last.
+    """
+    from numba_dwconv.cpu import conv2d_wide
+
+    if group_bytes is not None:
+        monkeypatch.setattr(conv2d_wide, "GROUP_BYTES", group_bytes)
+    taken, real = [], conv2d_wide.planes_fit
+    monkeypatch.setattr(conv2d_wide, "planes_fit", lambda p: taken.append(real(p)) or taken[-1])
+    rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + width)
+    x, kernel, bias = make_case2d(rng, 2, 10, width, 32, kernel_size, 1, "channels_first", dtype)
+    for activation, b in ((None, bias), ("relu", bias), ("gelu", None)):
+        y = nd.depthwise_conv2d(x, kernel, b, strides, padding, "channels_first", dilation, activation=activation)
+        want = _explicit_reference(x, kernel, b, strides, padding, dilation)
+        assert y.flags.c_contiguous
+        assert_close(y, ref.activation(activation, want) if activation else want, dtype)
+        x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the same sums in the same order as channels_last
+        y_last = nd.depthwise_conv2d(x_last, kernel, b, strides, padding, "channels_last", dilation,
+                                     activation=activation)
+        np.testing.assert_array_equal(y, y_last.transpose(0, 3, 1, 2))
+    assert taken == [True] * 3
+    lanes = 64 // np.dtype(dtype).itemsize
+    others = [make_case2d(rng, 1, 10, width, 12, kernel_size, 1, "channels_first", dtype),  # not whole vectors
+              make_case2d(rng, 1, 10, width, 16, kernel_size, 2, "channels_first", dtype),  # a multiplier
+              make_case2d(rng, 1, 10, lanes - 1 + (kernel_size[1] - 1 if padding == "valid" else 0), 16, kernel_size,
+                          1, "channels_first", dtype)]  # input or output rows narrower than a vector
+    for case in others:
+        taken.clear()
+        y = nd.depthwise_conv2d(*case, strides, padding, "channels_first", dilation)
+        assert_close(y, _explicit_reference(*case, strides, padding, dilation), dtype)
+        assert taken == [False]
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, dilation, width", PLANES_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_first_backward_of_wide_kernels(kernel_size, strides, padding, dilation, width, dtype, monkeypatch):
+    """channels_first large kernels, m = 1: the input gradient as the wide forward on the planes (unit strides,
+    finite weights), the kernel gradient by the channels_last wide kernel on transposed copies (where it fits)."""
+    from numba_dwconv.cpu import conv2d_wide
+
+    planes, kernel_grads = [], []
+    real_planes, real_kernel_grad = conv2d_wide.planes_transposed, conv2d_wide.kernel_grad
+    monkeypatch.setattr(conv2d_wide, "planes_transposed", lambda p: planes.append(real_planes(p)) or planes[-1])
+    monkeypatch.setattr(conv2d_wide, "kernel_grad", lambda *a: kernel_grads.append(a[0]) or real_kernel_grad(*a))
+    rng = np.random.default_rng(kernel_size[0] * 10 + width)
+    x, kernel, _ = make_case2d(rng, 2, 11, width, 16, kernel_size, 1, "channels_first", dtype)
+    y = nd.depthwise_conv2d(x, kernel, None, strides, padding, "channels_first", dilation)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    if isinstance(padding, str):
+        want = ref.conv2d_gradients(grad_y, x, kernel, strides, padding, "channels_first", dilation)
+    else:
+        padded = np.pad(x, ((0, 0), (0, 0), *padding))
+        want = list(ref.conv2d_gradients(grad_y, padded, kernel, strides, "valid", "channels_first", dilation))
+        want[0] = want[0][..., padding[0][0]:padding[0][0] + x.shape[2], padding[1][0]:padding[1][0] + x.shape[3]]
+    for got in (nd.depthwise_conv2d_backward(grad_y, x, kernel, strides, padding, "channels_first", dilation),
+                (nd.depthwise_conv2d_input_grad(grad_y, kernel, x.shape[2:], strides, padding, "channels_first",
+                                                dilation),
+                 *nd.depthwise_conv2d_kernel_grad(grad_y, x, kernel_size, strides, padding, "channels_first",
+                                                  dilation))):
+        for g, w in zip(got, want):
+            assert_close(g, w, dtype)
+    unit = strides == 1
+    assert [p is not None for p in planes] == [unit] * (len(planes)) and len(planes) >= 2
+    covered = -(-kernel_size[1] // 8) * 8 <= 1.4 * kernel_size[1]  # conv2d_wide.kernel_grad_fits
+    assert len(kernel_grads) == (2 if covered else 0) and all(p.channels_last for p in kernel_grads)
+    kernel[0, 0, 3, 0] = np.inf  # an inf weight: not the transposed forward (its padding times inf: NaN)
+    planes.clear()
+    got = nd.depthwise_conv2d_input_grad(grad_y, kernel, x.shape[2:], strides, padding, "channels_first", dilation)
+    assert planes == [] and np.isnan(got).any() == np.isnan(
+        nd.depthwise_conv2d_input_grad(np.ascontiguousarray(grad_y.transpose(0, 2, 3, 1)), kernel, x.shape[2:],
+                                       strides, padding, "channels_last", dilation)).any()

@@ -46,9 +46,11 @@ KERNEL_GRAD_TASKS = 64
 # channels_last: KW and m up to 16.  channels_first: KH*KW up to 25 (measured, 28x28 C256 forward: 7x7 with its
 # 49 taps unrolled 48 ms, taps outermost 15 ms; 5x5 unrolled 5.9 ms, taps outermost 18 ms).
 STATIC_SIZE_LIMIT = 16
-# channels_first forwards of kernels with more taps than this run the channels_last kernels on transposed
-# copies (multi-threaded copies, padded rows: 6x6 to 7x7 1.1-4.5x faster that way at C 128-512, 13x13
-# and 31x31 1.4-4.6x; 5x5 2x slower).
+# channels_first kernels with more taps than this run the wide kernel on the planes (conv2d_wide.planes_fit:
+# it transposes squares of values on the way; B8 forward 56x56 C128 7x7 5.1 -> 2.4 ms, 28x28 C256 13x13
+# 4.0 -> 2.7-3.0, input gradient 7.2 -> 2.6 and 20.5 -> 3.2) or, where it cannot, the channels_last kernels
+# on transposed copies (6x6 to 7x7 1.1-4.5x faster than the channels_first kernels at C 128-512, 13x13 and
+# 31x31 1.4-4.6x; 5x5 2x slower either way at C128).
 VIA_LAST_TAPS = 30
 # channels_last forward and input gradient: kernels of at most this many taps keep four outputs in
 # registers over all taps; up to ALL_TAPS_LIMIT_WIDE taps when there are at most NARROW_CHANNELS channels,
@@ -249,7 +251,8 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
 
     ``activation`` and ``grad_outputs`` as in :func:`numba_dwconv.cpu.conv1d.conv1d_forward`.
     """
-    if not problem.channels_last and problem.height.kernel_size * problem.width.kernel_size > VIA_LAST_TAPS:
+    large_first = _large_first(problem)
+    if large_first and (grad_outputs is not None or not conv2d_wide.planes_fit(problem)):
         return _forward_first_via_last(problem, inputs, kernel, bias, activation, grad_outputs)
     rep = 1
     if problem.channels_last and problem.multiplier > 1:  # as m = 1 over C*m channels: see _repeat_args
@@ -271,6 +274,8 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
                h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),
                _strided(problem.width), chunks)
+    elif large_first:  # the wide kernel on the planes
+        conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:
         args, phases = _first_args(problem)
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
@@ -279,9 +284,16 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     return out
 
 
+def _large_first(problem) -> bool:
+    """Whether ``problem`` is a channels_first one of more than VIA_LAST_TAPS taps (the wide kernels' problems)."""
+    return not problem.channels_last and problem.height.kernel_size * problem.width.kernel_size > VIA_LAST_TAPS
+
+
 def _forward_first_via_last(problem, inputs, kernel, bias, activation, grad_outputs):
     """channels_first forward of a large kernel (run-time tap counts): the channels_last kernels on transposed copies.
 
+    Where the wide kernel cannot run on the planes (:func:`conv2d_wide.planes_fit`), or for an activation's
+    gradient.
     The channels_first kernels with run-time counts take the taps one pass over the plane each; the
     channels_last ones keep the channel loop innermost for any size.  Measured with both layout copies
     (multi-threaded, :func:`swap_layout`): 13x13 at 28x28 C256 17.6 -> 3.8 ms, 31x31 at 56x56 C128
@@ -319,8 +331,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             # only, as channels_first's correlation; m > 1: the gather, then the group sums)
             transposed = conv2d_wide.transposed_forward(problem) if rep == 1 else None
             if transposed is not None and conv2d_wide.fits(transposed, kh_t) and np.isfinite(kernel).all():
-                conv2d_wide.forward(transposed, 1, grad_outputs, flipped, zeros, grad_in,
-                                    _activation(None, problem.dtype), grad_in)
+                conv2d_wide.input_grad(transposed, grad_outputs, kernel, grad_in)
                 return grad_in
             launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
                    *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,
@@ -338,6 +349,9 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
 def _input_grad_first(problem, grad_outputs, kernel, grad_in):
     """channels_first input gradient: correlation (unit strides), tap classes (column stride 2), else tap by tap.
 
+    Large kernels with unit strides and m = 1 take the wide kernel on the planes
+    (:func:`conv2d_wide.planes_transposed`).
+
     The first two read the output gradient's zero padding times the weights; a
     non-finite weight takes the tap-by-tap path over the real output columns
     only, so inf/NaN reach exactly the inputs the reference gives them to.
@@ -346,7 +360,10 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
     top = (h.kernel_size - 1) * h.dilation - h.pad_left  # the output gradient's padding in the correlation
     left = (w.kernel_size - 1) * w.dilation - w.pad_left
     finite = np.isfinite(kernel).all()
-    if h.stride == 1 and w.stride == 1 and top >= 0 and left >= 0 and finite:
+    transposed = conv2d_wide.planes_transposed(problem) if finite and _large_first(problem) else None
+    if transposed is not None:
+        conv2d_wide.input_grad(transposed, grad_outputs, kernel, grad_in)
+    elif h.stride == 1 and w.stride == 1 and top >= 0 and left >= 0 and finite:
         phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation,
                          _static_first(problem))
         flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
@@ -422,6 +439,9 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
                    rows_per_task, _width_taps(problem), *_repeat_args(problem, rep), _strided(w))
+    elif _large_first(problem) and problem.multiplier == 1 and conv2d_wide.kernel_grad_fits(last := problem._replace(
+            channels_last=True)):  # the wide kernel on transposed copies (channels_first: one pass per tap)
+        return conv2d_kernel_grad(last, swap_layout(grad_outputs, True), swap_layout(inputs, True))
     else:
         kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
         bias_partials = np.empty((problem.batch, out_channels), dtype)
@@ -448,7 +468,8 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
     h, w = problem.height, problem.width
     fused = (not problem.channels_last and h.stride == 1 and w.stride == 1 and h.out_length == h.length
              and w.out_length == w.length and problem.batch > 0 and problem.channels > 0
-             and np.isfinite(kernel).all())
+             and np.isfinite(kernel).all()
+             and not (_large_first(problem) and conv2d_wide.planes_transposed(problem) is not None))
     if not fused:
         return (conv2d_input_grad(problem, grad_outputs, kernel), *conv2d_kernel_grad(problem, grad_outputs, inputs))
     dtype = problem.dtype

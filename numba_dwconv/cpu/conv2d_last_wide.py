@@ -20,6 +20,11 @@ the channel loop.  So one compiled kernel serves every kernel size.
   groups the partial sums go through the output (stored and reloaded exactly, the same sums in the same
   order).
 
+channels_first inputs and outputs (m = 1) run the same kernel: squares of a channel vector by a column
+vector are transposed into the row buffer and out of each task's output row (16x16 values in 64 shuffles,
+:func:`numba_dwconv._simd.vtranspose`); a task then is one output row of one chunk of channels, so that
+consecutive tasks read and write the same few planes.
+
 Measured against the tap-row passes, one thread, 'same', float32 (GFMA/s on the multiply-adds done):
 56x56 C128 31x31 34-45 -> 58-65, 7x7 31-33 -> 35-44.  Requires a channel count (times the multiplier)
 that is a multiple of the vector's lanes, unit column stride and dilation, ``out_w >= 8``.
@@ -30,7 +35,7 @@ from __future__ import annotations
 from numba import uint64
 
 from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
-from .._simd import vfma, vload, vstore
+from .._simd import vfma, vload, vload_rows, vstore, vstore_rows, vtranspose
 from .conv2d_last import _part_rows
 from .fused import apply_activation
 
@@ -56,21 +61,40 @@ def _padded_part_rows(rows_buf, held, part, n, ch, wp, pad_l, width):
 
 
 @serial_kernel
-def _chunked_row(x, buf, held, b, ih, height, width, c_in, rep, n, ch, slots, wp, pad_l):
-    """Input row ``ih`` of batch entry ``b`` (width x c_in, channels repeated ``rep`` times) into its slot of ``buf``.
+def _chunked_row(x, buf, held, b, ih, q_lo, q_count, height, width, c_in, rep, n, ch, slots, wp, pad_l, lanes_t,
+                 planes):
+    """Chunks ``[q_lo, q_lo + q_count)`` of input row ``ih`` of batch entry ``b`` into their slot of ``buf``.
 
     ``buf`` holds, per chunk ``q`` of ``ch`` channels, ``slots`` rows of ``wp`` columns of ``ch`` values (chunk
     major: the columns of one chunk are ``ch`` values apart, so a block's window spreads over the cache's
     sets); the row goes to slot ``ih % slots``, columns ``[pad_l, pad_l + width)``.  Nothing is copied if
-    ``held`` says that slot holds the row already.
+    ``held`` says that slot holds the row (and chunks) already.  Channels are repeated ``rep`` times.
+    ``planes`` None: ``x`` is channels_last (a row is width x c_in); else channels_first (``rep`` 1,
+    ``width >= lanes``): squares of one vector of channels by one of columns are transposed on the way
+    (:func:`numba_dwconv._simd.vtranspose`; the last square of a row overlaps the one before).
     """
-    key = b * height + ih
+    chunks = (n + ch - 1) // ch
+    key = (b * (chunks // q_count) + q_lo // q_count) * height + ih
     slot = ih % slots
     if held[slot] == key:
         return
-    x_row = uint64(key) * uint64(width * c_in)
-    chunks = (n + ch - 1) // ch
-    for q in range(chunks):
+    if planes is not None:
+        lanes = uint64(trip_count(lanes_t))
+        plane_x = uint64(height * width)
+        for q in range(q_lo, q_lo + q_count):
+            d = (uint64(q * slots + slot) * uint64(wp) + uint64(pad_l)) * uint64(ch)
+            for v in range(uint64(0), uint64(min(ch, n - q * ch)), lanes):
+                s = (uint64(b * c_in + q * ch) + v) * plane_x + uint64(ih * width)
+                col = uint64(0)
+                while col < uint64(width):
+                    c0 = min(col, uint64(width) - lanes)
+                    vstore_rows(buf, d + c0 * uint64(ch) + v, uint64(ch), vtranspose(vload_rows(x, s + c0, plane_x,
+                                                                                                   lanes_t)))
+                    col = c0 + lanes
+        held[slot] = key
+        return
+    x_row = uint64(b * height + ih) * uint64(width * c_in)
+    for q in range(q_lo, q_lo + q_count):
         c_lo = q * ch
         count = min(ch, n - c_lo)
         d = (uint64(q * slots + slot) * uint64(wp) + uint64(pad_l)) * uint64(ch)
@@ -89,7 +113,7 @@ def _chunked_row(x, buf, held, b, ih, height, width, c_in, rep, n, ch, slots, wp
 
 @parallel_kernel
 def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, channels, out_h, out_w, kh, kw, sh, dh,
-                       top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t):
+                       top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t, results):
     """One task per output row: ``out[b, oh, ow] = act(bias + sum_{i,k} row(oh*sh - top + i*dh)[ow + k] * taps[i, k])``.
 
     Arrays are flat: ``x`` (B*H*W*(channels // rep)), ``bias`` (channels), ``out`` (B*out_h*out_w*channels);
@@ -98,6 +122,11 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
     over repeated channels).  ``rows_buf[part]`` holds ``held.shape[1]`` rows (slot ``ih % slots``) of
     ``pad_l + width + pad_r`` columns per chunk, ``pad_l`` the left padding.  ``act``, ``grad``: see
     :mod:`numba_dwconv.cpu.fused`.  ``lanes_t``: :func:`numba_dwconv._simd.lanes_of`.
+
+    ``results``: None, or per part room for one output row (``out_w * channels``) when ``x`` and ``out`` are
+    channels_first (B*channels*H*W and B*channels*out_h*out_w; ``rep`` 1, ``width`` and ``out_w`` at least
+    ``lanes``; forward mode: ``grad`` is not read): the rows are transposed into the buffer
+    (:func:`_chunked_row`), each task's row is summed channels_last there and transposed into the planes.
     """
     lanes = uint64(trip_count(lanes_t))
     n = uint64(channels)
@@ -105,13 +134,20 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
     c_in = channels // rep
     wp = pad_l + width + pad_r
     src, slots = _padded_part_rows(rows_buf, held, part, n, ch, wp, pad_l, width)
+    dst = out if results is None else results[part]
+    plane_out = uint64(out_h * out_w)
     plane = uint64(wp) * ch  # one row of one chunk
     taps_per_chunk = uint64(kh * kw) * ch
     last_block = out_w - BLOCK_WIDE
-    tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
+    chunks = (channels + ch - 1) // ch
+    q_count = chunks if results is None else 1  # the chunks of a task (planes: a task's rows stay in few pages)
+    groups = chunks // q_count
+    tasks_lo, tasks_hi = task_share(batch * groups * out_h, part, parts)
     for task in range(tasks_lo, tasks_hi):
-        b = task // out_h
-        oh = task - b * out_h
+        bq = task // out_h
+        oh = task - bq * out_h
+        b = bq // groups
+        q_lo = (bq - b * groups) * q_count
         ih0 = oh * sh - top
         i_lo = 0
         while i_lo < kh and ih0 + i_lo * dh < 0:
@@ -121,9 +157,10 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
             i_hi -= 1
         for i in range(i_lo, i_hi):  # the rows in the buffer
             ih = ih0 + i * dh
-            _chunked_row(x, src, held[part], b, ih, height, width, c_in, rep, channels, ch, slots, wp, pad_l)
-        d_row = uint64(task) * uint64(out_w) * n
-        for c_lo in range(uint64(0), n, ch):
+            _chunked_row(x, src, held[part], b, ih, q_lo, q_count, height, width, c_in, rep, channels, ch, slots, wp,
+                         pad_l, lanes_t, results)
+        d_row = uint64(b * out_h + oh) * uint64(out_w) * n if results is None else uint64(0)
+        for c_lo in range(uint64(q_lo) * ch, min(n, uint64(q_lo + q_count) * ch), ch):
             q = c_lo // ch
             rows_q = q * uint64(slots) * plane
             taps_q = q * taps_per_chunk
@@ -142,14 +179,14 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                             a0 = vload(bias, cb, lanes_t)
                             a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
                         else:
-                            a0 = vload(out, d, lanes_t)
-                            a1 = vload(out, d + n, lanes_t)
-                            a2 = vload(out, d + uint64(2) * n, lanes_t)
-                            a3 = vload(out, d + uint64(3) * n, lanes_t)
-                            a4 = vload(out, d + uint64(4) * n, lanes_t)
-                            a5 = vload(out, d + uint64(5) * n, lanes_t)
-                            a6 = vload(out, d + uint64(6) * n, lanes_t)
-                            a7 = vload(out, d + uint64(7) * n, lanes_t)
+                            a0 = vload(dst, d, lanes_t)
+                            a1 = vload(dst, d + n, lanes_t)
+                            a2 = vload(dst, d + uint64(2) * n, lanes_t)
+                            a3 = vload(dst, d + uint64(3) * n, lanes_t)
+                            a4 = vload(dst, d + uint64(4) * n, lanes_t)
+                            a5 = vload(dst, d + uint64(5) * n, lanes_t)
+                            a6 = vload(dst, d + uint64(6) * n, lanes_t)
+                            a7 = vload(dst, d + uint64(7) * n, lanes_t)
                         slot = g_slot
                         for i in range(g_lo, g_hi):
                             s = rows_q + uint64(slot) * plane + uint64(ow) * ch + (cb - c_lo)
@@ -177,23 +214,34 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                                 a7 = vfma(v7, w, a7)
                                 v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
                         if skip < 1:
-                            vstore(out, d, a0)
+                            vstore(dst, d, a0)
                         if skip < 2:
-                            vstore(out, d + n, a1)
+                            vstore(dst, d + n, a1)
                         if skip < 3:
-                            vstore(out, d + uint64(2) * n, a2)
+                            vstore(dst, d + uint64(2) * n, a2)
                         if skip < 4:
-                            vstore(out, d + uint64(3) * n, a3)
+                            vstore(dst, d + uint64(3) * n, a3)
                         if skip < 5:
-                            vstore(out, d + uint64(4) * n, a4)
+                            vstore(dst, d + uint64(4) * n, a4)
                         if skip < 6:
-                            vstore(out, d + uint64(5) * n, a5)
+                            vstore(dst, d + uint64(5) * n, a5)
                         if skip < 7:
-                            vstore(out, d + uint64(6) * n, a6)
-                        vstore(out, d + uint64(7) * n, a7)
+                            vstore(dst, d + uint64(6) * n, a6)
+                        vstore(dst, d + uint64(7) * n, a7)
                         ow += BLOCK_WIDE + skip
         row_end = d_row + uint64(out_w) * n
-        apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
+        if results is None:
+            apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
+        else:
+            apply_activation(dst[:row_end], dst[:row_end], act)
+            for cb in range(uint64(q_lo) * ch, min(n, uint64(q_lo + q_count) * ch), lanes):  # squares into the planes
+                o = (uint64(b) * n + cb) * plane_out + uint64(oh * out_w)
+                col = uint64(0)
+                while col < uint64(out_w):
+                    c0 = min(col, uint64(out_w) - lanes)
+                    vstore_rows(out, o + c0, plane_out, vtranspose(vload_rows(dst, c0 * n + cb, n, lanes_t)))
+                    col = c0 + lanes
+
 
 
 @parallel_kernel
@@ -231,8 +279,8 @@ def _kernel_grad_wide_last(part, parts, grad, x, kernel_partials, bias_partials,
             for i in range(kh):
                 ih = oh * sh - top + i * dh
                 if 0 <= ih < height:
-                    _chunked_row(x, src, held[part], b, ih, height, width, c_in, rep, channels, ch, slots, wp,
-                                 pad_l)
+                    _chunked_row(x, src, held[part], b, ih, 0, (channels + ch - 1) // ch, height, width, c_in,
+                                 rep, channels, ch, slots, wp, pad_l, lanes_t, None)
         for cb in range(uint64(0), n, lanes):
             q = cb // ch
             rows_q = q * uint64(slots) * plane + (cb - q * ch)

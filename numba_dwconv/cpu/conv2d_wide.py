@@ -2,7 +2,8 @@
 
 :func:`numba_dwconv.cpu.conv2d.conv2d_forward` asks :func:`fits` and runs :func:`forward`; its input gradient
 runs the same kernel on :func:`transposed_forward` of its problem.  Problems are channels_last ``m = 1``
-problems (:class:`numba_dwconv._geometry.Conv2DProblem`; a multiplier runs over repeated channels).
+problems (:class:`numba_dwconv._geometry.Conv2DProblem`; a multiplier runs over repeated channels), or
+channels_first ones with ``m = 1`` that the kernel runs on their planes (:func:`planes_fit`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 from .._jit import launch, scratch
 from .._simd import lanes_of
 from .conv2d_last_wide import BLOCK_WIDE, CHUNK_VECTORS, _forward_wide_last, _kernel_grad_wide_last
+from .fused import activation
 
 GROUP_BYTES = 32 << 10  # the tap rows a block takes at once: their chunk of rows and taps fits in L1
 
@@ -28,13 +30,28 @@ def fits(problem, kh_t) -> bool:
             and problem.channels % len(lanes_of(problem.dtype)) == 0)
 
 
+def planes_fit(problem) -> bool:
+    """Whether the wide kernel runs a channels_first ``problem`` on its planes (transposing on the way).
+
+    As :func:`fits` for the channels_last problem, with ``m = 1`` and rows and output rows of a vector's
+    lanes or more (the transposes take squares of a vector of channels by one of columns).
+    """
+    lanes = len(lanes_of(problem.dtype))
+    return (problem.multiplier == 1 and fits(problem._replace(channels_last=True), problem.height.kernel_size)
+            and problem.width.length >= lanes and problem.width.out_length >= lanes)
+
+
 def forward(problem, rep: int, inputs, kernel, bias, out, act, grad):
-    """The wide kernel on ``problem`` (``inputs`` with ``problem.channels // rep`` channels, each repeated ``rep``)."""
+    """The wide kernel on ``problem`` (``inputs`` with ``problem.channels // rep`` channels, each repeated ``rep``).
+
+    A channels_first ``problem`` (:func:`planes_fit`) runs on the planes: ``act`` in forward mode only.
+    """
     h, w = problem.height, problem.width
+    results = None if problem.channels_last else scratch(w.out_length * problem.channels, problem.dtype)
     launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
            problem.batch, h.length, w.length, problem.channels, h.out_length, w.out_length, h.kernel_size,
            w.kernel_size, h.stride, h.dilation, h.pad_left, act, grad.reshape(-1), *_row_args(problem, rep),
-           lanes_of(problem.dtype))
+           lanes_of(problem.dtype), results)
 
 
 def kernel_grad_fits(problem) -> bool:
@@ -83,6 +100,21 @@ def transposed_forward(problem):
         axes.append(axis._replace(length=axis.out_length, pad_left=before, out_length=axis.length,
                                   pad_right=(axis.kernel_size - 1) * axis.dilation - axis.pad_right))
     return problem._replace(height=axes[0], width=axes[1])
+
+
+def planes_transposed(problem):
+    """:func:`transposed_forward` of a channels_first ``problem`` with ``m = 1`` where :func:`planes_fit`, else None."""
+    transposed = transposed_forward(problem) if problem.multiplier == 1 else None
+    return transposed if transposed is not None and planes_fit(transposed) else None
+
+
+def input_grad(transposed, grad_outputs, kernel, grad_in):
+    """The input gradient (``m = 1``, finite ``kernel``) as the wide forward of ``transposed``.
+
+    ``transposed``: :func:`transposed_forward` of the problem (either layout).
+    """
+    forward(transposed, 1, grad_outputs, np.ascontiguousarray(kernel[::-1, ::-1]),
+            np.zeros(transposed.channels, transposed.dtype), grad_in, activation(None, transposed.dtype), grad_in)
 
 
 def _chunk(problem) -> int:

@@ -1,0 +1,49 @@
+"""numba_dwconv._simd: the explicit vectors' loads, stores, multiply-adds and transposes against NumPy."""
+
+import numba
+import numpy as np
+import pytest
+
+from numba_dwconv._simd import lanes_of, vfma, vload, vload_rows, vstore, vstore_rows, vtranspose
+
+
+@numba.njit
+def _fma_at(a, b, c, out, index, lanes_t):
+    vstore(out, index, vfma(vload(a, index, lanes_t), vload(b, index, lanes_t), vload(c, index, lanes_t)))
+
+
+@numba.njit
+def _transpose_square(src, index, stride, dst, d_index, d_stride, lanes_t):
+    vstore_rows(dst, d_index, d_stride, vtranspose(vload_rows(src, index, stride, lanes_t)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectors_load_multiply_add_and_store_at_any_offset(dtype):
+    lanes_t = lanes_of(np.dtype(dtype))
+    lanes = len(lanes_t)
+    assert lanes * np.dtype(dtype).itemsize == 64
+    rng = np.random.default_rng(lanes)
+    a, b, c = (rng.standard_normal(3 * lanes).astype(dtype) for _ in range(3))
+    out = np.zeros(3 * lanes, dtype)
+    _fma_at(a, b, c, out, 5, lanes_t)  # (not a vector's multiple: element alignment only)
+    want = np.zeros_like(out)
+    want[5:5 + lanes] = a[5:5 + lanes] * b[5:5 + lanes] + c[5:5 + lanes]
+    np.testing.assert_allclose(out, want, rtol=4 * np.finfo(dtype).eps)
+    assert (out[:5] == 0).all() and (out[5 + lanes:] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squares_of_vectors_transpose_between_strided_rows(dtype):
+    """vload_rows(stride) -> vtranspose -> vstore_rows(another stride): a square of values moves transposed."""
+    lanes_t = lanes_of(np.dtype(dtype))
+    lanes = len(lanes_t)
+    src = np.arange(40 * lanes, dtype=dtype)
+    dst = np.full(50 * lanes, -1, dtype)
+    _transpose_square(src, 3, np.uint64(37), dst, 7, 45, lanes_t)  # (strides of either integer type)
+    square = np.stack([src[3 + j * 37:3 + j * 37 + lanes] for j in range(lanes)])
+    got = np.stack([dst[7 + i * 45:7 + i * 45 + lanes] for i in range(lanes)])
+    np.testing.assert_array_equal(got, square.T)
+    written = np.zeros(dst.size, bool)
+    for i in range(lanes):
+        written[7 + i * 45:7 + i * 45 + lanes] = True
+    assert (dst[~written] == -1).all()
