@@ -171,3 +171,23 @@ def vtranspose(typingctx, rows):
         return context.make_tuple(builder, signature.return_type, values)
 
     return rows(rows), codegen
+
+
+@intrinsic
+def vstore_stream(typingctx, array, index, vector):
+    """:func:`vstore` bypassing the caches (a non-temporal store: no read of the line first).
+
+    ``array[index:]`` must start on a ``VECTOR_BYTES`` boundary.  For outputs much larger than the caches,
+    which a kernel writes once: the line is not read before it is written (a plain store reads it first,
+    so a copy moves three bytes per byte copied).
+    """
+    if not isinstance(array, types.Array) or not isinstance(vector, Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        store = builder.store(args[2], builder.bitcast(pointer, args[2].type.as_pointer()), align=VECTOR_BYTES)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(array, index, vector), codegen

@@ -25,11 +25,11 @@ from .._jit import launch, scratch
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .fused import activation as _activation
+from .nontemporal import stream_args
 from .partials import sum_partials
 
 # Output rows handled by one parallel task (channels_last).
 ROWS_PER_TASK = 64
-
 
 # Positions per channels_first tile (an output tile plus its input window stay
 # in L1/L2 across the taps); measured on Zen 5: 2048-8192 within noise for
@@ -93,10 +93,11 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     if problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left, ROWS_PER_TASK, out,
-               act, grad, _rows_buffer(problem, _window_rows(axis, ROWS_PER_TASK)))
+               act, grad, _rows_buffer(problem, _window_rows(axis, ROWS_PER_TASK)),
+               *stream_args(out, ROWS_PER_TASK * out.shape[-1], axis.kernel_size))
     else:
         launch(forward_first, inputs, kernel, bias, stride_spec(axis.stride), axis.dilation, axis.pad_left,
-               TILE_LENGTH, out, act, grad)
+               TILE_LENGTH, out, act, grad, *stream_args(out, out.shape[-1], axis.kernel_size))
     return out
 
 

@@ -13,6 +13,7 @@ from .._jit import parallel_kernel, serial_kernel, task_share
 from .conv1d_last import _gcd
 from .conv1d_last import tap_range as _tap_range
 from .fused import apply_activation
+from .nontemporal import stream_rows
 
 
 # The helpers take the stride last, as a *stride spec* (:func:`stride_spec`): None for a unit
@@ -259,11 +260,14 @@ def _kernel_grad_taps(out_weights, x_row, grad_row, first_offset, offset_step, s
 
 
 @parallel_kernel
-def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile, out, act, grad):
+def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile, out, act, grad, stream_buf, shift,
+                  lanes_t):
     """``out = act(conv(x, kernel) + bias)``; one task per (batch, channel) row, in tiles of ``tile`` positions.
 
     ``stride``: a stride spec (:func:`stride_spec`).  ``act`` and ``grad``: see :mod:`numba_dwconv.cpu.fused`
-    (applied to each tile).
+    (applied to each tile).  ``stream_buf``, ``shift``, ``lanes_t``: see
+    :func:`numba_dwconv.cpu.nontemporal.stream_args` (an output row per part): each tile is computed there,
+    then streamed out.
     """
     batch, channels, _ = x.shape
     mult = kernel.shape[2]
@@ -276,9 +280,13 @@ def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile
         for t_start in range(0, out_length, tile):
             t_stop = min(t_start + tile, out_length)
             for j in range(mult):
-                _conv_taps(out[b, c * mult + j], x_row, kernel[:, c, j], t_start, t_stop, -pad_left, dilation,
-                           True, bias[c * mult + j], stride)
-                apply_activation(out[b, c * mult + j][t_start:t_stop], grad[b, c * mult + j][t_start:t_stop], act)
+                o = c * mult + j
+                dst = out[b, o] if stream_buf is None else stream_buf[part]
+                _conv_taps(dst, x_row, kernel[:, c, j], t_start, t_stop, -pad_left, dilation, True, bias[o], stride)
+                apply_activation(dst[t_start:t_stop], grad[b, o][t_start:t_stop], act)
+                if stream_buf is not None:
+                    stream_rows(out, (b * out.shape[1] + o) * out_length + t_start, dst[t_start:],
+                                t_stop - t_start, shift, lanes_t)
 
 
 @serial_kernel

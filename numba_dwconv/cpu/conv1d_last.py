@@ -14,6 +14,7 @@ from __future__ import annotations
 from .._jit import parallel_kernel, serial_kernel, task_share
 from .channels import repeat_rows, sum_group_rows
 from .fused import apply_activation
+from .nontemporal import stream_rows
 
 
 @serial_kernel
@@ -252,14 +253,17 @@ def _repeated_window(x_b, buf, t_lo, t_hi, stride, dilation, pad_left, ksize, mu
 
 
 @parallel_kernel
-def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad, rows_buf):
+def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, rows_per_task, out, act, grad, rows_buf,
+                 stream_buf, shift, lanes_t):
     """``out = act(conv(x, kernel2d) + bias)``; one task per ``rows_per_task`` output rows of one batch entry.
 
     ``x`` has C channels and ``kernel2d`` C*m columns (``rows_buf``: None when m = 1).  With m > 1 each task
     first copies the input rows it reads, each channel repeated m times, into its part's ``rows_buf[part]``
     (at least ``(rows_per_task - 1) * stride + (K - 1) * dilation + 1`` rows of C*m), then runs the m = 1
     loops on them (no repeated copy of the whole input in memory).  ``act`` and ``grad``: see
-    :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).
+    :mod:`numba_dwconv.cpu.fused` (applied to each task's rows).  ``stream_buf``, ``shift``, ``lanes_t``:
+    :func:`numba_dwconv.cpu.nontemporal.stream_args` (``rows_per_task`` rows of C*m): the rows are computed
+    there and streamed out four at a time.
     """
     batch, length, channels = x.shape
     ksize, out_channels = kernel2d.shape
@@ -279,6 +283,11 @@ def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, row
             x_b, pad = _repeated_window(x[b], rows_buf[part], t, t_stop, stride, dilation, pad_left, ksize, mult)
         rows = x_b.shape[0]
         out_b = out[b]
+        if stream_buf is not None:  # (the rows into a tile, then streamed out)
+            out_b = stream_buf[part].reshape((rows_per_task, out_channels))
+            pad -= t_start * stride
+            t, t_stop = 0, t_stop - t_start
+        flushed = 0
         while t < t_stop:
             # rows t..t+3 read input rows t - pad .. t + 3 - pad + K - 1
             if blockable and t + 4 <= t_stop and t >= pad and t + 3 - pad + ksize <= rows:
@@ -287,7 +296,13 @@ def forward_last(part, parts, x, kernel2d, bias, stride, dilation, pad_left, row
             else:
                 _forward_row(out_b, x_b, kernel2d, bias, t, stride, dilation, pad)
                 t += 1
-        apply_activation(out_b[t_start:t_stop], grad[b][t_start:t_stop], act)
+            if stream_buf is not None and (t - flushed >= 4 or t == t_stop):  # (streamed while the next rows compute)
+                apply_activation(out_b[flushed:t], grad[b][t_start + flushed:t_start + t], act)
+                stream_rows(out, (b * out_length + t_start + flushed) * out_channels, out_b[flushed:],
+                            (t - flushed) * out_channels, shift, lanes_t)
+                flushed = t
+        if stream_buf is None:
+            apply_activation(out_b[t_start:t_stop], grad[b][t_start:t_stop], act)
 
 
 @serial_kernel

@@ -1,0 +1,52 @@
+"""1D forwards whose large outputs are written with non-temporal stores (numba_dwconv.cpu.nontemporal)."""
+
+import numpy as np
+import pytest
+from cases import assert_close
+
+import numba_dwconv as nd
+from numba_dwconv import reference as ref
+from numba_dwconv.cpu import nontemporal
+
+CASES = [  # (length, channels, kernel_size, stride, dilation, padding, multiplier, activation)
+    (301, 37, 3, 1, 1, "same", 1, None),     # rows of 37 values: every row starts elsewhere in its line
+    (300, 64, 4, 1, 1, "causal", 1, "relu"),
+    (257, 16, 5, 2, 1, "valid", 1, None),
+    (190, 24, 3, 1, 3, "same", 2, "gelu"),   # dilation, a multiplier
+    (129, 48, 8, 3, 2, "same", 3, None),
+]
+
+
+@pytest.mark.parametrize("length, channels, ksize, stride, dilation, padding, mult, activation", CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_outputs_equal_plain_ones(length, channels, ksize, stride, dilation, padding, mult, activation,
+                                           data_format, dtype, monkeypatch):
+    """With every output streamed (threshold 0) the forward matches the reference and the plain stores bit for bit."""
+    rng = np.random.default_rng(length + channels)
+    shape = (3, length, channels) if data_format == "channels_last" else (3, channels, length)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((ksize, channels, mult)).astype(dtype)
+    bias = rng.standard_normal(channels * mult).astype(dtype)
+
+    def forward():
+        return nd.depthwise_conv1d(x, kernel, bias, stride, padding, data_format, dilation, activation=activation)
+
+    plain = forward()
+    seen, real = [], nontemporal.stream_args
+    monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
+    for module in ("conv1d",):
+        monkeypatch.setattr(f"numba_dwconv.cpu.{module}.stream_args",
+                            lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
+    streamed = forward()
+    assert seen == [True]
+    want = ref.conv1d_forward(x, kernel, bias, stride, padding, data_format, dilation)
+    assert_close(streamed, ref.activation(activation, want) if activation else want, dtype)
+    np.testing.assert_array_equal(streamed, plain)
+
+
+def test_only_large_outputs_of_short_kernels_stream():
+    out = np.empty(nontemporal.STREAM_BYTES // 4, np.float32)
+    assert nontemporal.stream_args(out, 64, nontemporal.STREAM_TAPS)[0] is not None
+    assert nontemporal.stream_args(out, 64, nontemporal.STREAM_TAPS + 1)[0] is None
+    assert nontemporal.stream_args(out[1:], 64, 3)[0] is None  # (one value under the threshold)
