@@ -40,6 +40,7 @@ def test_an_error_in_any_part_is_raised_after_every_part_finished_and_the_worker
 @pytest.mark.parametrize("mult", [1, 2])
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])
 def test_a_kernel_gives_the_same_bits_in_any_number_of_parts(parts, mult):
+    from numba_dwconv._simd import lanes_of
     from numba_dwconv.cpu.conv1d_last import forward_last
     from numba_dwconv.cpu.fused import activation
 
@@ -50,11 +51,15 @@ def test_a_kernel_gives_the_same_bits_in_any_number_of_parts(parts, mult):
     act = activation(None, np.dtype(np.float32))
     outs = []
     for n in (1, parts):
-        out = np.empty(x.shape[:2] + (24,), np.float32)
-        rows_buf = np.empty((n, 16 + 4, 24), np.float32) if mult > 1 else None  # 16 rows a task, K = 5
-        _jit.launch(forward_last, x, kernel, bias, 1, 1, 2, 16, out, act, out, rows_buf, parts=n)
-        outs.append(out)
-    np.testing.assert_array_equal(outs[0], outs[1])
+        for streamed in (False, True):  # (the output stored plainly, or streamed from a per-part buffer)
+            out = np.empty(x.shape[:2] + (24,), np.float32)
+            rows_buf = np.empty((n, 16 + 4, 24), np.float32) if mult > 1 else None  # 16 rows a task, K = 5
+            stream = (np.empty((n, 16 * 24), np.float32) if streamed else None, (out.ctypes.data % 64) // 4,
+                      lanes_of(np.dtype(np.float32)))
+            _jit.launch(forward_last, x, kernel, bias, 1, 1, 2, 16, out, act, out, rows_buf, *stream, parts=n)
+            outs.append(out)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(outs[0], out)
     expected = reference.conv1d_forward(x, kernel.reshape(5, 24 // mult, mult), bias, 1, "same", "channels_last", 1)
     np.testing.assert_allclose(outs[1], expected, rtol=1e-5, atol=1e-5)
 
