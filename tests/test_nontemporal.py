@@ -1,4 +1,4 @@
-"""1D forwards whose large outputs are written with non-temporal stores (numba_dwconv.cpu.nontemporal)."""
+"""1D forwards and input gradients writing large outputs with non-temporal stores (cpu/nontemporal.py)."""
 
 import numpy as np
 import pytest
@@ -35,9 +35,8 @@ def test_streamed_outputs_equal_plain_ones(length, channels, ksize, stride, dila
     plain = forward()
     seen, real = [], nontemporal.stream_args
     monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
-    for module in ("conv1d",):
-        monkeypatch.setattr(f"numba_dwconv.cpu.{module}.stream_args",
-                            lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
+    monkeypatch.setattr("numba_dwconv.cpu.conv1d.stream_args",
+                        lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
     streamed = forward()
     assert seen == [True]
     want = ref.conv1d_forward(x, kernel, bias, stride, padding, data_format, dilation)
@@ -50,3 +49,31 @@ def test_only_large_outputs_of_short_kernels_stream():
     assert nontemporal.stream_args(out, 64, nontemporal.STREAM_TAPS)[0] is not None
     assert nontemporal.stream_args(out, 64, nontemporal.STREAM_TAPS + 1)[0] is None
     assert nontemporal.stream_args(out[1:], 64, 3)[0] is None  # (one value under the threshold)
+
+
+@pytest.mark.parametrize("length, channels, ksize, stride, dilation, padding, mult, activation", CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_input_gradients_equal_plain_ones(length, channels, ksize, stride, dilation, padding, mult,
+                                                   activation, data_format, dtype, monkeypatch):
+    """The input gradient streams too (channels_last: m = 1 only; its m > 1 rows are summed in groups first)."""
+    rng = np.random.default_rng(length * channels)
+    shape = (3, length, channels) if data_format == "channels_last" else (3, channels, length)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((ksize, channels, mult)).astype(dtype)
+    y = nd.depthwise_conv1d(x, kernel, None, stride, padding, data_format, dilation)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+
+    def input_grad():
+        return nd.depthwise_conv1d_input_grad(grad_y, kernel, length, stride, padding, data_format, dilation)
+
+    plain = input_grad()
+    seen, real = [], nontemporal.stream_args
+    monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
+    monkeypatch.setattr("numba_dwconv.cpu.conv1d.stream_args",
+                        lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
+    streamed = input_grad()
+    assert seen == [data_format == "channels_first" or mult == 1]
+    want = ref.conv1d_gradients(grad_y, x, kernel, stride, padding, data_format, dilation)[0]
+    assert_close(streamed, want, dtype)
+    np.testing.assert_array_equal(streamed, plain)

@@ -114,13 +114,15 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         zeros = np.zeros(kernel2d.shape[1], dtype=problem.dtype)
         grad_in = _memory.empty(problem.input_shape, problem.dtype)
+        rows_buf = _rows_buffer(problem, ROWS_PER_TASK)
+        stream = stream_args(grad_in, ROWS_PER_TASK * grad_in.shape[-1], axis.kernel_size, rows_buf is None)
         launch(input_grad_last, grad_outputs, kernel2d, zeros, axis.stride, axis.dilation, axis.pad_left,
-               ROWS_PER_TASK, grad_in, _rows_buffer(problem, ROWS_PER_TASK))
+               ROWS_PER_TASK, grad_in, rows_buf, *stream)
         return grad_in
     grad_in = _memory.empty(problem.input_shape, problem.dtype)
     phase_buf = scratch(axis.stride * (-(-axis.length // axis.stride) + 1), problem.dtype) if axis.stride > 1 else None
     launch(input_grad_first, grad_outputs, kernel, stride_spec(axis.stride), axis.dilation, axis.pad_left,
-           TILE_LENGTH, grad_in, phase_buf)
+           TILE_LENGTH, grad_in, phase_buf, *stream_args(grad_in, grad_in.shape[-1], axis.kernel_size))
     return grad_in
 
 

@@ -312,13 +312,15 @@ def _phase_input_grad(grad_row, weights, phase, r_start, r_stop, step, dilation,
 
 
 @parallel_kernel
-def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, tile, grad_in, phase_buf):
+def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, tile, grad_in, phase_buf, stream_buf,
+                     shift, lanes_t):
     """``grad_in`` = the transposed convolution of ``grad_out``; one task per (batch, channel) row.
 
     A unit stride (spec) gathers the taps into each tile.  A larger one takes the tile's positions by
     phase (position mod stride): each phase is a unit-stride gather over the output gradient with its
     own taps, into its row of the part's ``phase_buf[part]`` (``stride`` rows of at least
     ``ceil(length / stride)``, flat; None for a unit stride), then the phases are interleaved into the tile.
+    ``stream_buf``, ``shift``, ``lanes_t``: as in :func:`forward_first`.
     """
     batch, channels, length = grad_in.shape
     mult = kernel.shape[2]
@@ -328,7 +330,7 @@ def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, 
     for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
-        acc = grad_in[b, c]
+        acc = grad_in[b, c] if stream_buf is None else stream_buf[part]
         for r_start in range(0, length, tile):
             r_stop = min(r_start + tile, length)
             if stride is None:
@@ -339,6 +341,9 @@ def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, 
             else:
                 _strided_input_grad_tile(acc, grad_out[b], kernel[:, c], c, r_start, r_stop, step, dilation,
                                          pad_left, gcd, phase_buf[part])
+            if stream_buf is not None:
+                stream_rows(grad_in, (b * channels + c) * length + r_start, acc[r_start:], r_stop - r_start, shift,
+                            lanes_t)
 
 
 @serial_kernel

@@ -355,13 +355,13 @@ def _input_grad_rows4(dst, dst_row, grad_b, kernel2d, zeros, r, pad_left):
 
 @parallel_kernel
 def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pad_left, rows_per_task, grad_in,
-                    rows_buf):
+                    rows_buf, stream_buf, shift, lanes_t):
     """``grad_in`` = the transposed convolution of ``grad_out`` (a gather per input row; ``zeros``: C*m zeros).
 
     ``grad_in`` has C channels and ``kernel2d`` C*m columns (``rows_buf``: None when m = 1).  With m > 1 a task
     gathers its rows of C*m
     channels into its part's ``rows_buf[part]`` (``rows_per_task`` rows), then sums each group of m into
-    ``grad_in``.
+    ``grad_in``.  ``stream_buf``, ``shift``, ``lanes_t`` (m = 1 only): as in :func:`forward_last`.
     """
     batch, length, channels = grad_in.shape
     ksize, out_channels = kernel2d.shape
@@ -381,6 +381,10 @@ def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pa
         if rows_buf is not None:  # gather into the part's rows, row r_start first
             dst = rows_buf[part]
             base = r_start
+        elif stream_buf is not None:  # (into a tile, streamed out)
+            dst = stream_buf[part].reshape((rows_per_task, channels))
+            base = r_start
+        flushed = r_start
         while r < r_stop:
             # rows r..r+3 read output rows r + pad_left - K + 1 .. r + 3 + pad_left
             if blockable and r + 4 <= r_stop and r + pad_left - ksize + 1 >= 0 and r + 3 + pad_left < out_length:
@@ -389,6 +393,10 @@ def input_grad_last(part, parts, grad_out, kernel2d, zeros, stride, dilation, pa
             else:
                 _input_grad_row(dst[r - base], grad_b, kernel2d, r, stride, dilation, pad_left)
                 r += 1
+            if stream_buf is not None and rows_buf is None and (r - flushed >= 4 or r == r_stop):
+                stream_rows(grad_in, (b * length + flushed) * channels, dst[flushed - base:], (r - flushed) * channels,
+                            shift, lanes_t)
+                flushed = r
         if rows_buf is not None:
             sum_group_rows(grad_in[b][r_start:r_stop], dst, mult)
 

@@ -8,7 +8,9 @@ them.  Measured (two threads, this package's 1D channels_last forward, ms plain 
 of 4-32 MB 0.6-0.75x (they stayed in the caches: there a plain store is faster, and the consumer reads
 them from the cache), 48 MB 1.27x, 64-128 MB 1.1-1.74x; a copy of 128 MB with vector stores 27 -> 39-40 GB/s.
 Streaming the rows of a whole task at its end was slower for long kernels (K = 31 24.8 -> 27.5 ms: the
-stores stalled the core in bursts); a few rows at a time they overlap the next rows' arithmetic.
+stores stalled the core in bursts); a few rows at a time they overlap the next rows' arithmetic.  The 1D input
+gradients stream the same way (K3: channels_last 16.4 -> 11.1 ms, backward 27.8 -> 22.4; channels_first
+11.3 -> 8.8-9.6, backward 25.5 -> 23.0; channels_last with m > 1 sums its rows in groups first: plain).
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ STREAM_BYTES = 40 << 20
 STREAM_TAPS = 8
 
 
-def stream_args(out, buffer_elements: int, taps: int):
+def stream_args(out, buffer_elements: int, taps: int, streamable: bool = True):
     """``(buffers, shift, lanes_t)`` for a kernel of ``taps`` taps that may stream ``out`` (``buffers`` None: not).
+
+    ``streamable``: False where the kernel cannot stream this call (the arguments it expects, unused).
 
     ``buffers``: per part ``buffer_elements`` values (:func:`numba_dwconv._jit.scratch`); ``shift``: the
     place of ``out``'s first element in its ``VECTOR_BYTES`` line, in elements (see :func:`stream_rows`).
     """
     lanes_t = lanes_of(out.dtype)
-    if out.nbytes < STREAM_BYTES or taps > STREAM_TAPS or out.ctypes.data % out.itemsize:
+    if not streamable or out.nbytes < STREAM_BYTES or taps > STREAM_TAPS or out.ctypes.data % out.itemsize:
         return None, 0, lanes_t
     return scratch(buffer_elements, out.dtype), (out.ctypes.data % VECTOR_BYTES) // out.itemsize, lanes_t
 
