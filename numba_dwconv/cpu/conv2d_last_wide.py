@@ -114,7 +114,9 @@ def _chunked_row(x, buf, held, b, ih, q_lo, q_count, height, width, c_in, rep, n
 @parallel_kernel
 def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, channels, out_h, out_w, kh, kw, sh, dh,
                        top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t, results):
-    """One task per output row: ``out[b, oh, ow] = act(bias + sum_{i,k} row(oh*sh - top + i*dh)[ow + k] * taps[i, k])``.
+    """``out[b, oh, ow] = act(bias + sum_{i,k} row(oh*sh - top + i*dh)[ow + k] * taps[i, k])``, a task per output row.
+
+    (On planes, ``results`` below: a task per output row and chunk of channels.)
 
     Arrays are flat: ``x`` (B*H*W*(channels // rep)), ``bias`` (channels), ``out`` (B*out_h*out_w*channels);
     ``taps`` chunk major like the rows (:func:`_chunked_row`): per chunk of ``lanes * CHUNK_VECTORS``
