@@ -10,6 +10,33 @@ from numba_dwconv import reference as ref
 from numba_dwconv._geometry import ExplicitPadding
 
 
+def _padded(x, padding, data_format):
+    """``x`` with explicit ``padding`` ((top, bottom), (left, right)) as zeros around its rows and columns."""
+    spatial = tuple(padding)
+    return np.pad(x, ((0, 0), *spatial, (0, 0)) if data_format == "channels_last" else ((0, 0), (0, 0), *spatial))
+
+
+def _reference_forward(x, kernel, bias, strides, padding, data_format, dilation):
+    """The reference forward; explicit padding: 'valid' on the zero-padded input."""
+    if isinstance(padding, str):
+        return ref.conv2d_forward(x, kernel, bias, strides, padding, data_format, dilation)
+    return ref.conv2d_forward(_padded(x, padding, data_format), kernel, bias, strides, "valid", data_format, dilation)
+
+
+def _reference_gradients(grad_y, x, kernel, strides, padding, data_format, dilation):
+    """The reference gradients (input, kernel, bias); explicit padding: those of the zero-padded input, the input
+    gradient cropped back to ``x``'s rows and columns."""
+    if isinstance(padding, str):
+        return ref.conv2d_gradients(grad_y, x, kernel, strides, padding, data_format, dilation)
+    grads = list(ref.conv2d_gradients(grad_y, _padded(x, padding, data_format), kernel, strides, "valid",
+                                      data_format, dilation))
+    (top, _), (left, _) = padding
+    h, w = x.shape[1:3] if data_format == "channels_last" else x.shape[2:]
+    rows, cols = slice(top, top + h), slice(left, left + w)
+    grads[0] = grads[0][:, rows, cols] if data_format == "channels_last" else grads[0][:, :, rows, cols]
+    return grads
+
+
 @pytest.mark.parametrize("kernel_size, strides, padding, dilation, mult, width", [
     ((7, 7), 1, "same", 1, 1, 13),          # 13 columns: a block of eight and one overlapping it
     ((9, 7), (2, 1), "same", (2, 1), 1, 16),  # row stride and dilation
@@ -36,20 +63,14 @@ def test_forward_of_wide_kernels_in_registers(kernel_size, strides, padding, dil
     rng = np.random.default_rng(kernel_size[0] * 100 + kernel_size[1] + width)
     channels = 32 // mult
     x, kernel, bias = make_case2d(rng, 2, 10, width, channels, kernel_size, mult, "channels_last", dtype)
-    def reference(x, kernel, bias):  # (explicit padding: the reference on the padded input)
-        if isinstance(padding, str):
-            return ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation)
-        padded = np.pad(x, ((0, 0), *padding, (0, 0)))
-        return ref.conv2d_forward(padded, kernel, bias, strides, "valid", "channels_last", dilation)
-
     for activation in (None, "relu"):
         y = nd.depthwise_conv2d(x, kernel, bias, strides, padding, "channels_last", dilation, activation=activation)
-        want = reference(x, kernel, bias)
+        want = _reference_forward(x, kernel, bias, strides, padding, "channels_last", dilation)
         assert_close(y, ref.activation(activation, want) if activation else want, dtype)
     assert taken == [True, True]
     odd = make_case2d(rng, 1, 10, width, 12, kernel_size, 1, "channels_last", dtype)  # 12 channels: not whole vectors
     y = nd.depthwise_conv2d(*odd, strides, padding, "channels_last", dilation)
-    assert_close(y, reference(*odd), dtype)
+    assert_close(y, _reference_forward(*odd, strides, padding, "channels_last", dilation), dtype)
     assert taken[-1] is False
 
 
@@ -80,12 +101,7 @@ def test_input_grad_of_wide_kernels_as_a_transposed_forward(kernel_size, padding
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     taken.clear()
     got = nd.depthwise_conv2d_input_grad(grad_y, kernel, x.shape[1:3], 1, padding, "channels_last", dilation)
-    if isinstance(padding, str):
-        want = ref.conv2d_gradients(grad_y, x, kernel, 1, padding, "channels_last", dilation)[0]
-    else:
-        padded = np.pad(x, ((0, 0), *padding, (0, 0)))
-        want = ref.conv2d_gradients(grad_y, padded, kernel, 1, "valid", "channels_last", dilation)[0]
-        want = want[:, padding[0][0]:padding[0][0] + x.shape[1], padding[1][0]:padding[1][0] + x.shape[2]]
+    want = _reference_gradients(grad_y, x, kernel, 1, padding, "channels_last", dilation)[0]
     assert_close(got, want, dtype)
     assert taken == ([] if padding == ((8, 1), (2, 3)) or mult > 1 else [True])
 
@@ -112,22 +128,10 @@ def test_kernel_grad_of_wide_kernels_in_registers(kernel_size, strides, padding,
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     grad_k, grad_b = nd.depthwise_conv2d_kernel_grad(grad_y, x, kernel_size, strides, padding, "channels_last",
                                                      dilation)
-    if isinstance(padding, str):
-        want = ref.conv2d_gradients(grad_y, x, kernel, strides, padding, "channels_last", dilation)
-    else:
-        padded = np.pad(x, ((0, 0), *padding, (0, 0)))
-        want = ref.conv2d_gradients(grad_y, padded, kernel, strides, "valid", "channels_last", dilation)
+    want = _reference_gradients(grad_y, x, kernel, strides, padding, "channels_last", dilation)
     assert_close(grad_k, want[1], dtype)
     assert_close(grad_b, want[2], dtype)
     assert seen == [taken]
-
-
-def _explicit_reference(x, kernel, bias, strides, padding, dilation):
-    """The channels_first reference forward, explicit padding as 'valid' on the zero-padded input."""
-    if isinstance(padding, str):
-        return ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_first", dilation)
-    padded = np.pad(x, ((0, 0), (0, 0), *padding))
-    return ref.conv2d_forward(padded, kernel, bias, strides, "valid", "channels_first", dilation)
 
 
 PLANES_CASES = [  # (kernel_size, strides, padding, dilation, width): every float32 width >= 16, float64 >= 8
@@ -161,7 +165,7 @@ def test_channels_first_forward_of_wide_kernels_on_the_planes(kernel_size, strid
     x, kernel, bias = make_case2d(rng, 2, 10, width, 32, kernel_size, 1, "channels_first", dtype)
     for activation, b in ((None, bias), ("relu", bias), ("gelu", None)):
         y = nd.depthwise_conv2d(x, kernel, b, strides, padding, "channels_first", dilation, activation=activation)
-        want = _explicit_reference(x, kernel, b, strides, padding, dilation)
+        want = _reference_forward(x, kernel, b, strides, padding, "channels_first", dilation)
         assert y.flags.c_contiguous
         assert_close(y, ref.activation(activation, want) if activation else want, dtype)
         x_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the same sums in the same order as channels_last
@@ -177,7 +181,7 @@ def test_channels_first_forward_of_wide_kernels_on_the_planes(kernel_size, strid
     for case in others:
         taken.clear()
         y = nd.depthwise_conv2d(*case, strides, padding, "channels_first", dilation)
-        assert_close(y, _explicit_reference(*case, strides, padding, dilation), dtype)
+        assert_close(y, _reference_forward(*case, strides, padding, "channels_first", dilation), dtype)
         assert taken == [False]
 
 
@@ -196,12 +200,7 @@ def test_channels_first_backward_of_wide_kernels(kernel_size, strides, padding, 
     x, kernel, _ = make_case2d(rng, 2, 11, width, 16, kernel_size, 1, "channels_first", dtype)
     y = nd.depthwise_conv2d(x, kernel, None, strides, padding, "channels_first", dilation)
     grad_y = rng.standard_normal(y.shape).astype(dtype)
-    if isinstance(padding, str):
-        want = ref.conv2d_gradients(grad_y, x, kernel, strides, padding, "channels_first", dilation)
-    else:
-        padded = np.pad(x, ((0, 0), (0, 0), *padding))
-        want = list(ref.conv2d_gradients(grad_y, padded, kernel, strides, "valid", "channels_first", dilation))
-        want[0] = want[0][..., padding[0][0]:padding[0][0] + x.shape[2], padding[1][0]:padding[1][0] + x.shape[3]]
+    want = _reference_gradients(grad_y, x, kernel, strides, padding, "channels_first", dilation)
     for got in (nd.depthwise_conv2d_backward(grad_y, x, kernel, strides, padding, "channels_first", dilation),
                 (nd.depthwise_conv2d_input_grad(grad_y, kernel, x.shape[2:], strides, padding, "channels_first",
                                                 dilation),

@@ -8,6 +8,16 @@ import numba_dwconv as nd
 from numba_dwconv import reference as ref
 from numba_dwconv.cpu import nontemporal
 
+
+def _streamed(monkeypatch, call):
+    """``call()`` with every output streamed (threshold 0), and whether ``conv1d`` chose to stream each time."""
+    seen, real = [], nontemporal.stream_args
+    monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
+    monkeypatch.setattr("numba_dwconv.cpu.conv1d.stream_args",
+                        lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
+    return call(), seen
+
+
 CASES = [  # (length, channels, kernel_size, stride, dilation, padding, multiplier, activation)
     (301, 37, 3, 1, 1, "same", 1, None),     # rows of 37 values: every row starts elsewhere in its line
     (300, 64, 4, 1, 1, "causal", 1, "relu"),
@@ -33,11 +43,7 @@ def test_streamed_outputs_equal_plain_ones(length, channels, ksize, stride, dila
         return nd.depthwise_conv1d(x, kernel, bias, stride, padding, data_format, dilation, activation=activation)
 
     plain = forward()
-    seen, real = [], nontemporal.stream_args
-    monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
-    monkeypatch.setattr("numba_dwconv.cpu.conv1d.stream_args",
-                        lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
-    streamed = forward()
+    streamed, seen = _streamed(monkeypatch, forward)
     assert seen == [True]
     want = ref.conv1d_forward(x, kernel, bias, stride, padding, data_format, dilation)
     assert_close(streamed, ref.activation(activation, want) if activation else want, dtype)
@@ -68,11 +74,7 @@ def test_streamed_input_gradients_equal_plain_ones(length, channels, ksize, stri
         return nd.depthwise_conv1d_input_grad(grad_y, kernel, length, stride, padding, data_format, dilation)
 
     plain = input_grad()
-    seen, real = [], nontemporal.stream_args
-    monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
-    monkeypatch.setattr("numba_dwconv.cpu.conv1d.stream_args",
-                        lambda *a: seen.append(real(*a)[0] is not None) or real(*a))
-    streamed = input_grad()
+    streamed, seen = _streamed(monkeypatch, input_grad)
     assert seen == [data_format == "channels_first" or mult == 1]
     want = ref.conv1d_gradients(grad_y, x, kernel, stride, padding, data_format, dilation)[0]
     assert_close(streamed, want, dtype)
