@@ -51,6 +51,25 @@ def _element_pointer(context, builder, array_type, array, index):
     return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
 
 
+def _load_vector(context, builder, array_type, array, index, vector_type):
+    """The vector at ``array[index:]`` (element alignment)."""
+    pointer = _element_pointer(context, builder, array_type, array, index)
+    return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=array_type.dtype.bitwidth // 8)
+
+
+def _store_vector(context, builder, array_type, array, index, value, align=None):
+    """``value`` to ``array[index:]`` (element alignment unless ``align``); the store instruction."""
+    pointer = _element_pointer(context, builder, array_type, array, index)
+    return builder.store(value, builder.bitcast(pointer, value.type.as_pointer()),
+                         align=align or array_type.dtype.bitwidth // 8)
+
+
+def _row_offsets(context, builder, signature, args, count):
+    """``index + j*stride`` for ``j < count`` (``args[1]``, ``args[2]``: the index and the stride)."""
+    index, stride = args[1], context.cast(builder, args[2], signature.args[2], signature.args[1])
+    return [builder.add(index, builder.mul(stride, ir.Constant(stride.type, j))) for j in range(count)]
+
+
 @intrinsic
 def vload(typingctx, array, index, lanes_t):
     """``array[index : index + lanes]`` as a :class:`Vec` (see the module docstring)."""
@@ -59,9 +78,7 @@ def vload(typingctx, array, index, lanes_t):
     vec = Vec(array.dtype, len(lanes_t))
 
     def codegen(context, builder, signature, args):
-        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-        vector_type = context.get_value_type(vec)
-        return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=array.dtype.bitwidth // 8)
+        return _load_vector(context, builder, signature.args[0], args[0], args[1], context.get_value_type(vec))
 
     return vec(array, index, lanes_t), codegen
 
@@ -73,8 +90,7 @@ def vstore(typingctx, array, index, vector):
         return None
 
     def codegen(context, builder, signature, args):
-        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-        builder.store(args[2], builder.bitcast(pointer, args[2].type.as_pointer()), align=array.dtype.bitwidth // 8)
+        _store_vector(context, builder, signature.args[0], args[0], args[1], args[2])
         return context.get_dummy_value()
 
     return types.void(array, index, vector), codegen
@@ -104,13 +120,8 @@ def vload_rows(typingctx, array, index, stride, lanes_t):
 
     def codegen(context, builder, signature, args):
         vector_type = context.get_value_type(rows.dtype)
-        index, stride = args[1], context.cast(builder, args[2], signature.args[2], signature.args[1])
-        values = []
-        for j in range(rows.count):
-            offset = builder.add(index, builder.mul(stride, ir.Constant(stride.type, j)))
-            pointer = _element_pointer(context, builder, signature.args[0], args[0], offset)
-            values.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()),
-                                       align=array.dtype.bitwidth // 8))
+        values = [_load_vector(context, builder, signature.args[0], args[0], offset, vector_type)
+                  for offset in _row_offsets(context, builder, signature, args, rows.count)]
         return context.make_tuple(builder, rows, values)
 
     return rows(array, index, stride, lanes_t), codegen
@@ -123,11 +134,9 @@ def vstore_rows(typingctx, array, index, stride, rows):
         return None
 
     def codegen(context, builder, signature, args):
-        index, stride = args[1], context.cast(builder, args[2], signature.args[2], signature.args[1])
-        for j, value in enumerate(cgutils.unpack_tuple(builder, args[3])):
-            offset = builder.add(index, builder.mul(stride, ir.Constant(stride.type, j)))
-            pointer = _element_pointer(context, builder, signature.args[0], args[0], offset)
-            builder.store(value, builder.bitcast(pointer, value.type.as_pointer()), align=array.dtype.bitwidth // 8)
+        offsets = _row_offsets(context, builder, signature, args, rows.count)
+        for offset, value in zip(offsets, cgutils.unpack_tuple(builder, args[3])):
+            _store_vector(context, builder, signature.args[0], args[0], offset, value)
         return context.get_dummy_value()
 
     return types.void(array, index, stride, rows), codegen
@@ -185,8 +194,7 @@ def vstore_stream(typingctx, array, index, vector):
         return None
 
     def codegen(context, builder, signature, args):
-        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-        store = builder.store(args[2], builder.bitcast(pointer, args[2].type.as_pointer()), align=VECTOR_BYTES)
+        store = _store_vector(context, builder, signature.args[0], args[0], args[1], args[2], align=VECTOR_BYTES)
         store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
         return context.get_dummy_value()
 
