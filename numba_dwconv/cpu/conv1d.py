@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch
+from . import conv1d_long
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .fused import activation as _activation
@@ -90,7 +91,9 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     bias = _zero_bias(problem) if bias is None else bias
     act = _activation(activation, problem.dtype, grad_outputs is not None)
     grad = out if grad_outputs is None else grad_outputs
-    if problem.channels_last:
+    if conv1d_long.fits(problem):
+        conv1d_long.forward(problem, inputs, kernel, bias, out, act, grad)
+    elif problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)
         launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left, ROWS_PER_TASK, out,
                act, grad, _rows_buffer(problem, _window_rows(axis, ROWS_PER_TASK)),

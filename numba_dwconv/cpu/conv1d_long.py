@@ -1,0 +1,175 @@
+"""The 1D channels_last forward of long kernels: eight output rows of a channel vector in registers over all taps.
+
+The general channels_last forward (:func:`numba_dwconv.cpu.conv1d_last.forward_last`) adds up to eight
+taps at a time into rows of all channels: each group of taps loads and stores the accumulator rows once
+more, and the rows and taps of one block of K = 31 at 512 channels (130 KB) do not fit in L1, so the
+loop ran at 42-55 GFMA/s, bound by L2.  This kernel is the 1D form of the 2D wide kernel
+(:mod:`numba_dwconv.cpu.conv2d_last_wide`), written with explicit vectors (:mod:`numba_dwconv._simd`):
+
+* A task is a tile of output rows of one batch entry.  It first copies the input rows the tile reads
+  (zeros for the padding) into its part's buffer, chunk major: the rows of one vector of channels are
+  contiguous (a sequential read of the input, which the hardware prefetches; the tile of one channel
+  vector then fits in L1 with its taps).
+* Per channel vector, blocks of eight output rows keep eight independent sums in registers over every
+  tap while a window of eight input vectors slides along the taps: one input and one tap vector loaded
+  per eight multiply-adds, each output vector stored once.  The last block of a tile overlaps the one
+  before and stores only its new rows.
+
+``K`` is a run-time count: one compiled kernel for every length.  Used (by :mod:`numba_dwconv.cpu.conv1d`)
+for ``K >= LONG_TAPS`` with unit stride and dilation, ``m = 1``, channels a multiple of the vector's lanes
+and at least eight output rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import uint64
+
+from .._jit import launch, parallel_kernel, scratch, serial_kernel, task_share, trip_count
+from .._simd import VECTOR_BYTES, lanes_of, vfma, vload, vstore, vstore_stream
+from .fused import apply_activation
+from .nontemporal import STREAM_BYTES
+
+LONG_TAPS = 16  # kernels at least this long take this kernel
+TILE_ROWS = 256  # output rows per task (the last tile of a row takes what is left: up to 2 * TILE_ROWS - 1)
+BLOCK_ROWS = 8  # output rows per block (eight sums in registers)
+
+
+def buffer_rows(ksize: int) -> int:
+    """Rows of the window a task copies, at most: its longest tile and the taps' reach."""
+    return 2 * TILE_ROWS - 1 + ksize - 1
+
+
+@serial_kernel
+def _window(x, buf, b, r0, rows, length, n, lanes_t):
+    """Input rows ``[r0, r0 + rows)`` of batch entry ``b`` (zeros outside ``[0, length)``) into ``buf``, chunk major.
+
+    Channel vector ``c`` (its first channel) starts at ``buf[c * rows]``, row ``j`` of it at ``+ j * lanes``.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    for j in range(rows):
+        r = r0 + j
+        d = uint64(j) * lanes
+        if 0 <= r < length:
+            s = uint64(b * length + r) * n
+            for c in range(uint64(0), n, lanes):
+                vstore(buf, c * uint64(rows) + d, vload(x, s + c, lanes_t))
+        else:
+            for c in range(uint64(0), n, lanes):
+                for i in range(lanes):
+                    buf[c * uint64(rows) + d + i] = 0.0
+
+
+@serial_kernel
+def _store(out, d, vector, stream):
+    """``out[d : d + lanes] = vector``, with a non-temporal store if ``stream`` (``d`` then on a line's start)."""
+    if stream:
+        vstore_stream(out, d, vector)
+    else:
+        vstore(out, d, vector)
+
+
+@parallel_kernel
+def forward_long_last(part, parts, x, taps, bias, out, batch, length, channels, out_length, ksize, pad_left, act, grad,
+                      rows_buf, stream, lanes_t):
+    """``out[b, t] = act(bias + sum_k x[b, t + k - pad_left] * taps[k])``, a task per tile of output rows.
+
+    Arrays are flat: ``x`` (B*L*C), ``bias`` (C), ``out`` and ``grad`` (B*out_length*C), ``taps`` chunk
+    major (per vector of channels, its K tap vectors: :func:`chunked_taps`).  ``rows_buf[part]`` holds
+    :func:`buffer_rows` rows of C.  ``act``, ``grad``: see :mod:`numba_dwconv.cpu.fused`.  ``out_length``
+    is at least BLOCK_ROWS.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    n = uint64(channels)
+    buf = rows_buf[part]
+    tiles = max(1, out_length // TILE_ROWS)
+    tasks_lo, tasks_hi = task_share(batch * tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
+        b = task // tiles
+        tile = task - b * tiles
+        t0 = tile * TILE_ROWS
+        t1 = out_length if tile == tiles - 1 else t0 + TILE_ROWS
+        rows = t1 - t0 + ksize - 1
+        _window(x, buf, b, t0 - pad_left, rows, length, n, lanes_t)
+        last = t1 - t0 - BLOCK_ROWS
+        d_tile = uint64(b * out_length + t0) * n
+        for c in range(uint64(0), n, lanes):
+            s_c = c * uint64(rows)
+            t = c * uint64(ksize)
+            o = 0
+            while o < t1 - t0:
+                skip = 0  # leading rows not stored: the last block overlaps the one before
+                if o > last:
+                    skip = o - last
+                    o = last
+                a0 = vload(bias, c, lanes_t)
+                a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
+                s = s_c + uint64(o) * lanes
+                v0 = vload(buf, s, lanes_t)
+                v1 = vload(buf, s + lanes, lanes_t)
+                v2 = vload(buf, s + uint64(2) * lanes, lanes_t)
+                v3 = vload(buf, s + uint64(3) * lanes, lanes_t)
+                v4 = vload(buf, s + uint64(4) * lanes, lanes_t)
+                v5 = vload(buf, s + uint64(5) * lanes, lanes_t)
+                v6 = vload(buf, s + uint64(6) * lanes, lanes_t)
+                for k in range(ksize):
+                    v7 = vload(buf, s + uint64(k + 7) * lanes, lanes_t)
+                    w = vload(taps, t + uint64(k) * lanes, lanes_t)
+                    a0 = vfma(v0, w, a0)
+                    a1 = vfma(v1, w, a1)
+                    a2 = vfma(v2, w, a2)
+                    a3 = vfma(v3, w, a3)
+                    a4 = vfma(v4, w, a4)
+                    a5 = vfma(v5, w, a5)
+                    a6 = vfma(v6, w, a6)
+                    a7 = vfma(v7, w, a7)
+                    v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+                d = d_tile + uint64(o) * n + c
+                if skip < 1:
+                    _store(out, d, a0, stream)
+                if skip < 2:
+                    _store(out, d + n, a1, stream)
+                if skip < 3:
+                    _store(out, d + uint64(2) * n, a2, stream)
+                if skip < 4:
+                    _store(out, d + uint64(3) * n, a3, stream)
+                if skip < 5:
+                    _store(out, d + uint64(4) * n, a4, stream)
+                if skip < 6:
+                    _store(out, d + uint64(5) * n, a5, stream)
+                if skip < 7:
+                    _store(out, d + uint64(6) * n, a6, stream)
+                _store(out, d + uint64(7) * n, a7, stream)
+                o += BLOCK_ROWS + skip
+        d_end = d_tile + uint64(t1 - t0) * n
+        apply_activation(out[d_tile:d_end], grad[d_tile:d_end], act)
+
+
+# ---------------------------------------------------------------------------- host side
+def fits(problem) -> bool:
+    """Whether the channels_last forward of the 1D ``problem`` takes :func:`forward_long_last`."""
+    axis = problem.axis
+    return (problem.channels_last and problem.multiplier == 1 and axis.kernel_size >= LONG_TAPS and axis.stride == 1
+            and axis.dilation == 1 and axis.out_length >= BLOCK_ROWS
+            and problem.channels % len(lanes_of(problem.dtype)) == 0)
+
+
+def chunked_taps(kernel):
+    """``kernel`` (K, C, 1) flat and chunk major: per vector of channels, its K tap vectors."""
+    ksize, channels = kernel.shape[:2]
+    lanes = len(lanes_of(kernel.dtype))
+    return np.ascontiguousarray(kernel.reshape(ksize, channels // lanes, lanes).transpose(1, 0, 2)).reshape(-1)
+
+
+def forward(problem, inputs, kernel, bias, out, act, grad):
+    """:func:`forward_long_last` on ``problem`` (:func:`fits`); ``out`` and ``grad`` of the output's shape."""
+    axis = problem.axis
+    launch(forward_long_last, inputs.reshape(-1), chunked_taps(kernel), bias, out.reshape(-1), inputs.shape[0],
+           axis.length, problem.channels, axis.out_length, axis.kernel_size, axis.pad_left, act, grad.reshape(-1),
+           scratch(buffer_rows(axis.kernel_size) * problem.channels, problem.dtype), _streams(out, act),
+           lanes_of(problem.dtype))
+
+
+def _streams(out, act) -> bool:
+    """Whether the kernel stores ``out`` past the caches: large, on a line boundary, and no activation to apply."""
+    return out.nbytes >= STREAM_BYTES and out.ctypes.data % VECTOR_BYTES == 0 and act[0] == 0
