@@ -199,3 +199,20 @@ def vstore_stream(typingctx, array, index, vector):
         return context.get_dummy_value()
 
     return types.void(array, index, vector), codegen
+
+
+@intrinsic
+def vstore_rows_stream(typingctx, array, index, stride, rows):
+    """:func:`vstore_rows` with non-temporal stores (:func:`vstore_stream`: every row on a line's start)."""
+    if not (isinstance(array, types.Array) and isinstance(rows, types.UniTuple) and isinstance(rows.dtype, Vec)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        offsets = _row_offsets(context, builder, signature, args, rows.count)
+        flag = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+        for offset, value in zip(offsets, cgutils.unpack_tuple(builder, args[3])):
+            _store_vector(context, builder, signature.args[0], args[0], offset, value,
+                          align=VECTOR_BYTES).set_metadata("nontemporal", flag)
+        return context.get_dummy_value()
+
+    return types.void(array, index, stride, rows), codegen

@@ -14,22 +14,24 @@ from numba_dwconv.cpu import conv1d_long
 def _spy(monkeypatch):
     """The list that records :func:`conv1d_long.fits`'s answer for every 1D forward from now on."""
     taken, real = [], conv1d_long.fits
-    monkeypatch.setattr(conv1d_long, "fits", lambda p: taken.append(real(p)) or taken[-1])
+    monkeypatch.setattr(conv1d_long, "fits", lambda *a: taken.append(real(*a)) or taken[-1])
     return taken
 
 
-def _reference(x, kernel, bias, padding):
+def _reference(x, kernel, bias, padding, data_format="channels_last"):
     """The reference forward; explicit padding: 'valid' on the zero-padded input."""
     if isinstance(padding, str):
-        return ref.conv1d_forward(x, kernel, bias, 1, padding, "channels_last", 1)
+        return ref.conv1d_forward(x, kernel, bias, 1, padding, data_format, 1)
     (before, after), = padding
-    return ref.conv1d_forward(np.pad(x, ((0, 0), (before, after), (0, 0))), kernel, bias, 1, "valid",
-                              "channels_last", 1)
+    widths = ((0, 0), (before, after), (0, 0)) if data_format == "channels_last" else ((0, 0), (0, 0), (before, after))
+    return ref.conv1d_forward(np.pad(x, widths), kernel, bias, 1, "valid", data_format, 1)
 
 
 CASES = [  # (batch, length, channels per vector of lanes, kernel_size, padding)
     (2, 300, 2, 31, "same"),    # two tiles, the second with the rest (44 rows): the last block overlaps
-    (1, 8, 1, 16, "same"),      # one block of eight rows: the shortest output the kernel takes
+    (1, 8, 1, 16, "same"),      # one block of eight rows: the shortest output channels_last takes
+    (1, 19, 1, 16, "same"),     # channels_first: the last square of the window and of the output overlap
+    (2, 10, 1, 24, ((30, 0),)),  # channels_first: 10 positions of the window in range (less than a square)
     (3, 611, 3, 17, "causal"),  # tiles of 256 and 355 rows
     (1, 40, 1, 33, "valid"),    # eight output rows, every input row read
     (2, 97, 2, 20, ((30, 2),)),  # explicit padding longer than the kernel's reach on one side
@@ -38,58 +40,65 @@ CASES = [  # (batch, length, channels per vector of lanes, kernel_size, padding)
 
 
 @pytest.mark.parametrize("batch, length, vectors, ksize, padding", CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_long_kernels_match_the_reference(batch, length, vectors, ksize, padding, dtype, monkeypatch):
+def test_long_kernels_match_the_reference(batch, length, vectors, ksize, padding, data_format, dtype, monkeypatch):
     lanes = 64 // np.dtype(dtype).itemsize
+    channels = vectors * lanes
     rng = np.random.default_rng(length + ksize)
-    x = rng.standard_normal((batch, length, vectors * lanes)).astype(dtype)
-    kernel = rng.standard_normal((ksize, vectors * lanes, 1)).astype(dtype)
-    bias = rng.standard_normal(vectors * lanes).astype(dtype)
+    x = rng.standard_normal((batch, length, channels) if data_format == "channels_last" else (batch, channels, length))
+    x = x.astype(dtype)
+    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
+    bias = rng.standard_normal(channels).astype(dtype)
     before = x.copy()
     taken = _spy(monkeypatch)
     padding_arg = ExplicitPadding(padding) if isinstance(padding, tuple) else padding
-    got = nd.depthwise_conv1d(x, kernel, bias, 1, padding_arg)
-    assert taken == [True]
-    assert_close(got, _reference(x, kernel, bias, padding), dtype)
+    got = nd.depthwise_conv1d(x, kernel, bias, 1, padding_arg, data_format)
+    out_length = got.shape[1] if data_format == "channels_last" else got.shape[2]
+    assert taken == [data_format == "channels_last" or out_length >= lanes]
+    assert_close(got, _reference(x, kernel, bias, padding, data_format), dtype)
     np.testing.assert_array_equal(x, before)
-    no_bias = nd.depthwise_conv1d(x, kernel, None, 1, padding_arg)
-    assert_close(no_bias, _reference(x, kernel, None, padding), dtype)
+    no_bias = nd.depthwise_conv1d(x, kernel, None, 1, padding_arg, data_format)
+    assert_close(no_bias, _reference(x, kernel, None, padding, data_format), dtype)
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu"])
-def test_long_kernels_apply_the_activation_and_its_gradient(name, monkeypatch):
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_long_kernels_apply_the_activation_and_its_gradient(name, data_format, monkeypatch):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 70, 32))
+    shape = (2, 70, 32) if data_format == "channels_last" else (2, 32, 70)
+    x = rng.standard_normal(shape)
     kernel = rng.standard_normal((19, 32, 1))
     bias = rng.standard_normal(32)
-    grad_y = rng.standard_normal((2, 70, 32))
+    grad_y = rng.standard_normal(shape)
     taken = _spy(monkeypatch)
-    y = nd.depthwise_conv1d(x, kernel, bias, 1, "same", activation=name)
-    pre = ref.conv1d_forward(x, kernel, bias, 1, "same", "channels_last", 1)
+    y = nd.depthwise_conv1d(x, kernel, bias, 1, "same", data_format, activation=name)
+    pre = ref.conv1d_forward(x, kernel, bias, 1, "same", data_format, 1)
     np.testing.assert_allclose(y, ref.activation(activations.get(name).name, pre), rtol=1e-12, atol=1e-12)
-    grads = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same", bias=bias, activation=name)
-    assert taken[:2] == [True, True]  # the forward, then the backward's gradient at the pre-activation
-    want = ref.conv1d_gradients(grad_y * activations.get(name).derivative(pre), x, kernel, 1, "same",
-                                "channels_last", 1)
+    grads = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same", data_format, bias=bias, activation=name)
+    # the forward, then the backward's gradient at the pre-activation (channels_last only)
+    assert taken[:2] == [True, data_format == "channels_last"]
+    want = ref.conv1d_gradients(grad_y * activations.get(name).derivative(pre), x, kernel, 1, "same", data_format, 1)
     for got_grad, want_grad in zip(grads, want):
         np.testing.assert_allclose(got_grad, want_grad, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_streamed_long_outputs_equal_plain_ones(dtype, monkeypatch):
+def test_streamed_long_outputs_equal_plain_ones(data_format, dtype, monkeypatch):
     """Stored past the caches (threshold 0) the output is the same, bit for bit; unaligned outputs do not stream."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 530, 48)).astype(dtype)
+    x = rng.standard_normal((2, 544, 48) if data_format == "channels_last" else (2, 48, 544)).astype(dtype)
     kernel = rng.standard_normal((31, 48, 1)).astype(dtype)
-    plain = nd.depthwise_conv1d(x, kernel, None, 1, "same")
+    plain = nd.depthwise_conv1d(x, kernel, None, 1, "same", data_format)
     streams, real = [], conv1d_long._streams
     monkeypatch.setattr(conv1d_long, "STREAM_BYTES", 0)
     monkeypatch.setattr(_memory, "MIN_POOLED_BYTES", 0)  # (pooled outputs start on a line)
     monkeypatch.setattr(conv1d_long, "_streams", lambda out, act: streams.append(real(out, act)) or streams[-1])
-    streamed = nd.depthwise_conv1d(x, kernel, None, 1, "same")
+    streamed = nd.depthwise_conv1d(x, kernel, None, 1, "same", data_format)
     assert streams == [True]
     np.testing.assert_array_equal(streamed, plain)
-    assert_close(streamed, _reference(x, kernel, None, "same"), dtype)
+    assert_close(streamed, _reference(x, kernel, None, "same", data_format), dtype)
     assert not real(np.empty(64, dtype)[1:], (0, 0))  # (a misaligned output: plain stores)
     assert not real(np.empty(64, dtype), (1, 0))  # (an activation to apply after the stores)
 

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from numba_dwconv._simd import lanes_of, vfma, vload, vload_rows, vstore, vstore_rows, vtranspose
+from numba_dwconv._simd import lanes_of, vfma, vload, vload_rows, vstore, vstore_rows, vstore_rows_stream, vtranspose
 
 
 @numba.njit
@@ -47,3 +47,23 @@ def test_squares_of_vectors_transpose_between_strided_rows(dtype):
     for i in range(lanes):
         written[7 + i * 45:7 + i * 45 + lanes] = True
     assert (dst[~written] == -1).all()
+
+
+@numba.njit
+def _stream_square(src, index, stride, dst, d_index, d_stride, lanes_t):
+    vstore_rows_stream(dst, d_index, d_stride, vload_rows(src, index, stride, lanes_t))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_stream_to_line_starts(dtype):
+    """vstore_rows_stream: the rows land where vstore_rows puts them (rows on 64-byte boundaries), nothing else."""
+    lanes_t = lanes_of(np.dtype(dtype))
+    lanes = len(lanes_t)
+    src = np.arange(20 * lanes, dtype=dtype)
+    buf = np.full(40 * lanes + 64, -1, dtype)
+    dst = buf[(-buf.ctypes.data % 64) // buf.itemsize:][:39 * lanes]  # (starts on a line)
+    _stream_square(src, 5, 19, dst, 2 * lanes, 2 * lanes, lanes_t)  # (every row on a line's start)
+    want = np.full_like(dst, -1)
+    for j in range(lanes):
+        want[(2 + 2 * j) * lanes:(3 + 2 * j) * lanes] = src[5 + 19 * j:5 + 19 * j + lanes]
+    np.testing.assert_array_equal(dst, want)

@@ -91,7 +91,7 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     bias = _zero_bias(problem) if bias is None else bias
     act = _activation(activation, problem.dtype, grad_outputs is not None)
     grad = out if grad_outputs is None else grad_outputs
-    if conv1d_long.fits(problem):
+    if conv1d_long.fits(problem, grad_outputs is not None):
         conv1d_long.forward(problem, inputs, kernel, bias, out, act, grad)
     elif problem.channels_last:
         kernel2d = kernel.reshape(axis.kernel_size, -1)

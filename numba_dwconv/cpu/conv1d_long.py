@@ -26,7 +26,18 @@ import numpy as np
 from numba import uint64
 
 from .._jit import launch, parallel_kernel, scratch, serial_kernel, task_share, trip_count
-from .._simd import VECTOR_BYTES, lanes_of, vfma, vload, vstore, vstore_stream
+from .._simd import (
+    VECTOR_BYTES,
+    lanes_of,
+    vfma,
+    vload,
+    vload_rows,
+    vstore,
+    vstore_rows,
+    vstore_rows_stream,
+    vstore_stream,
+    vtranspose,
+)
 from .fused import apply_activation
 from .nontemporal import STREAM_BYTES
 
@@ -58,6 +69,37 @@ def _window(x, buf, b, r0, rows, length, n, lanes_t):
             for c in range(uint64(0), n, lanes):
                 for i in range(lanes):
                     buf[c * uint64(rows) + d + i] = 0.0
+
+
+@serial_kernel
+def _sums8(buf, s, taps, t, ksize, a0, lanes_t):
+    """Eight sums ``a0 + sum_k buf[s + (r + k) * lanes :] * taps[t + k * lanes :]``, ``r < 8``, over ``ksize`` taps.
+
+    Eight independent chains of multiply-adds in registers; a window of eight input vectors slides along
+    the taps (one input and one tap vector loaded per eight multiply-adds).
+    """
+    lanes = uint64(trip_count(lanes_t))
+    a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
+    v0 = vload(buf, s, lanes_t)
+    v1 = vload(buf, s + lanes, lanes_t)
+    v2 = vload(buf, s + uint64(2) * lanes, lanes_t)
+    v3 = vload(buf, s + uint64(3) * lanes, lanes_t)
+    v4 = vload(buf, s + uint64(4) * lanes, lanes_t)
+    v5 = vload(buf, s + uint64(5) * lanes, lanes_t)
+    v6 = vload(buf, s + uint64(6) * lanes, lanes_t)
+    for k in range(ksize):
+        v7 = vload(buf, s + uint64(k + 7) * lanes, lanes_t)
+        w = vload(taps, t + uint64(k) * lanes, lanes_t)
+        a0 = vfma(v0, w, a0)
+        a1 = vfma(v1, w, a1)
+        a2 = vfma(v2, w, a2)
+        a3 = vfma(v3, w, a3)
+        a4 = vfma(v4, w, a4)
+        a5 = vfma(v5, w, a5)
+        a6 = vfma(v6, w, a6)
+        a7 = vfma(v7, w, a7)
+        v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @serial_kernel
@@ -102,28 +144,8 @@ def forward_long_last(part, parts, x, taps, bias, out, batch, length, channels, 
                 if o > last:
                     skip = o - last
                     o = last
-                a0 = vload(bias, c, lanes_t)
-                a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
-                s = s_c + uint64(o) * lanes
-                v0 = vload(buf, s, lanes_t)
-                v1 = vload(buf, s + lanes, lanes_t)
-                v2 = vload(buf, s + uint64(2) * lanes, lanes_t)
-                v3 = vload(buf, s + uint64(3) * lanes, lanes_t)
-                v4 = vload(buf, s + uint64(4) * lanes, lanes_t)
-                v5 = vload(buf, s + uint64(5) * lanes, lanes_t)
-                v6 = vload(buf, s + uint64(6) * lanes, lanes_t)
-                for k in range(ksize):
-                    v7 = vload(buf, s + uint64(k + 7) * lanes, lanes_t)
-                    w = vload(taps, t + uint64(k) * lanes, lanes_t)
-                    a0 = vfma(v0, w, a0)
-                    a1 = vfma(v1, w, a1)
-                    a2 = vfma(v2, w, a2)
-                    a3 = vfma(v3, w, a3)
-                    a4 = vfma(v4, w, a4)
-                    a5 = vfma(v5, w, a5)
-                    a6 = vfma(v6, w, a6)
-                    a7 = vfma(v7, w, a7)
-                    v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+                a0, a1, a2, a3, a4, a5, a6, a7 = _sums8(buf, s_c + uint64(o) * lanes, taps, t, ksize,
+                                                        vload(bias, c, lanes_t), lanes_t)
                 d = d_tile + uint64(o) * n + c
                 if skip < 1:
                     _store(out, d, a0, stream)
@@ -145,13 +167,97 @@ def forward_long_last(part, parts, x, taps, bias, out, batch, length, channels, 
         apply_activation(out[d_tile:d_end], grad[d_tile:d_end], act)
 
 
+
+@serial_kernel
+def _window_planes(x, buf, b, c, r0, rows, length, n, lanes_t):
+    """:func:`_window` of channels_first ``x``: channels ``[c, c + lanes)``, squares transposed on the way.
+
+    ``buf`` gets the rows of that channel vector (row ``j`` at ``j * lanes``).  The in-range part goes
+    in squares of ``lanes`` positions by ``lanes`` channels (the last overlapping the one before), or
+    value by value when it is shorter than a square.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    lo = min(max(r0, 0), length)
+    hi = max(lo, min(r0 + rows, length))
+    for j in range(rows):
+        if r0 + j < lo or r0 + j >= hi:
+            for i in range(lanes):
+                buf[uint64(j) * lanes + i] = 0.0
+    plane = uint64(b) * n + c
+    if hi - lo >= lanes:
+        p = lo
+        while p < hi:
+            p0 = min(p, hi - lanes)
+            vstore_rows(buf, uint64(p0 - r0) * lanes, lanes,
+                        vtranspose(vload_rows(x, plane * uint64(length) + uint64(p0), uint64(length), lanes_t)))
+            p = p0 + lanes
+    else:
+        for p in range(lo, hi):
+            for i in range(lanes):
+                buf[uint64(p - r0) * lanes + i] = x[(plane + i) * uint64(length) + uint64(p)]
+
+
+@parallel_kernel
+def forward_long_first(part, parts, x, taps, bias, out, batch, length, channels, out_length, ksize, pad_left, act,
+                       rows_buf, results, stream, lanes_t):
+    """:func:`forward_long_last` on channels_first arrays, a task per tile of output positions of a channel vector.
+
+    ``x`` (B*C*L) and ``out`` (B*C*out_length) flat; ``rows_buf[part]`` holds :func:`buffer_rows` rows of one
+    channel vector, ``results[part]`` as many.  The window comes in transposed (:func:`_window_planes`); the
+    tile's sums go to ``results`` (a row per position), get the activation there (``act`` in forward mode),
+    and are transposed into the planes in squares (the last overlapping the one before: ``out_length`` is
+    at least the vector's lanes), past the caches if ``stream`` (``out`` on a line's start, ``out_length``
+    whole vectors: then every square but an overlapping last one starts lines).  Consecutive tasks are
+    consecutive tiles of the same planes.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    n = uint64(channels)
+    buf = rows_buf[part]
+    res = results[part]
+    tiles = max(1, out_length // TILE_ROWS)
+    vectors = channels // lanes
+    tasks_lo, tasks_hi = task_share(batch * vectors * tiles, part, parts)
+    for task in range(tasks_lo, tasks_hi):
+        bv = task // tiles
+        tile = task - bv * tiles
+        b = bv // vectors
+        c = uint64(bv - b * vectors) * lanes
+        t0 = tile * TILE_ROWS
+        t1 = out_length if tile == tiles - 1 else t0 + TILE_ROWS
+        count = t1 - t0
+        rows = count + ksize - 1
+        _window_planes(x, buf, b, c, t0 - pad_left, rows, length, n, lanes_t)
+        last = count - BLOCK_ROWS
+        for o0 in range(0, count, BLOCK_ROWS):
+            o = min(o0, last)  # (the last block overlaps the one before: its sums land on the same rows)
+            sums = _sums8(buf, uint64(o) * lanes, taps, c * uint64(ksize), ksize, vload(bias, c, lanes_t), lanes_t)
+            vstore_rows(res, uint64(o) * lanes, lanes, sums)
+        apply_activation(res[:uint64(count) * lanes], res[:uint64(count) * lanes], act)
+        o_plane = (uint64(b) * n + c) * uint64(out_length) + uint64(t0)
+        p = 0
+        while p < count:
+            p0 = min(p, count - lanes)
+            square = vtranspose(vload_rows(res, uint64(p0) * lanes, lanes, lanes_t))
+            if stream and p0 == p:
+                vstore_rows_stream(out, o_plane + uint64(p0), uint64(out_length), square)
+            else:
+                vstore_rows(out, o_plane + uint64(p0), uint64(out_length), square)
+            p = p0 + lanes
+
+
 # ---------------------------------------------------------------------------- host side
-def fits(problem) -> bool:
-    """Whether the channels_last forward of the 1D ``problem`` takes :func:`forward_long_last`."""
+def fits(problem, fused: bool = False) -> bool:
+    """Whether the forward of the 1D ``problem`` takes this module's kernels.
+
+    ``fused``: the call computes the gradient at an activation's input (``grad_outputs`` given), which
+    only the channels_last kernel does; channels_first needs ``out_length`` of at least a vector's lanes.
+    """
     axis = problem.axis
-    return (problem.channels_last and problem.multiplier == 1 and axis.kernel_size >= LONG_TAPS and axis.stride == 1
-            and axis.dilation == 1 and axis.out_length >= BLOCK_ROWS
-            and problem.channels % len(lanes_of(problem.dtype)) == 0)
+    lanes = len(lanes_of(problem.dtype))
+    if not problem.channels_last and (fused or axis.out_length < lanes):
+        return False
+    return (problem.multiplier == 1 and axis.kernel_size >= LONG_TAPS and axis.stride == 1 and axis.dilation == 1
+            and axis.out_length >= BLOCK_ROWS and problem.channels % lanes == 0)
 
 
 def chunked_taps(kernel):
@@ -162,12 +268,18 @@ def chunked_taps(kernel):
 
 
 def forward(problem, inputs, kernel, bias, out, act, grad):
-    """:func:`forward_long_last` on ``problem`` (:func:`fits`); ``out`` and ``grad`` of the output's shape."""
+    """The forward of ``problem`` (:func:`fits`); ``out`` and ``grad`` of the output's shape."""
     axis = problem.axis
-    launch(forward_long_last, inputs.reshape(-1), chunked_taps(kernel), bias, out.reshape(-1), inputs.shape[0],
-           axis.length, problem.channels, axis.out_length, axis.kernel_size, axis.pad_left, act, grad.reshape(-1),
-           scratch(buffer_rows(axis.kernel_size) * problem.channels, problem.dtype), _streams(out, act),
-           lanes_of(problem.dtype))
+    lanes_t = lanes_of(problem.dtype)
+    args = (inputs.reshape(-1), chunked_taps(kernel), bias, out.reshape(-1), inputs.shape[0], axis.length,
+            problem.channels, axis.out_length, axis.kernel_size, axis.pad_left, act)
+    if problem.channels_last:
+        launch(forward_long_last, *args, grad.reshape(-1),
+               scratch(buffer_rows(axis.kernel_size) * problem.channels, problem.dtype), _streams(out, act), lanes_t)
+    else:
+        launch(forward_long_first, *args, scratch(buffer_rows(axis.kernel_size) * len(lanes_t), problem.dtype),
+               scratch((2 * TILE_ROWS - 1) * len(lanes_t), problem.dtype),
+               _streams(out, act) and axis.out_length % len(lanes_t) == 0, lanes_t)
 
 
 def _streams(out, act) -> bool:
