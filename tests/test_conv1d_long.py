@@ -119,3 +119,82 @@ def test_other_problems_take_the_general_kernels(shape, ksize, strides, dilation
     got = nd.depthwise_conv1d(x, kernel, None, strides, "valid", dilation_rate=dilation)
     assert taken == [False]
     assert_close(got, ref.conv1d_forward(x, kernel, None, strides, "valid", "channels_last", dilation), np.float32)
+
+
+GRAD_CASES = [  # (batch, length, vectors, kernel_size, padding): the input gradient as a forward of reversed taps
+    (2, 300, 2, 31, "same"),
+    (1, 40, 1, 17, "causal"),
+    (2, 48, 1, 16, "valid"),
+    (1, 70, 1, 20, ((19, 3),)),  # before = K-1 - 19 = 0: the longest explicit padding that takes it
+]
+
+
+@pytest.mark.parametrize("batch, length, vectors, ksize, padding", GRAD_CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_gradient_of_long_kernels(batch, length, vectors, ksize, padding, data_format, dtype, monkeypatch):
+    lanes = 64 // np.dtype(dtype).itemsize
+    channels = vectors * lanes
+    rng = np.random.default_rng(length * ksize)
+    shape = (batch, length, channels) if data_format == "channels_last" else (batch, channels, length)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
+    padding_arg = ExplicitPadding(padding) if isinstance(padding, tuple) else padding
+    y = nd.depthwise_conv1d(x, kernel, None, 1, padding_arg, data_format)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    flips, real = [], conv1d_long.input_grad
+    monkeypatch.setattr(conv1d_long, "input_grad", lambda *a: flips.append(a[0]) or real(*a))
+    grads = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, padding_arg, data_format)
+    assert len(flips) == 1
+    if isinstance(padding, str):
+        want = ref.conv1d_gradients(grad_y, x, kernel, 1, padding, data_format, 1)
+    else:
+        (before, after), = padding
+        widths = [(0, 0)] * 3
+        widths[1 if data_format == "channels_last" else 2] = (before, after)
+        want = list(ref.conv1d_gradients(grad_y, np.pad(x, widths), kernel, 1, "valid", data_format, 1))
+        crop = [slice(None)] * 3
+        crop[1 if data_format == "channels_last" else 2] = slice(before, before + length)
+        want[0] = want[0][tuple(crop)]
+    for got_grad, want_grad in zip(grads, want):
+        assert_close(got_grad, want_grad, dtype)
+
+
+def test_input_gradient_of_long_kernels_by_finite_differences():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 30, 8))
+    kernel = rng.standard_normal((16, 8, 1))
+    grad_y = rng.standard_normal((1, 30, 8))
+    grad_x = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same")[0]
+    eps = 1e-6
+    for index in [(0, 0, 0), (0, 7, 3), (0, 29, 7), (0, 15, 5)]:
+        step = np.zeros_like(x)
+        step[index] = eps
+        loss = [np.sum(grad_y * nd.depthwise_conv1d(x + s, kernel, None, 1, "same")) for s in (step, -step)]
+        np.testing.assert_allclose((loss[0] - loss[1]) / (2 * eps), grad_x[index], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("case", ["inf weight", "padding past the reach", "stride"])
+def test_input_gradient_of_long_kernels_elsewhere(case, monkeypatch):
+    """An inf weight, explicit padding past the kernel's reach or a stride take the general input gradient."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1, 64, 16))
+    kernel = rng.standard_normal((16, 16, 1))
+    padding, strides = "same", 1
+    if case == "inf weight":
+        kernel[3, 2, 0] = np.inf
+    elif case == "padding past the reach":
+        padding = ExplicitPadding(((17, 0),))
+    else:
+        strides = 2
+    y = nd.depthwise_conv1d(x, np.where(np.isfinite(kernel), kernel, 0), None, strides, padding)
+    flips, real = [], conv1d_long.input_grad
+    monkeypatch.setattr(conv1d_long, "input_grad", lambda *a: flips.append(a[0]) or real(*a))
+    grad_x = nd.depthwise_conv1d_input_grad(np.ones_like(y), kernel, 64, strides, padding)
+    assert flips == []
+    if case != "inf weight":
+        want = ref.conv1d_gradients(np.ones_like(y), np.pad(x, ((0, 0), (17, 0), (0, 0))) if case != "stride" else x,
+                                    kernel, strides, "valid" if case != "stride" else "same", "channels_last", 1)[0]
+        assert_close(grad_x, want[:, 17:] if case != "stride" else want, np.float64)
+    else:
+        assert np.isfinite(grad_x[:, :, 3:]).all() and np.isfinite(grad_x[:, :, :2]).all()  # only channel 2 sees inf

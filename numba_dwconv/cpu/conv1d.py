@@ -112,6 +112,11 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
     ndarray, shape ``problem.input_shape``
     """
     axis = problem.axis
+    flipped = conv1d_long.transposed(problem)
+    if flipped is not None and np.isfinite(kernel).all():  # long kernels: a forward with the taps reversed
+        grad_in = _memory.empty(problem.input_shape, problem.dtype)
+        conv1d_long.input_grad(flipped, grad_outputs, kernel, grad_in)
+        return grad_in
     if problem.channels_last:
         # the gradient of the channel-repeated inputs (C*m channels), each group of m summed per task
         kernel2d = kernel.reshape(axis.kernel_size, -1)

@@ -38,7 +38,7 @@ from .._simd import (
     vstore_stream,
     vtranspose,
 )
-from .fused import apply_activation
+from .fused import activation, apply_activation
 from .nontemporal import STREAM_BYTES
 
 LONG_TAPS = 16  # kernels at least this long take this kernel
@@ -285,3 +285,30 @@ def forward(problem, inputs, kernel, bias, out, act, grad):
 def _streams(out, act) -> bool:
     """Whether the kernel stores ``out`` past the caches: large, on a line boundary, and no activation to apply."""
     return out.nbytes >= STREAM_BYTES and out.ctypes.data % VECTOR_BYTES == 0 and act[0] == 0
+
+
+def transposed(problem):
+    """The input gradient of ``problem`` as a forward problem this module runs, or None.
+
+    ``grad_in[i] = sum_k grad[i + k - before] * kernel[K-1-k]`` with ``before = K-1 - pad_left``: a forward
+    over the output gradient with the taps reversed, whose outputs are the input's positions.  None where
+    the problem has a stride, a dilation or a multiplier, ``before`` would be negative (explicit padding past
+    the kernel's reach), or :func:`fits` says no.
+    """
+    axis = problem.axis
+    before = axis.kernel_size - 1 - axis.pad_left
+    if axis.stride != 1 or axis.dilation != 1 or problem.multiplier != 1 or before < 0:
+        return None
+    flipped = problem._replace(axis=axis._replace(length=axis.out_length, out_length=axis.length, pad_left=before,
+                                                  pad_right=axis.kernel_size - 1 - axis.pad_right))
+    return flipped if fits(flipped) else None
+
+
+def input_grad(flipped, grad_outputs, kernel, grad_in):
+    """The input gradient into ``grad_in`` as the forward of ``flipped`` (:func:`transposed`), for finite ``kernel``.
+
+    (The forward multiplies the output gradient's zero padding by the weights: an inf weight would make NaNs
+    where the gradient has no term.)
+    """
+    forward(flipped, grad_outputs, np.ascontiguousarray(kernel[::-1]), np.zeros(flipped.channels, flipped.dtype),
+            grad_in, activation(None, flipped.dtype), grad_in)
