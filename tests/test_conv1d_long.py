@@ -29,10 +29,10 @@ def _reference(x, kernel, bias, padding, data_format="channels_last"):
 
 CASES = [  # (batch, length, channels per vector of lanes, kernel_size, padding)
     (2, 300, 2, 31, "same"),    # two tiles, the second with the rest (44 rows): the last block overlaps
-    (1, 8, 1, 16, "same"),      # one block of eight rows: the shortest output channels_last takes
-    (1, 19, 1, 16, "same"),     # channels_first: the last square of the window and of the output overlap
+    (1, 8, 1, 20, "same"),      # one block of eight rows: the shortest output channels_last takes
+    (1, 19, 1, 20, "same"),     # channels_first: the last square of the window and of the output overlap
     (2, 10, 1, 24, ((30, 0),)),  # channels_first: 10 positions of the window in range (less than a square)
-    (3, 611, 3, 17, "causal"),  # tiles of 256 and 355 rows
+    (3, 611, 3, 21, "causal"),  # tiles of 256 and 355 rows
     (1, 40, 1, 33, "valid"),    # eight output rows, every input row read
     (2, 97, 2, 20, ((30, 2),)),  # explicit padding longer than the kernel's reach on one side
     (1, 513, 1, 64, "same"),    # 513 rows: the last tile takes 257
@@ -68,7 +68,7 @@ def test_long_kernels_apply_the_activation_and_its_gradient(name, data_format, m
     rng = np.random.default_rng(3)
     shape = (2, 70, 32) if data_format == "channels_last" else (2, 32, 70)
     x = rng.standard_normal(shape)
-    kernel = rng.standard_normal((19, 32, 1))
+    kernel = rng.standard_normal((22, 32, 1))
     bias = rng.standard_normal(32)
     grad_y = rng.standard_normal(shape)
     taken = _spy(monkeypatch)
@@ -104,12 +104,12 @@ def test_streamed_long_outputs_equal_plain_ones(data_format, dtype, monkeypatch)
 
 
 @pytest.mark.parametrize("shape, ksize, strides, dilation, mult", [
-    ((1, 64, 32), 15, 1, 1, 1),  # too short a kernel
-    ((1, 64, 32), 16, 2, 1, 1),  # a stride
-    ((1, 64, 32), 16, 1, 2, 1),  # a dilation
-    ((1, 64, 16), 16, 1, 1, 2),  # a depth multiplier
-    ((1, 64, 12), 16, 1, 1, 1),  # channels not a whole vector
-    ((1, 22, 32), 16, 1, 1, 1),  # seven output rows ('valid')
+    ((1, 64, 32), 19, 1, 1, 1),  # too short a kernel
+    ((1, 64, 32), 20, 2, 1, 1),  # a stride
+    ((1, 64, 32), 20, 1, 2, 1),  # a dilation
+    ((1, 64, 16), 20, 1, 1, 2),  # a depth multiplier
+    ((1, 64, 12), 20, 1, 1, 1),  # channels not a whole vector
+    ((1, 26, 32), 20, 1, 1, 1),  # seven output rows ('valid')
 ])
 def test_other_problems_take_the_general_kernels(shape, ksize, strides, dilation, mult, monkeypatch):
     rng = np.random.default_rng(7)
@@ -123,8 +123,8 @@ def test_other_problems_take_the_general_kernels(shape, ksize, strides, dilation
 
 GRAD_CASES = [  # (batch, length, vectors, kernel_size, padding): the input gradient as a forward of reversed taps
     (2, 300, 2, 31, "same"),
-    (1, 40, 1, 17, "causal"),
-    (2, 48, 1, 16, "valid"),
+    (1, 40, 1, 21, "causal"),
+    (2, 48, 1, 20, "valid"),
     (1, 70, 1, 20, ((19, 3),)),  # before = K-1 - 19 = 0: the longest explicit padding that takes it
 ]
 
@@ -163,7 +163,7 @@ def test_input_gradient_of_long_kernels(batch, length, vectors, ksize, padding, 
 def test_input_gradient_of_long_kernels_by_finite_differences():
     rng = np.random.default_rng(11)
     x = rng.standard_normal((1, 30, 8))
-    kernel = rng.standard_normal((16, 8, 1))
+    kernel = rng.standard_normal((20, 8, 1))
     grad_y = rng.standard_normal((1, 30, 8))
     grad_x = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same")[0]
     eps = 1e-6
@@ -179,12 +179,12 @@ def test_input_gradient_of_long_kernels_elsewhere(case, monkeypatch):
     """An inf weight, explicit padding past the kernel's reach or a stride take the general input gradient."""
     rng = np.random.default_rng(13)
     x = rng.standard_normal((1, 64, 16))
-    kernel = rng.standard_normal((16, 16, 1))
+    kernel = rng.standard_normal((20, 16, 1))
     padding, strides = "same", 1
     if case == "inf weight":
         kernel[3, 2, 0] = np.inf
     elif case == "padding past the reach":
-        padding = ExplicitPadding(((17, 0),))
+        padding = ExplicitPadding(((21, 0),))
     else:
         strides = 2
     y = nd.depthwise_conv1d(x, np.where(np.isfinite(kernel), kernel, 0), None, strides, padding)
@@ -193,8 +193,8 @@ def test_input_gradient_of_long_kernels_elsewhere(case, monkeypatch):
     grad_x = nd.depthwise_conv1d_input_grad(np.ones_like(y), kernel, 64, strides, padding)
     assert flips == []
     if case != "inf weight":
-        want = ref.conv1d_gradients(np.ones_like(y), np.pad(x, ((0, 0), (17, 0), (0, 0))) if case != "stride" else x,
+        want = ref.conv1d_gradients(np.ones_like(y), np.pad(x, ((0, 0), (21, 0), (0, 0))) if case != "stride" else x,
                                     kernel, strides, "valid" if case != "stride" else "same", "channels_last", 1)[0]
-        assert_close(grad_x, want[:, 17:] if case != "stride" else want, np.float64)
+        assert_close(grad_x, want[:, 21:] if case != "stride" else want, np.float64)
     else:
         assert np.isfinite(grad_x[:, :, 3:]).all() and np.isfinite(grad_x[:, :, :2]).all()  # only channel 2 sees inf

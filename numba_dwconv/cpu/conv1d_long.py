@@ -16,7 +16,7 @@ loop ran at 42-55 GFMA/s, bound by L2.  This kernel is the 1D form of the 2D wid
   before and stores only its new rows.
 
 ``K`` is a run-time count: one compiled kernel for every length.  Used (by :mod:`numba_dwconv.cpu.conv1d`)
-for ``K >= LONG_TAPS`` with unit stride and dilation, ``m = 1``, channels a multiple of the vector's lanes
+for ``K >= LONG_TAPS`` (20) with unit stride and dilation, ``m = 1``, channels a multiple of the vector's lanes
 and at least eight output rows.
 """
 
@@ -41,7 +41,10 @@ from .._simd import (
 from .fused import activation, apply_activation
 from .nontemporal import STREAM_BYTES
 
-LONG_TAPS = 16  # kernels at least this long take this kernel
+# Kernels at least this long take this module's kernels: measured against the general kernels (A/B, 'same'),
+# K = 16 ran 0.80-1.09x at 1-8 MB (the window copy is a pass over the input more), K = 20 1.01-1.07x, K = 31
+# 1.3-3x (and 1.4-1.6x from memory).
+LONG_TAPS = 20
 TILE_ROWS = 256  # output rows per task (the last tile of a row takes what is left: up to 2 * TILE_ROWS - 1)
 BLOCK_ROWS = 8  # output rows per block (eight sums in registers)
 

@@ -23,7 +23,7 @@ from .._simd import VECTOR_BYTES, lanes_of, vload, vstore_stream
 # Outputs of at least this many bytes are streamed (between the 32 MB and 48 MB measured above), by kernels
 # of at most STREAM_TAPS taps: longer ones are not memory-bound (K = 31, 128 MB: channels_last 25.3 -> 25.5
 # ms, channels_first 21.0 -> 23.9; K = 7 within noise; K = 3 15.3 -> 8.6 and 11.9 -> 9.1).
-# Kernels of 16+ taps stream from their own kernel (cpu/conv1d_long.py), each store a whole line already.
+# Kernels of 20+ taps stream from their own kernel (cpu/conv1d_long.py), each store a whole line already.
 STREAM_BYTES = 40 << 20
 STREAM_TAPS = 8
 
