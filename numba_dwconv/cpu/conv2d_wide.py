@@ -8,6 +8,8 @@ channels_first ones with ``m = 1`` that the kernel runs on their planes (:func:`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._jit import launch, scratch
@@ -102,6 +104,7 @@ def transposed_forward(problem):
     return problem._replace(height=axes[0], width=axes[1])
 
 
+@functools.lru_cache(maxsize=64)  # (asked twice per backward: whether to fuse, then by the input gradient)
 def planes_transposed(problem):
     """:func:`transposed_forward` of a channels_first ``problem`` with ``m = 1`` where :func:`planes_fit`, else None."""
     transposed = transposed_forward(problem) if problem.multiplier == 1 else None
