@@ -198,3 +198,54 @@ def test_input_gradient_of_long_kernels_elsewhere(case, monkeypatch):
         assert_close(grad_x, want[:, 21:] if case != "stride" else want, np.float64)
     else:
         assert np.isfinite(grad_x[:, :, 3:]).all() and np.isfinite(grad_x[:, :, :2]).all()  # only channel 2 sees inf
+
+
+@pytest.mark.parametrize("length, ksize, padding, partials", [
+    (600, 31, "same", 64),    # tasks of one sub-tile (256 rows) or less
+    (600, 20, "causal", 2),   # two tasks of 300 rows: sub-tiles of 256 and 44, summed through the partials
+    (300, 33, "valid", 1),    # one task
+    (40, 24, ((30, 2),), 64),  # rows of the window mostly padding
+])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_gradient_of_long_kernels(length, ksize, padding, partials, data_format, dtype, monkeypatch):
+    from numba_dwconv.cpu import conv1d
+
+    monkeypatch.setattr(conv1d, "MAX_PARTIALS", partials)
+    fits, real = [], conv1d_long.kernel_grad_fits
+    monkeypatch.setattr(conv1d_long, "kernel_grad_fits", lambda p: fits.append(real(p)) or fits[-1])
+    lanes = 64 // np.dtype(dtype).itemsize
+    channels = 2 * lanes
+    rng = np.random.default_rng(length + ksize)
+    shape = (2, length, channels) if data_format == "channels_last" else (2, channels, length)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
+    padding_arg = ExplicitPadding(padding) if isinstance(padding, tuple) else padding
+    y = nd.depthwise_conv1d(x, kernel, None, 1, padding_arg, data_format)
+    grad_y = rng.standard_normal(y.shape).astype(dtype)
+    got = nd.depthwise_conv1d_kernel_grad(grad_y, x, ksize, 1, padding_arg, data_format)
+    assert fits == [True]
+    if isinstance(padding, str):
+        want = ref.conv1d_gradients(grad_y, x, kernel, 1, padding, data_format, 1)
+    else:
+        widths = [(0, 0)] * 3
+        widths[1 if data_format == "channels_last" else 2] = padding[0]
+        want = ref.conv1d_gradients(grad_y, np.pad(x, widths), kernel, 1, "valid", data_format, 1)
+    assert_close(got[0], want[1], dtype)
+    assert_close(got[1], want[2], dtype)
+    again = nd.depthwise_conv1d_kernel_grad(grad_y, x, ksize, 1, padding_arg, data_format)
+    np.testing.assert_array_equal(again[0], got[0])  # (a fixed order of sums)
+
+
+def test_kernel_gradient_of_long_kernels_by_finite_differences():
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((2, 50, 8))
+    kernel = rng.standard_normal((21, 8, 1))
+    grad_y = rng.standard_normal((2, 50, 8))
+    grad_kernel = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same")[1]
+    eps = 1e-6
+    for index in [(0, 0, 0), (10, 3, 0), (20, 7, 0), (13, 5, 0)]:
+        step = np.zeros_like(kernel)
+        step[index] = eps
+        loss = [np.sum(grad_y * nd.depthwise_conv1d(x, kernel + s, None, 1, "same")) for s in (step, -step)]
+        np.testing.assert_allclose((loss[0] - loss[1]) / (2 * eps), grad_kernel[index], rtol=1e-6, atol=1e-8)

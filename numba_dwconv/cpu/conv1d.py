@@ -144,7 +144,9 @@ def conv1d_kernel_grad(problem, grad_outputs, inputs):
     """
     axis = problem.axis
     out_channels = problem.channels * problem.multiplier
-    if problem.channels_last:
+    if conv1d_long.kernel_grad_fits(problem):
+        part_kernel, part_bias = conv1d_long.kernel_grad(problem, grad_outputs, inputs, MAX_PARTIALS)
+    elif problem.channels_last:
         # Each part covers rows_per_part output rows of one batch entry.
         parts_per_batch = min(max(1, MAX_PARTIALS // max(problem.batch, 1)), -(-axis.out_length // ROWS_PER_TASK))
         rows_per_part = -(-axis.out_length // parts_per_batch)

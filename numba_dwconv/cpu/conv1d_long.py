@@ -47,6 +47,7 @@ from .nontemporal import STREAM_BYTES
 LONG_TAPS = 20
 TILE_ROWS = 256  # output rows per task (the last tile of a row takes what is left: up to 2 * TILE_ROWS - 1)
 BLOCK_ROWS = 8  # output rows per block (eight sums in registers)
+SUB_ROWS = 256  # rows of a kernel-gradient task copied at a time
 
 
 def buffer_rows(ksize: int) -> int:
@@ -248,6 +249,103 @@ def forward_long_first(part, parts, x, taps, bias, out, batch, length, channels,
             p = p0 + lanes
 
 
+
+@serial_kernel
+def _tap_sums8(xbuf, xs, gbuf, gs, count, a0, a1, a2, a3, a4, a5, a6, a7, lanes_t):
+    """``a_j + sum_{t < count} xbuf[xs + (t + j) * lanes :] * gbuf[gs + t * lanes :]`` for ``j < 8``.
+
+    Eight taps' sums in registers over ``count`` rows: one gradient and one input vector loaded per eight
+    multiply-adds (the input window slides along the rows).
+    """
+    lanes = uint64(trip_count(lanes_t))
+    v0 = vload(xbuf, xs, lanes_t)
+    v1 = vload(xbuf, xs + lanes, lanes_t)
+    v2 = vload(xbuf, xs + uint64(2) * lanes, lanes_t)
+    v3 = vload(xbuf, xs + uint64(3) * lanes, lanes_t)
+    v4 = vload(xbuf, xs + uint64(4) * lanes, lanes_t)
+    v5 = vload(xbuf, xs + uint64(5) * lanes, lanes_t)
+    v6 = vload(xbuf, xs + uint64(6) * lanes, lanes_t)
+    for t in range(count):
+        v7 = vload(xbuf, xs + uint64(t + 7) * lanes, lanes_t)
+        gv = vload(gbuf, gs + uint64(t) * lanes, lanes_t)
+        a0 = vfma(v0, gv, a0)
+        a1 = vfma(v1, gv, a1)
+        a2 = vfma(v2, gv, a2)
+        a3 = vfma(v3, gv, a3)
+        a4 = vfma(v4, gv, a4)
+        a5 = vfma(v5, gv, a5)
+        a6 = vfma(v6, gv, a6)
+        a7 = vfma(v7, gv, a7)
+        v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@parallel_kernel
+def kernel_grad_long(part, parts, x, g, kernel_partials, bias_partials, batch, length, channels, out_length, ksize,
+                     pad_left, rows_per_task, xbufs, gbufs, planes, consts, lanes_t):
+    """Per task (``rows_per_task`` rows of a batch entry) ``sum_t x[b, t + k - pad_left] * g[b, t]`` and ``sum_t g``.
+
+    ``kernel_partials`` (tasks*K*C) and ``bias_partials`` (tasks*C), flat.  A task goes through its rows
+    SUB_ROWS at a time: the input rows they read and the gradient rows are copied chunk major into the part's
+    ``xbufs``/``gbufs`` (``planes``: channels_first arrays, per channel vector, transposed on the way), then per
+    channel vector and group of eight taps (the last group overlapping the one before and storing only its
+    new taps) the sums run in registers over the rows (:func:`_tap_sums8`), through the partials between
+    sub-tiles.  Sums in a fixed order: results do not depend on the thread count.  ``consts``: a vector of
+    zeros and one of ones.
+    """
+    lanes = uint64(trip_count(lanes_t))
+    n = uint64(channels)
+    xbuf = xbufs[part]
+    gbuf = gbufs[part]
+    zero = vload(consts, 0, lanes_t)
+    one = vload(consts, lanes, lanes_t)
+    per_entry = (out_length + rows_per_task - 1) // rows_per_task
+    tasks_lo, tasks_hi = task_share(batch * per_entry, part, parts)
+    for task in range(tasks_lo, tasks_hi):
+        b = task // per_entry
+        t0 = (task - b * per_entry) * rows_per_task
+        t1 = min(out_length, t0 + rows_per_task)
+        k_base = uint64(task) * uint64(ksize) * n
+        for sub in range(t0, t1, SUB_ROWS):
+            count = min(SUB_ROWS, t1 - sub)
+            rows = count + ksize - 1
+            if not planes:
+                _window(x, xbuf, b, sub - pad_left, rows, length, n, lanes_t)
+                _window(g, gbuf, b, sub, count, out_length, n, lanes_t)
+            for c in range(uint64(0), n, lanes):
+                xs, gs = uint64(0), uint64(0)
+                if planes:
+                    _window_planes(x, xbuf, b, c, sub - pad_left, rows, length, n, lanes_t)
+                    _window_planes(g, gbuf, b, c, sub, count, out_length, n, lanes_t)
+                else:
+                    xs, gs = c * uint64(rows), c * uint64(count)
+                bias_at = uint64(task) * n + c
+                ab = zero if sub == t0 else vload(bias_partials, bias_at, lanes_t)
+                for t in range(count):
+                    ab = vfma(one, vload(gbuf, gs + uint64(t) * lanes, lanes_t), ab)  # (an exact product: a sum)
+                vstore(bias_partials, bias_at, ab)
+                k_done = 0
+                while k_done < ksize:
+                    k0 = min(k_done, ksize - 8)  # (the last group overlaps the one before)
+                    d = k_base + uint64(k0) * n + c
+                    a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
+                    if sub > t0:
+                        a0 = vload(kernel_partials, d, lanes_t)
+                        a1 = vload(kernel_partials, d + n, lanes_t)
+                        a2 = vload(kernel_partials, d + uint64(2) * n, lanes_t)
+                        a3 = vload(kernel_partials, d + uint64(3) * n, lanes_t)
+                        a4 = vload(kernel_partials, d + uint64(4) * n, lanes_t)
+                        a5 = vload(kernel_partials, d + uint64(5) * n, lanes_t)
+                        a6 = vload(kernel_partials, d + uint64(6) * n, lanes_t)
+                        a7 = vload(kernel_partials, d + uint64(7) * n, lanes_t)
+                    sums = _tap_sums8(xbuf, xs + uint64(k0) * lanes, gbuf, gs, count, a0, a1, a2, a3, a4, a5, a6, a7,
+                                      lanes_t)
+                    skip = k_done - k0
+                    for j in range(skip, 8):
+                        vstore(kernel_partials, d + uint64(j) * n, sums[j])
+                    k_done = k0 + 8
+
+
 # ---------------------------------------------------------------------------- host side
 def fits(problem, fused: bool = False) -> bool:
     """Whether the forward of the 1D ``problem`` takes this module's kernels.
@@ -315,3 +413,29 @@ def input_grad(flipped, grad_outputs, kernel, grad_in):
     """
     forward(flipped, grad_outputs, np.ascontiguousarray(kernel[::-1]), np.zeros(flipped.channels, flipped.dtype),
             grad_in, activation(None, flipped.dtype), grad_in)
+
+
+def kernel_grad_fits(problem) -> bool:
+    """Whether the kernel gradient of the 1D ``problem`` takes :func:`kernel_grad_long`."""
+    axis = problem.axis
+    return (problem.multiplier == 1 and axis.kernel_size >= LONG_TAPS and axis.stride == 1 and axis.dilation == 1
+            and problem.channels % len(lanes_of(problem.dtype)) == 0 and axis.out_length > 0)
+
+
+def kernel_grad(problem, grad_outputs, inputs, max_partials: int):
+    """``(kernel_partials, bias_partials)`` of :func:`kernel_grad_long`: at most about ``max_partials`` tasks."""
+    axis = problem.axis
+    per_entry = min(max(1, max_partials // max(problem.batch, 1)), -(-axis.out_length // SUB_ROWS))
+    rows_per_task = -(-axis.out_length // per_entry)
+    tasks = problem.batch * -(-axis.out_length // rows_per_task)
+    n = problem.channels
+    lanes = len(lanes_of(problem.dtype))
+    width = lanes if not problem.channels_last else n  # the buffers hold a channel vector or whole rows
+    kernel_partials = np.empty((tasks, axis.kernel_size, n, 1), problem.dtype)
+    bias_partials = np.empty((tasks, n), problem.dtype)
+    consts = np.concatenate([np.zeros(lanes, problem.dtype), np.ones(lanes, problem.dtype)])
+    launch(kernel_grad_long, inputs.reshape(-1), grad_outputs.reshape(-1), kernel_partials.reshape(-1),
+           bias_partials.reshape(-1), problem.batch, axis.length, n, axis.out_length, axis.kernel_size, axis.pad_left,
+           rows_per_task, scratch((SUB_ROWS + axis.kernel_size - 1) * width, problem.dtype),
+           scratch(SUB_ROWS * width, problem.dtype), not problem.channels_last, consts, lanes_of(problem.dtype))
+    return kernel_partials, bias_partials
