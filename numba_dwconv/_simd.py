@@ -98,14 +98,16 @@ def vstore(typingctx, array, index, vector):
 
 @intrinsic
 def vfma(typingctx, a, b, c):
-    """``a * b + c`` lane by lane, rounded once."""
-    if not (isinstance(a, Vec) and a == b == c):
+    """``a * b + c`` lane by lane, rounded once (also on three scalars of one float type: the same rounding)."""
+    if not (isinstance(a, (Vec, types.Float)) and a == b == c):
         return None
 
     def codegen(context, builder, signature, args):
-        vector_type = args[0].type
-        name = f"llvm.fma.v{vector_type.count}{'f32' if a.dtype.bitwidth == 32 else 'f64'}"
-        fma = builder.module.declare_intrinsic(name, fnty=ir.FunctionType(vector_type, [vector_type] * 3))
+        value_type = args[0].type
+        bits = a.dtype.bitwidth if isinstance(a, Vec) else a.bitwidth
+        kind = f"v{value_type.count}" if isinstance(a, Vec) else ""
+        name = f"llvm.fma.{kind}{'f32' if bits == 32 else 'f64'}"
+        fma = builder.module.declare_intrinsic(name, fnty=ir.FunctionType(value_type, [value_type] * 3))
         return builder.call(fma, list(args))
 
     return a(a, b, c), codegen
@@ -216,3 +218,20 @@ def vstore_rows_stream(typingctx, array, index, stride, rows):
         return context.get_dummy_value()
 
     return types.void(array, index, stride, rows), codegen
+
+
+@intrinsic
+def vsplat(typingctx, array, index, lanes_t):
+    """``array[index]`` in every lane of a vector (``array`` flat and C-contiguous; one broadcast load)."""
+    if not isinstance(array, types.Array) or not isinstance(lanes_t, types.BaseTuple):
+        return None
+    vector = Vec(array.dtype, len(lanes_t))
+
+    def codegen(context, builder, signature, args):
+        value = builder.load(_element_pointer(context, builder, signature.args[0], args[0], args[1]))
+        vector_type = context.get_value_type(vector)
+        single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(single, ir.Constant(vector_type, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), [0] * vector.lanes))
+
+    return vector(array, index, lanes_t), codegen

@@ -23,7 +23,7 @@ import numpy as np
 from .. import _memory
 from .._jit import launch, scratch
 from . import conv1d_long
-from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
+from .conv1d_first import SHORT_TAPS, forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .fused import activation as _activation
 from .nontemporal import stream_args
@@ -99,8 +99,10 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
                act, grad, _rows_buffer(problem, _window_rows(axis, ROWS_PER_TASK)),
                *stream_args(out, ROWS_PER_TASK * out.shape[-1], axis.kernel_size))
     else:
+        short = axis.stride == 1 and axis.kernel_size <= SHORT_TAPS  # (see forward_first: the other path pruned)
         launch(forward_first, inputs, kernel, bias, stride_spec(axis.stride), axis.dilation, axis.pad_left,
-               TILE_LENGTH, out, act, grad, *stream_args(out, out.shape[-1], axis.kernel_size))
+               TILE_LENGTH, out, act, grad, *stream_args(out, out.shape[-1], axis.kernel_size), 1 if short else None,
+               None if short else 1)
     return out
 
 
