@@ -131,8 +131,10 @@ def conv1d_input_grad(problem, grad_outputs, kernel):
         return grad_in
     grad_in = _memory.empty(problem.input_shape, problem.dtype)
     phase_buf = scratch(axis.stride * (-(-axis.length // axis.stride) + 1), problem.dtype) if axis.stride > 1 else None
+    short = axis.stride == 1 and axis.kernel_size <= SHORT_TAPS and problem.multiplier == 1
     launch(input_grad_first, grad_outputs, kernel, stride_spec(axis.stride), axis.dilation, axis.pad_left,
-           TILE_LENGTH, grad_in, phase_buf, *stream_args(grad_in, grad_in.shape[-1], axis.kernel_size))
+           TILE_LENGTH, grad_in, phase_buf, *stream_args(grad_in, grad_in.shape[-1], axis.kernel_size),
+           np.zeros(1, problem.dtype) if short else None, None if short else 1)
     return grad_in
 
 

@@ -434,37 +434,44 @@ def _phase_input_grad(grad_row, weights, phase, r_start, r_stop, step, dilation,
 
 @parallel_kernel
 def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, tile, grad_in, phase_buf, stream_buf,
-                     shift, lanes_t):
+                     shift, lanes_t, short, general):
     """``grad_in`` = the transposed convolution of ``grad_out``; one task per (batch, channel) row.
 
     A unit stride (spec) gathers the taps into each tile.  A larger one takes the tile's positions by
     phase (position mod stride): each phase is a unit-stride gather over the output gradient with its
     own taps, into its row of the part's ``phase_buf[part]`` (``stride`` rows of at least
     ``ceil(length / stride)``, flat; None for a unit stride), then the phases are interleaved into the tile.
-    ``stream_buf``, ``shift``, ``lanes_t``: as in :func:`forward_first`.
+    ``stream_buf``, ``shift``, ``lanes_t``: as in :func:`forward_first`.  ``short``, ``general``: as in
+    :func:`forward_first` (``short`` also needs m = 1; it is a one-element array of zeros, the sums' start).
     """
     batch, channels, length = grad_in.shape
     mult = kernel.shape[2]
     step = _stride_of(stride)
     gcd = _gcd(step, dilation)
+    flat_grad_in = grad_in.reshape(-1)
+    flat_kernel = kernel.reshape(-1)
     tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // channels
         c = task - b * channels
-        acc = grad_in[b, c] if stream_buf is None else stream_buf[part]
-        for r_start in range(0, length, tile):
-            r_stop = min(r_start + tile, length)
-            if stride is None:
-                for j in range(mult):
-                    # gather form: grad_in[r] += sum_i w[i] * grad_out[r + pad_left - i*dilation]
-                    _conv_taps(acc, grad_out[b, c * mult + j], kernel[:, c, j], r_start, r_stop, pad_left,
-                               -dilation, j == 0, acc.dtype.type(0), stride)
-            else:
-                _strided_input_grad_tile(acc, grad_out[b], kernel[:, c], c, r_start, r_stop, step, dilation,
-                                         pad_left, gcd, phase_buf[part])
-            if stream_buf is not None:
-                stream_rows(grad_in, (b * channels + c) * length + r_start, acc[r_start:], r_stop - r_start, shift,
-                            lanes_t)
+        if short is not None:  # gather form: grad_in[r] = sum_i w[i] * grad_out[r + pad_left - i*dilation]
+            _short_row(flat_grad_in, (b * channels + c) * length, length, grad_out[b, c], flat_kernel, c, channels,
+                       kernel.shape[0], short, 0, pad_left, -dilation, stream_buf is not None, shift, lanes_t)
+        if general is not None:
+            acc = grad_in[b, c] if stream_buf is None else stream_buf[part]
+            for r_start in range(0, length, tile):
+                r_stop = min(r_start + tile, length)
+                if stride is None:
+                    for j in range(mult):
+                        # gather form: grad_in[r] += sum_i w[i] * grad_out[r + pad_left - i*dilation]
+                        _conv_taps(acc, grad_out[b, c * mult + j], kernel[:, c, j], r_start, r_stop, pad_left,
+                                   -dilation, j == 0, acc.dtype.type(0), stride)
+                else:
+                    _strided_input_grad_tile(acc, grad_out[b], kernel[:, c], c, r_start, r_stop, step, dilation,
+                                             pad_left, gcd, phase_buf[part])
+                if stream_buf is not None:
+                    stream_rows(grad_in, (b * channels + c) * length + r_start, acc[r_start:], r_stop - r_start, shift,
+                                lanes_t)
 
 
 @serial_kernel
