@@ -4,7 +4,17 @@ import numba
 import numpy as np
 import pytest
 
-from numba_dwconv._simd import lanes_of, vfma, vload, vload_rows, vstore, vstore_rows, vstore_rows_stream, vtranspose
+from numba_dwconv._simd import (
+    lanes_of,
+    vfma,
+    vload,
+    vload_rows,
+    vsplat,
+    vstore,
+    vstore_rows,
+    vstore_rows_stream,
+    vtranspose,
+)
 
 
 @numba.njit
@@ -67,3 +77,26 @@ def test_rows_stream_to_line_starts(dtype):
     for j in range(lanes):
         want[(2 + 2 * j) * lanes:(3 + 2 * j) * lanes] = src[5 + 19 * j:5 + 19 * j + lanes]
     np.testing.assert_array_equal(dst, want)
+
+
+@numba.njit
+def _splat_fma(a, i, b, c, out, lanes_t):
+    vstore(out, 0, vfma(vsplat(a, i, lanes_t), vload(b, 0, lanes_t), vload(c, 0, lanes_t)))
+    return vfma(a[i], b[0], c[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_value_broadcast_and_scalar_fma(dtype):
+    """vsplat puts one value in every lane; vfma on scalars rounds once, like its lanes."""
+    lanes_t = lanes_of(np.dtype(dtype))
+    lanes = len(lanes_t)
+    rng = np.random.default_rng(lanes)
+    a, b, c = (rng.standard_normal(lanes).astype(dtype) for _ in range(3))
+    out = np.zeros(lanes, dtype)
+    scalar = _splat_fma(a, 3, b, c, out, lanes_t)
+    exact = a[3].astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)  # (float32: exact in float64)
+    if dtype == np.float32:
+        np.testing.assert_array_equal(out, exact.astype(np.float32))
+    else:
+        np.testing.assert_allclose(out, exact, rtol=2 * np.finfo(dtype).eps)
+    assert scalar == out[0]
