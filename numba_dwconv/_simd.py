@@ -1,4 +1,4 @@
-"""Explicit SIMD vectors inside numba kernels: a vector type and the three operations the kernels need.
+"""Explicit SIMD vectors inside numba kernels: a vector type and the operations the kernels need.
 
 LLVM vectorises only innermost loops, so a loop over channels keeps its sums in registers only
 across taps whose loop is unrolled inside it (a compile-time count).  A kernel that must keep
@@ -11,7 +11,10 @@ variable (a register) that a loop of any trip count carries.
   tuple of ``lanes`` items, a compile-time count, see :func:`lanes_of`); ``array`` flat and
   C-contiguous, ``index`` any integer (no bounds check: the kernels guarantee the range).
 * ``vstore(array, index, vector)``: the reverse.
-* ``vfma(a, b, c)``: ``a * b + c`` lane by lane (``llvm.fma``: one rounding).
+* ``vfma(a, b, c)``: ``a * b + c`` lane by lane (``llvm.fma``: one rounding; also on scalars).
+* ``vsplat(array, index, lanes_t)``: ``array[index]`` in every lane.
+* Squares of vectors (``vload_rows``, ``vtranspose``, ``vstore_rows``) and non-temporal stores
+  (``vstore_stream``, ``vstore_rows_stream``), below.
 
 Loads and stores assume only the element's alignment.  Vectors of 64 bytes (16 float32 or 8
 float64) are one AVX-512 register; LLVM splits them into two or four on CPUs with narrower

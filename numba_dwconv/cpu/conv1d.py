@@ -23,8 +23,9 @@ import numpy as np
 from .. import _memory
 from .._jit import launch, scratch
 from . import conv1d_long
-from .conv1d_first import SHORT_TAPS, forward_first, input_grad_first, kernel_grad_first, stride_spec
+from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
+from .conv1d_short import SHORT_TAPS
 from .fused import activation as _activation
 from .nontemporal import stream_args
 from .partials import sum_partials

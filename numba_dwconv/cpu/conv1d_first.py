@@ -6,13 +6,13 @@ the length, so the innermost loop runs over positions with the tap weights broad
 
 from __future__ import annotations
 
-from numba import types, uint64
+from numba import types
 from numba.extending import overload
 
-from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
-from .._simd import vfma, vload, vsplat, vstore, vstore_stream
+from .._jit import parallel_kernel, serial_kernel, task_share
 from .conv1d_last import _gcd
 from .conv1d_last import tap_range as _tap_range
+from .conv1d_short import short_row
 from .fused import apply_activation
 from .nontemporal import stream_rows
 
@@ -260,102 +260,6 @@ def _kernel_grad_taps(out_weights, x_row, grad_row, first_offset, offset_step, s
         out_weights[tap] = _dot(x_row, grad_row, lo, hi, offset, stride)
 
 
-# Unit-stride kernels of at most this many taps take :func:`_short_row` (eight tap vectors in registers).
-SHORT_TAPS = 8
-
-
-@serial_kernel
-def _short_row(out, d, n_out, in_row, weights, w_index, w_step, ksize, bias, b_index, offset, step, stream, shift,
-               lanes_t):
-    """``out[d + t] = bias[b_index] + sum_k weights[w_index + k*w_step] * in_row[t + offset + k*step]``, ``t < n_out``.
-
-    Taps in order as a chain of multiply-adds (each rounded once), taps outside ``in_row`` skipped; ``ksize``
-    at most SHORT_TAPS.  ``out``, ``weights`` and ``bias`` flat.  Vectors of outputs whose window lies inside
-    the row are summed in registers (the tap vectors broadcast once per row) and stored at once, past the
-    caches if ``stream`` (``shift``: where ``out``'s first element sits in its line, see
-    :func:`numba_dwconv.cpu.nontemporal.stream_args`; such vectors start on a line): the stores overlap the
-    loads of the next vectors (a row computed into a buffer and streamed after moved in bursts, 20-25 %
-    slower).  Not streamed, a vector at each end of the inside positions covers what the others leave
-    (their values computed twice, the same).  The other positions go one by one, the same chain: results
-    do not depend on where the vectors fall.
-    """
-    lanes = trip_count(lanes_t)
-    n_in = in_row.shape[0]
-    inside = max(0, -(offset + min(0, (ksize - 1) * step)))  # the first position whose window is inside
-    stop = min(n_out, n_in - offset - max(0, (ksize - 1) * step))  # ... and the end of those positions
-    first = inside
-    if stream:
-        first += (lanes - (shift + d + first) % lanes) % lanes  # on a line's start
-    last = first + max(0, stop - first) // lanes * lanes
-    taps = _tap_vectors(weights, w_index, w_step, ksize, lanes_t)
-    start = vsplat(bias, uint64(b_index), lanes_t)
-    for t in range(first, last, lanes):
-        acc = _short_vector(in_row, t + offset, step, ksize, taps, start, lanes_t)
-        if stream:
-            vstore_stream(out, uint64(d + t), acc)
-        else:
-            vstore(out, uint64(d + t), acc)
-    done_lo, done_hi = first, last
-    if not stream and stop - inside >= lanes:  # the ends of the inside positions: a vector each, overlapping
-        for t in (inside, stop - lanes):
-            vstore(out, uint64(d + t), _short_vector(in_row, t + offset, step, ksize, taps, start, lanes_t))
-        done_lo, done_hi = inside, stop
-    t = 0
-    while t < n_out:
-        if done_lo <= t < done_hi:
-            t = done_hi
-        else:
-            out[d + t] = _short_sum(in_row, weights, w_index, w_step, ksize, bias[b_index], t + offset, step)
-            t += 1
-
-
-@serial_kernel
-def _tap_vectors(weights, w_index, w_step, ksize, lanes_t):
-    """The (up to eight) taps ``weights[w_index + k*w_step]`` of :func:`_short_row`, each broadcast to a vector."""
-    last_tap = ksize - 1
-    return (vsplat(weights, uint64(w_index), lanes_t),
-            vsplat(weights, uint64(w_index + min(1, last_tap) * w_step), lanes_t),
-            vsplat(weights, uint64(w_index + min(2, last_tap) * w_step), lanes_t),
-            vsplat(weights, uint64(w_index + min(3, last_tap) * w_step), lanes_t),
-            vsplat(weights, uint64(w_index + min(4, last_tap) * w_step), lanes_t),
-            vsplat(weights, uint64(w_index + min(5, last_tap) * w_step), lanes_t),
-            vsplat(weights, uint64(w_index + min(6, last_tap) * w_step), lanes_t),
-            vsplat(weights, uint64(w_index + min(7, last_tap) * w_step), lanes_t))
-
-
-@serial_kernel
-def _short_vector(in_row, s, step, ksize, taps, start, lanes_t):
-    """The chain of :func:`_short_row` for the vector of outputs whose first tap reads ``in_row[s]``."""
-    w0, w1, w2, w3, w4, w5, w6, w7 = taps
-    acc = vfma(vload(in_row, uint64(s), lanes_t), w0, start)
-    if ksize > 1:
-        acc = vfma(vload(in_row, uint64(s + step), lanes_t), w1, acc)
-    if ksize > 2:
-        acc = vfma(vload(in_row, uint64(s + 2 * step), lanes_t), w2, acc)
-    if ksize > 3:
-        acc = vfma(vload(in_row, uint64(s + 3 * step), lanes_t), w3, acc)
-    if ksize > 4:
-        acc = vfma(vload(in_row, uint64(s + 4 * step), lanes_t), w4, acc)
-    if ksize > 5:
-        acc = vfma(vload(in_row, uint64(s + 5 * step), lanes_t), w5, acc)
-    if ksize > 6:
-        acc = vfma(vload(in_row, uint64(s + 6 * step), lanes_t), w6, acc)
-    if ksize > 7:
-        acc = vfma(vload(in_row, uint64(s + 7 * step), lanes_t), w7, acc)
-    return acc
-
-
-@serial_kernel
-def _short_sum(in_row, weights, w_index, w_step, ksize, value, s, step):
-    """One position of :func:`_short_row`: the same chain, taps outside the row skipped."""
-    n_in = in_row.shape[0]
-    for k in range(ksize):
-        p = s + k * step
-        if 0 <= p < n_in:
-            value = vfma(weights[w_index + k * w_step], in_row[p], value)
-    return value
-
-
 @parallel_kernel
 def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile, out, act, grad, stream_buf, shift,
                   lanes_t, short, general):
@@ -365,10 +269,10 @@ def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile
     (applied to each tile).  ``stream_buf``, ``shift``, ``lanes_t``: see
     :func:`numba_dwconv.cpu.nontemporal.stream_args` (an output row per part): each tile is computed there,
     then streamed out.  ``short``, ``general``: one None, the other any int.  ``short`` (unit stride, at
-    most SHORT_TAPS taps): the rows go through :func:`_short_row` (streamed from the registers where there
-    is no activation to apply).  The branch of the None one is pruned while compiling (numba prunes
-    ``arg is not None`` for a None argument only: with the tiles' code left in, the short kernel compiled in
-    2.9 s instead of 0.9 s).
+    most SHORT_TAPS taps): the rows go through :func:`numba_dwconv.cpu.conv1d_short.short_row` (streamed
+    from the registers where there is no activation to apply).  The branch of the None one is pruned while
+    compiling (numba prunes ``arg is not None`` for a None argument only: with the tiles' code left in, the
+    short kernel compiled in 2.9 s instead of 0.9 s).
     """
     batch, channels, _ = x.shape
     mult = kernel.shape[2]
@@ -390,7 +294,7 @@ def forward_first(part, parts, x, kernel, bias, stride, dilation, pad_left, tile
                     streamed = act[0] == 0
                     if not streamed:
                         dst, at = stream_buf[part], 0
-                _short_row(dst, at, out_length, x_row, flat_kernel, o, channels * mult, ksize, bias, o, -pad_left,
+                short_row(dst, at, out_length, x_row, flat_kernel, o, channels * mult, ksize, bias, o, -pad_left,
                            dilation, streamed, shift, lanes_t)
                 if not streamed:
                     apply_activation(dst[at:at + out_length], grad[b, o], act)
@@ -455,7 +359,7 @@ def input_grad_first(part, parts, grad_out, kernel, stride, dilation, pad_left, 
         b = task // channels
         c = task - b * channels
         if short is not None:  # gather form: grad_in[r] = sum_i w[i] * grad_out[r + pad_left - i*dilation]
-            _short_row(flat_grad_in, (b * channels + c) * length, length, grad_out[b, c], flat_kernel, c, channels,
+            short_row(flat_grad_in, (b * channels + c) * length, length, grad_out[b, c], flat_kernel, c, channels,
                        kernel.shape[0], short, 0, pad_left, -dilation, stream_buf is not None, shift, lanes_t)
         if general is not None:
             acc = grad_in[b, c] if stream_buf is None else stream_buf[part]
