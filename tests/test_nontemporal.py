@@ -79,3 +79,38 @@ def test_streamed_input_gradients_equal_plain_ones(length, channels, ksize, stri
     want = ref.conv1d_gradients(grad_y, x, kernel, stride, padding, data_format, dilation)[0]
     assert_close(streamed, want, dtype)
     np.testing.assert_array_equal(streamed, plain)
+
+
+CASES_2D = [  # (height, width, channels, kernel, strides, dilation, padding, multiplier, activation)
+    (9, 13, 37, (3, 3), 1, 1, "same", 1, None),   # rows of 13 x 37 values: every row starts elsewhere in its line
+    (11, 12, 16, (3, 3), 2, 1, "same", 1, "relu"),
+    (10, 9, 24, (5, 5), 1, 2, "valid", 1, None),
+    (8, 8, 12, (3, 2), 1, 1, "same", 2, "gelu"),   # a multiplier: the kernel reads repeated rows
+    (7, 10, 32, (1, 5), (2, 1), 1, "same", 1, None),
+]
+
+
+@pytest.mark.parametrize("height, width, channels, kernel_size, strides, dilation, padding, mult, activation",
+                         CASES_2D)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_2d_outputs_equal_plain_ones(height, width, channels, kernel_size, strides, dilation, padding, mult,
+                                              activation, dtype, monkeypatch):
+    """The 2D channels_last forward with every output streamed (threshold 0): the reference, and plain stores' bits."""
+    rng = np.random.default_rng(height * width + channels)
+    x = rng.standard_normal((2, height, width, channels)).astype(dtype)
+    kernel = rng.standard_normal((*kernel_size, channels, mult)).astype(dtype)
+    bias = rng.standard_normal(channels * mult).astype(dtype)
+
+    def forward():
+        return nd.depthwise_conv2d(x, kernel, bias, strides, padding, "channels_last", dilation, activation=activation)
+
+    plain = forward()
+    seen, real = [], nontemporal.stream_args
+    monkeypatch.setattr(nontemporal, "STREAM_BYTES", 0)
+    monkeypatch.setattr("numba_dwconv.cpu.conv2d.stream_args",
+                        lambda *a, **k: seen.append(real(*a, **k)[0] is not None) or real(*a, **k))
+    streamed = forward()
+    assert seen == [True]
+    want = ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation)
+    assert_close(streamed, ref.activation(activation, want) if activation else want, dtype)
+    np.testing.assert_array_equal(streamed, plain)

@@ -37,6 +37,7 @@ from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
 from .fused import activation as _activation
+from .nontemporal import STREAM_TAPS_2D, stream_args
 from .partials import sum_partials
 
 # Kernel-gradient tasks per call (channels_last): a fixed partition of the output rows.
@@ -273,7 +274,8 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
                h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),
-               _strided(problem.width), chunks)
+               _strided(problem.width), chunks, *stream_args(out, w.out_length * out.shape[-1],
+                                                             h.kernel_size * w.kernel_size, max_taps=STREAM_TAPS_2D))
     elif large_first:  # the wide kernel on the planes
         conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:

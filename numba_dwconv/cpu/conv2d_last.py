@@ -52,6 +52,7 @@ from .conv2d_last_passes import (
     _unit_column_pass,
 )
 from .fused import apply_activation
+from .nontemporal import stream_rows
 
 # Output columns a block pass keeps in registers (four accumulators plus a tap
 # and an input vector fit the 16 AVX2 registers).
@@ -246,7 +247,8 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh_t, sh, sw,
-                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks):
+                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks, stream_buf,
+                  shift, lanes_t):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -263,6 +265,8 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     ``kh_t``: KH as a :func:`numba_dwconv._jit.static_count`.  A compile-time KH (small kernels, unit
     column stride and dilation, m = 1) takes the interior blocks of the rows whose tap rows are all
     inside with every tap at once (:func:`_all_taps_static`); the rest goes tap row by tap row.
+    ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (an output row
+    per part): each row is computed there, activated, and streamed out (large outputs).
     """
     mult = trip_count(mult_t)
     n_out = channels * mult
@@ -283,19 +287,21 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     slots = 1
     if rows_buf is not None:
         src, slots = _part_rows(rows_buf, held, part)
+    dst = out if stream_buf is None else stream_buf[part]
     tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // out_h
         oh = task - b * out_h
-        d_row = uint64(task) * uint64(out_w * n_out)
+        out_row = uint64(task) * uint64(out_w * n_out)
+        d_row = out_row if stream_buf is None else uint64(0)
         done_lo, done_hi = 0, 0
         ih0 = oh * sh - top
         if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel, which reads repeated rows)
             if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
                 done_lo, done_hi = all_lo, all_hi
-                _all_taps_blocks(src, taps, bias, out, uint64(b * height + ih0) * row_size, d_row, all_lo, all_hi,
+                _all_taps_blocks(src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo, all_hi,
                                  uint64(n_out), uint64(dh) * row_size, left, chunks, kw_t, kh_t)
-        _fill_row_outside(out, d_row, out_w, n_out, done_lo, done_hi, bias)
+        _fill_row_outside(dst, d_row, out_w, n_out, done_lo, done_hi, bias)
         for i in range(kh):
             ih = ih0 + i * dh
             if 0 <= ih < height:
@@ -305,13 +311,15 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                                           uint64(b * height + ih) * uint64(width * (channels // rep)), width,
                                           channels // rep, rep, pad_l, pad_r)
                 if strided is None:  # (unit column steps: the other branch is pruned while compiling)
-                    _unit_taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width_s, out_w,
+                    _unit_taps_along_row(src, taps, dst, s_row, uint64(i * kw * n_out), d_row, width_s, out_w,
                                          channels, mult, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
                 else:
-                    _taps_along_row(src, taps, out, s_row, uint64(i * kw * n_out), d_row, width_s, out_w, channels,
+                    _taps_along_row(src, taps, dst, s_row, uint64(i * kw * n_out), d_row, width_s, out_w, channels,
                                     mult, sw, dw, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
-        row_end = d_row + uint64(out_w * n_out)
-        apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
+        row_len = uint64(out_w * n_out)
+        apply_activation(dst[d_row:d_row + row_len], grad[out_row:out_row + row_len], act)
+        if stream_buf is not None:
+            stream_rows(out, out_row, dst, row_len, shift, lanes_t)
 
 
 @parallel_kernel

@@ -26,18 +26,21 @@ from .._simd import VECTOR_BYTES, lanes_of, vload, vstore_stream
 # Kernels of 20+ taps stream from their own kernel (cpu/conv1d_long.py), each store a whole line already.
 STREAM_BYTES = 40 << 20
 STREAM_TAPS = 8
+# The 2D channels_last forward streams kernels up to 5x5 (B16 56x56 C256 3x3, 51 MB out: see conv2d_last.py).
+STREAM_TAPS_2D = 25
 
 
-def stream_args(out, buffer_elements: int, taps: int, streamable: bool = True):
+def stream_args(out, buffer_elements: int, taps: int, streamable: bool = True, max_taps: int = STREAM_TAPS):
     """``(buffers, shift, lanes_t)`` for a kernel of ``taps`` taps that may stream ``out`` (``buffers`` None: not).
 
     ``streamable``: False where the kernel cannot stream this call (the arguments it expects, unused).
+    ``max_taps``: the most taps that stream (2D kernels: STREAM_TAPS_2D).
 
     ``buffers``: per part ``buffer_elements`` values (:func:`numba_dwconv._jit.scratch`); ``shift``: the
     place of ``out``'s first element in its ``VECTOR_BYTES`` line, in elements (see :func:`stream_rows`).
     """
     lanes_t = lanes_of(out.dtype)
-    if not streamable or out.nbytes < STREAM_BYTES or taps > STREAM_TAPS or out.ctypes.data % out.itemsize:
+    if not streamable or out.nbytes < STREAM_BYTES or taps > max_taps or out.ctypes.data % out.itemsize:
         return None, 0, lanes_t
     return scratch(buffer_elements, out.dtype), (out.ctypes.data % VECTOR_BYTES) // out.itemsize, lanes_t
 
