@@ -11,6 +11,7 @@ Streaming the rows of a whole task at its end was slower for long kernels (K = 3
 stores stalled the core in bursts); a few rows at a time they overlap the next rows' arithmetic.  The 1D input
 gradients stream the same way (K3: channels_last 16.4 -> 11.1 ms, backward 27.8 -> 22.4; channels_first
 11.3 -> 8.8-9.6, backward 25.5 -> 23.0; channels_last with m > 1 sums its rows in groups first: plain).
+The 2D channels_last forward streams its output rows (kernels up to 5x5; 49 MB outputs 1.2-1.4x).
 """
 
 from __future__ import annotations
