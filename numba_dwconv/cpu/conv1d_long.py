@@ -38,6 +38,7 @@ from .._simd import (
     vstore_stream,
     vtranspose,
 )
+from .conv2d_last_wide import sliding_sums8
 from .fused import activation, apply_activation
 from .nontemporal import STREAM_BYTES
 
@@ -73,37 +74,6 @@ def _window(x, buf, b, r0, rows, length, n, lanes_t):
             for c in range(uint64(0), n, lanes):
                 for i in range(lanes):
                     buf[c * uint64(rows) + d + i] = 0.0
-
-
-@serial_kernel
-def _sums8(buf, s, taps, t, ksize, a0, lanes_t):
-    """Eight sums ``a0 + sum_k buf[s + (r + k) * lanes :] * taps[t + k * lanes :]``, ``r < 8``, over ``ksize`` taps.
-
-    Eight independent chains of multiply-adds in registers; a window of eight input vectors slides along
-    the taps (one input and one tap vector loaded per eight multiply-adds).
-    """
-    lanes = uint64(trip_count(lanes_t))
-    a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
-    v0 = vload(buf, s, lanes_t)
-    v1 = vload(buf, s + lanes, lanes_t)
-    v2 = vload(buf, s + uint64(2) * lanes, lanes_t)
-    v3 = vload(buf, s + uint64(3) * lanes, lanes_t)
-    v4 = vload(buf, s + uint64(4) * lanes, lanes_t)
-    v5 = vload(buf, s + uint64(5) * lanes, lanes_t)
-    v6 = vload(buf, s + uint64(6) * lanes, lanes_t)
-    for k in range(ksize):
-        v7 = vload(buf, s + uint64(k + 7) * lanes, lanes_t)
-        w = vload(taps, t + uint64(k) * lanes, lanes_t)
-        a0 = vfma(v0, w, a0)
-        a1 = vfma(v1, w, a1)
-        a2 = vfma(v2, w, a2)
-        a3 = vfma(v3, w, a3)
-        a4 = vfma(v4, w, a4)
-        a5 = vfma(v5, w, a5)
-        a6 = vfma(v6, w, a6)
-        a7 = vfma(v7, w, a7)
-        v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
-    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @serial_kernel
@@ -148,8 +118,9 @@ def forward_long_last(part, parts, x, taps, bias, out, batch, length, channels, 
                 if o > last:
                     skip = o - last
                     o = last
-                a0, a1, a2, a3, a4, a5, a6, a7 = _sums8(buf, s_c + uint64(o) * lanes, taps, t, ksize,
-                                                        vload(bias, c, lanes_t), lanes_t)
+                a = vload(bias, c, lanes_t)
+                a0, a1, a2, a3, a4, a5, a6, a7 = sliding_sums8(buf, s_c + uint64(o) * lanes, lanes, taps, t, lanes,
+                                                               ksize, a, a, a, a, a, a, a, a, lanes_t)
                 d = d_tile + uint64(o) * n + c
                 if skip < 1:
                     _store(out, d, a0, stream)
@@ -234,7 +205,9 @@ def forward_long_first(part, parts, x, taps, bias, out, batch, length, channels,
         last = count - BLOCK_ROWS
         for o0 in range(0, count, BLOCK_ROWS):
             o = min(o0, last)  # (the last block overlaps the one before: its sums land on the same rows)
-            sums = _sums8(buf, uint64(o) * lanes, taps, c * uint64(ksize), ksize, vload(bias, c, lanes_t), lanes_t)
+            a = vload(bias, c, lanes_t)
+            sums = sliding_sums8(buf, uint64(o) * lanes, lanes, taps, c * uint64(ksize), lanes, ksize, a, a, a, a, a, a,
+                                 a, a, lanes_t)
             vstore_rows(res, uint64(o) * lanes, lanes, sums)
         apply_activation(res[:uint64(count) * lanes], res[:uint64(count) * lanes], act)
         o_plane = (uint64(b) * n + c) * uint64(out_length) + uint64(t0)
@@ -250,36 +223,6 @@ def forward_long_first(part, parts, x, taps, bias, out, batch, length, channels,
 
 
 
-@serial_kernel
-def _tap_sums8(xbuf, xs, gbuf, gs, count, a0, a1, a2, a3, a4, a5, a6, a7, lanes_t):
-    """``a_j + sum_{t < count} xbuf[xs + (t + j) * lanes :] * gbuf[gs + t * lanes :]`` for ``j < 8``.
-
-    Eight taps' sums in registers over ``count`` rows: one gradient and one input vector loaded per eight
-    multiply-adds (the input window slides along the rows).
-    """
-    lanes = uint64(trip_count(lanes_t))
-    v0 = vload(xbuf, xs, lanes_t)
-    v1 = vload(xbuf, xs + lanes, lanes_t)
-    v2 = vload(xbuf, xs + uint64(2) * lanes, lanes_t)
-    v3 = vload(xbuf, xs + uint64(3) * lanes, lanes_t)
-    v4 = vload(xbuf, xs + uint64(4) * lanes, lanes_t)
-    v5 = vload(xbuf, xs + uint64(5) * lanes, lanes_t)
-    v6 = vload(xbuf, xs + uint64(6) * lanes, lanes_t)
-    for t in range(count):
-        v7 = vload(xbuf, xs + uint64(t + 7) * lanes, lanes_t)
-        gv = vload(gbuf, gs + uint64(t) * lanes, lanes_t)
-        a0 = vfma(v0, gv, a0)
-        a1 = vfma(v1, gv, a1)
-        a2 = vfma(v2, gv, a2)
-        a3 = vfma(v3, gv, a3)
-        a4 = vfma(v4, gv, a4)
-        a5 = vfma(v5, gv, a5)
-        a6 = vfma(v6, gv, a6)
-        a7 = vfma(v7, gv, a7)
-        v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
-    return a0, a1, a2, a3, a4, a5, a6, a7
-
-
 @parallel_kernel
 def kernel_grad_long(part, parts, x, g, kernel_partials, bias_partials, batch, length, channels, out_length, ksize,
                      pad_left, rows_per_task, xbufs, gbufs, planes, consts, lanes_t):
@@ -289,9 +232,9 @@ def kernel_grad_long(part, parts, x, g, kernel_partials, bias_partials, batch, l
     SUB_ROWS at a time: the input rows they read and the gradient rows are copied chunk major into the part's
     ``xbufs``/``gbufs`` (``planes``: channels_first arrays, per channel vector, transposed on the way), then per
     channel vector and group of eight taps (the last group overlapping the one before and storing only its
-    new taps) the sums run in registers over the rows (:func:`_tap_sums8`), through the partials between
-    sub-tiles.  Sums in a fixed order: results do not depend on the thread count.  ``consts``: a vector of
-    zeros and one of ones.
+    new taps) the sums run in registers over the rows (:func:`~numba_dwconv.cpu.conv2d_last_wide.sliding_sums8`),
+    through the partials between sub-tiles.  Sums in a fixed order: results do not depend on the thread count.
+    ``consts``: a vector of zeros and one of ones.
     """
     lanes = uint64(trip_count(lanes_t))
     n = uint64(channels)
@@ -338,8 +281,8 @@ def kernel_grad_long(part, parts, x, g, kernel_partials, bias_partials, batch, l
                         a5 = vload(kernel_partials, d + uint64(5) * n, lanes_t)
                         a6 = vload(kernel_partials, d + uint64(6) * n, lanes_t)
                         a7 = vload(kernel_partials, d + uint64(7) * n, lanes_t)
-                    sums = _tap_sums8(xbuf, xs + uint64(k0) * lanes, gbuf, gs, count, a0, a1, a2, a3, a4, a5, a6, a7,
-                                      lanes_t)
+                    sums = sliding_sums8(xbuf, xs + uint64(k0) * lanes, lanes, gbuf, gs, lanes, count, a0, a1, a2, a3,
+                                         a4, a5, a6, a7, lanes_t)
                     skip = k_done - k0
                     for j in range(skip, 8):
                         vstore(kernel_partials, d + uint64(j) * n, sums[j])

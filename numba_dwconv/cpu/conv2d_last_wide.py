@@ -111,6 +111,38 @@ def _chunked_row(x, buf, held, b, ih, q_lo, q_count, height, width, c_in, rep, n
     held[slot] = key
 
 
+@serial_kernel
+def sliding_sums8(win, s, win_step, other, t, other_step, count, a0, a1, a2, a3, a4, a5, a6, a7, lanes_t):
+    """``a_j + sum_{k < count} win[s + (k + j)*win_step :] * other[t + k*other_step :]`` for ``j < 8``: eight sums.
+
+    The register block of the wide kernels: eight independent chains of multiply-adds, a window of eight
+    vectors of ``win`` sliding along ``k`` (one ``win`` and one ``other`` vector loaded per eight multiply-adds).
+    The forwards slide over input columns or rows with the taps as ``other``; the kernel gradients over input
+    columns or rows with the output gradient as ``other`` (then ``k`` runs over the outputs, ``j`` the taps).
+    ``count`` a signed integer.
+    """
+    v0 = vload(win, s, lanes_t)
+    v1 = vload(win, s + win_step, lanes_t)
+    v2 = vload(win, s + uint64(2) * win_step, lanes_t)
+    v3 = vload(win, s + uint64(3) * win_step, lanes_t)
+    v4 = vload(win, s + uint64(4) * win_step, lanes_t)
+    v5 = vload(win, s + uint64(5) * win_step, lanes_t)
+    v6 = vload(win, s + uint64(6) * win_step, lanes_t)
+    for k in range(count):
+        v7 = vload(win, s + uint64(k + 7) * win_step, lanes_t)
+        w = vload(other, t + uint64(k) * other_step, lanes_t)
+        a0 = vfma(v0, w, a0)
+        a1 = vfma(v1, w, a1)
+        a2 = vfma(v2, w, a2)
+        a3 = vfma(v3, w, a3)
+        a4 = vfma(v4, w, a4)
+        a5 = vfma(v5, w, a5)
+        a6 = vfma(v6, w, a6)
+        a7 = vfma(v7, w, a7)
+        v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
 @parallel_kernel
 def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, channels, out_h, out_w, kh, kw, sh, dh,
                        top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t, results):
@@ -196,25 +228,8 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                             slot += dh  # (the slot of the next tap row: no division in the loop)
                             if slot >= slots:
                                 slot -= slots
-                            v0 = vload(src, s, lanes_t)
-                            v1 = vload(src, s + ch, lanes_t)
-                            v2 = vload(src, s + uint64(2) * ch, lanes_t)
-                            v3 = vload(src, s + uint64(3) * ch, lanes_t)
-                            v4 = vload(src, s + uint64(4) * ch, lanes_t)
-                            v5 = vload(src, s + uint64(5) * ch, lanes_t)
-                            v6 = vload(src, s + uint64(6) * ch, lanes_t)
-                            for k in range(kw):
-                                v7 = vload(src, s + uint64(k + 7) * ch, lanes_t)
-                                w = vload(taps, t + uint64(k) * ch, lanes_t)
-                                a0 = vfma(v0, w, a0)
-                                a1 = vfma(v1, w, a1)
-                                a2 = vfma(v2, w, a2)
-                                a3 = vfma(v3, w, a3)
-                                a4 = vfma(v4, w, a4)
-                                a5 = vfma(v5, w, a5)
-                                a6 = vfma(v6, w, a6)
-                                a7 = vfma(v7, w, a7)
-                                v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+                            a0, a1, a2, a3, a4, a5, a6, a7 = sliding_sums8(src, s, ch, taps, t, ch, kw, a0, a1, a2, a3,
+                                                                           a4, a5, a6, a7, lanes_t)
                         if skip < 1:
                             vstore(dst, d, a0)
                         if skip < 2:
@@ -305,25 +320,8 @@ def _kernel_grad_wide_last(part, parts, grad, x, kernel_partials, bias_partials,
                         if 0 <= ih < height:
                             s = rows_q + uint64(ih % slots) * plane + uint64(k0) * ch
                             g = (uint64(b * out_h + oh)) * uint64(out_w) * n + cb
-                            v0 = vload(src, s, lanes_t)
-                            v1 = vload(src, s + ch, lanes_t)
-                            v2 = vload(src, s + uint64(2) * ch, lanes_t)
-                            v3 = vload(src, s + uint64(3) * ch, lanes_t)
-                            v4 = vload(src, s + uint64(4) * ch, lanes_t)
-                            v5 = vload(src, s + uint64(5) * ch, lanes_t)
-                            v6 = vload(src, s + uint64(6) * ch, lanes_t)
-                            for ow in range(uint64(out_w)):
-                                v7 = vload(src, s + (ow + uint64(7)) * ch, lanes_t)
-                                gv = vload(grad, g + ow * n, lanes_t)
-                                a0 = vfma(v0, gv, a0)
-                                a1 = vfma(v1, gv, a1)
-                                a2 = vfma(v2, gv, a2)
-                                a3 = vfma(v3, gv, a3)
-                                a4 = vfma(v4, gv, a4)
-                                a5 = vfma(v5, gv, a5)
-                                a6 = vfma(v6, gv, a6)
-                                a7 = vfma(v7, gv, a7)
-                                v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+                            a0, a1, a2, a3, a4, a5, a6, a7 = sliding_sums8(src, s, ch, grad, g, n, out_w, a0, a1, a2,
+                                                                           a3, a4, a5, a6, a7, lanes_t)
                     d = kp + (uint64(i * kw + k0)) * n + cb
                     if done <= k0 < kw:
                         vstore(kernel_partials, d, a0)
