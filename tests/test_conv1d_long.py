@@ -18,13 +18,47 @@ def _spy(monkeypatch):
     return taken
 
 
+def _length_axis(data_format):
+    return 1 if data_format == "channels_last" else 2
+
+
+def _padded(x, padding, data_format):
+    """``x`` with explicit ``padding`` (one (before, after) pair) as zeros along its length."""
+    widths = [(0, 0)] * 3
+    widths[_length_axis(data_format)] = padding[0]
+    return np.pad(x, widths)
+
+
 def _reference(x, kernel, bias, padding, data_format="channels_last"):
     """The reference forward; explicit padding: 'valid' on the zero-padded input."""
     if isinstance(padding, str):
         return ref.conv1d_forward(x, kernel, bias, 1, padding, data_format, 1)
-    (before, after), = padding
-    widths = ((0, 0), (before, after), (0, 0)) if data_format == "channels_last" else ((0, 0), (0, 0), (before, after))
-    return ref.conv1d_forward(np.pad(x, widths), kernel, bias, 1, "valid", data_format, 1)
+    return ref.conv1d_forward(_padded(x, padding, data_format), kernel, bias, 1, "valid", data_format, 1)
+
+
+def _reference_gradients(grad_y, x, kernel, padding, data_format="channels_last", strides=1):
+    """The reference gradients (input, kernel, bias); explicit padding: those of the zero-padded input, the input
+    gradient cropped back to ``x``'s positions."""
+    if isinstance(padding, str):
+        return ref.conv1d_gradients(grad_y, x, kernel, strides, padding, data_format, 1)
+    grads = list(ref.conv1d_gradients(grad_y, _padded(x, padding, data_format), kernel, strides, "valid", data_format,
+                                      1))
+    crop = [slice(None)] * 3
+    before = padding[0][0]
+    crop[_length_axis(data_format)] = slice(before, before + x.shape[_length_axis(data_format)])
+    grads[0] = grads[0][tuple(crop)]
+    return grads
+
+
+def _assert_finite_differences(x, kernel, grad_y, got, wrt, indices, eps=1e-6):
+    """Central differences of ``sum(grad_y * conv(x, kernel))`` ('same') at ``indices`` of ``x`` or ``kernel``
+    (``wrt``) against ``got``."""
+    for index in indices:
+        step = np.zeros_like(x if wrt == "x" else kernel)
+        step[index] = eps
+        loss = [np.sum(grad_y * (nd.depthwise_conv1d(x + s, kernel, None, 1, "same") if wrt == "x"
+                                 else nd.depthwise_conv1d(x, kernel + s, None, 1, "same"))) for s in (step, -step)]
+        np.testing.assert_allclose((loss[0] - loss[1]) / (2 * eps), got[index], rtol=1e-6, atol=1e-8)
 
 
 CASES = [  # (batch, length, channels per vector of lanes, kernel_size, padding)
@@ -146,17 +180,7 @@ def test_input_gradient_of_long_kernels(batch, length, vectors, ksize, padding, 
     monkeypatch.setattr(conv1d_long, "input_grad", lambda *a: flips.append(a[0]) or real(*a))
     grads = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, padding_arg, data_format)
     assert len(flips) == 1
-    if isinstance(padding, str):
-        want = ref.conv1d_gradients(grad_y, x, kernel, 1, padding, data_format, 1)
-    else:
-        (before, after), = padding
-        widths = [(0, 0)] * 3
-        widths[1 if data_format == "channels_last" else 2] = (before, after)
-        want = list(ref.conv1d_gradients(grad_y, np.pad(x, widths), kernel, 1, "valid", data_format, 1))
-        crop = [slice(None)] * 3
-        crop[1 if data_format == "channels_last" else 2] = slice(before, before + length)
-        want[0] = want[0][tuple(crop)]
-    for got_grad, want_grad in zip(grads, want):
+    for got_grad, want_grad in zip(grads, _reference_gradients(grad_y, x, kernel, padding, data_format)):
         assert_close(got_grad, want_grad, dtype)
 
 
@@ -166,12 +190,7 @@ def test_input_gradient_of_long_kernels_by_finite_differences():
     kernel = rng.standard_normal((20, 8, 1))
     grad_y = rng.standard_normal((1, 30, 8))
     grad_x = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same")[0]
-    eps = 1e-6
-    for index in [(0, 0, 0), (0, 7, 3), (0, 29, 7), (0, 15, 5)]:
-        step = np.zeros_like(x)
-        step[index] = eps
-        loss = [np.sum(grad_y * nd.depthwise_conv1d(x + s, kernel, None, 1, "same")) for s in (step, -step)]
-        np.testing.assert_allclose((loss[0] - loss[1]) / (2 * eps), grad_x[index], rtol=1e-6, atol=1e-8)
+    _assert_finite_differences(x, kernel, grad_y, grad_x, "x", [(0, 0, 0), (0, 7, 3), (0, 29, 7), (0, 15, 5)])
 
 
 @pytest.mark.parametrize("case", ["inf weight", "padding past the reach", "stride"])
@@ -193,9 +212,9 @@ def test_input_gradient_of_long_kernels_elsewhere(case, monkeypatch):
     grad_x = nd.depthwise_conv1d_input_grad(np.ones_like(y), kernel, 64, strides, padding)
     assert flips == []
     if case != "inf weight":
-        want = ref.conv1d_gradients(np.ones_like(y), np.pad(x, ((0, 0), (21, 0), (0, 0))) if case != "stride" else x,
-                                    kernel, strides, "valid" if case != "stride" else "same", "channels_last", 1)[0]
-        assert_close(grad_x, want[:, 21:] if case != "stride" else want, np.float64)
+        want = _reference_gradients(np.ones_like(y), x, kernel, padding if case != "stride" else "same",
+                                    strides=strides)[0]
+        assert_close(grad_x, want, np.float64)
     else:
         assert np.isfinite(grad_x[:, :, 3:]).all() and np.isfinite(grad_x[:, :, :2]).all()  # only channel 2 sees inf
 
@@ -225,12 +244,7 @@ def test_kernel_gradient_of_long_kernels(length, ksize, padding, partials, data_
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     got = nd.depthwise_conv1d_kernel_grad(grad_y, x, ksize, 1, padding_arg, data_format)
     assert fits == [True]
-    if isinstance(padding, str):
-        want = ref.conv1d_gradients(grad_y, x, kernel, 1, padding, data_format, 1)
-    else:
-        widths = [(0, 0)] * 3
-        widths[1 if data_format == "channels_last" else 2] = padding[0]
-        want = ref.conv1d_gradients(grad_y, np.pad(x, widths), kernel, 1, "valid", data_format, 1)
+    want = _reference_gradients(grad_y, x, kernel, padding, data_format)
     assert_close(got[0], want[1], dtype)
     assert_close(got[1], want[2], dtype)
     again = nd.depthwise_conv1d_kernel_grad(grad_y, x, ksize, 1, padding_arg, data_format)
@@ -243,9 +257,5 @@ def test_kernel_gradient_of_long_kernels_by_finite_differences():
     kernel = rng.standard_normal((21, 8, 1))
     grad_y = rng.standard_normal((2, 50, 8))
     grad_kernel = nd.depthwise_conv1d_backward(grad_y, x, kernel, 1, "same")[1]
-    eps = 1e-6
-    for index in [(0, 0, 0), (10, 3, 0), (20, 7, 0), (13, 5, 0)]:
-        step = np.zeros_like(kernel)
-        step[index] = eps
-        loss = [np.sum(grad_y * nd.depthwise_conv1d(x, kernel + s, None, 1, "same")) for s in (step, -step)]
-        np.testing.assert_allclose((loss[0] - loss[1]) / (2 * eps), grad_kernel[index], rtol=1e-6, atol=1e-8)
+    _assert_finite_differences(x, kernel, grad_y, grad_kernel, "kernel",
+                               [(0, 0, 0), (10, 3, 0), (20, 7, 0), (13, 5, 0)])
