@@ -132,19 +132,32 @@ def vload_rows(typingctx, array, index, stride, lanes_t):
     return rows(array, index, stride, lanes_t), codegen
 
 
-@intrinsic
-def vstore_rows(typingctx, array, index, stride, rows):
-    """The reverse of :func:`vload_rows`: vector ``j`` of ``rows`` to ``array[index + j*stride:]``."""
+def _rows_store(array, index, stride, rows, stream: bool):
+    """Typing and code of :func:`vstore_rows` (``stream``: of :func:`vstore_rows_stream`)."""
     if not (isinstance(array, types.Array) and isinstance(rows, types.UniTuple) and isinstance(rows.dtype, Vec)):
         return None
 
     def codegen(context, builder, signature, args):
         offsets = _row_offsets(context, builder, signature, args, rows.count)
         for offset, value in zip(offsets, cgutils.unpack_tuple(builder, args[3])):
-            _store_vector(context, builder, signature.args[0], args[0], offset, value)
+            store = _store_vector(context, builder, signature.args[0], args[0], offset, value,
+                                  align=VECTOR_BYTES if stream else None)
+            if stream:
+                _nontemporal(builder, store)
         return context.get_dummy_value()
 
     return types.void(array, index, stride, rows), codegen
+
+
+def _nontemporal(builder, store):
+    """Mark ``store`` non-temporal (see :func:`vstore_stream`)."""
+    store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+
+
+@intrinsic
+def vstore_rows(typingctx, array, index, stride, rows):
+    """The reverse of :func:`vload_rows`: vector ``j`` of ``rows`` to ``array[index + j*stride:]``."""
+    return _rows_store(array, index, stride, rows, stream=False)
 
 
 def _transpose_masks(lanes: int):
@@ -199,8 +212,8 @@ def vstore_stream(typingctx, array, index, vector):
         return None
 
     def codegen(context, builder, signature, args):
-        store = _store_vector(context, builder, signature.args[0], args[0], args[1], args[2], align=VECTOR_BYTES)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        _nontemporal(builder, _store_vector(context, builder, signature.args[0], args[0], args[1], args[2],
+                                            align=VECTOR_BYTES))
         return context.get_dummy_value()
 
     return types.void(array, index, vector), codegen
@@ -209,18 +222,7 @@ def vstore_stream(typingctx, array, index, vector):
 @intrinsic
 def vstore_rows_stream(typingctx, array, index, stride, rows):
     """:func:`vstore_rows` with non-temporal stores (:func:`vstore_stream`: every row on a line's start)."""
-    if not (isinstance(array, types.Array) and isinstance(rows, types.UniTuple) and isinstance(rows.dtype, Vec)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        offsets = _row_offsets(context, builder, signature, args, rows.count)
-        flag = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-        for offset, value in zip(offsets, cgutils.unpack_tuple(builder, args[3])):
-            _store_vector(context, builder, signature.args[0], args[0], offset, value,
-                          align=VECTOR_BYTES).set_metadata("nontemporal", flag)
-        return context.get_dummy_value()
-
-    return types.void(array, index, stride, rows), codegen
+    return _rows_store(array, index, stride, rows, stream=True)
 
 
 @intrinsic
