@@ -39,6 +39,7 @@ from .._simd import (
     vtranspose,
 )
 from .conv2d_last_wide import sliding_sums8
+from .conv2d_wide import chunk_major, zeros_and_ones
 from .fused import activation, apply_activation
 from .nontemporal import STREAM_BYTES
 
@@ -306,9 +307,7 @@ def fits(problem, fused: bool = False) -> bool:
 
 def chunked_taps(kernel):
     """``kernel`` (K, C, 1) flat and chunk major: per vector of channels, its K tap vectors."""
-    ksize, channels = kernel.shape[:2]
-    lanes = len(lanes_of(kernel.dtype))
-    return np.ascontiguousarray(kernel.reshape(ksize, channels // lanes, lanes).transpose(1, 0, 2)).reshape(-1)
+    return chunk_major(kernel.reshape(kernel.shape[0], -1), len(lanes_of(kernel.dtype)))
 
 
 def forward(problem, inputs, kernel, bias, out, act, grad):
@@ -376,9 +375,9 @@ def kernel_grad(problem, grad_outputs, inputs, max_partials: int):
     width = lanes if not problem.channels_last else n  # the buffers hold a channel vector or whole rows
     kernel_partials = np.empty((tasks, axis.kernel_size, n, 1), problem.dtype)
     bias_partials = np.empty((tasks, n), problem.dtype)
-    consts = np.concatenate([np.zeros(lanes, problem.dtype), np.ones(lanes, problem.dtype)])
     launch(kernel_grad_long, inputs.reshape(-1), grad_outputs.reshape(-1), kernel_partials.reshape(-1),
            bias_partials.reshape(-1), problem.batch, axis.length, n, axis.out_length, axis.kernel_size, axis.pad_left,
            rows_per_task, scratch((SUB_ROWS + axis.kernel_size - 1) * width, problem.dtype),
-           scratch(SUB_ROWS * width, problem.dtype), not problem.channels_last, consts, lanes_of(problem.dtype))
+           scratch(SUB_ROWS * width, problem.dtype), not problem.channels_last, zeros_and_ones(problem.dtype),
+           lanes_of(problem.dtype))
     return kernel_partials, bias_partials

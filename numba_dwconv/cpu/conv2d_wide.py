@@ -74,12 +74,10 @@ def kernel_grad(problem, rep: int, grad_outputs, inputs, kernel_partials, bias_p
     h, w = problem.height, problem.width
     rows = (rows_per_task - 1) * h.stride + (h.kernel_size - 1) * h.dilation + 1
     rows_buf, held, _, pad_l, pad_r, _ = _row_args(problem, rep, slots=rows, taps=max(w.kernel_size, 8))
-    lanes = len(lanes_of(problem.dtype))
-    consts = np.concatenate([np.zeros(lanes, problem.dtype), np.ones(lanes, problem.dtype)])
     launch(_kernel_grad_wide_last, grad_outputs.reshape(-1), inputs.reshape(-1), kernel_partials.reshape(-1),
            bias_partials.reshape(-1), problem.batch, h.length, w.length, problem.channels, h.out_length,
            w.out_length, h.kernel_size, w.kernel_size, h.stride, h.dilation, h.pad_left, rows_per_task, rows_buf,
-           held, rep, pad_l, pad_r, consts, lanes_of(problem.dtype))
+           held, rep, pad_l, pad_r, zeros_and_ones(problem.dtype), lanes_of(problem.dtype))
 
 
 def transposed_forward(problem):
@@ -145,9 +143,21 @@ def _row_args(problem, rep: int, slots: int | None = None, taps: int | None = No
 
 def _chunked_taps(problem, kernel):
     """``kernel`` (KH, KW, n, 1), flat and chunk major as the kernel reads it."""
-    chunk = _chunk(problem)
-    n = problem.channels
-    taps = kernel.reshape(-1, n)
+    return chunk_major(kernel.reshape(-1, problem.channels), _chunk(problem))
+
+
+@functools.lru_cache(maxsize=8)
+def zeros_and_ones(dtype):
+    """A vector's lanes of zeros, then of ones (the kernel gradients' start and bias-sum vectors; read-only)."""
+    lanes = len(lanes_of(dtype))
+    consts = np.concatenate([np.zeros(lanes, dtype), np.ones(lanes, dtype)])
+    consts.flags.writeable = False
+    return consts
+
+
+def chunk_major(taps, chunk: int):
+    """``taps`` (T, n) flat and chunk major: per chunk of ``chunk`` channels its T rows (n padded with zeros)."""
+    n = taps.shape[1]
     padded = -(-n // chunk) * chunk
     if padded != n:
         taps = np.concatenate([taps, np.zeros((taps.shape[0], padded - n), taps.dtype)], axis=1)
