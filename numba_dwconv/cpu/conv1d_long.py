@@ -31,14 +31,11 @@ from .._simd import (
     lanes_of,
     vfma,
     vload,
-    vload_rows,
     vstore,
     vstore_rows,
-    vstore_rows_stream,
     vstore_stream,
-    vtranspose,
 )
-from .conv2d_last_wide import sliding_sums8
+from .conv2d_last_wide import sliding_sums8, transposed_squares
 from .conv2d_wide import chunk_major, zeros_and_ones
 from .fused import activation, apply_activation
 from .nontemporal import STREAM_BYTES
@@ -143,7 +140,6 @@ def forward_long_last(part, parts, x, taps, bias, out, batch, length, channels, 
         apply_activation(out[d_tile:d_end], grad[d_tile:d_end], act)
 
 
-
 @serial_kernel
 def _window_planes(x, buf, b, c, r0, rows, length, n, lanes_t):
     """:func:`_window` of channels_first ``x``: channels ``[c, c + lanes)``, squares transposed on the way.
@@ -161,12 +157,8 @@ def _window_planes(x, buf, b, c, r0, rows, length, n, lanes_t):
                 buf[uint64(j) * lanes + i] = 0.0
     plane = uint64(b) * n + c
     if hi - lo >= lanes:
-        p = lo
-        while p < hi:
-            p0 = min(p, hi - lanes)
-            vstore_rows(buf, uint64(p0 - r0) * lanes, lanes,
-                        vtranspose(vload_rows(x, plane * uint64(length) + uint64(p0), uint64(length), lanes_t)))
-            p = p0 + lanes
+        transposed_squares(x, plane * uint64(length) + uint64(lo), uint64(1), uint64(length), buf,
+                           uint64(lo - r0) * lanes, lanes, lanes, hi - lo, False, lanes_t)
     else:
         for p in range(lo, hi):
             for i in range(lanes):
@@ -211,16 +203,8 @@ def forward_long_first(part, parts, x, taps, bias, out, batch, length, channels,
                                  a, a, lanes_t)
             vstore_rows(res, uint64(o) * lanes, lanes, sums)
         apply_activation(res[:uint64(count) * lanes], res[:uint64(count) * lanes], act)
-        o_plane = (uint64(b) * n + c) * uint64(out_length) + uint64(t0)
-        p = 0
-        while p < count:
-            p0 = min(p, count - lanes)
-            square = vtranspose(vload_rows(res, uint64(p0) * lanes, lanes, lanes_t))
-            if stream and p0 == p:
-                vstore_rows_stream(out, o_plane + uint64(p0), uint64(out_length), square)
-            else:
-                vstore_rows(out, o_plane + uint64(p0), uint64(out_length), square)
-            p = p0 + lanes
+        transposed_squares(res, uint64(0), lanes, lanes, out, (uint64(b) * n + c) * uint64(out_length) + uint64(t0),
+                           uint64(1), uint64(out_length), count, stream, lanes_t)
 
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from numba import uint64
 
 from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
-from .._simd import vfma, vload, vload_rows, vstore, vstore_rows, vtranspose
+from .._simd import vfma, vload, vload_rows, vstore, vstore_rows, vstore_rows_stream, vtranspose
 from .conv2d_last import _part_rows
 from .fused import apply_activation
 
@@ -58,6 +58,27 @@ def _padded_part_rows(rows_buf, held, part, n, ch, wp, pad_l, width):
         for p in range(uint64(pad_l + width) * uint64(ch), uint64(wp) * uint64(ch)):
             src[base + p] = 0.0
     return src, slots
+
+
+@serial_kernel
+def transposed_squares(src, s0, s_pos, s_row, dst, d0, d_pos, d_row, count, stream, lanes_t):
+    """``count`` positions of ``lanes`` rows moved transposed, a square of ``lanes`` x ``lanes`` values at a time.
+
+    Position ``p`` of source row ``j`` is ``src[s0 + p*s_pos + j*s_row]``; it goes to ``dst[d0 + j*d_pos +
+    p*d_row]`` (:func:`numba_dwconv._simd.vtranspose`).  ``count`` at least ``lanes``: the last square overlaps
+    the one before (the same values again).  ``stream``: the squares that do not overlap go past the caches
+    (:func:`numba_dwconv._simd.vstore_rows_stream`: ``dst`` rows then start lines there).
+    """
+    lanes = trip_count(lanes_t)
+    p = 0
+    while p < count:
+        p0 = min(p, count - lanes)
+        square = vtranspose(vload_rows(src, s0 + uint64(p0) * s_pos, s_row, lanes_t))
+        if stream and p0 == p:
+            vstore_rows_stream(dst, d0 + uint64(p0) * d_pos, d_row, square)
+        else:
+            vstore_rows(dst, d0 + uint64(p0) * d_pos, d_row, square)
+        p = p0 + lanes
 
 
 @serial_kernel
@@ -85,12 +106,7 @@ def _chunked_row(x, buf, held, b, ih, q_lo, q_count, height, width, c_in, rep, n
             d = (uint64(q * slots + slot) * uint64(wp) + uint64(pad_l)) * uint64(ch)
             for v in range(uint64(0), uint64(min(ch, n - q * ch)), lanes):
                 s = (uint64(b * c_in + q * ch) + v) * plane_x + uint64(ih * width)
-                col = uint64(0)
-                while col < uint64(width):
-                    c0 = min(col, uint64(width) - lanes)
-                    vstore_rows(buf, d + c0 * uint64(ch) + v, uint64(ch), vtranspose(vload_rows(x, s + c0, plane_x,
-                                                                                                   lanes_t)))
-                    col = c0 + lanes
+                transposed_squares(x, s, uint64(1), plane_x, buf, d + v, uint64(ch), uint64(ch), width, False, lanes_t)
         held[slot] = key
         return
     x_row = uint64(b * height + ih) * uint64(width * c_in)
@@ -252,12 +268,8 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
         else:
             apply_activation(dst[:row_end], dst[:row_end], act)
             for cb in range(uint64(q_lo) * ch, min(n, uint64(q_lo + q_count) * ch), lanes):  # squares into the planes
-                o = (uint64(b) * n + cb) * plane_out + uint64(oh * out_w)
-                col = uint64(0)
-                while col < uint64(out_w):
-                    c0 = min(col, uint64(out_w) - lanes)
-                    vstore_rows(out, o + c0, plane_out, vtranspose(vload_rows(dst, c0 * n + cb, n, lanes_t)))
-                    col = c0 + lanes
+                transposed_squares(dst, cb, n, n, out, (uint64(b) * n + cb) * plane_out + uint64(oh * out_w),
+                                   uint64(1), plane_out, out_w, False, lanes_t)
 
 
 
