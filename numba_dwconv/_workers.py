@@ -24,6 +24,13 @@ The hand-over through one shared int64 array per worker (slots a cache line apar
 
 The atomic loads, stores and exchanges are sequentially consistent, so a waiter never sleeps
 through a post and every lock release is matched by one acquire.
+
+Neither side waits for the GIL while the other holds it: a thread blocked on the GIL sleeps on a
+futex, and waking it cost 40-50 us here (a 2-part launch of an empty kernel: 45-55 us, against
+3-6 us without).  So a worker that finds its part waits a few microseconds more (``HANDOVER_US``,
+spinning, without the GIL) before it takes the GIL, by which time the caller is inside its own
+part (compiled code runs without the GIL); and a worker posts its part's end from the same
+compiled call that then spins for the next part, so the caller, seeing the end, finds the GIL free.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ from numba.extending import intrinsic
 # 2 MiB of arrays gains nothing from a second core: 111 us alone, 107 us on two, measured).
 SERIAL_BYTES = 1 << 20
 DEFAULT_SPIN_US = 200
+# Microseconds a worker that found its part spins on before it takes the GIL: the caller's path from
+# its post to its own compiled part (dispatching its arguments) takes about 1 us.  A 2-part launch of
+# an empty kernel took 30 us with 0 (the two met at the GIL), 7.2 with 1, 8.2 with 2, 10.9 with 5.
+HANDOVER_US = 2
 # Slots of a worker's flag array (int64, eight apart: one cache line each).
 JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS = 0, 8, 16, 24
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
@@ -159,6 +170,30 @@ def _post(flags, slot, sleeper_slot, value):
     return _atomic_exchange(flags, sleeper_slot, 0) == 1
 
 
+_FOUND, _NOT_YET, _CALLER_ASLEEP = 1, 0, -1
+
+
+@numba.njit(**_FLAG_OPTIONS)
+def _post_then_spin(flags, value, iterations, handover):
+    """A worker's end of part ``value - 1`` posted (DONE), then its spin for part ``value`` (JOB).
+
+    _CALLER_ASLEEP at once if the caller was asleep (the worker releases its lock, then waits as usual),
+    else _FOUND (after ``handover`` more pauses: see the module) or _NOT_YET when the spin ran out.
+    """
+    if _post(flags, DONE, CALLER_SLEEPS, value - 1):
+        return _CALLER_ASLEEP
+    if not _spin_until(flags, JOB, value, iterations):
+        return _NOT_YET
+    _pause(handover)
+    return _FOUND
+
+
+@numba.njit(**_FLAG_OPTIONS)
+def _pause(count):
+    for _ in range(count):
+        _cpu_relax()
+
+
 @numba.njit(**_FLAG_OPTIONS)
 def _must_block(flags, slot, sleeper_slot, value):
     """After a spin ran out: announce sleep; False if ``value`` arrived meanwhile and the flag was taken back."""
@@ -186,6 +221,20 @@ def _spin_polls() -> int:
     return int(budget * _polls_per_us)
 
 
+_pauses_per_us = None
+
+
+def _handover_polls() -> int:
+    """Pauses in HANDOVER_US microseconds (the rate measured once per process)."""
+    global _pauses_per_us
+    if _pauses_per_us is None:
+        _pause(1)
+        start = time.perf_counter()
+        _pause(20000)
+        _pauses_per_us = max(1.0, 20000 / max((time.perf_counter() - start) * 1e6, 1e-3))
+    return int(HANDOVER_US * _pauses_per_us)
+
+
 def _post_and_wake(flags, slot, sleeper_slot, value, lock) -> None:
     if _post(flags, slot, sleeper_slot, value):
         lock.release()
@@ -211,22 +260,30 @@ class _Worker:
         self._sequence = 0
         self._job = None
         self._error = None
-        self._polls = 0  # how long the thread spins for its next part: the caller's setting at the last start
         threading.Thread(target=self._loop, name="numba_dwconv-worker", daemon=True).start()
 
     def _loop(self):
-        sequence = 0
+        sequence = 1
+        _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, 0)
         while True:
-            sequence += 1
-            _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, self._polls)
-            kernel, args, self._polls = self._job
+            kernel, args, polls = self._job
             self._job = None
             try:
                 kernel(*args)
             except BaseException as error:  # handed to the caller by join()
                 self._error = error
             kernel = args = None  # an idle worker keeps no array alive (the caller's output could not be recycled)
-            _post_and_wake(self._flags, DONE, CALLER_SLEEPS, sequence, self._done_lock)
+            sequence += 1
+            self._finish_and_wait(sequence, polls)
+
+    def _finish_and_wait(self, sequence: int, polls: int) -> None:
+        """Post the end of part ``sequence - 1`` and wait for part ``sequence`` (spinning, then asleep)."""
+        found = _post_then_spin(self._flags, sequence, polls, _handover_polls())
+        if found == _CALLER_ASLEEP:
+            self._done_lock.release()
+            _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, polls)
+        elif found == _NOT_YET and _must_block(self._flags, JOB, WORKER_SLEEPS, sequence):
+            self._job_lock.acquire()
 
     def start(self, kernel, args, polls: int) -> None:
         """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module)."""

@@ -163,6 +163,22 @@ def test_the_flag_hand_over_primitives():
     assert flags[w.WORKER_SLEEPS] == 0
 
 
+def test_a_worker_posts_its_end_and_spins_for_the_next_part_in_one_call():
+    """_post_then_spin: the end posted (DONE), the caller's sleep reported first; then found, or not yet."""
+    from numba_dwconv import _workers as w
+
+    flags = np.zeros(32, np.int64)
+    assert w._post_then_spin(flags, 2, 100, 5) == w._NOT_YET  # part 2 not posted: the spin runs out
+    assert flags[w.DONE] == 1  # ... after part 1's end was posted
+    flags[w.JOB] = 3
+    assert w._post_then_spin(flags, 3, 100, 5) == w._FOUND
+    assert flags[w.DONE] == 2
+    flags[w.CALLER_SLEEPS] = 1
+    assert w._post_then_spin(flags, 4, 100, 5) == w._CALLER_ASLEEP  # its lock is released before any wait
+    assert flags[w.DONE] == 3 and flags[w.CALLER_SLEEPS] == 0
+    assert w._handover_polls() >= 1
+
+
 def _touch(part, parts, array):
     array[part] = part
 
