@@ -179,6 +179,42 @@ def test_a_worker_posts_its_end_and_spins_for_the_next_part_in_one_call():
     assert w._handover_polls() >= 1
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_a_worker_on_its_callers_cpu_moves_to_another_and_keeps_its_cpu_set():
+    """The caller's post records its CPU; a thread on that CPU leaves it, and may again use every CPU after."""
+    import numba
+
+    from numba_dwconv import _workers as w
+
+    @numba.njit
+    def current_cpu():
+        return w._current_cpu()
+
+    flags = np.zeros(w.FLAG_SLOTS, np.int64)
+    allowed = os.sched_getaffinity(0)
+    results = []
+
+    def on_one_thread():
+        for _ in range(100):  # as a caller, then as its own worker on the same CPU (unless moved in between)
+            w._post_job(flags, 1)
+            cpu = w._on_caller_cpu(flags)
+            if cpu >= 0:
+                break
+        results.append((cpu, int(flags[w.CALLER_CPU]), current_cpu()))
+        w._leave_cpu(cpu)
+        results.append((current_cpu(), os.sched_getaffinity(0)))  # (moved by the call: it may not move back)
+
+    thread = threading.Thread(target=on_one_thread)
+    thread.start()
+    thread.join()
+    (cpu, posted, now), (after, cpus) = results
+    assert cpu == posted and posted in allowed and flags[w.JOB] == 1
+    assert after != cpu and after in allowed and cpus == allowed
+    flags[w.CALLER_CPU] = -1  # (no CPU known: no move)
+    assert w._on_caller_cpu(flags) == -1
+
+
 def _touch(part, parts, array):
     array[part] = part
 
