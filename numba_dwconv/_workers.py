@@ -69,8 +69,8 @@ JOIN_SPIN_US = 100_000
 # an empty kernel took 30 us with 0 (the two met at the GIL), 7.2 with 1, 8.2 with 2, 10.9 with 5.
 HANDOVER_US = 2
 # Slots of a worker's flag array (int64, eight apart: one cache line each).
-JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS, CALLER_CPU = 0, 8, 16, 24, 32
-FLAG_SLOTS = 40
+JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS = 0, 8, 16, 24
+POSTER_CPU = 1  # added to a slot: the CPU of the thread that last posted there
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
@@ -179,61 +179,46 @@ _FLAG_OPTIONS = {"nogil": True, "cache": True}
 YIELD_EVERY = 8  # polls between two sched_yield calls while spinning
 
 
+# What a hand-over step did (see _hand_over).
+_POSTED, _FOUND, _FOUND_ON_POSTER_CPU, _WAKE, _SLEEP = 0, 1, 2, 3, 4
+
+
 @numba.njit(**_FLAG_OPTIONS)
-def _spin_until(flags, slot, value, iterations):
-    """Spin until ``flags[slot] == value`` (True) or for ``iterations`` polls (False)."""
+def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, value, iterations, handover):
+    """Every step of a hand-over, in one compiled function (each compiled function adds ~0.1 s to a first call).
+
+    1. Unless ``post_slot < 0``: publish ``post_value`` there (this thread's CPU beside it, POSTER_CPU);
+       _WAKE at once if the thread waiting for it was asleep (``post_sleeper`` set: the caller of this
+       releases that thread's lock), _POSTED if there is nothing to wait for (``slot < 0``).
+    2. Spin until ``flags[slot] == value``, at most ``iterations`` polls, yielding the CPU every
+       YIELD_EVERY; found: ``handover`` pauses more, then _FOUND, or _FOUND_ON_POSTER_CPU when the
+       value's poster runs on this thread's CPU.
+    3. Not found: announce sleep (``sleeper_slot``) and return _SLEEP (the caller of this then blocks on
+       its lock), unless the value arrived meanwhile and the flag could be taken back (found, as above).
+    """
+    if post_slot >= 0:
+        _atomic_store(flags, post_slot + POSTER_CPU, _current_cpu())
+        _atomic_store(flags, post_slot, post_value)
+        if _atomic_exchange(flags, post_sleeper, 0) == 1:
+            return _WAKE
+        if slot < 0:
+            return _POSTED
+    found = False
     for i in range(iterations):
         if _atomic_load(flags, slot) == value:
-            return True
+            found = True
+            break
         _cpu_relax()
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             _yield_cpu()
-    return _atomic_load(flags, slot) == value
-
-
-@numba.njit(**_FLAG_OPTIONS)
-def _post(flags, slot, sleeper_slot, value):
-    """Publish ``value`` in ``slot``; True if the waiter was asleep (the caller then releases its lock)."""
-    _atomic_store(flags, slot, value)
-    return _atomic_exchange(flags, sleeper_slot, 0) == 1
-
-
-_FOUND, _NOT_YET, _CALLER_ASLEEP = 1, 0, -1
-
-
-@numba.njit(**_FLAG_OPTIONS)
-def _post_then_spin(flags, value, iterations, handover):
-    """A worker's end of part ``value - 1`` posted (DONE), then its spin for part ``value`` (JOB).
-
-    _CALLER_ASLEEP at once if the caller was asleep (the worker releases its lock, then waits as usual),
-    else _FOUND (after ``handover`` more pauses: see the module) or _NOT_YET when the spin ran out.
-    """
-    if _post(flags, DONE, CALLER_SLEEPS, value - 1):
-        return _CALLER_ASLEEP
-    if not _spin_until(flags, JOB, value, iterations):
-        return _NOT_YET
-    _pause(handover)
-    return _FOUND
-
-
-@numba.njit(**_FLAG_OPTIONS)
-def _pause(count):
-    for _ in range(count):
+    if not found and _atomic_load(flags, slot) != value:
+        _atomic_store(flags, sleeper_slot, 1)
+        if _atomic_load(flags, slot) != value or _atomic_exchange(flags, sleeper_slot, 0) != 1:
+            return _SLEEP  # (0 above: the poster took the flag back and releases the lock)
+    for _ in range(handover):
         _cpu_relax()
-
-
-@numba.njit(**_FLAG_OPTIONS)
-def _post_job(flags, value):
-    """The caller's post of part ``value`` (JOB), with the CPU it runs on; True if the worker was asleep."""
-    _atomic_store(flags, CALLER_CPU, _current_cpu())
-    return _post(flags, JOB, WORKER_SLEEPS, value)
-
-
-@numba.njit(**_FLAG_OPTIONS)
-def _on_caller_cpu(flags):
-    """The caller's CPU if this thread runs on it too, else -1."""
-    cpu = _atomic_load(flags, CALLER_CPU)
-    return cpu if cpu >= 0 and cpu == _current_cpu() else -1
+    cpu = _atomic_load(flags, slot + POSTER_CPU)
+    return _FOUND_ON_POSTER_CPU if cpu >= 0 and cpu == _current_cpu() else _FOUND
 
 
 def _leave_cpu(cpu: int) -> None:
@@ -250,57 +235,52 @@ def _leave_cpu(cpu: int) -> None:
         pass
 
 
-@numba.njit(**_FLAG_OPTIONS)
-def _must_block(flags, slot, sleeper_slot, value):
-    """After a spin ran out: announce sleep; False if ``value`` arrived meanwhile and the flag was taken back."""
-    _atomic_store(flags, sleeper_slot, 1)
-    if _atomic_load(flags, slot) != value:
-        return True
-    return _atomic_exchange(flags, sleeper_slot, 0) != 1  # 0: the poster took it and releases the lock
+def _rate_per_us(flags, *args) -> float:
+    """Iterations per microsecond of ``_hand_over(flags, *args)`` run with 20000 of them (``args[-2]``/``[-1]``)."""
+    _hand_over(flags, *args[:-2], 1, 1)
+    start = time.perf_counter()
+    _hand_over(flags, *args)
+    return max(1.0, 20000 / max((time.perf_counter() - start) * 1e6, 1e-3))
 
 
 _polls_per_us = None
+_pauses_per_us = None
 
 
 def _spin_polls() -> int:
-    """Polls of :func:`_spin_until` in ``spin_us()`` microseconds (the poll rate measured once per process)."""
+    """Polls of a spin in ``spin_us()`` microseconds (the poll rate measured once per process)."""
     global _polls_per_us
     budget = spin_us()
     if budget == 0:
         return 0
-    if _polls_per_us is None:
-        flags = np.zeros(FLAG_SLOTS, np.int64)
-        _spin_until(flags, JOB, 1, 1)
-        start = time.perf_counter()
-        _spin_until(flags, JOB, 1, 20000)
-        _polls_per_us = max(1.0, 20000 / max((time.perf_counter() - start) * 1e6, 1e-3))
+    if _polls_per_us is None:  # (a spin that runs out, on flags of its own)
+        _polls_per_us = _rate_per_us(np.zeros(32, np.int64), -1, 0, 0, JOB, WORKER_SLEEPS, 1, 20000, 0)
     return int(budget * _polls_per_us)
-
-
-_pauses_per_us = None
 
 
 def _handover_polls() -> int:
     """Pauses in HANDOVER_US microseconds (the rate measured once per process)."""
     global _pauses_per_us
-    if _pauses_per_us is None:
-        _pause(1)
-        start = time.perf_counter()
-        _pause(20000)
-        _pauses_per_us = max(1.0, 20000 / max((time.perf_counter() - start) * 1e6, 1e-3))
+    if _pauses_per_us is None:  # (a spin that finds its value at once, then pauses)
+        flags = np.zeros(32, np.int64)
+        flags[JOB] = 1
+        _pauses_per_us = _rate_per_us(flags, -1, 0, 0, JOB, WORKER_SLEEPS, 1, 1, 20000)
     return int(HANDOVER_US * _pauses_per_us)
 
 
-def _post_and_wake(flags, slot, sleeper_slot, value, lock) -> None:
-    if _post(flags, slot, sleeper_slot, value):
+def _post(flags, slot, sleeper_slot, value, lock) -> None:
+    """Publish ``value`` in ``slot``, waking its waiter if it sleeps on ``lock``."""
+    if _hand_over(flags, slot, sleeper_slot, value, -1, 0, 0, 0, 0) == _WAKE:
         lock.release()
 
 
-def _wait(flags, slot, sleeper_slot, value, lock, polls) -> None:
-    if _spin_until(flags, slot, value, polls):
-        return
-    if _must_block(flags, slot, sleeper_slot, value):
+def _wait(flags, slot, sleeper_slot, value, lock, polls) -> int:
+    """Wait for ``value`` in ``slot``: spin ``polls`` polls, then sleep on ``lock``; the _FOUND code."""
+    found = _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, polls, 0)
+    if found == _SLEEP:
         lock.acquire()
+        found = _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, 1, 0)  # (there now: where is its poster)
+    return found
 
 
 # ---------------------------------------------------------------------------- workers
@@ -308,7 +288,7 @@ class _Worker:
     """A daemon thread that runs one kernel part at a time (see the module for the hand-over)."""
 
     def __init__(self):
-        self._flags = np.zeros(FLAG_SLOTS, np.int64)
+        self._flags = np.zeros(32, np.int64)
         self._job_lock = _thread.allocate_lock()
         self._job_lock.acquire()
         self._done_lock = _thread.allocate_lock()
@@ -320,11 +300,10 @@ class _Worker:
 
     def _loop(self):
         sequence = 1
-        _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, 0)
+        found = _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, 0)
         while True:
-            cpu = _on_caller_cpu(self._flags)
-            if cpu >= 0:
-                _leave_cpu(cpu)
+            if found == _FOUND_ON_POSTER_CPU:
+                _leave_cpu(int(self._flags[JOB + POSTER_CPU]))
             kernel, args, polls = self._job
             self._job = None
             try:
@@ -333,23 +312,25 @@ class _Worker:
                 self._error = error
             kernel = args = None  # an idle worker keeps no array alive (the caller's output could not be recycled)
             sequence += 1
-            self._finish_and_wait(sequence, polls)
+            found = self._finish_and_wait(sequence, polls)
 
-    def _finish_and_wait(self, sequence: int, polls: int) -> None:
+    def _finish_and_wait(self, sequence: int, polls: int) -> int:
         """Post the end of part ``sequence - 1`` and wait for part ``sequence`` (spinning, then asleep)."""
-        found = _post_then_spin(self._flags, sequence, polls, _handover_polls())
-        if found == _CALLER_ASLEEP:
+        found = _hand_over(self._flags, DONE, CALLER_SLEEPS, sequence - 1, JOB, WORKER_SLEEPS, sequence, polls,
+                           _handover_polls())
+        if found == _WAKE:
             self._done_lock.release()
-            _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, polls)
-        elif found == _NOT_YET and _must_block(self._flags, JOB, WORKER_SLEEPS, sequence):
+            found = _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, polls)
+        elif found == _SLEEP:
             self._job_lock.acquire()
+            found = _hand_over(self._flags, -1, 0, 0, JOB, WORKER_SLEEPS, sequence, 1, 0)
+        return found
 
     def start(self, kernel, args, polls: int) -> None:
         """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module)."""
         self._sequence += 1
         self._job = (kernel, args, polls)
-        if _post_job(self._flags, self._sequence):
-            self._job_lock.release()
+        _post(self._flags, JOB, WORKER_SLEEPS, self._sequence, self._job_lock)
 
     def join(self, polls: int):
         """Wait for the part; its error (or None)."""

@@ -146,35 +146,37 @@ def test_the_spin_setting_is_checked(monkeypatch):
     assert _workers.spin_us() == _workers.DEFAULT_SPIN_US
 
 
-def test_the_flag_hand_over_primitives():
-    """A post reports a sleeping waiter (once); a waiter whose value arrived takes its sleep flag back."""
+def test_the_flag_hand_over_steps():
+    """_hand_over: a post reports a sleeping waiter (once); a spin that runs out announces sleep, and a waiter
+    whose value arrived meanwhile takes its flag back; a post then a spin in one call (a worker's end of a part)."""
     from numba_dwconv import _workers as w
 
     flags = np.zeros(32, np.int64)
-    assert not w._spin_until(flags, w.JOB, 1, 100)  # nothing posted: the spin runs out
-    assert w._must_block(flags, w.JOB, w.WORKER_SLEEPS, 1)  # ... so the waiter sleeps, flag set
-    assert flags[w.WORKER_SLEEPS] == 1
-    assert w._post(flags, w.JOB, w.WORKER_SLEEPS, 1)  # the poster sees it (and would release the lock)
-    assert not w._post(flags, w.JOB, w.WORKER_SLEEPS, 1)  # the flag was taken: no second release
-    assert w._spin_until(flags, w.JOB, 1, 0)
+
+    def post(slot, sleeper, value):
+        return w._hand_over(flags, slot, sleeper, value, -1, 0, 0, 0, 0)
+
+    def wait(slot, sleeper, value, polls, handover=0):
+        return w._hand_over(flags, -1, 0, 0, slot, sleeper, value, polls, handover)
+
+    assert wait(w.JOB, w.WORKER_SLEEPS, 1, 100) == w._SLEEP  # nothing posted: the spin runs out ...
+    assert flags[w.WORKER_SLEEPS] == 1  # ... and the waiter announced its sleep
+    assert post(w.JOB, w.WORKER_SLEEPS, 1) == w._WAKE  # the poster sees it (and releases the lock)
+    assert post(w.JOB, w.WORKER_SLEEPS, 1) == w._POSTED  # the flag was taken: no second release
+    assert wait(w.JOB, w.WORKER_SLEEPS, 1, 0) in (w._FOUND, w._FOUND_ON_POSTER_CPU)
     flags[:] = 0
-    w._post(flags, w.JOB, w.WORKER_SLEEPS, 2)  # posted before the waiter looked again
-    assert not w._must_block(flags, w.JOB, w.WORKER_SLEEPS, 2)  # it takes its flag back, no sleep
+    flags[w.JOB] = 2  # posted before the waiter looked again: found at the last look, the flag taken back
+    assert wait(w.JOB, w.WORKER_SLEEPS, 2, 0) in (w._FOUND, w._FOUND_ON_POSTER_CPU)
     assert flags[w.WORKER_SLEEPS] == 0
-
-
-def test_a_worker_posts_its_end_and_spins_for_the_next_part_in_one_call():
-    """_post_then_spin: the end posted (DONE), the caller's sleep reported first; then found, or not yet."""
-    from numba_dwconv import _workers as w
-
-    flags = np.zeros(32, np.int64)
-    assert w._post_then_spin(flags, 2, 100, 5) == w._NOT_YET  # part 2 not posted: the spin runs out
-    assert flags[w.DONE] == 1  # ... after part 1's end was posted
-    flags[w.JOB] = 3
-    assert w._post_then_spin(flags, 3, 100, 5) == w._FOUND
+    flags[:] = 0  # a worker's end of part 1 posted, then its spin for part 2
+    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 1, w.JOB, w.WORKER_SLEEPS, 2, 100, 5) == w._SLEEP
+    assert flags[w.DONE] == 1 and flags[w.WORKER_SLEEPS] == 1
+    flags[:] = 0
+    flags[w.JOB], flags[w.JOB + w.POSTER_CPU] = 3, -1
+    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 2, w.JOB, w.WORKER_SLEEPS, 3, 100, 5) == w._FOUND
     assert flags[w.DONE] == 2
-    flags[w.CALLER_SLEEPS] = 1
-    assert w._post_then_spin(flags, 4, 100, 5) == w._CALLER_ASLEEP  # its lock is released before any wait
+    flags[w.CALLER_SLEEPS] = 1  # the caller sleeps: its lock is released before any wait
+    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 3, w.JOB, w.WORKER_SLEEPS, 4, 100, 5) == w._WAKE
     assert flags[w.DONE] == 3 and flags[w.CALLER_SLEEPS] == 0
     assert w._handover_polls() >= 1
 
@@ -182,7 +184,7 @@ def test_a_worker_posts_its_end_and_spins_for_the_next_part_in_one_call():
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux and two CPUs")
 def test_a_worker_on_its_callers_cpu_moves_to_another_and_keeps_its_cpu_set():
-    """The caller's post records its CPU; a thread on that CPU leaves it, and may again use every CPU after."""
+    """A post records its poster's CPU; a thread that finds the value on that CPU leaves it, keeping its CPU set."""
     import numba
 
     from numba_dwconv import _workers as w
@@ -191,28 +193,29 @@ def test_a_worker_on_its_callers_cpu_moves_to_another_and_keeps_its_cpu_set():
     def current_cpu():
         return w._current_cpu()
 
-    flags = np.zeros(w.FLAG_SLOTS, np.int64)
+    flags = np.zeros(32, np.int64)
     allowed = os.sched_getaffinity(0)
     results = []
 
     def on_one_thread():
         for _ in range(100):  # as a caller, then as its own worker on the same CPU (unless moved in between)
-            w._post_job(flags, 1)
-            cpu = w._on_caller_cpu(flags)
-            if cpu >= 0:
+            w._hand_over(flags, w.JOB, w.WORKER_SLEEPS, 1, -1, 0, 0, 0, 0)
+            found = w._hand_over(flags, -1, 0, 0, w.JOB, w.WORKER_SLEEPS, 1, 10, 0)
+            if found == w._FOUND_ON_POSTER_CPU:
                 break
-        results.append((cpu, int(flags[w.CALLER_CPU]), current_cpu()))
+        cpu = int(flags[w.JOB + w.POSTER_CPU])
+        results.append((found, cpu))
         w._leave_cpu(cpu)
         results.append((current_cpu(), os.sched_getaffinity(0)))  # (moved by the call: it may not move back)
 
     thread = threading.Thread(target=on_one_thread)
     thread.start()
     thread.join()
-    (cpu, posted, now), (after, cpus) = results
-    assert cpu == posted and posted in allowed and flags[w.JOB] == 1
+    (found, cpu), (after, cpus) = results
+    assert found == w._FOUND_ON_POSTER_CPU and cpu in allowed and flags[w.JOB] == 1
     assert after != cpu and after in allowed and cpus == allowed
-    flags[w.CALLER_CPU] = -1  # (no CPU known: no move)
-    assert w._on_caller_cpu(flags) == -1
+    flags[w.JOB + w.POSTER_CPU] = -1  # (no CPU known: no move)
+    assert w._hand_over(flags, -1, 0, 0, w.JOB, w.WORKER_SLEEPS, 1, 10, 0) == w._FOUND
 
 
 def _touch(part, parts, array):
