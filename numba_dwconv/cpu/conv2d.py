@@ -31,11 +31,12 @@ import numpy as np
 from .. import _memory
 from .._jit import launch, scratch, static_count
 from .._simd import VECTOR_BYTES, lanes_of
-from . import conv2d_wide
+from . import conv2d_last_kgrad, conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
-from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last, _kernel_grad_partials_last
+from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last
+from .conv2d_last_kgrad import _kernel_grad_partials_last
 from .fused import activation as _activation
 from .nontemporal import STREAM_TAPS_2D, stream_args
 from .partials import sum_partials
@@ -440,7 +441,8 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
             launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   rows_per_task, _width_taps(problem), *_repeat_args(problem, rep), _strided(w))
+                   rows_per_task, _width_taps(problem), *_repeat_args(problem, rep), _strided(w),
+                   *_grad3_args(problem, rep))
     elif _large_first(problem) and problem.multiplier == 1 and conv2d_wide.kernel_grad_fits(last := problem._replace(
             channels_last=True)):  # the wide kernel on transposed copies (channels_first: one pass per tap)
         return conv2d_kernel_grad(last, swap_layout(grad_outputs, True), swap_layout(inputs, True))
@@ -454,6 +456,12 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
                    _pitched_scratch(problem, phases))
     grad_kernel, grad_bias = _summed_partials(problem, kernel_partials, bias_partials)
     return grad_kernel.reshape(kernel_shape), grad_bias
+
+
+def _grad3_args(problem, rep: int):
+    """``(consts, lanes_t)`` of the channels_last kernel gradient: ``consts`` None unless 3x3 takes its own kernel."""
+    fits = rep == 1 and conv2d_last_kgrad.fits(problem)
+    return conv2d_wide.zeros_and_ones(problem.dtype) if fits else None, lanes_of(problem.dtype)
 
 
 def _summed_partials(problem, kernel_partials, bias_partials):

@@ -1,7 +1,8 @@
 """2D depthwise kernels for channels_last ``(B, H, W, C)``: register-blocked passes along rows.
 
 Used by the host functions of :mod:`numba_dwconv.cpu.conv2d` (which documents the
-contract: tasks own rows, kernel-gradient partials are summed in a fixed order).
+contract: tasks own rows, kernel-gradient partials are summed in a fixed order); the
+kernel gradient's kernel is :mod:`numba_dwconv.cpu.conv2d_last_kgrad`.
 
 Every task works on one row of its output.  For each input row that a tap row
 ``i`` reaches, the columns whose taps all fall inside the row go four at a time
@@ -42,12 +43,9 @@ from numba import uint64
 from .._jit import by_count, is_static, parallel_kernel, serial_kernel, task_share, trip_count
 from .channels import repeat_rows, sum_group_rows
 from .conv2d_last_passes import (
-    _block_grad_pass,
     _block_pass,
-    _column_grad,
     _column_pass,
     _column_scatter,
-    _unit_block_grad_taps,
     _unit_block_taps,
     _unit_column_pass,
 )
@@ -412,92 +410,3 @@ def _input_grad_scatter_last(part, parts, grad, taps, grad_in, batch, height, wi
                     k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
                     _column_scatter(grad, taps, grad_in, g_row + uint64(ow * n_out), uint64(i * kw * n_out), d_row,
                                     col0, channels, k_lo, k_hi, dw, mult)
-
-
-@serial_kernel
-def _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, ow, kw):
-    """The columns outside ``[lo, ow)`` of a kernel-gradient row: column passes, taps clipped."""
-    n_out = uint64(channels * mult)
-    col = 0
-    while col < out_w:
-        if lo <= col < ow:
-            col = ow
-        else:
-            col0 = col * sw - left
-            k_lo, k_hi = _valid_range(col0, dw, width, kw)  # taps whose column is in the row
-            _column_grad(x, grad, acc, s_row, col0, g_row + uint64(col) * n_out, a0, channels, k_lo, k_hi, dw, mult)
-            col += 1
-
-
-@serial_kernel
-def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t):
-    """Kernel-gradient twin of :func:`_taps_along_row`: ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]``."""
-    n_out = uint64(channels * mult)
-    ow = lo
-    while ow + BLOCK <= hi:
-        _block_grad_pass(x, grad, acc, s_row + uint64(ow * sw - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
-                         sw, dw, kw_t)
-        ow += BLOCK
-    _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, ow, trip_count(kw_t))
-
-
-@serial_kernel
-def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, left, lo, hi, kw_t):
-    """:func:`_grads_along_row` with unit column steps (see :func:`_unit_taps_along_row`)."""
-    n_out = uint64(channels * mult)
-    ow = lo
-    while ow + BLOCK <= hi:
-        _unit_block_grad_taps(x, grad, acc, s_row + uint64(ow - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
-                              kw_t)
-        ow += BLOCK
-    _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, 1, 1, left, lo, ow, trip_count(kw_t))
-
-
-@parallel_kernel
-def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels,
-                               mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t, rows_buf,
-                               held, rep, strided):
-    """One partial per task (a batch entry and a chunk of output rows), accumulated in a fixed order.
-
-    ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).  ``rows_buf``, ``held``,
-    ``rep`` and ``strided``: as in :func:`_forward_last`.
-    """
-    mult = trip_count(mult_t)
-    kw = trip_count(kw_t)
-    n_out = channels * mult
-    chunks = (out_h + rows_per_task - 1) // rows_per_task
-    part_size = uint64(kh * kw * n_out)
-    lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
-    src = x
-    slots = 1
-    if rows_buf is not None:
-        src, slots = _part_rows(rows_buf, held, part)
-    tasks_lo, tasks_hi = task_share(batch * chunks, part, parts)
-    for task in range(tasks_lo, tasks_hi):
-        b = task // chunks
-        oh0 = (task - b * chunks) * rows_per_task
-        a_task = uint64(task) * part_size
-        b_task = uint64(task * n_out)
-        for p in range(part_size):
-            kernel_partials[a_task + p] = 0.0
-        for o in range(uint64(n_out)):
-            bias_partials[b_task + o] = 0.0
-        for oh in range(oh0, min(oh0 + rows_per_task, out_h)):
-            g_row = uint64(b * out_h + oh) * uint64(out_w * n_out)
-            for ow in range(uint64(out_w)):
-                for o in range(uint64(n_out)):
-                    bias_partials[b_task + o] += grad[g_row + ow * uint64(n_out) + o]
-            for i in range(kh):
-                ih = oh * sh + i * dh - top
-                if 0 <= ih < height:
-                    s_row = uint64(b * height + ih) * uint64(width * channels)
-                    if rows_buf is not None:
-                        s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
-                                              uint64(b * height + ih) * uint64(width * (channels // rep)), width,
-                                              channels // rep, rep)
-                    if strided is None:
-                        _unit_grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
-                                              width, out_w, channels, mult, left, lo, hi, kw_t)
-                    else:
-                        _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
-                                         width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
