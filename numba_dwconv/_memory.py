@@ -108,6 +108,22 @@ class _Lease:
             pass
 
 
+def aligned(array: np.ndarray) -> np.ndarray:
+    """``array`` if C-contiguous and 64-byte aligned, else such a copy (for small operands: the kernels' taps).
+
+    NumPy aligns small arrays to 16 bytes only; a vector of taps loaded from a misaligned array straddles
+    two cache lines (measured: B8 28x28 C512 5x5 channels_last forward 0.965 -> 1.070 ms with the taps 32
+    bytes off a line, the inputs aligned).
+    """
+    if array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
+        return array
+    block = np.empty(array.nbytes + ALIGNMENT, dtype=np.uint8)
+    offset = -block.ctypes.data % ALIGNMENT
+    copy = block[offset:offset + array.nbytes].view(array.dtype).reshape(array.shape)
+    copy[...] = array
+    return copy
+
+
 def empty(shape, dtype) -> np.ndarray:
     """An uninitialised, C-contiguous array: from the pool and 64-byte aligned when large.
 

@@ -67,3 +67,44 @@ def test_bad_pool_setting_is_explained(monkeypatch):
     monkeypatch.setenv("NUMBA_DWCONV_POOL_BYTES", "lots")
     with pytest.raises(ValueError, match="NUMBA_DWCONV_POOL_BYTES.*'lots'"):
         _memory.empty(SHAPE, np.float32)
+
+
+def _off_line(shape, dtype, offset_bytes):
+    """An array of ``shape`` whose data starts ``offset_bytes`` past a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    block = np.empty(n * dtype.itemsize + 128, np.uint8)
+    start = -block.ctypes.data % 64 + offset_bytes
+    return block[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+@pytest.mark.parametrize("offset", [16, 32, 48])
+def test_small_operands_are_copied_onto_cache_lines_only_when_they_are_not(offset):
+    rng = np.random.default_rng(offset)
+    kernel = _off_line((3, 3, 24, 1), np.float32, offset)
+    kernel[...] = rng.standard_normal(kernel.shape)
+    before = kernel.copy()
+    copy = _memory.aligned(kernel)
+    assert copy.ctypes.data % 64 == 0 and copy.flags.c_contiguous and copy.dtype == kernel.dtype
+    np.testing.assert_array_equal(copy, kernel)
+    np.testing.assert_array_equal(kernel, before)  # (the operand itself untouched)
+    assert _memory.aligned(copy) is copy  # aligned already: no copy
+    flipped = _memory.aligned(kernel[::-1, ::-1])  # a view: copied contiguous
+    assert flipped.ctypes.data % 64 == 0 and flipped.flags.c_contiguous
+    np.testing.assert_array_equal(flipped, kernel[::-1, ::-1])
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_a_misaligned_kernel_gives_the_same_bits(rank):
+    """The kernels get the taps on cache lines whatever NumPy gave: same results, operands untouched."""
+    import numba_dwconv as nd
+
+    rng = np.random.default_rng(rank)
+    shape, taps = ((2, 40, 64), (5, 64, 1)) if rank == 1 else ((2, 12, 13, 64), (5, 5, 64, 1))
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = _off_line(taps, np.float32, 16)
+    kernel[...] = rng.standard_normal(taps)
+    conv = nd.depthwise_conv1d if rank == 1 else nd.depthwise_conv2d
+    want = conv(x, _memory.aligned(kernel), None, 1, "same")
+    np.testing.assert_array_equal(conv(x, kernel, None, 1, "same"), want)
+    assert kernel.ctypes.data % 64 == 16

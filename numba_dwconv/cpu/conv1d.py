@@ -95,7 +95,7 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     if conv1d_long.fits(problem, grad_outputs is not None):
         conv1d_long.forward(problem, inputs, kernel, bias, out, act, grad)
     elif problem.channels_last:
-        kernel2d = kernel.reshape(axis.kernel_size, -1)
+        kernel2d = _memory.aligned(kernel).reshape(axis.kernel_size, -1)  # (vectors of taps on cache lines)
         launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left, ROWS_PER_TASK, out,
                act, grad, _rows_buffer(problem, _window_rows(axis, ROWS_PER_TASK)),
                *stream_args(out, ROWS_PER_TASK * out.shape[-1], axis.kernel_size))

@@ -253,6 +253,7 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
 
     ``activation`` and ``grad_outputs`` as in :func:`numba_dwconv.cpu.conv1d.conv1d_forward`.
     """
+    kernel = _memory.aligned(kernel)  # (vectors of taps on cache lines)
     large_first = _large_first(problem)
     if large_first and (grad_outputs is not None or not conv2d_wide.planes_fit(problem)):
         return _forward_first_via_last(problem, inputs, kernel, bias, activation, grad_outputs)
@@ -327,7 +328,7 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
     if problem.channels_last:
         h, w = problem.height, problem.width
         if problem.multiplier == 1 and w.stride == 1:
-            flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
+            flipped = _memory.aligned(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
             kh_t, chunks = _all_taps_plan(problem, grad_outputs)
             # (the transposed forward reads the output gradient's zero padding times the weights: finite ones

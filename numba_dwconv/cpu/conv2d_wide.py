@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from .. import _memory
 from .._jit import launch, scratch
 from .._simd import lanes_of
 from .conv2d_last_wide import BLOCK_WIDE, CHUNK_VECTORS, _forward_wide_last, _kernel_grad_wide_last
@@ -161,4 +162,4 @@ def chunk_major(taps, chunk: int):
     padded = -(-n // chunk) * chunk
     if padded != n:
         taps = np.concatenate([taps, np.zeros((taps.shape[0], padded - n), taps.dtype)], axis=1)
-    return np.ascontiguousarray(taps.reshape(taps.shape[0], padded // chunk, chunk).transpose(1, 0, 2)).reshape(-1)
+    return _memory.aligned(taps.reshape(taps.shape[0], padded // chunk, chunk).transpose(1, 0, 2)).reshape(-1)
