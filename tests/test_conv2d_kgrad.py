@@ -116,3 +116,18 @@ def test_which_problems_take_the_kernel_and_the_others_stay_right(kernel_hw, str
     _, want_k, want_b = ref.conv2d_gradients(grad_y, x, kernel, strides, "valid", "channels_last", dilation)
     assert_close(grad_k, want_k, np.float32)
     assert_close(grad_b, want_b, np.float32)
+
+
+def test_the_problems_that_fit_take_the_sums_in_registers(monkeypatch):
+    """Taken: its sums go in another (fixed) order than the passes', so the bits differ, both right."""
+    rng = np.random.default_rng(8)
+    x, grad_y = _case(rng, (2, 20, 24, 32), (1, 1), "same", (1, 1), np.float32)
+    taken = _grads(x, grad_y, 1, "same", 1)
+    monkeypatch.setattr(conv2d_last_kgrad, "fits", lambda problem: False)
+    passes = _grads(x, grad_y, 1, "same", 1)
+    assert not np.array_equal(taken[0], passes[0]) and not np.array_equal(taken[1], passes[1])
+    _, want_k, want_b = ref.conv2d_gradients(grad_y, x, np.ones((3, 3, 32, 1), np.float32), 1, "same",
+                                             "channels_last", 1)
+    for got in (taken, passes):
+        assert_close(got[0], want_k, np.float32)
+        assert_close(got[1], want_b, np.float32)

@@ -460,9 +460,13 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
 
 
 def _grad3_args(problem, rep: int):
-    """``(consts, lanes_t)`` of the channels_last kernel gradient: ``consts`` None unless 3x3 takes its own kernel."""
-    fits = rep == 1 and conv2d_last_kgrad.fits(problem)
-    return conv2d_wide.zeros_and_ones(problem.dtype) if fits else None, lanes_of(problem.dtype)
+    """``(consts, lanes_t, in_registers)`` of the channels_last kernel gradient (see its kernel).
+
+    ``consts`` is an array for every kernel three columns wide (KW is a compile-time count of that kernel:
+    whether a 3x3 problem fits or not, by its channels, is a run-time flag, so it compiles once), else None.
+    """
+    consts = conv2d_wide.zeros_and_ones(problem.dtype) if problem.width.kernel_size == 3 else None
+    return consts, lanes_of(problem.dtype), int(rep == 1 and conv2d_last_kgrad.fits(problem))
 
 
 def _summed_partials(problem, kernel_partials, bias_partials):

@@ -124,13 +124,14 @@ def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels
 @parallel_kernel
 def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels,
                                mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t, rows_buf,
-                               held, rep, strided, consts, lanes_t):
+                               held, rep, strided, consts, lanes_t, in_registers):
     """One partial per task (a batch entry and a chunk of output rows), accumulated in a fixed order.
 
     ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).  ``rows_buf``, ``held``,
-    ``rep`` and ``strided``: as in :func:`_forward_last`.  ``consts``: None, or (3x3 kernels that
-    :func:`numba_dwconv.cpu.conv2d_last_grad3.fits`) its zeros-and-ones vector: the task's rows whose tap rows
-    are all inside first take :func:`~numba_dwconv.cpu.conv2d_last_grad3.kernel_grad_rows` for the interior
+    ``rep`` and ``strided``: as in :func:`numba_dwconv.cpu.conv2d_last._forward_last`.  ``consts``: None
+    (the code below pruned), or for kernels three columns wide a zeros-and-ones vector, and then where
+    ``in_registers`` (a run-time flag: one compiled kernel for problems that :func:`fits` and those that do
+    not) the task's rows whose tap rows are all inside first take :func:`kernel_grad_rows` for the interior
     columns, then their edge columns and the other rows the passes below.
     """
     mult = trip_count(mult_t)
@@ -156,8 +157,9 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
         for o in range(uint64(n_out)):
             bias_partials[b_task + o] = 0.0
         done_lo, done_hi = oh0, oh0  # rows whose interior columns are done
-        if consts is not None:  # (pruned unless 3x3: see conv2d_last_grad3)
-            done_lo, done_hi = max(oh0, rows_lo), min(oh0 + rows_per_task, rows_hi)
+        if consts is not None:  # (pruned unless three columns wide)
+            if in_registers:
+                done_lo, done_hi = max(oh0, rows_lo), min(oh0 + rows_per_task, rows_hi)
             if done_hi > done_lo:
                 row_size = uint64(width * channels)
                 kernel_grad_rows(x, grad, kernel_partials, bias_partials, consts, a_task, uint64(b_task),
