@@ -89,6 +89,18 @@ def scalar_kernel(func):
     return numba.njit(forceinline=True, **JIT_OPTIONS)(func)
 
 
+def helper_kernel(func):
+    """Compile ``func`` lazily as a helper on arrays that numba compiles once on its own and LLVM inlines.
+
+    For a large helper that a kernel calls in one place: typed and lowered once per signature, not again
+    inside each kernel that calls it (as :func:`serial_kernel`'s numba-level inlining does), which costs
+    a kernel's first compile its helper's typing once more (the 3x3 kernel gradient's register blocks:
+    its kernel's first compile 2.3 s with them inlined, 2.1 s so).  Without numba's runtime, like the
+    kernels: arrays pass without reference counts.
+    """
+    return numba.njit(forceinline=True, _nrt=False, **JIT_OPTIONS)(func)
+
+
 def scratch(size: int, dtype) -> np.ndarray:
     """Scratch space for a kernel launched next from this thread: one row of ``size`` values per part it may run in."""
     return np.empty((thread_count(), max(int(size), 0)), dtype)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
+from .._jit import helper_kernel, parallel_kernel, serial_kernel, task_share, trip_count
 from .._simd import lanes_of, vfma, vload, vstore
 from .conv2d_last import BLOCK, _block_columns, _part_rows, _repeated_row, _valid_range
 from .conv2d_last_passes import _block_grad_pass, _column_grad, _unit_block_grad_taps
@@ -41,7 +41,7 @@ def _add_sums(partials, at, n, one, a0, a1, a2, lanes_t):
     vstore(partials, at + uint64(2) * n, vfma(a2, one, vload(partials, at + uint64(2) * n, lanes_t)))
 
 
-@serial_kernel
+@helper_kernel
 def kernel_grad_rows(x, grad, partials, bias_partials, consts, a_task, b_task, x_top, g_top, rows, x_row_step,
                      tap_row_step, g_row_step, lo, hi, left, n, lanes_t):
     """``partials[a_task + (3i + k)*n + c] += sum_{r < rows, lo <= ow < hi} x[...] * grad[...]``, every channel c.
@@ -110,10 +110,14 @@ def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mul
 
 
 @serial_kernel
-def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, left, lo, hi, kw_t):
-    """:func:`_grads_along_row` with unit column steps (see :func:`_unit_taps_along_row`)."""
+def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, left, lo, hi, kw_t, first):
+    """:func:`_grads_along_row` with unit column steps (see :func:`_unit_taps_along_row`).
+
+    ``first``: where the blocks start, ``lo``, or ``hi`` for a row whose ``[lo, hi)`` is done (then only its
+    edge columns are added).
+    """
     n_out = uint64(channels * mult)
-    ow = lo
+    ow = first
     while ow + BLOCK <= hi:
         _unit_block_grad_taps(x, grad, acc, s_row + uint64(ow - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
                               kw_t)
@@ -174,12 +178,10 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
                     continue  # (summed with the interior)
                 for o in range(uint64(n_out)):
                     bias_partials[b_task + o] += grad[g_row + ow * uint64(n_out) + o]
+            first = hi if done_lo <= oh < done_hi else lo  # (rows whose interior is done: their edges only)
             for i in range(kh):
                 ih = oh * sh + i * dh - top
-                if done_lo <= oh < done_hi:
-                    _edge_grads(src, grad, kernel_partials, uint64(b * height + ih) * uint64(width * channels), g_row,
-                                a_task + uint64(i * kw * n_out), width, out_w, channels, mult, 1, 1, left, lo, hi, kw)
-                elif 0 <= ih < height:
+                if 0 <= ih < height:
                     s_row = uint64(b * height + ih) * uint64(width * channels)
                     if rows_buf is not None:
                         s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
@@ -187,7 +189,7 @@ def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_parti
                                               channels // rep, rep)
                     if strided is None:
                         _unit_grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
-                                              width, out_w, channels, mult, left, lo, hi, kw_t)
+                                              width, out_w, channels, mult, left, lo, hi, kw_t, first)
                     else:
                         _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
                                          width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
