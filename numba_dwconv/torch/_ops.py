@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .. import _geometry as geo
-from .. import ops
+from .. import _memory, ops
 
 _FORMAT = {True: "channels_last", False: "channels_first"}
 
@@ -152,13 +152,14 @@ _is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapp
 def _keras_kernel_array(weight: Tensor, channels: int):
     """:func:`keras_kernel` as an array the ops take: on the CPU a small C-contiguous NumPy copy.
 
-    (NumPy is cheaper than torch's view ops; contiguous, a call with plain tensors takes the ops' plain path.)
+    (NumPy is cheaper than torch's view ops; contiguous, a call with plain tensors takes the ops' plain path;
+    on 64-byte lines, the CPU kernels use it as it is: see :func:`numba_dwconv._memory.aligned`.)
     """
     if weight.is_cpu:
         w = (weight.detach() if weight.requires_grad else weight).numpy()
         if w.ndim == 3:
-            return np.ascontiguousarray(w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1))
-        return np.ascontiguousarray(w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1))
+            return _memory.aligned(w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1))
+        return _memory.aligned(w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1))
     return _array(keras_kernel(weight.detach(), channels))
 
 
