@@ -276,11 +276,16 @@ def _post(flags, slot, sleeper_slot, value, lock) -> None:
 
 def _wait(flags, slot, sleeper_slot, value, lock, polls) -> int:
     """Wait for ``value`` in ``slot``: spin ``polls`` polls, then sleep on ``lock``; the _FOUND code."""
-    found = _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, polls, 0)
-    if found == _SLEEP:
-        lock.acquire()
-        found = _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, 1, 0)  # (there now: where is its poster)
-    return found
+    return _sleep_if_told(_hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, polls, 0), flags, slot, sleeper_slot,
+                          value, lock)
+
+
+def _sleep_if_told(found, flags, slot, sleeper_slot, value, lock) -> int:
+    """``found``, a spin's code for ``value`` in ``slot``; after _SLEEP, the code once ``lock`` woke this thread."""
+    if found != _SLEEP:
+        return found
+    lock.acquire()
+    return _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, 1, 0)  # (there now: where is its poster)
 
 
 # ---------------------------------------------------------------------------- workers
@@ -320,11 +325,8 @@ class _Worker:
                            _handover_polls())
         if found == _WAKE:
             self._done_lock.release()
-            found = _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, polls)
-        elif found == _SLEEP:
-            self._job_lock.acquire()
-            found = _hand_over(self._flags, -1, 0, 0, JOB, WORKER_SLEEPS, sequence, 1, 0)
-        return found
+            return _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, polls)
+        return _sleep_if_told(found, self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock)
 
     def start(self, kernel, args, polls: int) -> None:
         """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module)."""
