@@ -35,7 +35,7 @@ from .._simd import (
     vstore_rows,
     vstore_stream,
 )
-from .conv2d_last_wide import sliding_sums8, transposed_squares
+from .conv2d_last_wide import load8, sliding_sums8, transposed_squares
 from .conv2d_wide import chunk_major, zeros_and_ones
 from .fused import activation, apply_activation
 from .nontemporal import STREAM_BYTES
@@ -258,14 +258,7 @@ def kernel_grad_long(part, parts, x, g, kernel_partials, bias_partials, batch, l
                     d = k_base + uint64(k0) * n + c
                     a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
                     if sub > t0:
-                        a0 = vload(kernel_partials, d, lanes_t)
-                        a1 = vload(kernel_partials, d + n, lanes_t)
-                        a2 = vload(kernel_partials, d + uint64(2) * n, lanes_t)
-                        a3 = vload(kernel_partials, d + uint64(3) * n, lanes_t)
-                        a4 = vload(kernel_partials, d + uint64(4) * n, lanes_t)
-                        a5 = vload(kernel_partials, d + uint64(5) * n, lanes_t)
-                        a6 = vload(kernel_partials, d + uint64(6) * n, lanes_t)
-                        a7 = vload(kernel_partials, d + uint64(7) * n, lanes_t)
+                        a0, a1, a2, a3, a4, a5, a6, a7 = load8(kernel_partials, d, n, lanes_t)
                     sums = sliding_sums8(xbuf, xs + uint64(k0) * lanes, lanes, gbuf, gs, lanes, count, a0, a1, a2, a3,
                                          a4, a5, a6, a7, lanes_t)
                     skip = k_done - k0

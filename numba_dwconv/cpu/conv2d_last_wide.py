@@ -159,6 +159,15 @@ def sliding_sums8(win, s, win_step, other, t, other_step, count, a0, a1, a2, a3,
     return a0, a1, a2, a3, a4, a5, a6, a7
 
 
+@serial_kernel
+def load8(array, d, step, lanes_t):
+    """The eight vectors ``array[d + j*step :]``, ``j < 8``: a register block's sums, reloaded."""
+    return (vload(array, d, lanes_t), vload(array, d + step, lanes_t), vload(array, d + uint64(2) * step, lanes_t),
+            vload(array, d + uint64(3) * step, lanes_t), vload(array, d + uint64(4) * step, lanes_t),
+            vload(array, d + uint64(5) * step, lanes_t), vload(array, d + uint64(6) * step, lanes_t),
+            vload(array, d + uint64(7) * step, lanes_t))
+
+
 @parallel_kernel
 def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, channels, out_h, out_w, kh, kw, sh, dh,
                        top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t, results):
@@ -229,14 +238,7 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                             a0 = vload(bias, cb, lanes_t)
                             a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
                         else:
-                            a0 = vload(dst, d, lanes_t)
-                            a1 = vload(dst, d + n, lanes_t)
-                            a2 = vload(dst, d + uint64(2) * n, lanes_t)
-                            a3 = vload(dst, d + uint64(3) * n, lanes_t)
-                            a4 = vload(dst, d + uint64(4) * n, lanes_t)
-                            a5 = vload(dst, d + uint64(5) * n, lanes_t)
-                            a6 = vload(dst, d + uint64(6) * n, lanes_t)
-                            a7 = vload(dst, d + uint64(7) * n, lanes_t)
+                            a0, a1, a2, a3, a4, a5, a6, a7 = load8(dst, d, n, lanes_t)
                         slot = g_slot
                         for i in range(g_lo, g_hi):
                             s = rows_q + uint64(slot) * plane + uint64(ow) * ch + (cb - c_lo)
