@@ -50,6 +50,17 @@ def _reference_gradients(grad_y, x, kernel, padding, data_format="channels_last"
     return grads
 
 
+def _operands(rng, batch, length, vectors, ksize, padding, data_format, dtype):
+    """``(x, kernel, padding_arg, lanes)``: ``vectors`` vectors of channels in ``data_format``, the padding as the
+    ops take it (pairs: :class:`ExplicitPadding`)."""
+    lanes = 64 // np.dtype(dtype).itemsize
+    channels = vectors * lanes
+    shape = (batch, length, channels) if data_format == "channels_last" else (batch, channels, length)
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
+    return x, kernel, ExplicitPadding(padding) if isinstance(padding, tuple) else padding, lanes
+
+
 def _assert_finite_differences(x, kernel, grad_y, got, wrt, indices, eps=1e-6):
     """Central differences of ``sum(grad_y * conv(x, kernel))`` ('same') at ``indices`` of ``x`` or ``kernel``
     (``wrt``) against ``got``."""
@@ -77,16 +88,11 @@ CASES = [  # (batch, length, channels per vector of lanes, kernel_size, padding)
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_long_kernels_match_the_reference(batch, length, vectors, ksize, padding, data_format, dtype, monkeypatch):
-    lanes = 64 // np.dtype(dtype).itemsize
-    channels = vectors * lanes
     rng = np.random.default_rng(length + ksize)
-    x = rng.standard_normal((batch, length, channels) if data_format == "channels_last" else (batch, channels, length))
-    x = x.astype(dtype)
-    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
-    bias = rng.standard_normal(channels).astype(dtype)
+    x, kernel, padding_arg, lanes = _operands(rng, batch, length, vectors, ksize, padding, data_format, dtype)
+    bias = rng.standard_normal(kernel.shape[1]).astype(dtype)
     before = x.copy()
     taken = _spy(monkeypatch)
-    padding_arg = ExplicitPadding(padding) if isinstance(padding, tuple) else padding
     got = nd.depthwise_conv1d(x, kernel, bias, 1, padding_arg, data_format)
     out_length = got.shape[1] if data_format == "channels_last" else got.shape[2]
     assert taken == [data_format == "channels_last" or out_length >= lanes]
@@ -167,13 +173,8 @@ GRAD_CASES = [  # (batch, length, vectors, kernel_size, padding): the input grad
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_input_gradient_of_long_kernels(batch, length, vectors, ksize, padding, data_format, dtype, monkeypatch):
-    lanes = 64 // np.dtype(dtype).itemsize
-    channels = vectors * lanes
     rng = np.random.default_rng(length * ksize)
-    shape = (batch, length, channels) if data_format == "channels_last" else (batch, channels, length)
-    x = rng.standard_normal(shape).astype(dtype)
-    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
-    padding_arg = ExplicitPadding(padding) if isinstance(padding, tuple) else padding
+    x, kernel, padding_arg, _ = _operands(rng, batch, length, vectors, ksize, padding, data_format, dtype)
     y = nd.depthwise_conv1d(x, kernel, None, 1, padding_arg, data_format)
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     flips, real = [], conv1d_long.input_grad
@@ -233,13 +234,8 @@ def test_kernel_gradient_of_long_kernels(length, ksize, padding, partials, data_
     monkeypatch.setattr(conv1d, "MAX_PARTIALS", partials)
     fits, real = [], conv1d_long.kernel_grad_fits
     monkeypatch.setattr(conv1d_long, "kernel_grad_fits", lambda p: fits.append(real(p)) or fits[-1])
-    lanes = 64 // np.dtype(dtype).itemsize
-    channels = 2 * lanes
     rng = np.random.default_rng(length + ksize)
-    shape = (2, length, channels) if data_format == "channels_last" else (2, channels, length)
-    x = rng.standard_normal(shape).astype(dtype)
-    kernel = rng.standard_normal((ksize, channels, 1)).astype(dtype)
-    padding_arg = ExplicitPadding(padding) if isinstance(padding, tuple) else padding
+    x, kernel, padding_arg, _ = _operands(rng, 2, length, 2, ksize, padding, data_format, dtype)
     y = nd.depthwise_conv1d(x, kernel, None, 1, padding_arg, data_format)
     grad_y = rng.standard_normal(y.shape).astype(dtype)
     got = nd.depthwise_conv1d_kernel_grad(grad_y, x, ksize, 1, padding_arg, data_format)
