@@ -1,5 +1,6 @@
 """The 2D kernels of wide kernels in registers (numba_dwconv.cpu.conv2d_last_wide): forward, gradients, layouts."""
 
+import numba
 import numpy as np
 import pytest
 from cases import assert_close
@@ -72,6 +73,45 @@ def test_forward_of_wide_kernels_in_registers(kernel_size, strides, padding, dil
     y = nd.depthwise_conv2d(*odd, strides, padding, "channels_last", dilation)
     assert_close(y, _reference_forward(*odd, strides, padding, "channels_last", dilation), dtype)
     assert taken[-1] is False
+
+
+@pytest.mark.parametrize("kernel_size, padding, height, group_bytes", [
+    ((7, 7), "same", 21, None),    # pairs from row 4 to 16, rows 3 and 17 alone
+    ((7, 9), "valid", 22, None),   # out_h 16: every row in a pair
+    ((5, 13), ExplicitPadding(((0, 3), (6, 6))), 18, None),
+    ((7, 7), "same", 21, 1),       # a group per tap row: the pairs' sums through the output between rows
+    ((4, 7), "same", 15, 3000),    # groups of two tap rows
+])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_forward_sums_rows_in_pairs(kernel_size, padding, height, group_bytes, data_format, dtype, monkeypatch):
+    """Unit row steps: two output rows whose tap rows are all inside are summed together (one input row feeds
+    both), the same multiply-adds in the same order as one row at a time: the same bits, for any thread count.
+    (channels_first: on the planes, the two rows transposed out of the part's buffer.)"""
+    from numba_dwconv.cpu import conv2d_wide
+
+    if group_bytes is not None:
+        monkeypatch.setattr(conv2d_wide, "GROUP_BYTES", group_bytes)
+    rng = np.random.default_rng(height)
+    x, kernel, bias = make_case2d(rng, 3, height, 19, 32, kernel_size, 1, data_format, dtype)
+
+    def forward():
+        return nd.depthwise_conv2d(x, kernel, bias, 1, padding, data_format, activation="relu")
+
+    threads = numba.get_num_threads()
+    try:
+        results = []
+        for count in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(count)
+            results.append(forward())
+    finally:
+        numba.set_num_threads(threads)
+    want = ref.activation("relu", _reference_forward(x, kernel, bias, 1, padding, data_format, 1))
+    assert_close(results[0], want, dtype)
+    np.testing.assert_array_equal(results[0], results[1])
+    real = conv2d_wide._forward_slots  # one slot fewer: no pairs, one row at a time
+    monkeypatch.setattr(conv2d_wide, "_forward_slots", lambda problem: real(problem) - 1)
+    np.testing.assert_array_equal(forward(), results[0])
 
 
 @pytest.mark.parametrize("kernel_size, padding, dilation, width, mult", [

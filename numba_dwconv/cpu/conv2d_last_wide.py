@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
+from .._jit import helper_kernel, parallel_kernel, serial_kernel, task_share, trip_count
 from .._simd import vfma, vload, vload_rows, vstore, vstore_rows, vstore_rows_stream, vtranspose
 from .conv2d_last import _part_rows
 from .fused import apply_activation
@@ -168,6 +168,116 @@ def load8(array, d, step, lanes_t):
             vload(array, d + uint64(7) * step, lanes_t))
 
 
+@serial_kernel
+def sliding_sums8_pair(win, s, win_step, taps, t, t_prev, step, count, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3,
+                       b4, b5, b6, b7, lanes_t):
+    """:func:`sliding_sums8` for two sets of sums over one window: ``a`` with the taps at ``t``, ``b`` at ``t_prev``.
+
+    One input row feeds two output rows (its tap row ``i`` for the first, ``i - 1`` for the next): each window
+    vector loaded serves sixteen multiply-adds.  Each sum gets the same multiply-adds in the same order as
+    from :func:`sliding_sums8`.
+    """
+    v0 = vload(win, s, lanes_t)
+    v1 = vload(win, s + win_step, lanes_t)
+    v2 = vload(win, s + uint64(2) * win_step, lanes_t)
+    v3 = vload(win, s + uint64(3) * win_step, lanes_t)
+    v4 = vload(win, s + uint64(4) * win_step, lanes_t)
+    v5 = vload(win, s + uint64(5) * win_step, lanes_t)
+    v6 = vload(win, s + uint64(6) * win_step, lanes_t)
+    for k in range(count):
+        v7 = vload(win, s + uint64(k + 7) * win_step, lanes_t)
+        w = vload(taps, t + uint64(k) * step, lanes_t)
+        u = vload(taps, t_prev + uint64(k) * step, lanes_t)
+        a0 = vfma(v0, w, a0)
+        a1 = vfma(v1, w, a1)
+        a2 = vfma(v2, w, a2)
+        a3 = vfma(v3, w, a3)
+        a4 = vfma(v4, w, a4)
+        a5 = vfma(v5, w, a5)
+        a6 = vfma(v6, w, a6)
+        a7 = vfma(v7, w, a7)
+        b0 = vfma(v0, u, b0)
+        b1 = vfma(v1, u, b1)
+        b2 = vfma(v2, u, b2)
+        b3 = vfma(v3, u, b3)
+        b4 = vfma(v4, u, b4)
+        b5 = vfma(v5, u, b5)
+        b6 = vfma(v6, u, b6)
+        b7 = vfma(v7, u, b7)
+        v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
+    return a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7
+
+
+@serial_kernel
+def _store8(dst, d, step, skip, a0, a1, a2, a3, a4, a5, a6, a7):
+    """``dst[d + j*step :] = a_j`` for the eight vectors, ``j >= skip`` (a last block overlapping the one before)."""
+    if skip < 1:
+        vstore(dst, d, a0)
+    if skip < 2:
+        vstore(dst, d + step, a1)
+    if skip < 3:
+        vstore(dst, d + uint64(2) * step, a2)
+    if skip < 4:
+        vstore(dst, d + uint64(3) * step, a3)
+    if skip < 5:
+        vstore(dst, d + uint64(4) * step, a4)
+    if skip < 6:
+        vstore(dst, d + uint64(5) * step, a5)
+    if skip < 7:
+        vstore(dst, d + uint64(6) * step, a6)
+    vstore(dst, d + uint64(7) * step, a7)
+
+
+@serial_kernel
+def _pairs_rows(oh, out_h, sh, dh, top, kh, height, slots):
+    """Whether output row ``oh`` (even) and the next are summed together (see :func:`_forward_wide_last`).
+
+    Unit row stride and dilation, every tap row of both inside the input, and a slot for each of their
+    ``KH + 1`` input rows.
+    """
+    ih0 = oh * sh - top
+    return (sh == 1 and dh == 1 and slots > kh and oh % 2 == 0 and oh + 1 < out_h and ih0 >= 0
+            and ih0 + kh < height)
+
+
+@helper_kernel  # (compiled on its own: inlined at numba's level it doubled the kernel's first compile)
+def _paired_block(src, taps, bias, dst, d, next_row, n, cb, s0, t0, ch, plane, slot, slots, g_lo, g_hi, first_group,
+                  kw, skip, lanes_t):
+    """Eight columns of two output rows (``d`` and ``d + next_row``; channels from ``cb``) over taps ``[g_lo, g_hi)``.
+
+    Input rows ``g_lo .. g_hi`` (slots from ``slot`` on, ``s0`` the block's offset in slot 0): each feeds the
+    first output row with its tap row and the second with the one before (:func:`sliding_sums8_pair`).  From the
+    bias in ``first_group``, else from the sums stored by the group before; stored back.
+    """
+    if first_group:
+        a0 = vload(bias, cb, lanes_t)
+        a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
+        b0, b1, b2, b3, b4, b5, b6, b7 = a0, a0, a0, a0, a0, a0, a0, a0
+    else:
+        a0, a1, a2, a3, a4, a5, a6, a7 = load8(dst, d, n, lanes_t)
+        b0, b1, b2, b3, b4, b5, b6, b7 = load8(dst, d + next_row, n, lanes_t)
+    row_taps = uint64(kw) * ch
+    a0, a1, a2, a3, a4, a5, a6, a7 = sliding_sums8(src, s0 + uint64(slot) * plane, ch, taps,
+                                                   t0 + uint64(g_lo) * row_taps, ch, kw, a0, a1, a2, a3, a4, a5, a6,
+                                                   a7, lanes_t)
+    for i in range(g_lo + 1, g_hi):
+        slot += 1
+        if slot >= slots:
+            slot -= slots
+        t = t0 + uint64(i) * row_taps
+        (a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6,
+         b7) = sliding_sums8_pair(src, s0 + uint64(slot) * plane, ch, taps, t, t - row_taps, ch, kw, a0, a1, a2, a3,
+                                  a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, lanes_t)
+    slot += 1
+    if slot >= slots:
+        slot -= slots
+    b0, b1, b2, b3, b4, b5, b6, b7 = sliding_sums8(src, s0 + uint64(slot) * plane, ch, taps,
+                                                   t0 + uint64(g_hi - 1) * row_taps, ch, kw, b0, b1, b2, b3, b4, b5,
+                                                   b6, b7, lanes_t)
+    _store8(dst, d, n, skip, a0, a1, a2, a3, a4, a5, a6, a7)
+    _store8(dst, d + next_row, n, skip, b0, b1, b2, b3, b4, b5, b6, b7)
+
+
 @parallel_kernel
 def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, channels, out_h, out_w, kh, kw, sh, dh,
                        top, act, grad, rows_buf, held, rep, pad_l, pad_r, group, lanes_t, results):
@@ -182,7 +292,12 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
     ``pad_l + width + pad_r`` columns per chunk, ``pad_l`` the left padding.  ``act``, ``grad``: see
     :mod:`numba_dwconv.cpu.fused`.  ``lanes_t``: :func:`numba_dwconv._simd.lanes_of`.
 
-    ``results``: None, or per part room for one output row (``out_w * channels``) when ``x`` and ``out`` are
+    Two output rows whose tap rows are all inside (unit row stride and dilation, rows ``oh`` even and ``oh + 1``,
+    ``KH + 1`` slots) are one task's: each input row feeds both, one with its tap row and the next with the one
+    before (:func:`_paired_block`; a window vector loaded per sixteen multiply-adds, and each input row read
+    half as often), the sums in the same order as one row at a time.  The second row's task has nothing to do.
+
+    ``results``: None, or per part room for two output rows (``out_w * channels`` each) when ``x`` and ``out`` are
     channels_first (B*channels*H*W and B*channels*out_h*out_w; ``rep`` 1, ``width`` and ``out_w`` at least
     ``lanes``; forward mode: ``grad`` is not read): the rows are transposed into the buffer
     (:func:`_chunked_row`), each task's row is summed channels_last there and transposed into the planes.
@@ -202,9 +317,13 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
     q_count = chunks if results is None else 1  # the chunks of a task (planes: a task's rows stay in few pages)
     groups = chunks // q_count
     tasks_lo, tasks_hi = task_share(batch * groups * out_h, part, parts)
+    row_out = uint64(out_w) * n
     for task in range(tasks_lo, tasks_hi):
         bq = task // out_h
         oh = task - bq * out_h
+        if oh % 2 == 1 and _pairs_rows(oh - 1, out_h, sh, dh, top, kh, height, slots):
+            continue  # (summed with the row before, by that row's task)
+        pair = _pairs_rows(oh, out_h, sh, dh, top, kh, height, slots)
         b = bq // groups
         q_lo = (bq - b * groups) * q_count
         ih0 = oh * sh - top
@@ -214,7 +333,7 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
         i_hi = kh
         while i_hi > i_lo and ih0 + (i_hi - 1) * dh >= height:
             i_hi -= 1
-        for i in range(i_lo, i_hi):  # the rows in the buffer
+        for i in range(i_lo, i_hi + pair):  # the rows in the buffer (of both output rows)
             ih = ih0 + i * dh
             _chunked_row(x, src, held[part], b, ih, q_lo, q_count, height, width, c_in, rep, channels, ch, slots, wp,
                          pad_l, lanes_t, results)
@@ -234,6 +353,12 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                             skip = ow - last_block
                             ow = last_block
                         d = d_row + uint64(ow) * n + cb
+                        if pair:
+                            _paired_block(src, taps, bias, dst, d, row_out, n, cb,
+                                          rows_q + uint64(ow) * ch + (cb - c_lo), taps_q + (cb - c_lo), ch, plane,
+                                          g_slot, slots, g_lo, g_hi, g_lo == i_lo, kw, skip, lanes_t)
+                            ow += BLOCK_WIDE + skip
+                            continue
                         if g_lo == i_lo:
                             a0 = vload(bias, cb, lanes_t)
                             a1, a2, a3, a4, a5, a6, a7 = a0, a0, a0, a0, a0, a0, a0
@@ -248,30 +373,18 @@ def _forward_wide_last(part, parts, x, taps, bias, out, batch, height, width, ch
                                 slot -= slots
                             a0, a1, a2, a3, a4, a5, a6, a7 = sliding_sums8(src, s, ch, taps, t, ch, kw, a0, a1, a2, a3,
                                                                            a4, a5, a6, a7, lanes_t)
-                        if skip < 1:
-                            vstore(dst, d, a0)
-                        if skip < 2:
-                            vstore(dst, d + n, a1)
-                        if skip < 3:
-                            vstore(dst, d + uint64(2) * n, a2)
-                        if skip < 4:
-                            vstore(dst, d + uint64(3) * n, a3)
-                        if skip < 5:
-                            vstore(dst, d + uint64(4) * n, a4)
-                        if skip < 6:
-                            vstore(dst, d + uint64(5) * n, a5)
-                        if skip < 7:
-                            vstore(dst, d + uint64(6) * n, a6)
-                        vstore(dst, d + uint64(7) * n, a7)
+                        _store8(dst, d, n, skip, a0, a1, a2, a3, a4, a5, a6, a7)
                         ow += BLOCK_WIDE + skip
-        row_end = d_row + uint64(out_w) * n
+        row_end = d_row + uint64(1 + pair) * row_out
         if results is None:
             apply_activation(out[d_row:row_end], grad[d_row:row_end], act)
         else:
             apply_activation(dst[:row_end], dst[:row_end], act)
             for cb in range(uint64(q_lo) * ch, min(n, uint64(q_lo + q_count) * ch), lanes):  # squares into the planes
-                transposed_squares(dst, cb, n, n, out, (uint64(b) * n + cb) * plane_out + uint64(oh * out_w),
-                                   uint64(1), plane_out, out_w, False, lanes_t)
+                for r in range(1 + pair):
+                    transposed_squares(dst, uint64(r) * row_out + cb, n, n, out,
+                                       (uint64(b) * n + cb) * plane_out + uint64((oh + r) * out_w), uint64(1),
+                                       plane_out, out_w, False, lanes_t)
 
 
 

@@ -50,11 +50,17 @@ def forward(problem, rep: int, inputs, kernel, bias, out, act, grad):
     A channels_first ``problem`` (:func:`planes_fit`) runs on the planes: ``act`` in forward mode only.
     """
     h, w = problem.height, problem.width
-    results = None if problem.channels_last else scratch(w.out_length * problem.channels, problem.dtype)
+    results = None if problem.channels_last else scratch(2 * w.out_length * problem.channels, problem.dtype)
     launch(_forward_wide_last, inputs.reshape(-1), _chunked_taps(problem, kernel), bias, out.reshape(-1),
            problem.batch, h.length, w.length, problem.channels, h.out_length, w.out_length, h.kernel_size,
-           w.kernel_size, h.stride, h.dilation, h.pad_left, act, grad.reshape(-1), *_row_args(problem, rep),
-           lanes_of(problem.dtype), results)
+           w.kernel_size, h.stride, h.dilation, h.pad_left, act, grad.reshape(-1),
+           *_row_args(problem, rep, slots=_forward_slots(problem)), lanes_of(problem.dtype), results)
+
+
+def _forward_slots(problem) -> int:
+    """Rows the forward's buffer holds: those of one output row's taps, one more where it sums rows in pairs."""
+    h = problem.height
+    return (h.kernel_size - 1) * h.dilation + 1 + (h.stride == 1 and h.dilation == 1)
 
 
 def kernel_grad_fits(problem) -> bool:
