@@ -145,11 +145,14 @@ def _all_taps_plan(problem, array):
     1.02-1.04; aligned: C512 1.42 -> 1.34, C384 1.10 -> 0.87.  Fewer taps or channels load from channel 0
     (there the extra chunks cost more than alignment saves: B16 56x56 C128 3x3 1.25 -> 1.66-1.94 ms, B16
     28x28 C256 5x5 1.25 -> 1.30).  Every way sums in the same order: the choice never shows in a result.
+    Column steps other than 1 take the strided all-taps blocks (each input vector loaded per tap) for small
+    problems only, never by alignment: their sums may round apart from the passes' (LLVM reassociates the
+    two loops' chains differently: 5x5 at stride 2 did), and a result must not depend on where its input lies.
     """
     h, w = problem.height.kernel_size, problem.width.kernel_size
     taps, start = h * w, 0
     small = taps <= ALL_TAPS_LIMIT or (taps <= ALL_TAPS_LIMIT_WIDE and problem.channels <= NARROW_CHANNELS)
-    if not small and taps <= ALL_TAPS_LIMIT_WIDE:
+    if not small and taps <= ALL_TAPS_LIMIT_WIDE and _strided(problem.width) is None:
         start = _first_aligned_channel(array, problem.channels)
         small = start is not None
     lanes = len(lanes_of(problem.dtype))

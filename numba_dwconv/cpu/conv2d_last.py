@@ -195,6 +195,49 @@ def _all_taps_runtime(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_s
 _all_taps_blocks = by_count(_all_taps_static, _all_taps_runtime)
 
 
+def _all_taps_strided_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_t,
+                             kh_t):
+    """:func:`_all_taps_static` for any column stride ``sw`` and dilation ``dw``: each input vector loaded per tap.
+
+    The same multiply-adds in the same order as the tap-row passes (bias, then the taps row by row), in
+    registers: the input rows of a block are read together and the output row is written once (the passes
+    read and write it once per tap row).
+    """
+    step = uint64(sw) * n
+    for j in range(0, chunks.shape[0], 2):
+        c_lo, c_hi = chunks[j], chunks[j + 1]
+        for ow in range(ow_lo, ow_hi, BLOCK):
+            s0 = s_top + uint64(ow * sw - left) * n
+            d0 = d_row + uint64(ow) * n
+            d1, d2, d3 = d0 + n, d0 + uint64(2) * n, d0 + uint64(3) * n
+            for c in range(c_lo, c_hi):
+                a0 = bias[c]
+                a1 = a0
+                a2 = a0
+                a3 = a0
+                for i in range(trip_count(kh_t)):
+                    t = uint64(i * trip_count(kw_t)) * n + c
+                    for k in range(trip_count(kw_t)):
+                        s = s0 + uint64(i) * row_step + uint64(k * dw) * n + c
+                        w = taps[t + uint64(k) * n]
+                        a0 += src[s] * w
+                        a1 += src[s + step] * w
+                        a2 += src[s + uint64(2) * step] * w
+                        a3 += src[s + uint64(3) * step] * w
+                dst[d0 + c] = a0
+                dst[d1 + c] = a1
+                dst[d2 + c] = a2
+                dst[d3 + c] = a3
+
+
+def _all_taps_strided_runtime(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_t,
+                              kh_t):
+    """Never called: with a run-time KH the forward takes the tap rows one at a time."""
+
+
+_all_taps_strided_blocks = by_count(_all_taps_strided_static, _all_taps_strided_runtime)
+
+
 @serial_kernel
 def _fill_row_outside(dst, d_row, columns, n, done_lo, done_hi, values):
     """``dst[d_row + col*n + c] = values[c]`` for the ``columns`` of a row outside ``[done_lo, done_hi)``.
@@ -277,10 +320,8 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     lo, hi = _block_columns(kw_t, sw, dw, left_s, width_s, out_w, mult)
     all_lo, all_hi = lo, lo
     if is_static(kh_t):
-        if sw == 1:
-            if dw == 1:
-                if mult == 1:
-                    all_hi = lo + (hi - lo) // BLOCK * BLOCK
+        if mult == 1:  # (any column step: the unit kernels' blocks slide a window, the strided kernels' do not)
+            all_hi = lo + (hi - lo) // BLOCK * BLOCK
     src = x
     slots = 1
     if rows_buf is not None:
@@ -297,8 +338,13 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
         if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel, which reads repeated rows)
             if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
                 done_lo, done_hi = all_lo, all_hi
-                _all_taps_blocks(src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo, all_hi,
-                                 uint64(n_out), uint64(dh) * row_size, left, chunks, kw_t, kh_t)
+                if strided is None:  # (the other branch is pruned while compiling the unit-step kernel)
+                    _all_taps_blocks(src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo,
+                                     all_hi, uint64(n_out), uint64(dh) * row_size, left, chunks, kw_t, kh_t)
+                else:
+                    _all_taps_strided_blocks(src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo,
+                                             all_hi, uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw, kw_t,
+                                             kh_t)
         _fill_row_outside(dst, d_row, out_w, n_out, done_lo, done_hi, bias)
         for i in range(kh):
             ih = ih0 + i * dh
