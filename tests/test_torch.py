@@ -205,19 +205,21 @@ def test_bad_arguments_raise_clear_errors():
     assert torch.equal(x, before)
 
 
-def test_requires_grad_inputs_are_not_copied():
-    x = torch.randn(1, 8, 64, requires_grad=True)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_requires_grad_inputs_are_not_copied(channels_last, monkeypatch):
+    """The kernels read the input tensor's own memory (detached, either layout), through autograd too."""
+    import numba_dwconv as nd
+
+    x = torch.randn(1, 64, 8).transpose(1, 2) if channels_last else torch.randn(1, 8, 64)
+    x.requires_grad_()
     w = torch.randn(8, 1, 3, requires_grad=True)
     seen = []
-    from numba_dwconv.torch import _ops
-
-    original = _ops._array
-    _ops._array = lambda t: seen.append(t.data_ptr()) or original(t)
-    try:
-        dwconv1d(x, w, padding=1)
-    finally:
-        _ops._array = original
-    assert x.data_ptr() in seen
+    original = nd.ops.depthwise_conv1d
+    monkeypatch.setattr(nd.ops, "depthwise_conv1d", lambda inputs, *a, **k: seen.append(inputs) or original(inputs, *a,
+                                                                                                              **k))
+    dwconv1d(x, w, padding=1).sum().backward()
+    assert len(seen) == 1 and np.shares_memory(seen[0], x.detach().numpy())
+    assert seen[0].flags.c_contiguous and seen[0].shape == ((1, 64, 8) if channels_last else (1, 8, 64))
 
 
 def test_float32_results_equal_the_numpy_ops():

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .. import _geometry as geo
-from .. import _memory, ops
+from .. import ops
 
 _FORMAT = {True: "channels_last", False: "channels_first"}
 
@@ -153,22 +153,49 @@ def _keras_kernel_array(weight: Tensor, channels: int):
     """:func:`keras_kernel` as an array the ops take: on the CPU a small C-contiguous NumPy copy.
 
     (NumPy is cheaper than torch's view ops; contiguous, a call with plain tensors takes the ops' plain path;
-    on 64-byte lines, the CPU kernels use it as it is: see :func:`numba_dwconv._memory.aligned`.)
+    on 64-byte lines (PyTorch's allocations are), the CPU kernels use it as it is: see
+    :func:`numba_dwconv._memory.aligned`.)
     """
     if weight.is_cpu:
         w = (weight.detach() if weight.requires_grad else weight).numpy()
         if w.ndim == 3:
-            return _memory.aligned(w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1))
-        return _memory.aligned(w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1))
+            view = w.reshape(channels, -1, w.shape[2]).transpose(2, 0, 1)
+        else:
+            view = w.reshape(channels, -1, w.shape[2], w.shape[3]).transpose(2, 3, 0, 1)
+        kernel = torch.empty(view.shape, dtype=weight.dtype).numpy()  # (PyTorch aligns it; asking NumPy where its
+        kernel[...] = view  # array lies, .ctypes, costs ~15 us after a large kernel)
+        return kernel
     return _array(keras_kernel(weight.detach(), channels))
+
+
+def _host_layout(x: Tensor):
+    """``(array, cl)``: a CPU tensor (N, C, *spatial) as :func:`to_layout`'s array, and :func:`channels_last_memory`.
+
+    Decided on NumPy's view and flags (each torch view op costs microseconds, more after a large kernel has
+    swept the caches: the 2D forward's module call spent ~40 us in them); a copy only where neither layout
+    is contiguous, as :func:`to_layout` makes.
+    """
+    array = (x.detach() if x.requires_grad else x).numpy()
+    if array.flags.c_contiguous:
+        return array, False
+    moved = array.transpose(0, *range(2, array.ndim), 1)  # (np.moveaxis: ~15 us after a large kernel, this ~1)
+    if moved.flags.c_contiguous:
+        return moved, True
+    return np.ascontiguousarray(array), False
 
 
 def forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, activation):
     """The forward operators' body: numba_dwconv's op on views of the tensors, the result as a tensor."""
     func = ops.depthwise_conv1d if rank == 1 else ops.depthwise_conv2d
+    kernel = _keras_kernel_array(weight, x.shape[1])
+    bias = None if bias is None else _array(bias)
+    if x.is_cpu:
+        array, cl = _host_layout(x)
+        out = func(array, kernel, bias, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation),
+                   activation=activation, device="cpu")
+        return torch.from_numpy(out.transpose(0, out.ndim - 1, *range(1, out.ndim - 1)) if cl else out)
     cl = channels_last_memory(x)
-    out = func(_array(to_layout(x, cl)), _keras_kernel_array(weight, x.shape[1]),
-               None if bias is None else _array(bias), tuple(stride), _keras_padding(padding, pads), _FORMAT[cl],
+    out = func(_array(to_layout(x, cl)), kernel, bias, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl],
                tuple(dilation), activation=activation, **_device_kwargs(x))
     return from_layout(_tensor(out, x), cl)
 
