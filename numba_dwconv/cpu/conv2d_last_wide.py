@@ -131,6 +131,14 @@ def _chunked_row(x, buf, held, b, ih, q_lo, q_count, height, width, c_in, rep, n
 
 
 @serial_kernel
+def _window7(win, s, win_step, lanes_t):
+    """The first seven vectors ``win[s + j*win_step :]`` of a sliding window of eight (:func:`sliding_sums8`)."""
+    return (vload(win, s, lanes_t), vload(win, s + win_step, lanes_t), vload(win, s + uint64(2) * win_step, lanes_t),
+            vload(win, s + uint64(3) * win_step, lanes_t), vload(win, s + uint64(4) * win_step, lanes_t),
+            vload(win, s + uint64(5) * win_step, lanes_t), vload(win, s + uint64(6) * win_step, lanes_t))
+
+
+@serial_kernel
 def sliding_sums8(win, s, win_step, other, t, other_step, count, a0, a1, a2, a3, a4, a5, a6, a7, lanes_t):
     """``a_j + sum_{k < count} win[s + (k + j)*win_step :] * other[t + k*other_step :]`` for ``j < 8``: eight sums.
 
@@ -140,13 +148,7 @@ def sliding_sums8(win, s, win_step, other, t, other_step, count, a0, a1, a2, a3,
     columns or rows with the output gradient as ``other`` (then ``k`` runs over the outputs, ``j`` the taps).
     ``count`` a signed integer.
     """
-    v0 = vload(win, s, lanes_t)
-    v1 = vload(win, s + win_step, lanes_t)
-    v2 = vload(win, s + uint64(2) * win_step, lanes_t)
-    v3 = vload(win, s + uint64(3) * win_step, lanes_t)
-    v4 = vload(win, s + uint64(4) * win_step, lanes_t)
-    v5 = vload(win, s + uint64(5) * win_step, lanes_t)
-    v6 = vload(win, s + uint64(6) * win_step, lanes_t)
+    v0, v1, v2, v3, v4, v5, v6 = _window7(win, s, win_step, lanes_t)
     for k in range(count):
         v7 = vload(win, s + uint64(k + 7) * win_step, lanes_t)
         w = vload(other, t + uint64(k) * other_step, lanes_t)
@@ -180,13 +182,7 @@ def sliding_sums8_pair(win, s, win_step, taps, t, t_prev, step, count, a0, a1, a
     vector loaded serves sixteen multiply-adds.  Each sum gets the same multiply-adds in the same order as
     from :func:`sliding_sums8`.
     """
-    v0 = vload(win, s, lanes_t)
-    v1 = vload(win, s + win_step, lanes_t)
-    v2 = vload(win, s + uint64(2) * win_step, lanes_t)
-    v3 = vload(win, s + uint64(3) * win_step, lanes_t)
-    v4 = vload(win, s + uint64(4) * win_step, lanes_t)
-    v5 = vload(win, s + uint64(5) * win_step, lanes_t)
-    v6 = vload(win, s + uint64(6) * win_step, lanes_t)
+    v0, v1, v2, v3, v4, v5, v6 = _window7(win, s, win_step, lanes_t)
     for k in range(count):
         v7 = vload(win, s + uint64(k + 7) * win_step, lanes_t)
         w = vload(taps, t + uint64(k) * step, lanes_t)
