@@ -57,10 +57,15 @@ def forward(problem, rep: int, inputs, kernel, bias, out, act, grad):
            *_row_args(problem, rep, slots=_forward_slots(problem)), lanes_of(problem.dtype), results)
 
 
+def _tap_rows(problem) -> int:
+    """Input rows one output row's taps span."""
+    return (problem.height.kernel_size - 1) * problem.height.dilation + 1
+
+
 def _forward_slots(problem) -> int:
     """Rows the forward's buffer holds: those of one output row's taps, one more where it sums rows in pairs."""
     h = problem.height
-    return (h.kernel_size - 1) * h.dilation + 1 + (h.stride == 1 and h.dilation == 1)
+    return _tap_rows(problem) + (h.stride == 1 and h.dilation == 1)
 
 
 def kernel_grad_fits(problem) -> bool:
@@ -136,10 +141,10 @@ def _row_args(problem, rep: int, slots: int | None = None, taps: int | None = No
     ``slots``: rows held (default: the rows of one output row's taps); ``taps``: the columns of taps the
     padding makes room for (default KW).
     """
-    h, w = problem.height, problem.width
+    w = problem.width
     pad_l = w.pad_left
     pad_r = max(0, (w.out_length - 1) + ((taps or w.kernel_size) - 1) - pad_l - (w.length - 1))
-    slots = slots or (h.kernel_size - 1) * h.dilation + 1
+    slots = slots or _tap_rows(problem)
     chunk = _chunk(problem)
     padded_channels = -(-problem.channels // chunk) * chunk
     rows_buf = scratch(slots * (pad_l + w.length + pad_r) * padded_channels, problem.dtype)
