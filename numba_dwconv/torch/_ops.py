@@ -191,12 +191,13 @@ def forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, ac
     bias = None if bias is None else _array(bias)
     if x.is_cpu:
         array, cl = _host_layout(x)
-        out = func(array, kernel, bias, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation),
-                   activation=activation, device="cpu")
+    else:
+        cl = channels_last_memory(x)
+        array = _array(to_layout(x, cl))
+    out = func(array, kernel, bias, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation),
+               activation=activation, **_device_kwargs(x))
+    if isinstance(out, np.ndarray):  # (one strided from_numpy: cheaper than from_layout's torch view)
         return torch.from_numpy(out.transpose(0, out.ndim - 1, *range(1, out.ndim - 1)) if cl else out)
-    cl = channels_last_memory(x)
-    out = func(_array(to_layout(x, cl)), kernel, bias, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl],
-               tuple(dilation), activation=activation, **_device_kwargs(x))
     return from_layout(_tensor(out, x), cl)
 
 
