@@ -16,8 +16,10 @@ The input gradient mirrors the forward pass: each task owns one input row
 (channels_last) or plane (channels_first) of ``grad_inputs``, so there are no
 write races.  The kernel/bias gradient writes one partial per task over a
 partition that depends on the shape only, summed in index order afterwards:
-results are bit-identical from run to run and for any thread count.  The host
-functions below take a :class:`numba_dwconv._geometry.Conv2DProblem`.
+results are bit-identical from run to run and for any thread count.  With unit
+strides both layouts have a backward in one pass (:func:`conv2d_backward`), giving
+the same results as the two gradients computed apart.  The host functions below
+take a :class:`numba_dwconv._geometry.Conv2DProblem`.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ from .conv2d_first_plan import (
     _static_first,
     _tap_classes,
 )
-from .conv2d_last import _forward_last, _input_grad_gather_last, _input_grad_scatter_last
-from .conv2d_last_kgrad import _kernel_grad_partials_last
+from .conv2d_last import _forward_last, _input_grad_scatter_last
+from .conv2d_last_grads import _grads_last
 from .fused import activation as _activation
 from .nontemporal import STREAM_TAPS_2D, stream_args
 from .partials import sum_partials
@@ -285,22 +287,26 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
         grad_in = _memory.empty(problem.input_shape, problem.dtype)
     if grad_in.size == 0:
         return grad_in
+    if grad_outputs.size == 0:  # (no output reads any input)
+        grad_in.fill(0)
+        return grad_in
     if problem.channels_last:
         h, w = problem.height, problem.width
         if problem.multiplier == 1 and w.stride == 1:
             flipped = _memory.aligned(kernel[::-1, ::-1]).reshape(-1)
             zeros = np.zeros(problem.channels, problem.dtype)
             kh_t, chunks = _all_taps_plan(problem, grad_outputs)
-            # (the transposed forward reads the output gradient's zero padding times the weights: finite ones
-            # only, as channels_first's correlation; m > 1: the gather, then the group sums)
-            transposed = conv2d_wide.transposed_forward(problem) if rep == 1 else None
-            if transposed is not None and conv2d_wide.fits(transposed, kh_t) and np.isfinite(kernel).all():
+            # (m > 1: the gather, then the group sums)
+            transposed = _wide_input_grad(problem, kernel, kh_t) if rep == 1 else None
+            if transposed is not None:
                 conv2d_wide.input_grad(transposed, grad_outputs, kernel, grad_in)
                 return grad_in
-            launch(_input_grad_gather_last, grad_outputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
-                   *_last_dims(problem), h.out_length, w.out_length, kh_t, h.stride, h.dilation, w.dilation,
-                   h.pad_left, w.pad_left, _width_taps(problem),
-                   *_repeat_args(problem, rep, slots=False), None if w.dilation == 1 else 1, chunks)
+            rows_per_task, _ = _kernel_grad_tasks(problem)
+            in_rows_buf, rep = _repeat_args(problem, rep, slots=False)
+            launch(_grads_last, grad_outputs.reshape(-1), None, flipped, zeros, grad_in.reshape(-1), None, None,
+                   *_last_dims(problem), (0,), h.out_length, w.out_length, kh_t, h.stride, 1, h.dilation, w.dilation,
+                   h.pad_left, w.pad_left, _width_taps(problem), rows_per_task, _strided(w), rep, in_rows_buf, chunks,
+                   None, None, None, None, 0)
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                    *_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,
@@ -308,6 +314,18 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
     else:
         _input_grad_first(problem, grad_outputs, kernel, grad_in)
     return grad_in
+
+
+def _wide_input_grad(problem, kernel, kh_t):
+    """The transposed problem of the wide channels_last input gradient (``m = 1``), or None where it does not run.
+
+    (The transposed forward reads the output gradient's zero padding times the weights: finite ones only, as
+    channels_first's correlation.)
+    """
+    transposed = conv2d_wide.transposed_forward(problem)
+    if transposed is not None and conv2d_wide.fits(transposed, kh_t) and np.isfinite(kernel).all():
+        return transposed
+    return None
 
 
 def _input_grad_first(problem, grad_outputs, kernel, grad_in):
@@ -358,18 +376,17 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
     kh, kw = problem.height.kernel_size, problem.width.kernel_size
     if problem.channels_last:
         h, w = problem.height, problem.width
-        per_entry = max(1, math.ceil(KERNEL_GRAD_TASKS / max(problem.batch, 1)))
-        rows_per_task = max(1, math.ceil(h.out_length / per_entry))
-        n_tasks = problem.batch * math.ceil(h.out_length / rows_per_task)
+        rows_per_task, n_tasks = _kernel_grad_tasks(problem)
         kernel_partials = np.empty((n_tasks, kh, kw, out_channels), dtype)
         bias_partials = np.empty((n_tasks, out_channels), dtype)
         if n_tasks and conv2d_wide.kernel_grad_fits(problem):
             conv2d_wide.kernel_grad(problem, rep, grad_outputs, inputs, kernel_partials, bias_partials, rows_per_task)
         elif n_tasks:
-            launch(_kernel_grad_partials_last, grad_outputs.reshape(-1), inputs.reshape(-1),
+            kg_rows_buf, held, rep = _repeat_args(problem, rep)
+            launch(_grads_last, grad_outputs.reshape(-1), inputs.reshape(-1), None, None, None,
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   rows_per_task, _width_taps(problem), *_repeat_args(problem, rep), _strided(w),
+                   _width_taps(problem), rows_per_task, _strided(w), rep, None, None, kg_rows_buf, held,
                    *_grad3_args(problem, rep))
     elif _large_first(problem) and problem.multiplier == 1 and conv2d_wide.kernel_grad_fits(last := problem._replace(
             channels_last=True)):  # the wide kernel on transposed copies (channels_first: one pass per tap)
@@ -384,6 +401,13 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
                    _pitched_scratch(problem, phases))
     grad_kernel, grad_bias = _summed_partials(problem, kernel_partials, bias_partials)
     return grad_kernel.reshape(kernel_shape), grad_bias
+
+
+def _kernel_grad_tasks(problem):
+    """``(rows_per_task, n_tasks)`` of the channels_last kernel gradient: ~KERNEL_GRAD_TASKS chunks of output rows."""
+    per_entry = max(1, math.ceil(KERNEL_GRAD_TASKS / max(problem.batch, 1)))
+    rows_per_task = max(1, math.ceil(problem.height.out_length / per_entry))
+    return rows_per_task, problem.batch * math.ceil(problem.height.out_length / rows_per_task)
 
 
 def _grad3_args(problem, rep: int):
@@ -406,9 +430,15 @@ def _summed_partials(problem, kernel_partials, bias_partials):
 
 
 def conv2d_backward(problem, grad_outputs, kernel, inputs):
-    """``(grad_inputs, grad_kernel, grad_bias)``: one pass for channels_first 'same' with unit strides, else two."""
+    """``(grad_inputs, grad_kernel, grad_bias)``: one pass for unit strides (channels_first: 'same'), else two."""
     h, w = problem.height, problem.width
-    fused = (not problem.channels_last and h.stride == 1 and w.stride == 1 and h.out_length == h.length
+    if problem.channels_last:
+        grads = _backward_last_one_pass(problem, grad_outputs, kernel, inputs)
+        if grads is None:
+            grads = (conv2d_input_grad(problem, grad_outputs, kernel),
+                     *conv2d_kernel_grad(problem, grad_outputs, inputs))
+        return grads
+    fused = (h.stride == 1 and w.stride == 1 and h.out_length == h.length
              and w.out_length == w.length and problem.batch > 0 and problem.channels > 0
              and np.isfinite(kernel).all()
              and not (_large_first(problem) and conv2d_wide.planes_transposed(problem) is not None))
@@ -427,4 +457,31 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
            problem.multiplier, h.length, w.length, h.pad_left, w.pad_left, phases.rows, phases.pitch, h.dilation,
            w.dilation, phases.taps, *_height_width_taps(problem), scratch(phases.rows * phases.pitch, dtype),
            scratch(phases.rows * phases.pitch, dtype))
+    return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))
+
+
+def _backward_last_one_pass(problem, grad_outputs, kernel, inputs):
+    """The channels_last gradients in one pass (:mod:`numba_dwconv.cpu.conv2d_last_grads`), or None.
+
+    Unit strides and column dilation, ``m = 1``, and neither gradient taking the wide kernels; the results
+    are those of :func:`conv2d_input_grad` and :func:`conv2d_kernel_grad` (the same rows, bit for bit).
+    """
+    h, w = problem.height, problem.width
+    if (problem.multiplier != 1 or h.stride != 1 or w.stride != 1 or w.dilation != 1
+            or min(problem.batch, problem.channels, h.length, w.length, h.out_length, w.out_length) == 0
+            or conv2d_wide.kernel_grad_fits(problem)):
+        return None
+    kh_t, chunks = _all_taps_plan(problem, grad_outputs)
+    if _wide_input_grad(problem, kernel, kh_t) is not None:
+        return None
+    rows_per_task, n_tasks = _kernel_grad_tasks(problem)
+    grad_in = _memory.empty(problem.input_shape, problem.dtype)
+    kernel_partials = np.empty((n_tasks, *problem.kernel_shape), problem.dtype)
+    bias_partials = np.empty((n_tasks, problem.channels), problem.dtype)
+    flipped = _memory.aligned(kernel[::-1, ::-1]).reshape(-1)
+    zeros = np.zeros(problem.channels, problem.dtype)
+    launch(_grads_last, grad_outputs.reshape(-1), inputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
+           kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), (0,),
+           h.out_length, w.out_length, kh_t, 1, 1, h.dilation, 1, h.pad_left, w.pad_left, _width_taps(problem),
+           rows_per_task, None, 1, None, chunks, None, None, *_grad3_args(problem, 1))
     return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))

@@ -2,7 +2,9 @@
 
 Used by the host functions of :mod:`numba_dwconv.cpu.conv2d` (which documents the
 contract: tasks own rows, kernel-gradient partials are summed in a fixed order); the
-kernel gradient's kernel is :mod:`numba_dwconv.cpu.conv2d_last_kgrad`.
+gather input gradient and the kernel gradient are one kernel,
+:mod:`numba_dwconv.cpu.conv2d_last_grads`, built from the passes here and in
+:mod:`numba_dwconv.cpu.conv2d_last_kgrad`.
 
 Every task works on one row of its output.  For each input row that a tap row
 ``i`` reaches, the columns whose taps all fall inside the row go four at a time
@@ -41,7 +43,7 @@ from __future__ import annotations
 from numba import uint64
 
 from .._jit import by_count, is_static, parallel_kernel, serial_kernel, task_share, trip_count
-from .channels import repeat_rows, sum_group_rows
+from .channels import repeat_rows
 from .conv2d_last_passes import (
     _block_pass,
     _column_pass,
@@ -364,72 +366,6 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
         apply_activation(dst[d_row:d_row + row_len], grad[out_row:out_row + row_len], act)
         if stream_buf is not None:
             stream_rows(out, out_row, dst, row_len, shift, lanes_t)
-
-
-@parallel_kernel
-def _input_grad_gather_last(part, parts, grad, flipped, zeros, grad_in, batch, height, width, channels, out_h, out_w,
-                            kh_t, sh, dh, dw, top, left, kw_t, rows_buf, rep, strided, chunks):
-    """Unit width stride, m == 1: one task per input row; each tap row adds a pass of the flipped taps over a grad row.
-
-    ``flipped`` holds the taps reversed along both axes, so that tap row ``KH-1-i`` applied to the
-    output-gradient row that input row ``ih`` reaches through tap row ``i`` adds ``grad_in[iw] += sum_k
-    grad[iw + left - (KW-1)*dw + k*dw] * flipped[KH-1-i, k]``: a forward pass with left padding
-    ``(KW-1)*dw - left`` over the output gradient rows, in increasing order (so both ways sum in the same
-    order and give bit-identical results: the host chooses by alignment).  With a compile-time KH,
-    unit row stride and column dilation, the rows whose tap rows are all inside take the interior blocks
-    with every tap at once (:func:`_all_taps_static`; ``zeros``: C zeros, its bias and each row's start).  A depth
-    multiplier ``rep`` > 1 runs as ``m = 1`` over ``channels`` = C*rep: each row is gathered into the
-    part's ``rows_buf[part]`` (None when ``rep`` is 1), then each group of ``rep`` channels is summed
-    into ``grad_in`` (C channels).
-    """
-    kw = trip_count(kw_t)
-    kh = trip_count(kh_t)
-    row_size = uint64(width * channels)
-    grad_row_size = uint64(out_w * channels)
-    flipped_left = (kw - 1) * dw - left
-    lo, hi = _block_columns(kw_t, 1, dw, flipped_left, out_w, width, 1)
-    all_lo, all_hi = lo, lo
-    if is_static(kh_t):
-        if sh == 1:
-            if dw == 1:
-                all_hi = lo + (hi - lo) // BLOCK * BLOCK
-    dst = grad_in
-    if rows_buf is not None:
-        dst = rows_buf[part]
-    tasks_lo, tasks_hi = task_share(batch * height, part, parts)
-    for task in range(tasks_lo, tasks_hi):
-        b = task // height
-        ih = task - b * height
-        d_row = uint64(task) * row_size
-        if rows_buf is not None:
-            d_row = uint64(0)
-        done_lo, done_hi = 0, 0
-        q_first = ih + top - (kh - 1) * dh  # the output row of the last tap row (the first in order)
-        if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel)
-            if all_hi > all_lo and q_first >= 0 and ih + top < out_h:  # every tap row's output row exists
-                done_lo, done_hi = all_lo, all_hi
-                _all_taps_blocks(grad, flipped, zeros, dst, uint64(b * out_h + q_first) * grad_row_size, d_row,
-                                 all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left, chunks,
-                                 kw_t, kh_t)
-        _fill_row_outside(dst, d_row, width, channels, done_lo, done_hi, zeros)
-        for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order, as the all-taps blocks
-            i = kh - 1 - j
-            q = ih + top - i * dh  # = oh * sh for the output row oh that reads row ih through tap row i
-            if q >= 0 and q % sh == 0 and q // sh < out_h:
-                s_row = uint64(b * out_h + q // sh) * grad_row_size
-                if strided is None:
-                    _unit_taps_along_row(grad, flipped, dst, s_row, uint64((kh - 1 - i) * kw * channels), d_row,
-                                         out_w, width, channels, 1, flipped_left, max(lo, done_hi), hi, kw_t, done_lo,
-                                         done_hi)
-                else:
-                    _taps_along_row(grad, flipped, dst, s_row, uint64((kh - 1 - i) * kw * channels), d_row, out_w,
-                                    width, channels, 1, 1, dw, flipped_left, max(lo, done_hi), hi, kw_t, done_lo,
-                                    done_hi)
-        if rows_buf is not None:
-            c_in = channels // rep
-            g_row = uint64(task) * uint64(width * c_in)
-            sum_group_rows(grad_in[g_row:g_row + uint64(width * c_in)].reshape((width, c_in)),
-                           dst[:row_size].reshape((width, channels)), rep)
 
 
 @parallel_kernel

@@ -1,28 +1,27 @@
-"""The channels_last kernel gradient (2D): per-task partials of the kernel and bias sums.
+"""The channels_last kernel gradient's pieces (2D): passes along a row and 3x3 rows with their sums in registers.
 
-The host (:func:`numba_dwconv.cpu.conv2d.conv2d_kernel_grad`) splits the output rows into a fixed set of
+The kernel (:func:`numba_dwconv.cpu.conv2d_last_grads._grads_last`) splits the output rows into a fixed set of
 tasks; each task adds its rows into its own partials, summed afterwards in task order (results do not
 depend on the number of threads).  Per output row and tap row, blocks of four output columns go through
 the block passes of :mod:`numba_dwconv.cpu.conv2d_last_passes` and the edge columns through column passes.
 
-3x3 kernels (unit column steps, whole vectors of channels, ``m = 1``: :func:`fits`) first take the rows
-whose three tap rows are all inside the input through :func:`kernel_grad_rows`, with the nine sums of a
-channel vector in registers.  The block passes add into the partials in memory: each of a block's sums is
-loaded, added to and stored again, and the next block adds to the same sums, so every step waits for the
-store before it (B16 112x112 C32 3x3: 15 GFMA/s on one core, where the forward runs 27).  There, per output
-column one gradient vector and three input vectors are loaded (a window of three columns slides along each
-tap row) for nine multiply-adds and the bias sum, and a row's sums are added to the task's partials at its
-end (row by row: the row's inputs stay in the caches for every vector of channels).  The edge columns of
-those rows and the other rows take the passes after it.
+3x3 kernels (unit column steps, whole vectors of channels, ``m = 1``: :func:`fits`) first take the interior
+columns of rows whose three tap rows are all inside the input through :func:`kernel_grad_rows`, with the nine
+sums of a channel vector in registers.  The block passes add into the partials in memory: each of a block's
+sums is loaded, added to and stored again, and the next block adds to the same sums, so every step waits for
+the store before it (B16 112x112 C32 3x3: 15 GFMA/s on one core, where the forward runs 27).  There, per
+output column one gradient vector and three input vectors are loaded (a window of three columns slides along
+each tap row) for nine multiply-adds and the bias sum, and a row's sums are added to the task's partials at
+its end.  The edge columns of those rows take the passes after it, row by row.
 """
 
 from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import helper_kernel, parallel_kernel, serial_kernel, task_share, trip_count
+from .._jit import helper_kernel, serial_kernel, trip_count
 from .._simd import lanes_of, vfma, vload, vstore
-from .conv2d_last import BLOCK, _block_columns, _part_rows, _repeated_row, _valid_range
+from .conv2d_last import BLOCK, _valid_range
 from .conv2d_last_passes import _block_grad_pass, _column_grad, _unit_block_grad_taps
 
 
@@ -123,73 +122,3 @@ def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels
                               kw_t)
         ow += BLOCK
     _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, 1, 1, left, lo, ow, trip_count(kw_t))
-
-
-@parallel_kernel
-def _kernel_grad_partials_last(part, parts, grad, x, kernel_partials, bias_partials, batch, height, width, channels,
-                               mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, rows_per_task, kw_t, rows_buf,
-                               held, rep, strided, consts, lanes_t, in_registers):
-    """One partial per task (a batch entry and a chunk of output rows), accumulated in a fixed order.
-
-    ``kernel_partials`` is flat (tasks * KH*KW*C*m), ``bias_partials`` (tasks * C*m).  ``rows_buf``, ``held``,
-    ``rep`` and ``strided``: as in :func:`numba_dwconv.cpu.conv2d_last._forward_last`.  ``consts``: None
-    (the code below pruned), or for kernels three columns wide a zeros-and-ones vector, and then where
-    ``in_registers`` (a run-time flag: one compiled kernel for problems that :func:`fits` and those that do
-    not) the task's rows whose tap rows are all inside first take :func:`kernel_grad_rows` for the interior
-    columns, then their edge columns and the other rows the passes below.
-    """
-    mult = trip_count(mult_t)
-    kw = trip_count(kw_t)
-    n_out = channels * mult
-    chunks = (out_h + rows_per_task - 1) // rows_per_task
-    part_size = uint64(kh * kw * n_out)
-    lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
-    rows_lo, _ = _valid_range(-top, sh, height, out_h)  # output rows whose every tap row is inside
-    _, rows_hi = _valid_range((kh - 1) * dh - top, sh, height, out_h)
-    src = x
-    slots = 1
-    if rows_buf is not None:
-        src, slots = _part_rows(rows_buf, held, part)
-    tasks_lo, tasks_hi = task_share(batch * chunks, part, parts)
-    for task in range(tasks_lo, tasks_hi):
-        b = task // chunks
-        oh0 = (task - b * chunks) * rows_per_task
-        a_task = uint64(task) * part_size
-        b_task = uint64(task * n_out)
-        for p in range(part_size):
-            kernel_partials[a_task + p] = 0.0
-        for o in range(uint64(n_out)):
-            bias_partials[b_task + o] = 0.0
-        done_lo, done_hi = oh0, oh0  # rows whose interior columns are done
-        if consts is not None:  # (pruned unless three columns wide)
-            if in_registers:
-                done_lo, done_hi = max(oh0, rows_lo), min(oh0 + rows_per_task, rows_hi)
-            if done_hi > done_lo:
-                row_size = uint64(width * channels)
-                kernel_grad_rows(x, grad, kernel_partials, bias_partials, consts, a_task, uint64(b_task),
-                                 uint64(b * height + done_lo * sh - top) * row_size,
-                                 uint64(b * out_h + done_lo) * uint64(out_w * n_out), done_hi - done_lo,
-                                 uint64(sh) * row_size, uint64(dh) * row_size, uint64(out_w * n_out), lo, hi, left,
-                                 uint64(n_out), lanes_t)
-        for oh in range(oh0, min(oh0 + rows_per_task, out_h)):
-            g_row = uint64(b * out_h + oh) * uint64(out_w * n_out)
-            for ow in range(uint64(out_w)):
-                if done_lo <= oh < done_hi and lo <= ow < hi:
-                    continue  # (summed with the interior)
-                for o in range(uint64(n_out)):
-                    bias_partials[b_task + o] += grad[g_row + ow * uint64(n_out) + o]
-            first = hi if done_lo <= oh < done_hi else lo  # (rows whose interior is done: their edges only)
-            for i in range(kh):
-                ih = oh * sh + i * dh - top
-                if 0 <= ih < height:
-                    s_row = uint64(b * height + ih) * uint64(width * channels)
-                    if rows_buf is not None:
-                        s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
-                                              uint64(b * height + ih) * uint64(width * (channels // rep)), width,
-                                              channels // rep, rep)
-                    if strided is None:
-                        _unit_grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
-                                              width, out_w, channels, mult, left, lo, hi, kw_t, first)
-                    else:
-                        _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_task + uint64(i * kw * n_out),
-                                         width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t)
