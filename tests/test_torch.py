@@ -278,3 +278,43 @@ def test_calls_without_autograd_skip_the_operator_and_give_the_same_results():
         _ops.dwconv1d_op = original
     torch.testing.assert_close(plain, _conv_reference(1, x, w, b, 2, 3, 1))
     assert torch.equal(recorded.detach(), plain)
+
+
+class _OperatorLog(torch.utils._python_dispatch.TorchDispatchMode):
+    """The names of the operators dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("rank, channels_last", [(1, False), (1, True), (2, False), (2, True)])
+def test_an_eager_backward_runs_the_gradients_without_the_operators_dispatch(rank, channels_last):
+    """Autograd's backward calls the operator's body (no dispatch, as plain_call): the same gradients, bit for bit."""
+    from numba_dwconv.torch import _ops
+
+    spatial = (37,) if rank == 1 else (9, 11)
+    x = torch.randn(2, 6, *spatial, dtype=torch.float64)
+    if channels_last:
+        x = _channels_last(x)
+    x.requires_grad_()
+    w = torch.randn(12, 1, *(3,) * rank, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    conv, op = (dwconv1d, _ops.dwconv1d_backward_op) if rank == 1 else (dwconv2d, _ops.dwconv2d_backward_op)
+    y = conv(x, w, b, stride=1, padding=1, activation="silu")
+    grad = torch.randn_like(y)
+    log = _OperatorLog()
+    with log:
+        y.backward(grad)
+    assert not any("numba_dwconv" in name for name in log.names)
+    want = op(grad, x.detach(), w.detach(), b.detach(), [1] * rank, "explicit", [1, 1] * rank, [1] * rank, "silu")
+    for got, expected in zip((x.grad, w.grad, b.grad), want):
+        assert torch.equal(got, expected) and got.stride() == expected.stride()
+    if channels_last:
+        assert _ops.channels_last_memory(x.grad)
+    torch.testing.assert_close(x.grad, torch.autograd.grad(_conv_reference(rank, x, w, b, 1, 1, 1, "silu"), x,
+                                                            grad)[0])

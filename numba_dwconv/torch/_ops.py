@@ -136,14 +136,21 @@ def plain_call(x, weight, bias) -> bool:
     requiring a gradient, not under ``torch.compile`` (which must see the operator), and plain
     tensors or parameters (fake, functorch-wrapped or other subclass tensors take the operator).
     """
-    if torch.compiler.is_compiling():
+    if not _plain_tensors(x, weight, bias):
         return False
-    for t in (x, weight, bias):
-        if t is not None and ((type(t) is not Tensor and type(t) is not torch.nn.Parameter) or _is_wrapped(t)):
-            return False
     if not torch.is_grad_enabled():
         return True
     return not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+
+
+def _plain_tensors(*tensors) -> bool:
+    """Not under ``torch.compile``, and every tensor given a plain tensor or parameter (None: skipped)."""
+    if torch.compiler.is_compiling():
+        return False
+    for t in tensors:
+        if t is not None and ((type(t) is not Tensor and type(t) is not torch.nn.Parameter) or _is_wrapped(t)):
+            return False
+    return True
 
 
 _is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False)
@@ -178,10 +185,26 @@ def _host_layout(x: Tensor):
     array = (x.detach() if x.requires_grad else x).numpy()
     if array.flags.c_contiguous:
         return array, False
-    moved = array.transpose(0, *range(2, array.ndim), 1)  # (np.moveaxis: ~15 us after a large kernel, this ~1)
+    moved = _channels_last_view(array)  # (np.moveaxis: ~15 us after a large kernel, this ~1)
     if moved.flags.c_contiguous:
         return moved, True
     return np.ascontiguousarray(array), False
+
+
+def _host_in_layout(t: Tensor, cl: bool):
+    """A CPU tensor (N, C, *spatial) as a C-contiguous array of the layout ``cl`` (:func:`to_layout`, on NumPy)."""
+    array = (t.detach() if t.requires_grad else t).numpy()
+    return np.ascontiguousarray(_channels_last_view(array) if cl else array)
+
+
+def _channels_last_view(array):
+    """An (N, C, *spatial) array as (N, *spatial, C) (a view)."""
+    return array.transpose(0, *range(2, array.ndim), 1)
+
+
+def _channels_first_view(array):
+    """An (N, *spatial, C) array as (N, C, *spatial) (a view)."""
+    return array.transpose(0, array.ndim - 1, *range(1, array.ndim - 1))
 
 
 def forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, activation):
@@ -197,19 +220,30 @@ def forward_impl(rank: int, x, weight, bias, stride, padding, pads, dilation, ac
     out = func(array, kernel, bias, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation),
                activation=activation, **_device_kwargs(x))
     if isinstance(out, np.ndarray):  # (one strided from_numpy: cheaper than from_layout's torch view)
-        return torch.from_numpy(out.transpose(0, out.ndim - 1, *range(1, out.ndim - 1)) if cl else out)
+        return torch.from_numpy(_channels_first_view(out) if cl else out)
     return from_layout(_tensor(out, x), cl)
 
 
 def _backward_impl(rank: int, grad, x, weight, bias, stride, padding, pads, dilation, activation):
+    """The backward operators' body: the gradients of x, weight and bias as tensors (CPU: on NumPy views)."""
     func = ops.depthwise_conv1d_backward if rank == 1 else ops.depthwise_conv2d_backward
-    cl = channels_last_memory(x)
-    kernel = keras_kernel(weight.detach(), x.shape[1])
+    kernel = _keras_kernel_array(weight, x.shape[1])
     kw = _device_kwargs(x)
     if activation is not None:
         kw.update(activation=activation, bias=None if bias is None else _array(bias))
-    gx, gk, gb = func(_array(to_layout(grad, cl)), _array(to_layout(x, cl)), _array(kernel), tuple(stride),
-                      _keras_padding(padding, pads), _FORMAT[cl], tuple(dilation), **kw)  # tuples: hashable geometry
+    if x.is_cpu:
+        x_array, cl = _host_layout(x)
+        grad_array = _host_in_layout(grad, cl)
+    else:
+        cl = channels_last_memory(x)
+        x_array, grad_array = _array(to_layout(x, cl)), _array(to_layout(grad, cl))
+    gx, gk, gb = func(grad_array, x_array, kernel, tuple(stride), _keras_padding(padding, pads), _FORMAT[cl],
+                      tuple(dilation), **kw)  # (tuples: hashable geometry)
+    if isinstance(gx, np.ndarray):  # (NumPy's views and copies: cheaper than torch's view ops here)
+        k = gk.ndim - 2
+        weight_grad = gk.transpose(k, k + 1, *range(k)).reshape(gk.shape[k] * gk.shape[k + 1], 1, *gk.shape[:k])
+        return (torch.from_numpy(_channels_first_view(gx) if cl else gx),
+                torch.from_numpy(np.ascontiguousarray(weight_grad)), torch.from_numpy(gb))
     return from_layout(_tensor(gx, x), cl), torch_weight_grad(_tensor(gk, x)), _tensor(gb, x)
 
 
@@ -266,14 +300,17 @@ def _setup_context(ctx, inputs, output):
     ctx.args = tuple(args)  # stride, padding, pads, dilation, activation
 
 
-def _autograd(backward_op):
+def _autograd(rank: int, backward_op):
     def backward(ctx, grad):
         x, weight, bias = ctx.saved_tensors
-        grad_x, grad_w, grad_b = backward_op(grad, x, weight, bias, *ctx.args)
+        if not torch.is_grad_enabled() and _plain_tensors(grad, x, weight, bias):  # (as plain_call: the body alone)
+            grad_x, grad_w, grad_b = _backward_impl(rank, grad, x, weight, bias, *ctx.args)
+        else:
+            grad_x, grad_w, grad_b = backward_op(grad, x, weight, bias, *ctx.args)
         return grad_x, grad_w, (grad_b if bias is not None else None), *(None,) * len(ctx.args)
 
     return backward
 
 
-dwconv1d_op.register_autograd(_autograd(dwconv1d_backward_op), setup_context=_setup_context)
-dwconv2d_op.register_autograd(_autograd(dwconv2d_backward_op), setup_context=_setup_context)
+dwconv1d_op.register_autograd(_autograd(1, dwconv1d_backward_op), setup_context=_setup_context)
+dwconv2d_op.register_autograd(_autograd(2, dwconv2d_backward_op), setup_context=_setup_context)
