@@ -64,3 +64,19 @@ def test_bad_option_is_refused():
     out = subprocess.run([sys.executable, "-m", "numba_dwconv", "--repeat", "0"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "--repeat" in out.stderr
+
+
+def test_the_checks_relative_error_is_the_ratio_of_euclidean_norms():
+    """The report's check column (summed without BLAS, whose spinning threads slowed the next timed call)."""
+    import numpy as np
+
+    from numba_dwconv.bench.timing import relative_error
+
+    rng = np.random.default_rng(0)
+    want = rng.standard_normal((3, 40, 7)).astype(np.float32)
+    got = want + 1e-3 * rng.standard_normal(want.shape).astype(np.float32)
+    expected = np.sqrt(sum(float(d) ** 2 for d in (got.astype(np.float64) - want).ravel()))
+    expected /= np.sqrt(sum(float(v) ** 2 for v in want.astype(np.float64).ravel()))
+    assert abs(relative_error(got, want) - expected) <= 1e-12 * expected
+    assert relative_error(want, want) == 0.0
+    assert relative_error(np.ones(3), np.zeros(3)) == np.sqrt(3) / 1e-30

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import ops
-from .timing import best_time, gpu_time, result_row
+from .timing import best_time, gpu_time, relative_error, result_row
 
 
 class Shape(NamedTuple):
@@ -75,8 +75,7 @@ def check_slice(reference, shape: Shape, layout: str, x, kernel, bias, grad_y, d
     got = [ops.depthwise_conv1d(xs, ks, bs, **options), *ops.depthwise_conv1d_backward(gs, xs, ks, **options)]
     want = [reference.conv1d_forward(xs, ks, bs, 1, shape.padding, layout, 1),
             *reference.conv1d_gradients(gs, xs, ks, 1, shape.padding, layout, 1)]
-    errors = [np.linalg.norm(g - w) / max(np.linalg.norm(w), 1e-30) for g, w in zip(got, want)]
-    return float(max(errors))
+    return max(relative_error(g, w) for g, w in zip(got, want))
 
 
 def _torch_times(shape: Shape, layout: str, x, kernel, repeat: int, device: str = "cpu"):
