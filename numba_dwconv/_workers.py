@@ -32,6 +32,15 @@ spinning, without the GIL) before it takes the GIL, by which time the caller is 
 part (compiled code runs without the GIL); and a worker posts its part's end from the same
 compiled call that then spins for the next part, so the caller, seeing the end, finds the GIL free.
 
+A part may also be taken back.  Each part has a sequence number, and whoever claims it first runs it
+(a compare-and-swap on the worker's TAKEN slot): the worker, once it holds the GIL and is about to call the
+kernel, or the caller, once its own part is done.  A worker that has not started by then is waiting for a
+CPU (another runtime's threads spinning on them: OpenBLAS after NumPy's BLAS calls, PyTorch's OpenMP
+threads), and the caller runs the part itself instead of waiting for a scheduler slice (measured: a B8
+L2048 C256 K3 forward right after a 9 ms ``np.matmul``, 3.5-6.3 ms -> 1.3-2.3 ms).  Waits compare
+``>=``, so a worker that finds a later part posted skips the taken ones; the caller drops a taken part's
+arguments, so no worker keeps them alive.  The claim holds the GIL (no hand-back to wait for).
+
 Nor do a caller and its worker share one CPU: a worker woken from its lock was placed on the
 caller's CPU (see above), and there, both threads busy, the scheduler left the two parts for tens of
 milliseconds (seen: 8 calls in a row of a 1.1 ms 2D forward at 4.2-5.0 ms, both threads on CPU 0;
@@ -69,7 +78,7 @@ JOIN_SPIN_US = 100_000
 # an empty kernel took 30 us with 0 (the two met at the GIL), 7.2 with 1, 8.2 with 2, 10.9 with 5.
 HANDOVER_US = 2
 # Slots of a worker's flag array (int64, eight apart: one cache line each).
-JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS = 0, 8, 16, 24
+JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS, TAKEN = 0, 8, 16, 24, 32
 POSTER_CPU = 1  # added to a slot: the CPU of the thread that last posted there
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -127,6 +136,17 @@ def _atomic_exchange(typingctx, flags, index, value):
                                   args[2], "seq_cst")
 
     return types.int64(flags, index, types.int64), codegen
+
+
+@intrinsic
+def _atomic_compare_exchange(typingctx, flags, index, expected, value):
+    """Set ``flags[index]`` to ``value`` if it holds ``expected``; True if it did."""
+    def codegen(context, builder, signature, args):
+        pointer = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        pair = builder.cmpxchg(pointer, args[2], args[3], "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(flags, index, types.int64, types.int64), codegen
 
 
 @intrinsic
@@ -190,9 +210,9 @@ def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, v
     1. Unless ``post_slot < 0``: publish ``post_value`` there (this thread's CPU beside it, POSTER_CPU);
        _WAKE at once if the thread waiting for it was asleep (``post_sleeper`` set: the caller of this
        releases that thread's lock), _POSTED if there is nothing to wait for (``slot < 0``).
-    2. Spin until ``flags[slot] == value``, at most ``iterations`` polls, yielding the CPU every
-       YIELD_EVERY; found: ``handover`` pauses more, then _FOUND, or _FOUND_ON_POSTER_CPU when the
-       value's poster runs on this thread's CPU.
+    2. Spin until ``flags[slot] >= value`` (sequence numbers only grow), at most ``iterations`` polls,
+       yielding the CPU every YIELD_EVERY; found: ``handover`` pauses more, then _FOUND, or
+       _FOUND_ON_POSTER_CPU when the value's poster runs on this thread's CPU.
     3. Not found: announce sleep (``sleeper_slot``) and return _SLEEP (the caller of this then blocks on
        its lock), unless the value arrived meanwhile and the flag could be taken back (found, as above).
     """
@@ -205,20 +225,31 @@ def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, v
             return _POSTED
     found = False
     for i in range(iterations):
-        if _atomic_load(flags, slot) == value:
+        if _atomic_load(flags, slot) >= value:
             found = True
             break
         _cpu_relax()
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             _yield_cpu()
-    if not found and _atomic_load(flags, slot) != value:
+    if not found and _atomic_load(flags, slot) < value:
         _atomic_store(flags, sleeper_slot, 1)
-        if _atomic_load(flags, slot) != value or _atomic_exchange(flags, sleeper_slot, 0) != 1:
+        if _atomic_load(flags, slot) < value or _atomic_exchange(flags, sleeper_slot, 0) != 1:
             return _SLEEP  # (0 above: the poster took the flag back and releases the lock)
     for _ in range(handover):
         _cpu_relax()
     cpu = _atomic_load(flags, slot + POSTER_CPU)
     return _FOUND_ON_POSTER_CPU if cpu >= 0 and cpu == _current_cpu() else _FOUND
+
+
+@numba.njit(cache=True)  # (holding the GIL: a thread that has it keeps it, no hand-back to wait for)
+def _claim(flags, sequence):
+    """Take part ``sequence`` (its worker's or its caller's, whichever comes first): True for the one that did."""
+    while True:
+        taken = _atomic_load(flags, TAKEN)
+        if taken >= sequence:
+            return False
+        if _atomic_compare_exchange(flags, TAKEN, taken, sequence):
+            return True
 
 
 def _leave_cpu(cpu: int) -> None:
@@ -293,12 +324,13 @@ class _Worker:
     """A daemon thread that runs one kernel part at a time (see the module for the hand-over)."""
 
     def __init__(self):
-        self._flags = np.zeros(32, np.int64)
+        self._flags = np.zeros(40, np.int64)
         self._job_lock = _thread.allocate_lock()
         self._job_lock.acquire()
         self._done_lock = _thread.allocate_lock()
         self._done_lock.acquire()
         self._sequence = 0
+        self._polls = 0
         self._job = None
         self._error = None
         threading.Thread(target=self._loop, name="numba_dwconv-worker", daemon=True).start()
@@ -309,15 +341,20 @@ class _Worker:
         while True:
             if found == _FOUND_ON_POSTER_CPU:
                 _leave_cpu(int(self._flags[JOB + POSTER_CPU]))
-            kernel, args, polls = self._job
-            self._job = None
-            try:
-                kernel(*args)
-            except BaseException as error:  # handed to the caller by join()
-                self._error = error
-            kernel = args = None  # an idle worker keeps no array alive (the caller's output could not be recycled)
+            job = self._job  # the newest part posted (None: its caller took it back, see launch)
+            if job is None:
+                sequence = int(self._flags[JOB])
+            else:
+                sequence, kernel, args = job
+                if _claim(self._flags, sequence):
+                    try:
+                        kernel(*args)
+                    except BaseException as error:  # handed to the caller by join()
+                        self._error = error
+                    self._job = None  # an idle worker keeps no array alive (outputs go back to the pool)
+                job = kernel = args = None
             sequence += 1
-            found = self._finish_and_wait(sequence, polls)
+            found = self._finish_and_wait(sequence, self._polls)
 
     def _finish_and_wait(self, sequence: int, polls: int) -> int:
         """Post the end of part ``sequence - 1`` and wait for part ``sequence`` (spinning, then asleep)."""
@@ -331,8 +368,16 @@ class _Worker:
     def start(self, kernel, args, polls: int) -> None:
         """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module)."""
         self._sequence += 1
-        self._job = (kernel, args, polls)
+        self._polls = polls
+        self._job = (self._sequence, kernel, args)
         _post(self._flags, JOB, WORKER_SLEEPS, self._sequence, self._job_lock)
+
+    def take_back(self) -> bool:
+        """Take back the part handed over last if this thread has not started it (the caller then runs it)."""
+        if not _claim(self._flags, self._sequence):
+            return False
+        self._job = None  # (nothing of the launch stays referenced here)
+        return True
 
     def join(self, polls: int):
         """Wait for the part; its error (or None)."""
@@ -359,7 +404,8 @@ def launch(kernel, *args, parts=None) -> None:
 
     ``parts`` defaults to :func:`thread_count`, or 1 when the array arguments hold fewer than
     :data:`SERIAL_BYTES` (the calling thread does small work alone).  Part 0 runs on the calling
-    thread and the others on idle workers (the kernels release the GIL); the call returns
+    thread and the others on idle workers (the kernels release the GIL), except parts no worker has
+    started when part 0 is done: the calling thread takes them back and runs them; the call returns
     when every part has finished, and raises the first error of a part, if any.  Safe to call from
     several Python threads at once (each call has its own workers).
     """
@@ -378,11 +424,19 @@ def launch(kernel, *args, parts=None) -> None:
     workers += [_Worker() for _ in range(parts - 1 - len(workers))]
     for part, worker in enumerate(workers, start=1):
         worker.start(kernel, (part, parts, *args), polls)
+    errors = []
     try:
         kernel(0, parts, *args)
     finally:
         join_polls = polls and max(polls, int(JOIN_SPIN_US * _polls_per_us))
-        errors = [worker.join(join_polls) for worker in workers]
+        for part, worker in enumerate(workers, start=1):
+            if worker.take_back():  # not started yet (its thread waits for a CPU): run it here
+                try:
+                    kernel(part, parts, *args)
+                except BaseException as error:
+                    errors.append(error)
+            else:
+                errors.append(worker.join(join_polls))
         with _idle_lock:
             _idle.extend(workers)
     for error in errors:

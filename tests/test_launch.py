@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -11,19 +12,38 @@ import numba_dwconv as nd
 from numba_dwconv import _jit, reference
 
 
-def _record_parts(part, parts, seen, fail_on):
+def _record_parts(part, parts, seen, fail_on, wait_for_others=False):
     seen[part] = (parts, threading.get_ident())
     if part == fail_on:
         raise RuntimeError(f"part {part} failed")
+    deadline = time.monotonic() + 5
+    while wait_for_others and len(seen) < parts and time.monotonic() < deadline:
+        time.sleep(0.001)  # (without the GIL: the workers start their parts meanwhile)
 
 
 def test_every_part_runs_once_and_the_first_on_the_calling_thread():
     seen = {}
-    _jit.launch(_record_parts, seen, -1, parts=3)
+    _jit.launch(_record_parts, seen, -1, True, parts=3)
     assert sorted(seen) == [0, 1, 2]
     assert {parts for parts, _ in seen.values()} == {3}
     assert seen[0][1] == threading.get_ident()
     assert len({ident for _, ident in seen.values()}) == 3
+
+
+def test_a_part_whose_worker_has_not_started_runs_on_the_caller_and_the_worker_catches_up(monkeypatch):
+    """The caller, its own part done, takes back a part no worker has started (a worker waiting for a CPU,
+    here one asleep: no spin) and runs it; the worker, once it runs, skips it and takes the next launch's."""
+    monkeypatch.setenv("NUMBA_DWCONV_SPIN_US", "0")
+    on_caller = 0
+    for _ in range(20):
+        seen = {}
+        _jit.launch(_record_parts, seen, -1, parts=3)
+        assert sorted(seen) == [0, 1, 2] and {p for p, _ in seen.values()} == {3}
+        on_caller += sum(ident == threading.get_ident() for part, (_, ident) in seen.items() if part)
+    assert on_caller > 0
+    seen = {}
+    _jit.launch(_record_parts, seen, -1, True, parts=3)  # the workers are still in use
+    assert sorted(seen) == [0, 1, 2] and len({ident for _, ident in seen.values()}) == 3
 
 
 @pytest.mark.parametrize("fail_on", [0, 1])
