@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import helper_kernel, parallel_kernel, serial_kernel, task_share, trip_count
+from .._jit import helper_kernel, parallel_kernel, scalar_kernel, serial_kernel, task_share, trip_count
 from .._simd import vfma, vload, vload_rows, vstore, vstore_rows, vstore_rows_stream, vtranspose
 from .conv2d_last import _part_rows
 from .fused import apply_activation
@@ -138,6 +138,13 @@ def _window7(win, s, win_step, lanes_t):
             vload(win, s + uint64(5) * win_step, lanes_t), vload(win, s + uint64(6) * win_step, lanes_t))
 
 
+@scalar_kernel
+def _fma8(w, v0, v1, v2, v3, v4, v5, v6, v7, a0, a1, a2, a3, a4, a5, a6, a7):
+    """``a_j + v_j * w`` for the eight sums of a register block (one rounding each)."""
+    return (vfma(v0, w, a0), vfma(v1, w, a1), vfma(v2, w, a2), vfma(v3, w, a3), vfma(v4, w, a4), vfma(v5, w, a5),
+            vfma(v6, w, a6), vfma(v7, w, a7))
+
+
 @serial_kernel
 def sliding_sums8(win, s, win_step, other, t, other_step, count, a0, a1, a2, a3, a4, a5, a6, a7, lanes_t):
     """``a_j + sum_{k < count} win[s + (k + j)*win_step :] * other[t + k*other_step :]`` for ``j < 8``: eight sums.
@@ -152,14 +159,7 @@ def sliding_sums8(win, s, win_step, other, t, other_step, count, a0, a1, a2, a3,
     for k in range(count):
         v7 = vload(win, s + uint64(k + 7) * win_step, lanes_t)
         w = vload(other, t + uint64(k) * other_step, lanes_t)
-        a0 = vfma(v0, w, a0)
-        a1 = vfma(v1, w, a1)
-        a2 = vfma(v2, w, a2)
-        a3 = vfma(v3, w, a3)
-        a4 = vfma(v4, w, a4)
-        a5 = vfma(v5, w, a5)
-        a6 = vfma(v6, w, a6)
-        a7 = vfma(v7, w, a7)
+        a0, a1, a2, a3, a4, a5, a6, a7 = _fma8(w, v0, v1, v2, v3, v4, v5, v6, v7, a0, a1, a2, a3, a4, a5, a6, a7)
         v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
     return a0, a1, a2, a3, a4, a5, a6, a7
 
@@ -187,22 +187,8 @@ def sliding_sums8_pair(win, s, win_step, taps, t, t_prev, step, count, a0, a1, a
         v7 = vload(win, s + uint64(k + 7) * win_step, lanes_t)
         w = vload(taps, t + uint64(k) * step, lanes_t)
         u = vload(taps, t_prev + uint64(k) * step, lanes_t)
-        a0 = vfma(v0, w, a0)
-        a1 = vfma(v1, w, a1)
-        a2 = vfma(v2, w, a2)
-        a3 = vfma(v3, w, a3)
-        a4 = vfma(v4, w, a4)
-        a5 = vfma(v5, w, a5)
-        a6 = vfma(v6, w, a6)
-        a7 = vfma(v7, w, a7)
-        b0 = vfma(v0, u, b0)
-        b1 = vfma(v1, u, b1)
-        b2 = vfma(v2, u, b2)
-        b3 = vfma(v3, u, b3)
-        b4 = vfma(v4, u, b4)
-        b5 = vfma(v5, u, b5)
-        b6 = vfma(v6, u, b6)
-        b7 = vfma(v7, u, b7)
+        a0, a1, a2, a3, a4, a5, a6, a7 = _fma8(w, v0, v1, v2, v3, v4, v5, v6, v7, a0, a1, a2, a3, a4, a5, a6, a7)
+        b0, b1, b2, b3, b4, b5, b6, b7 = _fma8(u, v0, v1, v2, v3, v4, v5, v6, v7, b0, b1, b2, b3, b4, b5, b6, b7)
         v0, v1, v2, v3, v4, v5, v6 = v1, v2, v3, v4, v5, v6, v7
     return a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7
 
