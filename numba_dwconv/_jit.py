@@ -20,7 +20,8 @@ import numba
 import numpy as np
 from numba import types
 from numba.core import event as _numba_event
-from numba.extending import overload
+from numba.core.typing.templates import AbstractTemplate, infer_global, signature
+from numba.extending import lower_builtin, models, overload, register_model
 
 from . import _compile_log
 from ._pipeline import KernelCompiler
@@ -128,9 +129,43 @@ def trip_count(count):
     raise NotImplementedError("trip_count is only callable inside numba kernels")
 
 
+class StaticCount(types.Type):
+    """A compile-time count ``n`` as an entry's argument (:mod:`numba_dwconv._entries`): a placeholder value.
+
+    Inside the entry ``len(count)`` is the constant ``n``, as for a :func:`numba_dwconv._jit.static_count`
+    tuple (``trip_count``, ``is_static`` and ``by_count`` treat both alike).  ``len`` is typed by a plain
+    template, which compiles nothing: an overload would compile its implementation once per count.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        super().__init__(name=f"StaticCount({n})")
+
+
+register_model(StaticCount)(models.OpaqueModel)
+
+
+@infer_global(len)
+class _StaticCountLength(AbstractTemplate):
+    def generic(self, args, kws):
+        if len(args) == 1 and not kws and isinstance(args[0], StaticCount):
+            return signature(types.intp, args[0])
+        return None
+
+
+@lower_builtin(len, StaticCount)
+def _static_count_length(context, builder, sig, args):
+    return context.get_constant(types.intp, sig.args[0].n)
+
+
+def _static(count) -> bool:
+    """Whether the numba type ``count`` is a compile-time count: a tuple or a :class:`StaticCount`."""
+    return isinstance(count, (types.BaseTuple, StaticCount))
+
+
 @overload(trip_count, inline="always")
 def _trip_count_impl(count):
-    if isinstance(count, types.BaseTuple):
+    if _static(count):
         return lambda count: len(count)
     if isinstance(count, types.Integer):
         return lambda count: count
@@ -144,7 +179,7 @@ def is_static(count):
 
 @overload(is_static, inline="always")
 def _is_static_impl(count):
-    if isinstance(count, types.BaseTuple):
+    if _static(count):
         return lambda count: True
     if isinstance(count, types.Integer):
         return lambda count: False
@@ -164,7 +199,7 @@ def by_count(static_impl, runtime_impl):
 
     @functools.wraps(static_impl)  # numba checks the implementations' parameters against this signature
     def choose(*args):
-        if isinstance(args[-1], types.BaseTuple):
+        if _static(args[-1]):
             return static_impl
         if isinstance(args[-1], types.Integer):
             return runtime_impl

@@ -32,7 +32,7 @@ import numpy as np
 from .. import _memory
 from .._jit import launch, scratch, static_count
 from .._simd import VECTOR_BYTES, lanes_of
-from . import conv2d_last_kgrad, conv2d_wide
+from . import conv2d_last_entries, conv2d_last_kgrad, conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
@@ -155,9 +155,29 @@ def _all_taps_chunks(channels: int, start: int, lanes: int) -> np.ndarray:
     return chunks
 
 
-def _width_taps(problem):
-    """KW as a :func:`static_count` argument: for small kernels the tap loop has a compile-time trip count."""
-    return static_count(problem.width.kernel_size, _static_last(problem))
+def _size_entries(problem, kh_t):
+    """``(rows_fn, all_fn)``: the size-specialised passes of a channels_last forward or input gradient.
+
+    (:mod:`numba_dwconv.cpu.conv2d_last_entries`: compiled per kernel size, while the kernels compile once.)
+
+    None for run-time sizes (the kernels' own passes); ``all_fn`` None unless ``kh_t`` (:func:`_all_taps_plan`)
+    is a compile-time count.
+    """
+    if not _static_last(problem):
+        return None, None
+    dtype, strided = problem.dtype, _strided(problem.width) is not None
+    rows_fn = conv2d_last_entries.row_entry(dtype, problem.width.kernel_size, strided)
+    if not isinstance(kh_t, tuple):
+        return rows_fn, None
+    return rows_fn, conv2d_last_entries.all_taps_entry(dtype, len(kh_t), problem.width.kernel_size, strided)
+
+
+def _grad_row_entry(problem):
+    """The kernel gradient's size-specialised tap-row passes (see :func:`_size_entries`), None for a run-time KW."""
+    if not _static_last(problem):
+        return None
+    return conv2d_last_entries.grad_row_entry(problem.dtype, problem.width.kernel_size,
+                                              _strided(problem.width) is not None)
 
 
 def _multiplier_t(problem):
@@ -236,10 +256,11 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
             conv2d_wide.forward(problem, rep, inputs, kernel, bias, out, act, grad)
             return out
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
-               _multiplier_t(problem), h.out_length, w.out_length, kh_t, h.stride, w.stride, h.dilation, w.dilation,
-               h.pad_left, w.pad_left, _width_taps(problem), act, grad, *_forward_row_args(problem, rep, kh_t),
+               _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
+               w.dilation, h.pad_left, w.pad_left, w.kernel_size, act, grad, *_forward_row_args(problem, rep, kh_t),
                _strided(problem.width), chunks, *stream_args(out, w.out_length * out.shape[-1],
-                                                             h.kernel_size * w.kernel_size, max_taps=STREAM_TAPS_2D))
+                                                             h.kernel_size * w.kernel_size, max_taps=STREAM_TAPS_2D),
+               *_size_entries(problem, kh_t))
     elif large_first:  # the wide kernel on the planes
         conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:
@@ -301,13 +322,13 @@ def conv2d_input_grad(problem, grad_outputs, kernel):
             rows_per_task, _ = _kernel_grad_tasks(problem)
             in_rows_buf, rep = _repeat_args(problem, rep, slots=False)
             launch(_grads_last, grad_outputs.reshape(-1), None, flipped, zeros, grad_in.reshape(-1), None, None,
-                   *_last_dims(problem), (0,), h.out_length, w.out_length, kh_t, h.stride, 1, h.dilation, w.dilation,
-                   h.pad_left, w.pad_left, _width_taps(problem), rows_per_task, _strided(w), rep, in_rows_buf, chunks,
-                   None, None, None, None, 0)
+                   *_last_dims(problem), (0,), h.out_length, w.out_length, h.kernel_size, h.stride, 1, h.dilation,
+                   w.dilation, h.pad_left, w.pad_left, w.kernel_size, rows_per_task, _strided(w), rep, in_rows_buf,
+                   chunks, None, None, None, None, 0, *_size_entries(problem, kh_t), None)
         else:
             launch(_input_grad_scatter_last, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                    *_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,
-                   w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left, _width_taps(problem))
+                   w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left, w.kernel_size)
     else:
         _input_grad_first(problem, grad_outputs, kernel, grad_in)
     return grad_in
@@ -383,8 +404,8 @@ def conv2d_kernel_grad(problem, grad_outputs, inputs):
             launch(_grads_last, grad_outputs.reshape(-1), inputs.reshape(-1), None, None, None,
                    kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), _multiplier_t(problem),
                    h.out_length, w.out_length, kh, h.stride, w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left,
-                   _width_taps(problem), rows_per_task, _strided(w), rep, None, None, kg_rows_buf, held,
-                   *_grad3_args(problem, rep))
+                   w.kernel_size, rows_per_task, _strided(w), rep, None, None, kg_rows_buf, held,
+                   *_grad3_args(problem, rep), None, None, _grad_row_entry(problem))
     elif _large_first(problem) and problem.multiplier == 1 and conv2d_wide.kernel_grad_fits(last := problem._replace(
             channels_last=True)):  # the wide kernel on transposed copies (channels_first: one pass per tap)
         return conv2d_kernel_grad(last, swap_layout(grad_outputs, True), swap_layout(inputs, True))
@@ -410,10 +431,10 @@ def _kernel_grad_tasks(problem):
 def _grad3_args(problem, rep: int):
     """``(consts, lanes_t, in_registers)`` of the channels_last kernel gradient (see its kernel).
 
-    ``consts`` is an array for every kernel three columns wide (KW is a compile-time count of that kernel:
-    whether a 3x3 problem fits or not, by its channels, is a run-time flag, so it compiles once), else None.
+    ``consts`` is an array for every kernel of compile-time sizes (the kernel compiles once for all of them:
+    whether a problem fits, a 3x3 one by its channels, is a run-time flag), else None.
     """
-    consts = conv2d_wide.zeros_and_ones(problem.dtype) if problem.width.kernel_size == 3 else None
+    consts = conv2d_wide.zeros_and_ones(problem.dtype) if _static_last(problem) else None
     return consts, lanes_of(problem.dtype), int(rep == 1 and conv2d_last_kgrad.fits(problem))
 
 
@@ -479,6 +500,7 @@ def _backward_last_one_pass(problem, grad_outputs, kernel, inputs):
     zeros = np.zeros(problem.channels, problem.dtype)
     launch(_grads_last, grad_outputs.reshape(-1), inputs.reshape(-1), flipped, zeros, grad_in.reshape(-1),
            kernel_partials.reshape(-1), bias_partials.reshape(-1), *_last_dims(problem), (0,),
-           h.out_length, w.out_length, kh_t, 1, 1, h.dilation, 1, h.pad_left, w.pad_left, _width_taps(problem),
-           rows_per_task, None, 1, None, chunks, None, None, *_grad3_args(problem, 1))
+           h.out_length, w.out_length, h.kernel_size, 1, 1, h.dilation, 1, h.pad_left, w.pad_left, w.kernel_size,
+           rows_per_task, None, 1, None, chunks, None, None, *_grad3_args(problem, 1), *_size_entries(problem, kh_t),
+           _grad_row_entry(problem))
     return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))

@@ -42,13 +42,15 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import by_count, is_static, parallel_kernel, serial_kernel, task_share, trip_count
+from .._entries import call_entry
+from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
 from .channels import repeat_rows
 from .conv2d_last_passes import (
     _block_pass,
     _column_pass,
     _column_scatter,
-    _unit_block_taps,
+    _unit_block_pass,
+    _unit_block_taps_runtime,
     _unit_column_pass,
 )
 from .fused import apply_activation
@@ -68,26 +70,25 @@ def _valid_range(offset, stride, length, out_length):
 
 
 @serial_kernel
-def _block_columns(kw_t, sw, dw, left, width, out_w, mult):
+def _block_columns(kw, static, sw, dw, left, width, out_w, mult):
     """Output columns ``[lo, hi)`` that go through block passes: those whose every tap reads inside a row of ``width``.
 
-    An empty range when ``mult != 1``, or when ``KW`` is a run-time count (large kernels) with a
-    column stride or dilation: the block passes keep their taps in an unrolled inner loop, which
-    only a compile-time count makes fast (a run-time ``KW`` with unit steps goes eight taps at a
-    time, :func:`_unit_block_taps`; its range holds whole blocks only).  The column passes put the
-    channel loop innermost (vectorised) for any ``KW``.  The same for every row, so kernels
+    An empty range when ``mult != 1``, or when ``KW`` is a run-time count (``static`` False: large
+    kernels) with a column stride or dilation: the block passes keep their taps in an unrolled inner
+    loop, which only a compile-time count makes fast (a run-time ``KW`` with unit steps goes eight
+    taps at a time, :func:`_unit_block_taps`; its range holds whole blocks only).  The column passes
+    put the channel loop innermost (vectorised) for any ``KW``.  The same for every row, so kernels
     compute it once, outside their parallel loop (it costs integer divisions).
     """
     if mult != 1:
         return 0, 0
-    if not is_static(kw_t):
+    if not static:
         if sw != 1 or dw != 1:
             return 0, 0
-    kw = trip_count(kw_t)
     lo, _ = _valid_range(-left, sw, width, out_w)
     _, hi = _valid_range((kw - 1) * dw - left, sw, width, out_w)
     hi = max(lo, hi)
-    if not is_static(kw_t):
+    if not static:
         hi = lo + (hi - lo) // BLOCK * BLOCK
     return lo, hi
 
@@ -112,46 +113,63 @@ def _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult
 
 
 @serial_kernel
-def _taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t,
-                    done_lo=0, done_hi=0):
-    """One tap row applied along a row: ``dst[ow] += sum_k src[ow*sw + k*dw - left] * taps[k]`` for every ``ow``.
+def _interior_end(lo, hi, strided):
+    """Where a tap row's interior ``[lo, hi)`` stops (the edge columns' passes take the rest).
 
-    Any column stride and dilation (:func:`_unit_taps_along_row`: unit ones).  ``[lo, hi)`` are the
-    :func:`_block_columns`; columns in ``[done_lo, done_hi)`` are skipped (complete).
+    Unit steps (``strided`` None): at ``hi`` (blocks of four, then single columns); any step: after the last
+    block of four.  A run-time ``KW`` rounds ``hi`` to whole blocks (:func:`_block_columns`): the same.
     """
-    n_out = uint64(channels * mult)
+    if strided is None:
+        return max(lo, hi)
+    return _blocks_end(lo, hi)
+
+
+@serial_kernel
+def _blocks_end(lo, hi):
+    """``lo`` plus the whole blocks of four columns in ``[lo, hi)``."""
+    return lo + max(0, hi - lo) // BLOCK * BLOCK
+
+
+@serial_kernel
+def _strided_interior(src, taps, dst, s_row, t0, d_row, n_out, sw, dw, left, lo, hi, kw_t):
+    """One tap row's block columns, any column step, compile-time ``KW``, four at a time.
+
+    ``dst[ow] += sum_k src[ow*sw + k*dw - left] * taps[k]`` for ``ow`` in ``[lo, _blocks_end(lo, hi))``.
+    """
     ow = lo
     while ow + BLOCK <= hi:
         _block_pass(src, taps, dst, s_row + uint64(ow * sw - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out, sw,
                     dw, kw_t)
         ow += BLOCK
-    _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, sw, dw, left, lo, ow,
-                  trip_count(kw_t), done_lo, done_hi)
 
 
 @serial_kernel
-def _unit_taps_along_row(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, left, lo, hi, kw_t,
-                         done_lo=0, done_hi=0):
-    """:func:`_taps_along_row` with unit column steps: input windows slide along the taps.
+def _unit_interior(src, taps, dst, s_row, t0, d_row, n_out, left, lo, hi, kw_t):
+    """:func:`_strided_interior` with unit column steps, over all of ``[lo, hi)``.
 
-    The kernels choose between the two by an argument that is None for unit steps, so a kernel compiles
-    only the passes it runs (the strided block passes cost 0.25-0.4 s of each first call).
+    Input windows slide along the taps in the blocks; the columns left over take the taps in one register each.
     """
-    n_out = uint64(channels * mult)
     ow = lo
     while ow + BLOCK <= hi:
-        _unit_block_taps(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out,
+        _unit_block_pass(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out,
                          kw_t)
         ow += BLOCK
     while ow < hi:
         _unit_column_pass(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out, n_out,
                           kw_t)
         ow += 1
-    _edge_columns(src, taps, dst, s_row, t0, d_row, width, out_w, channels, mult, 1, 1, left, lo, ow,
-                  trip_count(kw_t), done_lo, done_hi)
 
 
-def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, kw_t, kh_t):
+@serial_kernel
+def _unit_interior_runtime(src, taps, dst, s_row, t0, d_row, n_out, left, lo, hi, kw):
+    """:func:`_unit_interior` for a run-time ``KW`` (whole blocks only): the block passes eight taps at a time."""
+    for ow in range(lo, hi, BLOCK):
+        _unit_block_taps_runtime(src, taps, dst, s_row + uint64(ow - left) * n_out, t0, d_row + uint64(ow) * n_out,
+                                 n_out, kw)
+
+
+@serial_kernel
+def _all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, kw_t, kh_t):
     """Output columns ``[ow_lo, ow_hi)`` (blocks of four) complete: ``bias + sum_{i,k} src[...] * taps[i, k]``.
 
     Unit column stride and dilation, every tap inside the rows; ``s_top``: the first tap row, ``row_step``:
@@ -172,11 +190,11 @@ def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_st
                 a1 = a0
                 a2 = a0
                 a3 = a0
-                for i in range(trip_count(kh_t)):
+                for i in range(len(kh_t)):
                     s = s0 + uint64(i) * row_step + c
-                    t = uint64(i * trip_count(kw_t)) * n + c
+                    t = uint64(i * len(kw_t)) * n + c
                     v0, v1, v2 = src[s], src[s + n], src[s + uint64(2) * n]
-                    for k in range(trip_count(kw_t)):
+                    for k in range(len(kw_t)):
                         v3 = src[s + uint64(k + 3) * n]
                         w = taps[t + uint64(k) * n]
                         a0 += v0 * w
@@ -190,16 +208,10 @@ def _all_taps_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_st
                 dst[d3 + c] = a3
 
 
-def _all_taps_runtime(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, kw_t, kh_t):
-    """Never called: with a run-time KH the forward takes the tap rows one at a time."""
-
-
-_all_taps_blocks = by_count(_all_taps_static, _all_taps_runtime)
-
-
-def _all_taps_strided_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_t,
-                             kh_t):
-    """:func:`_all_taps_static` for any column stride ``sw`` and dilation ``dw``: each input vector loaded per tap.
+@serial_kernel
+def _all_taps_strided(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_t,
+                      kh_t):
+    """:func:`_all_taps` for any column stride ``sw`` and dilation ``dw``: each input vector loaded per tap.
 
     The same multiply-adds in the same order as the tap-row passes (bias, then the taps row by row), in
     registers: the input rows of a block are read together and the output row is written once (the passes
@@ -217,9 +229,9 @@ def _all_taps_strided_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n
                 a1 = a0
                 a2 = a0
                 a3 = a0
-                for i in range(trip_count(kh_t)):
-                    t = uint64(i * trip_count(kw_t)) * n + c
-                    for k in range(trip_count(kw_t)):
+                for i in range(len(kh_t)):
+                    t = uint64(i * len(kw_t)) * n + c
+                    for k in range(len(kw_t)):
                         s = s0 + uint64(i) * row_step + uint64(k * dw) * n + c
                         w = taps[t + uint64(k) * n]
                         a0 += src[s] * w
@@ -230,14 +242,6 @@ def _all_taps_strided_static(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n
                 dst[d1 + c] = a1
                 dst[d2 + c] = a2
                 dst[d3 + c] = a3
-
-
-def _all_taps_strided_runtime(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_t,
-                              kh_t):
-    """Never called: with a run-time KH the forward takes the tap rows one at a time."""
-
-
-_all_taps_strided_blocks = by_count(_all_taps_strided_static, _all_taps_strided_runtime)
 
 
 @serial_kernel
@@ -289,9 +293,9 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 
 
 @parallel_kernel
-def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh_t, sh, sw,
-                  dh, dw, top, left, kw_t, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks, stream_buf,
-                  shift, lanes_t):
+def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw,
+                  dh, dw, top, left, kw, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks, stream_buf,
+                  shift, lanes_t, rows_fn, all_fn):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -305,23 +309,22 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     ``pad_l`` and ``pad_r`` columns of zeros (wide kernels with unit column steps: every output column
     then takes the block passes; read in place, the clipped edge columns took column passes).
 
-    ``kh_t``: KH as a :func:`numba_dwconv._jit.static_count`.  A compile-time KH (small kernels, unit
-    column stride and dilation, m = 1) takes the interior blocks of the rows whose tap rows are all
-    inside with every tap at once (:func:`_all_taps_static`); the rest goes tap row by tap row.
+    ``rows_fn``: None for a run-time ``KW`` (the passes here, with run-time counts), else the passes for its
+    ``KW`` (:func:`numba_dwconv.cpu.conv2d_last_entries.row_entry`).  ``all_fn``: None, or (small kernels,
+    ``m = 1``) the all-taps blocks for its ``KH x KW`` (:func:`_all_taps`), which the interior blocks of
+    the rows whose tap rows are all inside take; the rest goes tap row by tap row.
     ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (an output row
     per part): each row is computed there, activated, and streamed out (large outputs).
     """
     mult = trip_count(mult_t)
     n_out = channels * mult
-    kw = trip_count(kw_t)
-    kh = trip_count(kh_t)
     row_size = uint64(width * channels)
     width_s, left_s = width, left  # the rows the passes read: in place, or copied with the padding
     if rows_buf is not None:
         width_s, left_s = width + pad_l + pad_r, left - pad_l
-    lo, hi = _block_columns(kw_t, sw, dw, left_s, width_s, out_w, mult)
+    lo, hi = _block_columns(kw, rows_fn is not None, sw, dw, left_s, width_s, out_w, mult)
     all_lo, all_hi = lo, lo
-    if is_static(kh_t):
+    if all_fn is not None:
         if mult == 1:  # (any column step: the unit kernels' blocks slide a window, the strided kernels' do not)
             all_hi = lo + (hi - lo) // BLOCK * BLOCK
     src = x
@@ -337,16 +340,12 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
         d_row = out_row if stream_buf is None else uint64(0)
         done_lo, done_hi = 0, 0
         ih0 = oh * sh - top
-        if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel, which reads repeated rows)
-            if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
-                done_lo, done_hi = all_lo, all_hi
-                if strided is None:  # (the other branch is pruned while compiling the unit-step kernel)
-                    _all_taps_blocks(src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo,
-                                     all_hi, uint64(n_out), uint64(dh) * row_size, left, chunks, kw_t, kh_t)
-                else:
-                    _all_taps_strided_blocks(src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo,
-                                             all_hi, uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw, kw_t,
-                                             kh_t)
+        if all_fn is not None:  # (pruned while compiling the kernel for run-time sizes)
+            if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel, which reads repeated rows)
+                if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
+                    done_lo, done_hi = all_lo, all_hi
+                    call_entry(all_fn, (src, taps, bias, dst, uint64(b * height + ih0) * row_size, d_row, all_lo,
+                                        all_hi, uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw))
         _fill_row_outside(dst, d_row, out_w, n_out, done_lo, done_hi, bias)
         for i in range(kh):
             ih = ih0 + i * dh
@@ -356,12 +355,16 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                     s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
                                           uint64(b * height + ih) * uint64(width * (channels // rep)), width,
                                           channels // rep, rep, pad_l, pad_r)
-                if strided is None:  # (unit column steps: the other branch is pruned while compiling)
-                    _unit_taps_along_row(src, taps, dst, s_row, uint64(i * kw * n_out), d_row, width_s, out_w,
-                                         channels, mult, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
-                else:
-                    _taps_along_row(src, taps, dst, s_row, uint64(i * kw * n_out), d_row, width_s, out_w, channels,
-                                    mult, sw, dw, left_s, max(lo, done_hi), hi, kw_t, done_lo, done_hi)
+                first = max(lo, done_hi)
+                t0 = uint64(i * kw * n_out)
+                if rows_fn is not None:  # (the other branch is pruned while compiling, and the other way round)
+                    if first < hi:  # (not in a row whose interior took the all-taps blocks)
+                        call_entry(rows_fn, (src, taps, dst, s_row, t0, d_row, uint64(n_out), sw, dw, left_s, first,
+                                             hi))
+                elif strided is None:  # (a run-time KW with a column step: no blocks)
+                    _unit_interior_runtime(src, taps, dst, s_row, t0, d_row, uint64(n_out), left_s, first, hi, kw)
+                _edge_columns(src, taps, dst, s_row, t0, d_row, width_s, out_w, channels, mult, sw, dw, left_s, first,
+                              _interior_end(first, hi, strided), kw, done_lo, done_hi)
         row_len = uint64(out_w * n_out)
         apply_activation(dst[d_row:d_row + row_len], grad[out_row:out_row + row_len], act)
         if stream_buf is not None:
@@ -370,10 +373,9 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
 
 @parallel_kernel
 def _input_grad_scatter_last(part, parts, grad, taps, grad_in, batch, height, width, channels, mult_t, out_h, out_w, kh,
-                             sh, sw, dh, dw, top, left, kw_t):
+                             sh, sw, dh, dw, top, left, kw):
     """Any stride and multiplier: one task per input row, each output column's gradient scattered into it."""
     mult = trip_count(mult_t)
-    kw = trip_count(kw_t)
     n_out = channels * mult
     row_size = uint64(width * channels)
     tasks_lo, tasks_hi = task_share(batch * height, part, parts)

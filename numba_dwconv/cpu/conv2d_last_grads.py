@@ -22,7 +22,7 @@ reaches through tap row ``i`` adds ``grad_in[iw] += sum_k grad[iw + left - (KW-1
 flipped[KH-1-i, k]``: a forward pass with left padding ``(KW-1)*dw - left`` over the output-gradient rows,
 in increasing order (so the all-taps blocks and the passes sum in the same order and give the same bits:
 the host chooses by alignment).  With a compile-time KH, unit row stride and column dilation, the rows
-whose tap rows are all inside take the all-taps blocks (:func:`numba_dwconv.cpu.conv2d_last._all_taps_static`;
+whose tap rows are all inside take the all-taps blocks (:func:`numba_dwconv.cpu.conv2d_last._all_taps`;
 ``zeros``: C zeros, their bias and each row's start).  A depth multiplier ``rep`` > 1 runs as ``m = 1``
 over ``channels`` = C*rep: each row is gathered into the part's row of ``in_rows_buf``, then each group of
 ``rep`` channels is summed into ``grad_in`` (C channels).
@@ -38,26 +38,28 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import is_static, parallel_kernel, task_share, trip_count
+from .._entries import call_entry
+from .._jit import parallel_kernel, task_share, trip_count
 from .channels import sum_group_rows
 from .conv2d_last import (
     BLOCK,
-    _all_taps_blocks,
     _block_columns,
+    _blocks_end,
+    _edge_columns,
     _fill_row_outside,
+    _interior_end,
     _part_rows,
     _repeated_row,
-    _taps_along_row,
-    _unit_taps_along_row,
+    _unit_interior_runtime,
     _valid_range,
 )
-from .conv2d_last_kgrad import _grads_along_row, _unit_grads_along_row, kernel_grad_rows
+from .conv2d_last_kgrad import _edge_grads, _unit_grad_interior_runtime, kernel_grad_rows
 
 
 @parallel_kernel
 def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, bias_partials, batch, height, width,
-                channels, mult_t, out_h, out_w, kh_t, sh, sw, dh, dw, top, left, kw_t, rows_per_task, strided, rep,
-                in_rows_buf, chunks, kg_rows_buf, held, consts, lanes_t, in_registers):
+                channels, mult_t, out_h, out_w, kh, sh, sw, dh, dw, top, left, kw, rows_per_task, strided, rep,
+                in_rows_buf, chunks, kg_rows_buf, held, consts, lanes_t, in_registers, rows_fn, all_fn, grad_rows_fn):
     """The input gradient into ``grad_in`` and/or the kernel and bias partials (see the module's text).
 
     Flat arrays: ``grad`` (B*out_h*out_w*C*m), ``x`` (B*H*W*C), ``grad_in`` like ``x``, ``kernel_partials``
@@ -67,19 +69,21 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
     steps, else any int (the passes for any step; the input gradient has a unit column stride).  ``consts``:
     None, or for kernels three columns wide a zeros-and-ones vector, and then where ``in_registers`` (a
     run-time flag: one compiled kernel for problems that fit and those that do not) the rows in registers.
+
+    ``rows_fn``, ``all_fn``, ``grad_rows_fn``: the size-specialised passes (:mod:`numba_dwconv.cpu.conv2d_last_entries`)
+    of the input gradient's tap rows, its all-taps blocks (None unless a compile-time KH and unit row stride) and
+    the kernel gradient's tap rows; ``rows_fn`` and ``grad_rows_fn`` None for a run-time KW (the passes here).
     """
     mult = trip_count(mult_t)
-    kw = trip_count(kw_t)
-    kh = trip_count(kh_t)
     n_out = channels * mult
     row_size = uint64(width * channels)
     grad_row_size = uint64(out_w * n_out)
     # (each part's set-up under its own test: pruned with the part it serves)
     if grad_in is not None:  # the input gradient: the flipped taps along output-gradient rows
         flipped_left = (kw - 1) * dw - left
-        in_lo, in_hi = _block_columns(kw_t, 1, dw, flipped_left, out_w, width, 1)
+        in_lo, in_hi = _block_columns(kw, rows_fn is not None, 1, dw, flipped_left, out_w, width, 1)
         all_lo, all_hi = in_lo, in_lo
-        if is_static(kh_t):
+        if all_fn is not None:
             if sh == 1:
                 if dw == 1:
                     all_hi = in_lo + (in_hi - in_lo) // BLOCK * BLOCK
@@ -88,7 +92,7 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
             dst = in_rows_buf[part]
     if kernel_partials is not None:  # the kernel gradient: block columns, rows whose tap rows are all inside
         part_size = uint64(kh * kw * n_out)
-        lo, hi = _block_columns(kw_t, sw, dw, left, width, out_w, mult)
+        lo, hi = _block_columns(kw, grad_rows_fn is not None, sw, dw, left, width, out_w, mult)
         rows_lo, _ = _valid_range(-top, sh, height, out_h)
         _, rows_hi = _valid_range((kh - 1) * dh - top, sh, height, out_h)
         if not in_registers:
@@ -123,12 +127,14 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                         d_row = uint64(0)
                     done_lo, done_hi = 0, 0
                     q_first = r + top - (kh - 1) * dh  # the output row of the last tap row (the first in order)
-                    if in_rows_buf is None:  # (pruned while compiling the depth-multiplier kernel)
-                        if all_hi > all_lo and q_first >= 0 and r + top < out_h:  # every tap row's output row exists
-                            done_lo, done_hi = all_lo, all_hi
-                            _all_taps_blocks(grad, flipped, zeros, dst, uint64(b * out_h + q_first) * grad_row_size,
-                                             d_row, all_lo, all_hi, uint64(channels), uint64(dh) * grad_row_size,
-                                             flipped_left, chunks, kw_t, kh_t)
+                    if all_fn is not None:  # (pruned unless compile-time sizes)
+                        if in_rows_buf is None:  # (pruned while compiling the depth-multiplier kernel)
+                            if all_hi > all_lo and q_first >= 0 and r + top < out_h:  # every tap row's output row
+                                done_lo, done_hi = all_lo, all_hi
+                                call_entry(all_fn, (grad, flipped, zeros, dst,
+                                                    uint64(b * out_h + q_first) * grad_row_size, d_row, all_lo, all_hi,
+                                                    uint64(channels), uint64(dh) * grad_row_size, flipped_left, chunks,
+                                                    1, dw))
                     _fill_row_outside(dst, d_row, width, channels, done_lo, done_hi, zeros)
                     for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order
                         i = kh - 1 - j
@@ -136,13 +142,17 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                         if q >= 0 and q % sh == 0 and q // sh < out_h:
                             s_row = uint64(b * out_h + q // sh) * grad_row_size
                             t0 = uint64((kh - 1 - i) * kw * channels)
-                            if strided is None:
-                                _unit_taps_along_row(grad, flipped, dst, s_row, t0, d_row, out_w, width, channels,
-                                                     1, flipped_left, max(in_lo, done_hi), in_hi, kw_t, done_lo,
-                                                     done_hi)
-                            else:
-                                _taps_along_row(grad, flipped, dst, s_row, t0, d_row, out_w, width, channels, 1, 1,
-                                                dw, flipped_left, max(in_lo, done_hi), in_hi, kw_t, done_lo, done_hi)
+                            first = max(in_lo, done_hi)
+                            if rows_fn is not None:  # (the other branch is pruned while compiling, and the other way)
+                                if first < in_hi:  # (not in a row whose interior took the all-taps blocks)
+                                    call_entry(rows_fn, (grad, flipped, dst, s_row, t0, d_row, uint64(channels), 1, dw,
+                                                         flipped_left, first, in_hi))
+                            elif strided is None:  # (a run-time KW with a column dilation: no blocks)
+                                _unit_interior_runtime(grad, flipped, dst, s_row, t0, d_row, uint64(channels),
+                                                       flipped_left, first, in_hi, kw)
+                            _edge_columns(grad, flipped, dst, s_row, t0, d_row, out_w, width, channels, 1, 1, dw,
+                                          flipped_left, first, _interior_end(first, in_hi, strided), kw, done_lo,
+                                          done_hi)
                     if in_rows_buf is not None:
                         c_in = channels // rep
                         g_in = uint64(b * height + r) * uint64(width * c_in)
@@ -175,9 +185,12 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                                                       uint64(b * height + ih) * uint64(width * (channels // rep)),
                                                       width, channels // rep, rep)
                             a_row = a_task + uint64(i * kw * n_out)
-                            if strided is None:
-                                _unit_grads_along_row(src, grad, kernel_partials, s_row, g_row, a_row, width, out_w,
-                                                      channels, mult, left, lo, hi, kw_t, first)
-                            else:
-                                _grads_along_row(src, grad, kernel_partials, s_row, g_row, a_row, width, out_w,
-                                                 channels, mult, sw, dw, left, lo, hi, kw_t)
+                            if grad_rows_fn is not None:  # (as the input gradient's rows)
+                                if first + BLOCK <= hi:  # (not in a row whose interior was summed in registers)
+                                    call_entry(grad_rows_fn, (src, grad, kernel_partials, s_row, g_row, a_row,
+                                                              uint64(n_out), sw, dw, left, first, hi))
+                            elif strided is None:
+                                _unit_grad_interior_runtime(src, grad, kernel_partials, s_row, g_row, a_row,
+                                                            uint64(n_out), left, first, hi, kw)
+                            _edge_grads(src, grad, kernel_partials, s_row, g_row, a_row, width, out_w, channels, mult,
+                                        sw, dw, left, lo, _blocks_end(first, hi), kw)

@@ -22,7 +22,7 @@ from numba import uint64
 from .._jit import helper_kernel, serial_kernel, trip_count
 from .._simd import lanes_of, vfma, vload, vstore
 from .conv2d_last import BLOCK, _valid_range
-from .conv2d_last_passes import _block_grad_pass, _column_grad, _unit_block_grad_taps
+from .conv2d_last_passes import _block_grad_pass, _column_grad, _unit_block_grad_pass, _unit_block_grad_taps_runtime
 
 
 def fits(problem) -> bool:
@@ -97,28 +97,33 @@ def _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw
 
 
 @serial_kernel
-def _grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, hi, kw_t):
-    """Kernel-gradient twin of :func:`_taps_along_row`: ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]``."""
-    n_out = uint64(channels * mult)
+def _grad_interior(x, grad, acc, s_row, g_row, a0, n_out, sw, dw, left, lo, hi, kw_t):
+    """Kernel-gradient twin of :func:`numba_dwconv.cpu.conv2d_last._strided_interior` (compile-time ``KW``).
+
+    ``acc[k] += sum_ow x[ow*sw + k*dw - left] * grad[ow]`` over the whole blocks of ``[lo, hi)``.
+    """
     ow = lo
     while ow + BLOCK <= hi:
         _block_grad_pass(x, grad, acc, s_row + uint64(ow * sw - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
                          sw, dw, kw_t)
         ow += BLOCK
-    _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, sw, dw, left, lo, ow, trip_count(kw_t))
 
 
 @serial_kernel
-def _unit_grads_along_row(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, left, lo, hi, kw_t, first):
-    """:func:`_grads_along_row` with unit column steps (see :func:`_unit_taps_along_row`).
-
-    ``first``: where the blocks start, ``lo``, or ``hi`` for a row whose ``[lo, hi)`` is done (then only its
-    edge columns are added).
-    """
-    n_out = uint64(channels * mult)
-    ow = first
+def _unit_grad_interior(x, grad, acc, s_row, g_row, a0, n_out, left, lo, hi, kw_t):
+    """:func:`_grad_interior` with unit column steps: a window of input columns slides along the taps."""
+    ow = lo
     while ow + BLOCK <= hi:
-        _unit_block_grad_taps(x, grad, acc, s_row + uint64(ow - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
+        _unit_block_grad_pass(x, grad, acc, s_row + uint64(ow - left) * n_out, g_row + uint64(ow) * n_out, a0, n_out,
                               kw_t)
         ow += BLOCK
-    _edge_grads(x, grad, acc, s_row, g_row, a0, width, out_w, channels, mult, 1, 1, left, lo, ow, trip_count(kw_t))
+
+
+@serial_kernel
+def _unit_grad_interior_runtime(x, grad, acc, s_row, g_row, a0, n_out, left, lo, hi, kw):
+    """:func:`_unit_grad_interior` for a run-time ``KW``: the block passes eight taps at a time."""
+    ow = lo
+    while ow + BLOCK <= hi:
+        _unit_block_grad_taps_runtime(x, grad, acc, s_row + uint64(ow - left) * n_out, g_row + uint64(ow) * n_out, a0,
+                                      n_out, kw)
+        ow += BLOCK

@@ -1,8 +1,9 @@
 """The passes of the 2D channels_last kernels (:mod:`numba_dwconv.cpu.conv2d_last`) over one block of outputs.
 
 *Block passes* keep four output columns in registers while the taps of one tap row slide over the
-input columns (``KW`` a compile-time count: the tap loop unrolls, the channel loop stays innermost
-and vectorises); a run-time ``KW`` goes through them eight taps at a time.  *Column passes* take one
+input columns (``KW`` a compile-time count, a tuple or an entry's ``StaticCount``, whose ``len`` they
+take: the tap loop unrolls, the channel loop stays innermost and vectorises); a run-time ``KW`` goes
+through them eight taps at a time.  *Column passes* take one
 output column a tap at a time (any ``KW``, any step, clipped taps); the kernel-gradient twins
 accumulate ``x * grad`` per tap instead.  Arrays are flat and indexed with unsigned integers (see
 the kernels' module for why).
@@ -12,19 +13,19 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import by_count, serial_kernel, trip_count
+from .._jit import serial_kernel
 
 
 @serial_kernel
 def _block_pass(src, taps, dst, s0, t0, d0, n, col_step, tap_step, kw_t):
     """``dst[d0 + u*n + c] += sum_k src[s0 + (u*col_step + k*tap_step)*n + c] * taps[t0 + k*n + c]``, u < 4, c < n.
 
-    ``trip_count(kw_t)`` is the number of taps; steps are in columns.
+    ``len(kw_t)`` is the number of taps (a compile-time count); steps are in columns.
     """
     d1, d2, d3 = d0 + n, d0 + uint64(2) * n, d0 + uint64(3) * n
     for c in range(n):
         a0, a1, a2, a3 = dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c]
-        for k in range(trip_count(kw_t)):
+        for k in range(len(kw_t)):
             w = taps[t0 + uint64(k) * n + c]
             a0 += src[s0 + c + uint64(k * tap_step) * n] * w
             a1 += src[s0 + c + uint64(col_step + k * tap_step) * n] * w
@@ -45,7 +46,7 @@ def _unit_block_pass(src, taps, dst, s0, t0, d0, n, kw_t):
         a0, a1, a2, a3 = dst[d0 + c], dst[d1 + c], dst[d2 + c], dst[d3 + c]
         s = s0 + c
         v0, v1, v2 = src[s], src[s + n], src[s + uint64(2) * n]
-        for k in range(trip_count(kw_t)):
+        for k in range(len(kw_t)):
             v3 = src[s + uint64(k + 3) * n]
             w = taps[t0 + uint64(k) * n + c]
             a0 += v0 * w
@@ -61,7 +62,7 @@ def _block_grad_pass(x, grad, acc, s0, g0, a0, n, col_step, tap_step, kw_t):
     """``acc[a0 + k*n + c] += sum_u x[s0 + (u*col_step + k*tap_step)*n + c] * grad[g0 + u*n + c]``, u < 4."""
     for c in range(n):
         g_0, g_1, g_2, g_3 = grad[g0 + c], grad[g0 + n + c], grad[g0 + uint64(2) * n + c], grad[g0 + uint64(3) * n + c]
-        for k in range(trip_count(kw_t)):
+        for k in range(len(kw_t)):
             s = s0 + c + uint64(k * tap_step) * n
             acc[a0 + uint64(k) * n + c] += (x[s] * g_0 + x[s + uint64(col_step) * n] * g_1
                                             + x[s + uint64(2 * col_step) * n] * g_2
@@ -79,7 +80,7 @@ def _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n, kw_t):
         g_0, g_1, g_2, g_3 = grad[g0 + c], grad[g0 + n + c], grad[g0 + uint64(2) * n + c], grad[g0 + uint64(3) * n + c]
         s = s0 + c
         v0, v1, v2 = x[s], x[s + n], x[s + uint64(2) * n]
-        for k in range(trip_count(kw_t)):
+        for k in range(len(kw_t)):
             v3 = x[s + uint64(k + 3) * n]
             acc[a0 + uint64(k) * n + c] += v0 * g_0 + v1 * g_1 + v2 * g_2 + v3 * g_3
             v0, v1, v2 = v1, v2, v3
@@ -88,13 +89,13 @@ def _unit_block_grad_pass(x, grad, acc, s0, g0, a0, n, kw_t):
 EIGHT_TAPS, FOUR_TAPS, TWO_TAPS, ONE_TAP = (0,) * 8, (0,) * 4, (0,) * 2, (0,)  # compile-time tap counts
 
 
-def _unit_block_taps_runtime(src, taps, dst, s0, t0, d0, n, kw_t):
+@serial_kernel
+def _unit_block_taps_runtime(src, taps, dst, s0, t0, d0, n, kw):
     """A run-time ``KW``: :func:`_unit_block_pass` eight taps at a time (then 4, 2, 1), each a compile-time count.
 
     (One output-vector load and store per eight taps instead of per tap in a column pass: B8 56x56
     C128 31x31 forward 64 -> 51 ms, backward 117 -> 90 ms; the clipped edge columns still take column passes.)
     """
-    kw = trip_count(kw_t)
     k = 0
     while k + 8 <= kw:
         _unit_block_pass(src, taps, dst, s0 + uint64(k) * n, t0 + uint64(k) * n, d0, n, EIGHT_TAPS)
@@ -109,12 +110,10 @@ def _unit_block_taps_runtime(src, taps, dst, s0, t0, d0, n, kw_t):
         _unit_block_pass(src, taps, dst, s0 + uint64(k) * n, t0 + uint64(k) * n, d0, n, ONE_TAP)
 
 
-_unit_block_taps = by_count(_unit_block_pass.py_func, _unit_block_taps_runtime)  # (static: the pass itself)
 
-
-def _unit_block_grad_taps_runtime(x, grad, acc, s0, g0, a0, n, kw_t):
+@serial_kernel
+def _unit_block_grad_taps_runtime(x, grad, acc, s0, g0, a0, n, kw):
     """:func:`_unit_block_taps_runtime` for the kernel gradient: eight taps at a time."""
-    kw = trip_count(kw_t)
     k = 0
     while k + 8 <= kw:
         _unit_block_grad_pass(x, grad, acc, s0 + uint64(k) * n, g0, a0 + uint64(k) * n, n, EIGHT_TAPS)
@@ -129,8 +128,6 @@ def _unit_block_grad_taps_runtime(x, grad, acc, s0, g0, a0, n, kw_t):
         _unit_block_grad_pass(x, grad, acc, s0 + uint64(k) * n, g0, a0 + uint64(k) * n, n, ONE_TAP)
 
 
-_unit_block_grad_taps = by_count(_unit_block_grad_pass.py_func, _unit_block_grad_taps_runtime)
-
 
 @serial_kernel
 def _unit_column_pass(src, taps, dst, s0, t0, d0, n, kw_t):
@@ -141,7 +138,7 @@ def _unit_column_pass(src, taps, dst, s0, t0, d0, n, kw_t):
     """
     for c in range(n):
         a = dst[d0 + c]
-        for k in range(trip_count(kw_t)):
+        for k in range(len(kw_t)):
             a += src[s0 + c + uint64(k) * n] * taps[t0 + uint64(k) * n + c]
         dst[d0 + c] = a
 
