@@ -32,14 +32,13 @@ import numpy as np
 from .. import _memory
 from .._jit import launch, scratch, static_count
 from .._simd import VECTOR_BYTES, lanes_of
-from . import conv2d_last_entries, conv2d_last_kgrad, conv2d_wide
+from . import conv2d_first_entries, conv2d_last_entries, conv2d_last_kgrad, conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
 from .conv2d_first import _forward_first, _input_grad_stride2_first, _input_grad_strided_first, _input_grad_unit_first
 from .conv2d_first_grads import _backward_same_unit_first, _kernel_grad_first
 from .conv2d_first_plan import (
     STATIC_SIZE_LIMIT,
     _first_args,
-    _height_width_taps,
     _phase_scratch,
     _phases,
     _pitched_scratch,
@@ -265,9 +264,10 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:
         args, phases = _first_args(problem)
+        unit = h.stride == 1 and w.stride == 1
         launch(_forward_first, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *args, h.dilation,
-               w.dilation, phases.taps, *_height_width_taps(problem), act, grad, _phase_scratch(problem, phases),
-               None if h.stride == 1 and w.stride == 1 else 1)
+               w.dilation, phases.taps, act, grad, _phase_scratch(problem, phases), None if unit else 1,
+               conv2d_first_entries.plane_entry(problem, unit))
     return out
 
 
@@ -346,6 +346,14 @@ def _wide_input_grad(problem, kernel, kh_t):
     return None
 
 
+def _correlation_entries(problem):
+    """``(plane_fn, adds_fn)`` of the channels_first unit-stride input gradient.
+
+    An output-gradient plane's correlation written, and added (:mod:`numba_dwconv.cpu.conv2d_first_entries`).
+    """
+    return conv2d_first_entries.plane_entry(problem, True), conv2d_first_entries.plane_adds_entry(problem)
+
+
 def _input_grad_first(problem, grad_outputs, kernel, grad_in):
     """channels_first input gradient: correlation (unit strides), tap classes (column stride 2), else tap by tap.
 
@@ -364,13 +372,12 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
     if transposed is not None:
         conv2d_wide.input_grad(transposed, grad_outputs, kernel, grad_in)
     elif h.stride == 1 and w.stride == 1 and top >= 0 and left >= 0 and finite:
-        phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation,
-                         _static_first(problem))
+        phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation)
         flipped = np.ascontiguousarray(kernel[::-1, ::-1]).reshape(-1)
         launch(_input_grad_unit_first, grad_outputs.reshape(-1), flipped, grad_in.reshape(-1), phases.offsets,
                problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length, w.out_length, top,
-               left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps, *_height_width_taps(problem),
-               scratch(phases.rows * phases.pitch, problem.dtype))
+               left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps,
+               scratch(phases.rows * phases.pitch, problem.dtype), *_correlation_entries(problem))
     elif h.stride <= 2 and w.stride == 2 and finite:
         classes = _tap_classes(h, w, _static_first(problem))
         launch(_input_grad_stride2_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
@@ -464,8 +471,7 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
         return (conv2d_input_grad(problem, grad_outputs, kernel), *conv2d_kernel_grad(problem, grad_outputs, inputs))
     dtype = problem.dtype
     out_channels = problem.channels * problem.multiplier
-    phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation,
-                     _static_first(problem))
+    phases = _phases(h.length, w.length, h.kernel_size, w.kernel_size, 1, 1, h.dilation, w.dilation)
     grad_in = _memory.empty(problem.input_shape, dtype)
     kernel_partials = np.empty((problem.batch, *problem.kernel_shape), dtype)
     bias_partials = np.empty((problem.batch, out_channels), dtype)
@@ -473,8 +479,8 @@ def conv2d_backward(problem, grad_outputs, kernel, inputs):
     launch(_backward_same_unit_first, grad_outputs.reshape(-1), inputs.reshape(-1), flipped, grad_in.reshape(-1),
            kernel_partials.reshape(-1), bias_partials.reshape(-1), phases.offsets, problem.batch, problem.channels,
            problem.multiplier, h.length, w.length, h.pad_left, w.pad_left, phases.rows, phases.pitch, h.dilation,
-           w.dilation, phases.taps, *_height_width_taps(problem), scratch(phases.rows * phases.pitch, dtype),
-           scratch(phases.rows * phases.pitch, dtype))
+           w.dilation, phases.taps, scratch(phases.rows * phases.pitch, dtype),
+           scratch(phases.rows * phases.pitch, dtype), *_correlation_entries(problem))
     return (grad_in, *_summed_partials(problem, kernel_partials, bias_partials))
 
 

@@ -17,9 +17,10 @@ dependent multiply-adds.
 
 The numba details of :mod:`numba_dwconv.cpu.conv2d_last` apply here too:
 
-* the tap loop has a compile-time trip count (the length of the tuple ``taps_t``),
-  so LLVM unrolls it and vectorises the column loop, with the tap offsets and
-  weights hoisted out of it (they are read from argument arrays);
+* the tap loop has a compile-time trip count (``len(taps_t)``), so LLVM unrolls it and
+  vectorises the column loop, with the tap offsets and weights hoisted out of it (they are
+  read from argument arrays); those loops are compiled per kernel size as entries
+  (:mod:`numba_dwconv.cpu.conv2d_first_entries`), which the kernels, compiled once, call;
 * arrays arrive flat and are indexed with unsigned integers;
 * no view of an argument array is created in the parallel loop, so numba marks
   the arguments ``noalias``;
@@ -39,7 +40,8 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import by_count, parallel_kernel, serial_kernel, task_share, trip_count
+from .._entries import call_entry
+from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
 from .fused import apply_activation
 
 
@@ -136,7 +138,12 @@ def _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, n_tap
             dst[d0 + u] += buf[s + u] * w
 
 
-def _row_window_adds_static(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
+@serial_kernel
+def _row_window_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
+    """``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``, all taps at once.
+
+    ``len(taps_t)`` taps, a compile-time count (:func:`_row_window_adds_runtime`: a run-time one).
+    """
     for u in range(uint64(count)):
         total = dst[d0 + u]
         for t in range(len(taps_t)):
@@ -144,15 +151,18 @@ def _row_window_adds_static(buf, offsets, r0, kernel, k0, k_step, dst, d0, count
         dst[d0 + u] = total
 
 
-def _row_window_adds_runtime(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t):
-    _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t)
+@serial_kernel
+def _row_window_adds_runtime(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, n_taps):
+    """:func:`_row_window_adds` for a run-time tap count: one tap at a time along the row."""
+    _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, n_taps)
 
 
-# ``dst[d0 + u] += sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``.
-_row_window_adds = by_count(_row_window_adds_static, _row_window_adds_runtime)
+@serial_kernel
+def _row_window_sums(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
+    """``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``.
 
-
-def _row_window_sums_static(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
+    ``len(taps_t)`` taps, a compile-time count (:func:`_row_window_sums_runtime`: a run-time one).
+    """
     for u in range(uint64(count)):
         total = init
         for t in range(len(taps_t)):
@@ -160,14 +170,12 @@ def _row_window_sums_static(buf, offsets, r0, kernel, k0, k_step, init, dst, d0,
         dst[d0 + u] = total
 
 
-def _row_window_sums_runtime(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, taps_t):
+@serial_kernel
+def _row_window_sums_runtime(buf, offsets, r0, kernel, k0, k_step, init, dst, d0, count, n_taps):
+    """:func:`_row_window_sums` for a run-time tap count: one tap at a time along the row."""
     for u in range(uint64(count)):
         dst[d0 + u] = init
-    _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, taps_t)
-
-
-# ``dst[d0 + u] = init + sum_t buf[offsets[t] + r0 + u] * kernel[k0 + t*k_step]`` for ``u < count``.
-_row_window_sums = by_count(_row_window_sums_static, _row_window_sums_runtime)
+    _taps_outer_adds(buf, offsets, r0, kernel, k0, k_step, dst, d0, count, n_taps)
 
 
 @serial_kernel
@@ -177,14 +185,14 @@ def _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, k0, k_step, init, dst, 
     ``dst[d0 + u] = init + sum_{i,k} buf[r0 + i*dh*pitch + k*dw + u] * kernel[k0 + (i*KW + k)*k_step]``, and the
     same one input row further down for the second row.  Each weight is loaded once for both rows, and with
     ``dh == 1`` the input vectors that tap row ``i + 1`` of the first row and tap row ``i`` of the second share
-    are loaded once.
+    are loaded once.  KH and KW: ``len(kh_t)``, ``len(kw_t)`` (compile-time counts).
     """
-    kw = trip_count(kw_t)
+    kw = len(kw_t)
     d1 = d0 + uint64(d_step)
     zero = dst.dtype.type(0)
     for u in range(uint64(count)):
         total0, total1, odd0, odd1 = init, init, zero, zero
-        for i in range(trip_count(kh_t)):
+        for i in range(len(kh_t)):
             row = r0 + uint64(i * dh * pitch) + u
             for k in range(kw):
                 w = kernel[k0 + uint64((i * kw + k) * k_step)]
@@ -198,12 +206,12 @@ def _two_row_window_sums(buf, r0, pitch, dh, dw, kernel, k0, k_step, init, dst, 
         dst[d1 + u] = total1 + odd1
 
 
-def _unit_plane_sums_static(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t,
-                            kw_t):
+@serial_kernel
+def _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t, kw_t):
     """A whole output plane ``dst[d0:]`` for unit strides: rows two at a time, the last odd one alone.
 
     Row ``oh`` is ``init + sum_t buf[offsets[t] + oh*pitch + ow] * kernel[t*n_out + o]``
-    with ``offsets[t] = i*dh*pitch + k*dw``.
+    with ``offsets[t] = i*dh*pitch + k*dw``.  Compile-time counts (entries: conv2d_first_entries).
     """
     paired = out_h - out_h % 2
     for oh in range(0, paired, 2):
@@ -220,43 +228,18 @@ def _unit_plane_sums_static(buf, offsets, pitch, dh, dw, kernel, o, n_out, init,
                          d0 + uint64(oh * out_w), out_w, taps_t)
 
 
-def _unit_plane_sums_runtime(buf, offsets, pitch, dh, dw, kernel, o, n_out, init, dst, d0, out_h, out_w, taps_t, kh_t,
-                             kw_t):
-    for oh in range(out_h):  # large kernels: row by row, taps outermost
-        _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, init, dst,
-                         d0 + uint64(oh * out_w), out_w, taps_t)
-
-
-_unit_plane_sums = by_count(_unit_plane_sums_static, _unit_plane_sums_runtime)
-
-
-@serial_kernel
-def _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, dh, dw, first, taps_t,
-                     kh_t, kw_t):
-    """Input-gradient plane ``grad_in[d0:]`` from one padded output-gradient plane: written if ``first``, else added.
-
-    Row ``h`` is ``sum_t gbuf[offsets[t] + h*pitch + w] * flipped[t*n_out + o]``.
-    """
-    if first:
-        _unit_plane_sums(gbuf, offsets, pitch, dh, dw, flipped, o, n_out, grad_in.dtype.type(0), grad_in, d0, height,
-                         width, taps_t, kh_t, kw_t)
-        return
-    for h in range(height):
-        _row_window_adds(gbuf, offsets, uint64(h * pitch), flipped, uint64(o), n_out, grad_in, d0 + uint64(h * width),
-                         width, taps_t)
-
-
 @parallel_kernel
 def _forward_first(part, parts, x, kernel, bias, out, offsets, batch, channels, mult, height, width, out_h, out_w, sh,
-                   sw, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, act, grad, scratch, strided):
+                   sw, top, left, rows, pitch, dh, dw, n_taps, act, grad, scratch, strided, plane_fn):
     """One task per input plane ``(b, c)``: its phase planes, then every output row of its ``m`` output planes.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each output plane).
 
     Arrays are flat: ``x`` (B*C*H*W), ``kernel`` (KH*KW*C*m), ``bias`` (C*m),
     ``out`` (B*C*m*out_h*out_w); ``offsets`` (KH*KW) are the taps' flat offsets
-    in the phase planes and ``trip_count(taps_t) == KH*KW``.  ``strided``: None for unit strides (then only
-    their code is compiled), else any int.
+    in the phase planes, ``n_taps == KH*KW``.  ``strided``: None for unit strides (then only
+    their copy into the planes is compiled), else any int.  ``plane_fn``: the output plane's sums for the
+    problem's size and strides (:mod:`numba_dwconv.cpu.conv2d_first_entries`).
     """
     n_out = channels * mult
     tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
@@ -272,28 +255,25 @@ def _forward_first(part, parts, x, kernel, bias, out, offsets, batch, channels, 
         for j in range(mult):
             o = c * mult + j
             o0 = uint64(b * n_out + o) * uint64(out_h * out_w)
-            if strided is None:
-                _unit_plane_sums(buf, offsets, pitch, dh, dw, kernel, o, n_out, bias[o], out, o0, out_h, out_w, taps_t,
-                                 kh_t, kw_t)
-            else:
-                for oh in range(out_h):
-                    _row_window_sums(buf, offsets, uint64(oh * pitch), kernel, uint64(o), n_out, bias[o], out,
-                                     o0 + uint64(oh * out_w), out_w, taps_t)
+            call_entry(plane_fn, (buf, offsets, pitch, dh, dw, kernel, o, n_out, bias[o], out, o0, out_h, out_w,
+                                  n_taps))
             plane_end = o0 + uint64(out_h * out_w)
             apply_activation(out[o0:plane_end], grad[o0:plane_end], act)
 
 
 @parallel_kernel
 def _input_grad_unit_first(part, parts, grad, flipped, grad_in, offsets, batch, channels, mult, height, width, out_h,
-                           out_w, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t, scratch):
+                           out_w, top, left, rows, pitch, dh, dw, n_taps, scratch, plane_fn, adds_fn):
     """Unit strides: ``grad_in`` is the correlation of the padded output gradient with the reversed taps.
 
     ``flipped`` holds the taps reversed along both axes (all finite: the host
     sends non-finite weights to :func:`_input_grad_strided_first`); ``top``/``left`` are the
     output gradient's padding ``(KH-1)*dh - pad_top`` and ``(KW-1)*dw - pad_left``.
-    One task per input plane; its ``m`` output-gradient planes are added in order.
+    One task per input plane; its ``m`` output-gradient planes are added in order (the first through
+    ``plane_fn``, the others through ``adds_fn``: :mod:`numba_dwconv.cpu.conv2d_first_entries`).
     """
     n_out = channels * mult
+    zero = grad_in.dtype.type(0)
     tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // channels
@@ -304,8 +284,11 @@ def _input_grad_unit_first(part, parts, grad, flipped, grad_in, offsets, batch, 
             o = c * mult + j
             _scatter_unit(buf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, top,
                           left)
-            _correlate_plane(buf, offsets, flipped, o, n_out, grad_in, d0, height, width, pitch, dh, dw, j == 0, taps_t,
-                             kh_t, kw_t)
+            if j == 0:
+                call_entry(plane_fn, (buf, offsets, pitch, dh, dw, flipped, o, n_out, zero, grad_in, d0, height,
+                                      width, n_taps))
+            else:
+                call_entry(adds_fn, (buf, offsets, pitch, flipped, o, n_out, grad_in, d0, height, width, n_taps))
 
 
 @serial_kernel
@@ -398,7 +381,7 @@ def _pitched_copy(grad, g0, out_h, out_w, pitched, pitch):
 
 @parallel_kernel
 def _input_grad_strided_first(part, parts, grad, kernel, grad_in, offsets, batch, channels, mult, height, width, out_h,
-                              out_w, sh, sw, top, left, rows, pitch, exact, taps_t, scratch, scratch_pitched):
+                              out_w, sh, sw, top, left, rows, pitch, exact, n_taps, scratch, scratch_pitched):
     """Any strides: each tap adds the output gradient times its weight into its window of the phase planes.
 
     The pitched output gradient's extra columns are zero; they add zeros for
@@ -418,7 +401,7 @@ def _input_grad_strided_first(part, parts, grad, kernel, grad_in, offsets, batch
         for j in range(mult):
             o = c * mult + j
             _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
-            for t in range(trip_count(taps_t)):
+            for t in range(n_taps):
                 start = uint64(offsets[t])
                 weight = kernel[uint64(t * n_out + o)]
                 if exact:

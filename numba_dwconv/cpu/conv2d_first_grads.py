@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from numba import uint64
 
-from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
-from .conv2d_first import _correlate_plane, _pitched_copy, _scatter_phases, _scatter_unit
+from .._entries import call_entry
+from .._jit import parallel_kernel, serial_kernel, task_share
+from .conv2d_first import _pitched_copy, _scatter_phases, _scatter_unit
 
 
 @serial_kernel
@@ -57,7 +58,7 @@ def _window_dot_by_rows(buf, start, grad, g0, pitch, out_h, out_w):
 
 @serial_kernel
 def _plane_grads(buf, finite, grad, g0, offsets, pitch, out_h, out_w, kernel_partials, k0, k_step, bias_partials,
-                 bias_index, taps_t):
+                 bias_index, n_taps):
     """Bias and tap gradients of one plane: the pitched gradient ``grad[g0:]`` against the phase windows in ``buf``.
 
     Taps go five to a pass (the last group repeats the last tap; the copies are
@@ -65,9 +66,9 @@ def _plane_grads(buf, finite, grad, g0, offsets, pitch, out_h, out_w, kernel_par
     gradient's extra columns are zero; they meet input values that no output of
     the tap reads, so a plane holding inf or NaN
     (``finite`` False) takes the exact row-by-row path.  Tap ``t``'s gradient goes
-    to ``kernel_partials[k0 + t*k_step]``.
+    to ``kernel_partials[k0 + t*k_step]``.  ``n_taps`` a run-time count (one compiled kernel for every size:
+    the passes are long dot products, what unrolling their loop would save is nothing next to them).
     """
-    n_taps = trip_count(taps_t)
     n = uint64((out_h - 1) * pitch + out_w)
     if not finite:
         total_bias = grad.dtype.type(0)
@@ -98,13 +99,12 @@ def _plane_grads(buf, finite, grad, g0, offsets, pitch, out_h, out_w, kernel_par
 
 @parallel_kernel
 def _kernel_grad_first(part, parts, grad, x, kernel_partials, bias_partials, offsets, batch, channels, mult, height,
-                       width, out_h, out_w, sh, sw, top, left, rows, pitch, taps_t, scratch, scratch_pitched):
+                       width, out_h, out_w, sh, sw, top, left, rows, pitch, n_taps, scratch, scratch_pitched):
     """Per plane, each tap's gradient is one flat dot of its phase window and the pitched output gradient.
 
     ``kernel_partials`` is flat (B * KH*KW * C*m), ``bias_partials`` (B * C*m).
     """
     n_out = channels * mult
-    n_taps = trip_count(taps_t)
     tasks_lo, tasks_hi = task_share(batch * channels, part, parts)
     for task in range(tasks_lo, tasks_hi):
         b = task // channels
@@ -119,13 +119,13 @@ def _kernel_grad_first(part, parts, grad, x, kernel_partials, bias_partials, off
             o = c * mult + j
             _pitched_copy(grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, pitched, pitch)
             _plane_grads(buf, finite, pitched, uint64(0), offsets, pitch, out_h, out_w, kernel_partials,
-                         uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), taps_t)
+                         uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), n_taps)
 
 
 @parallel_kernel
 def _backward_same_unit_first(part, parts, grad, x, flipped, grad_in, kernel_partials, bias_partials, offsets, batch,
-                              channels, mult, height, width, top, left, rows, pitch, dh, dw, taps_t, kh_t, kw_t,
-                              scratch, scratch_g):
+                              channels, mult, height, width, top, left, rows, pitch, dh, dw, n_taps, scratch,
+                              scratch_g, plane_fn, adds_fn):
     """All gradients in one pass over the planes, for unit strides and outputs the size of the inputs ('same').
 
     The input planes' phase buffer and the output gradient's padded buffer then
@@ -133,10 +133,11 @@ def _backward_same_unit_first(part, parts, grad, x, flipped, grad_in, kernel_par
     read from its first real value, is the pitched gradient of the kernel
     gradient (its padding columns are the zero extra columns).  Each output
     gradient plane is read from memory once, for both gradients.  ``flipped``
-    must be finite (see :func:`numba_dwconv.cpu.conv2d_first._input_grad_unit_first`).
+    must be finite (see :func:`numba_dwconv.cpu.conv2d_first._input_grad_unit_first`, which also says what
+    ``plane_fn`` and ``adds_fn`` do).
     """
     n_out = channels * mult
-    n_taps = trip_count(taps_t)
+    zero = grad_in.dtype.type(0)
     kh_pad = (rows - height) - top  # the output gradient's padding: (KH-1)*dh - top, and the same for the width
     kw_pad = (pitch - width) - left
     g_first = uint64(kh_pad * pitch + kw_pad)
@@ -153,7 +154,10 @@ def _backward_same_unit_first(part, parts, grad, x, flipped, grad_in, kernel_par
             o = c * mult + j
             _scatter_unit(gbuf, grad, uint64(b * n_out + o) * uint64(height * width), height, width, rows, pitch,
                           kh_pad, kw_pad)
-            _correlate_plane(gbuf, offsets, flipped, o, n_out, grad_in, x0, height, width, pitch, dh, dw, j == 0,
-                             taps_t, kh_t, kw_t)
+            if j == 0:
+                call_entry(plane_fn, (gbuf, offsets, pitch, dh, dw, flipped, o, n_out, zero, grad_in, x0, height,
+                                      width, n_taps))
+            else:
+                call_entry(adds_fn, (gbuf, offsets, pitch, flipped, o, n_out, grad_in, x0, height, width, n_taps))
             _plane_grads(xbuf, finite, gbuf, g_first, offsets, pitch, height, width, kernel_partials,
-                         uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), taps_t)
+                         uint64(b * n_taps * n_out + o), n_out, bias_partials, uint64(b * n_out + o), n_taps)

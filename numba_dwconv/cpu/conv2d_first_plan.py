@@ -34,23 +34,23 @@ class _Phases(NamedTuple):
     rows: int
     pitch: int
     offsets: np.ndarray  # flat offset of each tap's window, taps in (KH, KW) order
-    taps: tuple | int  # KH*KW as a static_count: a compile-time trip count for small kernels
+    taps: int  # KH*KW (compile-time counts are the entries' business: conv2d_first_entries)
 
 
-def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw, static):
+def _phases(out_h, out_w, kh, kw, sh, sw, dh, dw):
     """Phase planes covering every tap of every output, and the taps' offsets into them."""
     rows = ((out_h - 1) * sh + (kh - 1) * dh + sh) // sh
     pitch = ((out_w - 1) * sw + (kw - 1) * dw + sw) // sw
     offsets = np.array([(((i * dh) % sh) * sw + (k * dw) % sw) * rows * pitch + (i * dh) // sh * pitch + (k * dw) // sw
                         for i in range(kh) for k in range(kw)], dtype=np.int64)
-    return _Phases(rows, pitch, offsets, static_count(kh * kw, static))
+    return _Phases(rows, pitch, offsets, kh * kw)
 
 
 def _first_args(problem):
     """``(args, phases)``: the geometry arguments of the channels_first forward pass and kernel gradient."""
     h, w = problem.height, problem.width
     phases = _phases(h.out_length, w.out_length, h.kernel_size, w.kernel_size, h.stride, w.stride, h.dilation,
-                     w.dilation, _static_first(problem))
+                     w.dilation)
     return ((phases.offsets, problem.batch, problem.channels, problem.multiplier, h.length, w.length, h.out_length,
              w.out_length, h.stride, w.stride, h.pad_left, w.pad_left, phases.rows, phases.pitch), phases)
 
@@ -63,12 +63,6 @@ def _phase_scratch(problem, phases):
 def _pitched_scratch(problem, phases):
     """Per-part buffers for one output-gradient plane at the phase planes' pitch."""
     return scratch(problem.height.out_length * phases.pitch, problem.dtype)
-
-
-def _height_width_taps(problem):
-    """KH and KW as :func:`static_count` arguments (trip counts of the two-row passes)."""
-    static = _static_first(problem)
-    return static_count(problem.height.kernel_size, static), static_count(problem.width.kernel_size, static)
 
 
 class _TapClasses(NamedTuple):
