@@ -145,6 +145,39 @@ class StaticCount(types.Type):
 register_model(StaticCount)(models.OpaqueModel)
 
 
+def _static(count) -> bool:
+    """Whether the numba type ``count`` is a compile-time count: a tuple or a :class:`StaticCount`."""
+    return isinstance(count, (types.BaseTuple, StaticCount))
+
+
+def _static_length(count) -> int:
+    return count.n if isinstance(count, StaticCount) else len(count)
+
+
+def is_static(count):
+    """Inside a kernel: True (a compile-time constant) for a tuple made by :func:`static_count`, False for an int."""
+    raise NotImplementedError("is_static is only callable inside numba kernels")
+
+
+# trip_count, is_static and len of a StaticCount are typed by plain templates and lowered to constants (or the
+# integer itself): an overload would compile a small function for every new count type, in every first call
+# of a new kernel size (measured: ~40 ms each).
+@infer_global(trip_count)
+class _TripCount(AbstractTemplate):
+    def generic(self, args, kws):
+        if len(args) == 1 and not kws and (_static(args[0]) or isinstance(args[0], types.Integer)):
+            return signature(types.intp if _static(args[0]) else args[0], args[0])
+        return None
+
+
+@infer_global(is_static)
+class _IsStatic(AbstractTemplate):
+    def generic(self, args, kws):
+        if len(args) == 1 and not kws and (_static(args[0]) or isinstance(args[0], types.Integer)):
+            return signature(types.boolean, args[0])
+        return None
+
+
 @infer_global(len)
 class _StaticCountLength(AbstractTemplate):
     def generic(self, args, kws):
@@ -154,36 +187,20 @@ class _StaticCountLength(AbstractTemplate):
 
 
 @lower_builtin(len, StaticCount)
-def _static_count_length(context, builder, sig, args):
-    return context.get_constant(types.intp, sig.args[0].n)
+@lower_builtin(trip_count, StaticCount)
+@lower_builtin(trip_count, types.BaseTuple)
+def _constant_count(context, builder, sig, args):
+    return context.get_constant(types.intp, _static_length(sig.args[0]))
 
 
-def _static(count) -> bool:
-    """Whether the numba type ``count`` is a compile-time count: a tuple or a :class:`StaticCount`."""
-    return isinstance(count, (types.BaseTuple, StaticCount))
+@lower_builtin(trip_count, types.Integer)
+def _runtime_count(context, builder, sig, args):
+    return args[0]
 
 
-@overload(trip_count, inline="always")
-def _trip_count_impl(count):
-    if _static(count):
-        return lambda count: len(count)
-    if isinstance(count, types.Integer):
-        return lambda count: count
-    return None
-
-
-def is_static(count):
-    """Inside a kernel: True (a compile-time constant) for a tuple made by :func:`static_count`, False for an int."""
-    raise NotImplementedError("is_static is only callable inside numba kernels")
-
-
-@overload(is_static, inline="always")
-def _is_static_impl(count):
-    if _static(count):
-        return lambda count: True
-    if isinstance(count, types.Integer):
-        return lambda count: False
-    return None
+@lower_builtin(is_static, types.Any)
+def _is_static_constant(context, builder, sig, args):
+    return context.get_constant(types.boolean, _static(sig.args[0]))
 
 
 def by_count(static_impl, runtime_impl):

@@ -42,7 +42,6 @@ from .conv2d_first_plan import (
     _phase_scratch,
     _phases,
     _pitched_scratch,
-    _static_first,
     _tap_classes,
 )
 from .conv2d_last import _forward_last, _input_grad_scatter_last
@@ -379,12 +378,13 @@ def _input_grad_first(problem, grad_outputs, kernel, grad_in):
                left, phases.rows, phases.pitch, h.dilation, w.dilation, phases.taps,
                scratch(phases.rows * phases.pitch, problem.dtype), *_correlation_entries(problem))
     elif h.stride <= 2 and w.stride == 2 and finite:
-        classes = _tap_classes(h, w, _static_first(problem))
+        classes = _tap_classes(h, w)
         launch(_input_grad_stride2_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1),
                classes.offsets, classes.weight_index, classes.starts, problem.batch, problem.channels,
                problem.multiplier, h.length, w.length, h.out_length, w.out_length, h.stride, h.pad_left, w.pad_left,
-               classes.pad_h, classes.pad_w, classes.rows, classes.pitch, *classes.taps,
-               scratch(classes.rows * classes.pitch, problem.dtype))
+               classes.pad_h, classes.pad_w, classes.rows, classes.pitch, classes.taps,
+               scratch(classes.rows * classes.pitch, problem.dtype),
+               conv2d_first_entries.stride2_entry(problem, tuple(classes.taps.tolist())))
     else:
         args, phases = _first_args(problem)
         launch(_input_grad_strided_first, grad_outputs.reshape(-1), kernel.reshape(-1), grad_in.reshape(-1), *args,

@@ -328,10 +328,30 @@ def _row_pair_sums(gbuf, offsets, weight_index, start_even, start_odd, kernel, o
                                  zero if first else grad_in[de], even_t)
 
 
+@serial_kernel
+def _stride2_plane(gbuf, offsets, weight_index, starts, kernel, o, n_out, grad_in, d0, height, width, top, sh, pitch,
+                   q_even, q_odd, first, t00, t01, t10, t11):
+    """One input-gradient plane of :func:`_input_grad_stride2_first` from the output-gradient plane in ``gbuf``.
+
+    ``t00 .. t11``: the four classes' tap counts (compile-time ones in the entries of
+    :mod:`numba_dwconv.cpu.conv2d_first_entries`, run-time ones for large kernels).
+    """
+    for h in range(height):
+        hp = h + top
+        r0 = uint64(hp // sh * pitch)
+        d = d0 + uint64(h * width)
+        if hp % sh == 0:
+            _row_pair_sums(gbuf, offsets, weight_index, starts[0], starts[1], kernel, o, n_out, r0 + q_even,
+                           r0 + q_odd, grad_in, d, width, first, t00, t01)
+        else:
+            _row_pair_sums(gbuf, offsets, weight_index, starts[2], starts[3], kernel, o, n_out, r0 + q_even,
+                           r0 + q_odd, grad_in, d, width, first, t10, t11)
+
+
 @parallel_kernel
 def _input_grad_stride2_first(part, parts, grad, kernel, grad_in, offsets, weight_index, starts, batch, channels, mult,
-                              height, width, out_h, out_w, sh, top, left, pad_h, pad_w, rows, pitch, t00, t01, t10,
-                              t11, scratch):
+                              height, width, out_h, out_w, sh, top, left, pad_h, pad_w, rows, pitch, counts, scratch,
+                              plane_fn):
     """Column stride 2 (row stride 1 or 2): each input gradient value gathers its own taps, none is added twice.
 
     Input value ``(h, w)`` with ``hp = h + top = r*sh + ph`` and
@@ -340,9 +360,10 @@ def _input_grad_stride2_first(part, parts, grad, kernel, grad_in, offsets, weigh
     output gradient padded by ``(pad_h, pad_w)`` in a buffer of ``rows x pitch``
     values at ``r*pitch + q + offsets[t]``.  The host orders the classes
     ``(ph, even columns), (ph, odd columns)`` for ``ph = 0, 1`` (``starts`` gives
-    where each begins in ``offsets``/``weight_index``, the tuples ``t00 .. t11``
-    how many taps each has; ``weight_index`` is the tap's ``i*KW + k``).  The
-    padding meets the weights, so they must be finite.
+    where each begins in ``offsets``/``weight_index``, ``counts`` how many taps each has;
+    ``weight_index`` is the tap's ``i*KW + k``).  ``plane_fn``: :func:`_stride2_plane` for the problem's
+    class sizes (:mod:`numba_dwconv.cpu.conv2d_first_entries`).  The padding meets the weights, so they must
+    be finite.
     """
     n_out = channels * mult
     q_even = uint64(left // 2)  # phase column of input column 0 and of column 1
@@ -357,16 +378,8 @@ def _input_grad_stride2_first(part, parts, grad, kernel, grad_in, offsets, weigh
             o = c * mult + j
             _scatter_unit(gbuf, grad, uint64(b * n_out + o) * uint64(out_h * out_w), out_h, out_w, rows, pitch, pad_h,
                           pad_w)
-            for h in range(height):
-                hp = h + top
-                r0 = uint64(hp // sh * pitch)
-                d = d0 + uint64(h * width)
-                if hp % sh == 0:
-                    _row_pair_sums(gbuf, offsets, weight_index, starts[0], starts[1], kernel, o, n_out, r0 + q_even,
-                                   r0 + q_odd, grad_in, d, width, j == 0, t00, t01)
-                else:
-                    _row_pair_sums(gbuf, offsets, weight_index, starts[2], starts[3], kernel, o, n_out, r0 + q_even,
-                                   r0 + q_odd, grad_in, d, width, j == 0, t10, t11)
+            call_entry(plane_fn, (gbuf, offsets, weight_index, starts, kernel, o, n_out, grad_in, d0, height, width,
+                                  top, sh, pitch, q_even, q_odd, j == 0, counts))
 
 
 @serial_kernel

@@ -21,6 +21,7 @@ from .conv2d_first import (
     _row_window_adds_runtime,
     _row_window_sums,
     _row_window_sums_runtime,
+    _stride2_plane,
     _unit_plane_sums,
 )
 from .conv2d_first_plan import _static_first
@@ -66,6 +67,22 @@ def _runtime_plane_adds(buf, offsets, pitch, kernel, o, n_out, dst, d0, out_h, o
                                  d0 + uint64(oh * out_w), out_w, n_taps)
 
 
+@entry_kernel
+def _stride2(gbuf, offsets, weight_index, starts, kernel, o, n_out, grad_in, d0, height, width, top, sh, pitch, q_even,
+             q_odd, first, counts, c00, c01, c10, c11):
+    """:func:`numba_dwconv.cpu.conv2d_first._stride2_plane` for one set of class sizes (``counts``: unread)."""
+    _stride2_plane(gbuf, offsets, weight_index, starts, kernel, o, n_out, grad_in, d0, height, width, top, sh, pitch,
+                   q_even, q_odd, first, c00, c01, c10, c11)
+
+
+@entry_kernel
+def _stride2_runtime(gbuf, offsets, weight_index, starts, kernel, o, n_out, grad_in, d0, height, width, top, sh, pitch,
+                     q_even, q_odd, first, counts):
+    """:func:`_stride2` with the class sizes read from ``counts`` (large kernels)."""
+    _stride2_plane(gbuf, offsets, weight_index, starts, kernel, o, n_out, grad_in, d0, height, width, top, sh, pitch,
+                   q_even, q_odd, first, counts[0], counts[1], counts[2], counts[3])
+
+
 def plane_entry(problem, unit: bool):
     """The plane sums of ``problem``'s size; ``unit``: two rows at a time (unit strides), else row by row.
 
@@ -82,6 +99,18 @@ def plane_adds_entry(problem):
     """
     taps = problem.height.kernel_size * problem.width.kernel_size
     return _plane_adds_entry(np.dtype(problem.dtype), taps, _static_first(problem))
+
+
+def stride2_entry(problem, counts: tuple):
+    """The input-gradient plane of column stride 2 for the four tap classes of ``counts`` (see ``_stride2``)."""
+    return _stride2_entry(np.dtype(problem.dtype), counts, _static_first(problem))
+
+
+@functools.lru_cache(maxsize=None)
+def _stride2_entry(dtype, counts: tuple, static: bool):
+    a, i, u, n = types.Array(from_dtype(dtype), 1, "C"), types.int64, types.uint64, types.Array(types.int64, 1, "C")
+    argtypes = (a, n, n, n, a, i, i, a, u, i, i, i, i, i, u, u, types.boolean, n)
+    return entry(_stride2, argtypes, *counts) if static else entry(_stride2_runtime, argtypes)
 
 
 @functools.lru_cache(maxsize=None)

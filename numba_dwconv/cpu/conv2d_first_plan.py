@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._jit import scratch, static_count
+from .._jit import scratch
 
 # Compile-time counts (one compiled kernel per size, tap loops unrolled) only where they pay.  channels_last:
 # KW and m up to STATIC_SIZE_LIMIT.  channels_first: KH and KW up to it and KH*KW up to STATIC_TAPS_LIMIT
@@ -75,10 +75,10 @@ class _TapClasses(NamedTuple):
     offsets: np.ndarray  # per tap, grouped by class: flat offset into the padded output gradient
     weight_index: np.ndarray  # per tap: i*KW + k
     starts: np.ndarray  # where each of the four classes begins
-    taps: tuple  # the four classes' tap counts, as static_count arguments
+    taps: np.ndarray  # the four classes' tap counts
 
 
-def _tap_classes(h, w, static):
+def _tap_classes(h, w):
     """The taps grouped by the input phase they reach (row stride ``h.stride`` <= 2, column stride 2)."""
     sh = h.stride
     pad_h = (h.kernel_size - 1) * h.dilation // sh
@@ -93,6 +93,6 @@ def _tap_classes(h, w, static):
                        if (i * h.dilation) % sh == ph and (k * w.dilation) % 2 == pw]
             offsets += [(pad_h - i * h.dilation // sh) * pitch + pad_w - k * w.dilation // 2 for i, k in members]
             weight_index += [i * w.kernel_size + k for i, k in members]
-            taps.append(static_count(len(members), static))
+            taps.append(len(members))
     return _TapClasses(pad_h, pad_w, rows, pitch, np.array(offsets, np.int64), np.array(weight_index, np.int64),
-                       np.array(starts, np.int64), tuple(taps))
+                       np.array(starts, np.int64), np.array(taps, np.int64))
