@@ -367,14 +367,14 @@ def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, e
     ((3, 3), 2, 1, "same", 40),
     ((3, 3), (1, 2), 1, "valid", 40),
     ((3, 3), 1, (1, 2), "same", 40),      # a column dilation: the strided kernel too
-    ((5, 5), 2, 1, "valid", 40),
+    ((5, 5), 2, 1, "valid", 40),          # more than ALL_TAPS_LIMIT taps: the passes, whatever the alignment
     ((3, 2), (2, 3), (2, 1), "same", 40),
-    ((5, 5), 2, 1, "same", 264),          # 25 taps, more than NARROW_CHANNELS: the passes, whatever the alignment
+    ((5, 5), 2, 1, "same", 264),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_strided_all_taps_blocks(kernel_size, strides, dilation, padding, channels, dtype, monkeypatch):
     """Column steps other than 1 with a compile-time KH (m = 1): the rows whose tap rows are all inside keep four
-    outputs in registers over every tap (input vectors loaded per tap) where the problem is small, whatever the
+    outputs in registers over every tap (input vectors loaded per tap) up to ALL_TAPS_LIMIT taps, whatever the
     input's alignment (their sums may round apart from the tap-row passes', so alignment must not choose)."""
     from numba_dwconv.cpu import conv2d
 
@@ -382,7 +382,7 @@ def test_strided_all_taps_blocks(kernel_size, strides, dilation, padding, channe
     x, kernel, bias = make_case2d(rng, 2, 17, 23, channels, kernel_size, 1, "channels_last", dtype)
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, strides, padding, "channels_last", dilation, dtype)
     plans = [conv2d._all_taps_plan(problem, _at_offset(x, offset))[0] for offset in (0, 16, 40)]
-    assert [isinstance(kh_t, tuple) for kh_t in plans] == [channels < conv2d.NARROW_CHANNELS] * 3
+    assert [isinstance(kh_t, tuple) for kh_t in plans] == [kernel_size[0] * kernel_size[1] <= conv2d.ALL_TAPS_LIMIT] * 3
     want = ref.activation("relu", ref.conv2d_forward(x, kernel, bias, strides, padding, "channels_last", dilation))
     ys = [nd.depthwise_conv2d(_at_offset(x, offset), kernel, bias, strides, padding, "channels_last", dilation,
                               activation="relu") for offset in (0, 16, 40)]

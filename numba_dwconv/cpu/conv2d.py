@@ -62,9 +62,9 @@ KERNEL_GRAD_TASKS = 64
 # 31x31 1.4-4.6x; 5x5 2x slower either way at C128).
 VIA_LAST_TAPS = 30
 # channels_last forward and input gradient: kernels of at most this many taps keep four outputs in
-# registers over all taps; up to ALL_TAPS_LIMIT_WIDE taps when there are at most NARROW_CHANNELS channels,
-# or the vectors of the rows they read can be loaded on 64-byte boundaries (see _all_taps_plan; the unrolled
-# loop body grows with KH*KW, so larger kernels always take the tap-row passes).
+# registers over all taps; with unit column steps up to ALL_TAPS_LIMIT_WIDE taps when there are at most
+# NARROW_CHANNELS channels, or the vectors of the rows they read can be loaded on 64-byte boundaries (see
+# _all_taps_plan; the unrolled loop body grows with KH*KW, so larger kernels always take the tap-row passes).
 ALL_TAPS_LIMIT = 9
 ALL_TAPS_LIMIT_WIDE = 25
 NARROW_CHANNELS = 256
@@ -102,14 +102,16 @@ def _all_taps_plan(problem, array):
     1.02-1.04; aligned: C512 1.42 -> 1.34, C384 1.10 -> 0.87.  Fewer taps or channels load from channel 0
     (there the extra chunks cost more than alignment saves: B16 56x56 C128 3x3 1.25 -> 1.66-1.94 ms, B16
     28x28 C256 5x5 1.25 -> 1.30).  Every way sums in the same order: the choice never shows in a result.
-    Column steps other than 1 take the strided all-taps blocks (each input vector loaded per tap) for small
-    problems only, never by alignment: their sums may round apart from the passes' (LLVM reassociates the
-    two loops' chains differently: 5x5 at stride 2 did), and a result must not depend on where its input lies.
+    Column steps other than 1 take the strided all-taps blocks (each input vector loaded per tap) up to
+    ALL_TAPS_LIMIT taps only, never by alignment: their sums may round apart from the passes' (LLVM reassociates
+    the two loops' chains differently: 5x5 at stride 2 did), and a result must not depend on where its input
+    lies.  (At 5x5 they were no faster than the passes, B16 56x56 C128 stride 2 1.24 against 1.22 ms, C256
+    2.49 against 2.24, dilation 2 1.89 against 1.84, and their unrolled 100 multiply-adds took 0.9 s to compile.)
     """
     h, w = problem.height.kernel_size, problem.width.kernel_size
-    taps, start = h * w, 0
-    small = taps <= ALL_TAPS_LIMIT or (taps <= ALL_TAPS_LIMIT_WIDE and problem.channels <= NARROW_CHANNELS)
-    if not small and taps <= ALL_TAPS_LIMIT_WIDE and _strided(problem.width) is None:
+    taps, start, unit = h * w, 0, _strided(problem.width) is None
+    small = taps <= ALL_TAPS_LIMIT or (taps <= ALL_TAPS_LIMIT_WIDE and problem.channels <= NARROW_CHANNELS and unit)
+    if not small and taps <= ALL_TAPS_LIMIT_WIDE and unit:
         start = _first_aligned_channel(array, problem.channels)
         small = start is not None
     lanes = len(lanes_of(problem.dtype))
