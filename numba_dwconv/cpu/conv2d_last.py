@@ -76,7 +76,7 @@ def _block_columns(kw, static, sw, dw, left, width, out_w, mult):
     An empty range when ``mult != 1``, or when ``KW`` is a run-time count (``static`` False: large
     kernels) with a column stride or dilation: the block passes keep their taps in an unrolled inner
     loop, which only a compile-time count makes fast (a run-time ``KW`` with unit steps goes eight
-    taps at a time, :func:`_unit_block_taps`; its range holds whole blocks only).  The column passes
+    taps at a time, :func:`_unit_interior_runtime`; its range holds whole blocks only).  The column passes
     put the channel loop innermost (vectorised) for any ``KW``.  The same for every row, so kernels
     compute it once, outside their parallel loop (it costs integer divisions).
     """
