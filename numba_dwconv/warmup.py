@@ -33,8 +33,8 @@ LAYOUTS = ("channels_last", "channels_first")
 DTYPES = ("float32", "float64")
 # (kernel size, stride, padding, depth multiplier) of the problems each job runs, forward and backward:
 # the kernels that the common layer configurations choose (2D kernel sizes up to 5x5 are compile-time
-# constants of their own, so each is its own entry in the cache; 7x7 compiles the kernels that wider
-# kernels of whole channel vectors share).
+# constants of small functions of their own, numba_dwconv._entries, each its own entry in the cache; 7x7
+# compiles the kernels that wider kernels of whole channel vectors share).
 # 1D: short kernels (K <= 8) and long ones (K >= 20) have kernels of their own; K = 9 takes the general ones.
 PROBLEMS_1D = ((3, 1, "same", 1), (4, 1, "causal", 1), (3, 2, "same", 1), (3, 1, "same", 2), (9, 1, "same", 1),
                (31, 1, "same", 1))
@@ -124,7 +124,7 @@ def warmup(ranks=RANKS, layouts=LAYOUTS, dtypes=("float32",), kernel_sizes=KERNE
     layouts : sequence of {"channels_last", "channels_first"}
     dtypes : sequence of {"float32", "float64"}
     kernel_sizes : sequence of int
-        2D kernel sizes to compile (each size up to 16 is its own compiled kernel).
+        2D kernel sizes to compile (each size up to 16 compiles its own size-specialised functions).
     strides : sequence of {1, 2}
         Strides to compile for (some 2D strides have kernels of their own).
     multipliers : sequence of {1, 2}
