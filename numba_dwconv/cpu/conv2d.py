@@ -44,7 +44,7 @@ from .conv2d_first_plan import (
     _pitched_scratch,
     _tap_classes,
 )
-from .conv2d_last import _forward_last, _input_grad_scatter_last
+from .conv2d_last import ROWS_PER_CALL, ROWS_PER_CALL_BYTES, _forward_last, _input_grad_scatter_last
 from .conv2d_last_grads import _grads_last
 from .fused import activation as _activation
 from .nontemporal import STREAM_TAPS_2D, stream_args
@@ -255,12 +255,13 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         if conv2d_wide.fits(problem, kh_t):
             conv2d_wide.forward(problem, rep, inputs, kernel, bias, out, act, grad)
             return out
+        rows = max(1, min(ROWS_PER_CALL, ROWS_PER_CALL_BYTES // (w.out_length * out.shape[-1] * out.itemsize)))
         launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
                _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
                w.dilation, h.pad_left, w.pad_left, w.kernel_size, act, grad, *_forward_row_args(problem, rep, kh_t),
-               _strided(problem.width), chunks, *stream_args(out, w.out_length * out.shape[-1],
+               _strided(problem.width), chunks, *stream_args(out, rows * w.out_length * out.shape[-1],
                                                              h.kernel_size * w.kernel_size, max_taps=STREAM_TAPS_2D),
-               *_size_entries(problem, kh_t))
+               *_size_entries(problem, kh_t), rows)
     elif large_first:  # the wide kernel on the planes
         conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import from_dtype, types
+from numba import from_dtype, types, uint64
 
 from .._entries import entry, entry_kernel
 from .conv2d_last import _all_taps, _all_taps_strided, _strided_interior, _unit_interior
@@ -45,17 +45,28 @@ def _strided_grad_rows(x, grad, acc, s_row, g_row, a0, n_out, sw, dw, left, lo, 
 
 
 @entry_kernel
-def _unit_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_c, kh_c):
-    """:func:`numba_dwconv.cpu.conv2d_last._all_taps` for one ``KH x KW`` (``sw``, ``dw``: 1, unread)."""
-    _all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, kw_c, kh_c)
+def _unit_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, sw, dw, rows,
+                   s_step, d_step, kw_c, kh_c):
+    """:func:`numba_dwconv.cpu.conv2d_last._all_taps` for one ``KH x KW`` (``sw``, ``dw``: 1, unread).
+
+    ``rows`` output rows, ``s_step`` and ``d_step`` elements apart in ``src`` and ``dst`` (a call costs ~45 ns of
+    set-up: two rows per call save half of it, 1-2 % of a 3x3 forward).
+    """
+    for r in range(uint64(rows)):
+        _all_taps(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, ow_end, n, row_step,
+                  left, chunks, kw_c, kh_c)
 
 
 @entry_kernel
-def _strided_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_c,
-                      kh_c):
-    """:func:`numba_dwconv.cpu.conv2d_last._all_taps_strided` for one ``KH x KW``."""
-    _all_taps_strided(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw, kw_c,
-                      kh_c)
+def _strided_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, sw, dw,
+                      rows, s_step, d_step, kw_c, kh_c):
+    """:func:`numba_dwconv.cpu.conv2d_last._all_taps_strided` for one ``KH x KW``.
+
+    ``rows``: see :func:`_unit_all_taps`; ``ow_end``: ``ow_hi``, unread (the passes take the last columns).
+    """
+    for r in range(uint64(rows)):
+        _all_taps_strided(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, n, row_step,
+                          left, chunks, sw, dw, kw_c, kh_c)
 
 
 def _array(dtype):
@@ -88,8 +99,9 @@ def grad_row_entry(dtype, kw: int, strided: bool):
 def all_taps_entry(dtype, kh: int, kw: int, strided: bool):
     """The all-taps blocks for compile-time ``KH x KW``, unit or strided.
 
-    Arguments ``(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, n, row_step, left, chunks, sw, dw)``.
+    Arguments ``(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, sw, dw, rows,
+    s_step, d_step)``: ``rows`` consecutive output rows.
     """
     a, i, u = _array(dtype), types.int64, types.uint64
-    argtypes = (a, a, a, a, u, u, i, i, u, u, i, types.Array(types.uint64, 1, "C"), i, i)
+    argtypes = (a, a, a, a, u, u, i, i, i, u, u, i, types.Array(types.uint64, 1, "C"), i, i, i, u, u)
     return entry(_strided_all_taps if strided else _unit_all_taps, argtypes, kw, kh)

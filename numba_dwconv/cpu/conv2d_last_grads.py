@@ -133,8 +133,8 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                                 done_lo, done_hi = all_lo, all_hi
                                 call_entry(all_fn, (grad, flipped, zeros, dst,
                                                     uint64(b * out_h + q_first) * grad_row_size, d_row, all_lo, all_hi,
-                                                    uint64(channels), uint64(dh) * grad_row_size, flipped_left, chunks,
-                                                    1, dw))
+                                                    all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left,
+                                                    chunks, 1, dw, 1, uint64(0), uint64(0)))
                     _fill_row_outside(dst, d_row, width, channels, done_lo, done_hi, zeros)
                     for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order
                         i = kh - 1 - j
