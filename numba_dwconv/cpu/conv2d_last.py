@@ -22,15 +22,17 @@ running multipliers as ``m = 1`` problems on channel-repeated inputs
 
 Three numba details make the block pass fast, and the code depends on them:
 
-* ``KW`` is a compile-time constant: it arrives as the length of a tuple
-  (``kw_t``), so LLVM unrolls the tap loop and the channel loop is innermost.
-  So is the depth multiplier (``mult_t``): with ``m`` a run-time value the same
-  loops measured 15-25 % slower in cache for ``m == 1`` (each ``m`` compiles
-  once, like each ``KW``).
+* ``KW`` is a compile-time constant of the block passes (``len(kw_t)``), so LLVM unrolls
+  the tap loop and the channel loop is innermost.  The loops that need it (the block
+  passes along a tap row, the all-taps blocks) are compiled per size as entries
+  (:mod:`numba_dwconv.cpu.conv2d_last_entries`) that the kernels call by address, so
+  the kernels themselves compile once for every size.  The depth multiplier is a
+  compile-time count too (``mult_t``): with ``m`` a run-time value the same loops
+  measured 15-25 % slower in cache for ``m == 1``.
 * Arrays arrive flattened and are indexed with unsigned integers: numba adds a
   negative-index fix-up to every signed index, which stops vectorisation.
-* No array view is created inside the parallel loop: numba then marks the
-  loop's arrays ``noalias``, without which LLVM needs more run-time overlap
+* The kernels' and the entries' array arguments are ``noalias`` (see
+  :func:`numba_dwconv._jit.parallel_kernel`), without which LLVM needs more run-time overlap
   checks than it will emit and leaves the loop scalar (measured 3 vs 40 GFMA/s).
   Nor is a boolean variable assigned from ``a and b``: numba's alias analysis
   counts the variables merged by the short-circuit as possible aliases and drops
