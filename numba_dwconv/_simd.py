@@ -240,3 +240,24 @@ def vsplat(typingctx, array, index, lanes_t):
                                       ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), [0] * vector.lanes))
 
     return vector(array, index, lanes_t), codegen
+
+
+@intrinsic
+def vrepeat2(typingctx, vector):
+    """``(lo, hi)``: each lane of ``vector`` twice, its first half into ``lo`` and its second into ``hi``.
+
+    ``lo = (v0, v0, v1, v1, ...)``, ``hi = (v[n/2], v[n/2], ...)``: a vector of channels as the outputs of a depth
+    multiplier 2 lay them out (two shuffles, no memory).
+    """
+    if not isinstance(vector, Vec):
+        return None
+    n = vector.lanes
+    pair = types.UniTuple(vector, 2)
+
+    def codegen(context, builder, signature, args):
+        masks = ([i // 2 for i in range(n)], [n // 2 + i // 2 for i in range(n)])
+        halves = [builder.shuffle_vector(args[0], args[0], ir.Constant(ir.VectorType(ir.IntType(32), n), mask))
+                  for mask in masks]
+        return context.make_tuple(builder, pair, halves)
+
+    return pair(vector), codegen

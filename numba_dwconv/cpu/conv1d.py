@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _memory
 from .._jit import launch, scratch
-from . import conv1d_long
+from . import conv1d_long, conv1d_pairs
 from .conv1d_first import forward_first, input_grad_first, kernel_grad_first, stride_spec
 from .conv1d_last import forward_last, input_grad_last, kernel_grad_last
 from .conv1d_short import SHORT_TAPS
@@ -94,6 +94,8 @@ def conv1d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
     grad = out if grad_outputs is None else grad_outputs
     if conv1d_long.fits(problem, grad_outputs is not None):
         conv1d_long.forward(problem, inputs, kernel, bias, out, act, grad)
+    elif conv1d_pairs.fits(problem, act):
+        conv1d_pairs.forward(problem, inputs, kernel, bias, out)
     elif problem.channels_last:
         kernel2d = _memory.aligned(kernel).reshape(axis.kernel_size, -1)  # (vectors of taps on cache lines)
         launch(forward_last, inputs, kernel2d, bias, axis.stride, axis.dilation, axis.pad_left, ROWS_PER_TASK, out,
