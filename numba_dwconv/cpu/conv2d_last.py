@@ -397,12 +397,12 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                     t0 = uint64(i * kw * n_out)
                     end = first  # (columns from here on, outside the done ones, take the column passes)
                     if rows_fn is not None:  # (the other branch is pruned while compiling, and the other way round)
-                        if first + BLOCK <= hi:  # (a row whose interior took the all-taps blocks: its last columns
-                            # go with the edges, not through a call)
+                        if first + BLOCK <= hi:  # (fewer than four columns, as after the all-taps blocks without
+                            # their last columns: those go with the edges, not through a call)
                             call_entry(rows_fn, (src, taps, dst, s_row, t0, d_row, uint64(n_out), sw, dw, left_s,
                                                  first, hi))
                             end = _interior_end(first, hi, strided)
-                    elif strided is None:  # (a run-time KW with a column step: no blocks)
+                    elif strided is None:  # (a run-time KW: blocks eight taps at a time; with a column step none)
                         _unit_interior_runtime(src, taps, dst, s_row, t0, d_row, uint64(n_out), left_s, first, hi,
                                                kw)
                         end = _interior_end(first, hi, strided)
