@@ -147,7 +147,7 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                                 if first < in_hi:  # (not in a row whose interior took the all-taps blocks)
                                     call_entry(rows_fn, (grad, flipped, dst, s_row, t0, d_row, uint64(channels), 1, dw,
                                                          flipped_left, first, in_hi))
-                            elif strided is None:  # (a run-time KW with a column dilation: no blocks)
+                            elif strided is None:  # (a run-time KW: eight taps at a time; with a dilation, no blocks)
                                 _unit_interior_runtime(grad, flipped, dst, s_row, t0, d_row, uint64(channels),
                                                        flipped_left, first, in_hi, kw)
                             _edge_columns(grad, flipped, dst, s_row, t0, d_row, out_w, width, channels, 1, 1, dw,
