@@ -19,6 +19,7 @@ import array
 import functools
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -115,6 +116,11 @@ def _entry(kernel, argtypes, sizes):
     function.address = address
     function.library = result.library  # (the address is valid while the compiled code lives)
     return function
+
+
+def flat_array(dtype) -> types.Array:
+    """The numba type of a flat C-contiguous array of ``dtype`` (a NumPy dtype or scalar type): entries' arrays."""
+    return types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
 
 
 def _passed_type(ty):

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from numba import from_dtype, types, uint64
 
-from .._entries import entry, entry_kernel
+from .._entries import entry, entry_kernel, flat_array
 from .conv2d_first import (
     _row_window_adds,
     _row_window_adds_runtime,
@@ -108,15 +108,15 @@ def stride2_entry(problem, counts: tuple):
 
 @functools.lru_cache(maxsize=None)
 def _stride2_entry(dtype, counts: tuple, static: bool):
-    a, i, u, n = types.Array(from_dtype(dtype), 1, "C"), types.int64, types.uint64, types.Array(types.int64, 1, "C")
+    a, i, u, n = flat_array(dtype), types.int64, types.uint64, flat_array(np.int64)
     argtypes = (a, n, n, n, a, i, i, a, u, i, i, i, i, i, u, u, types.boolean, n)
     return entry(_stride2, argtypes, *counts) if static else entry(_stride2_runtime, argtypes)
 
 
 @functools.lru_cache(maxsize=None)
 def _plane_entry(dtype, kh: int, kw: int, unit: bool, static: bool):
-    a, i, u, x = types.Array(from_dtype(dtype), 1, "C"), types.int64, types.uint64, from_dtype(dtype)
-    argtypes = (a, types.Array(types.int64, 1, "C"), i, i, i, a, i, i, x, a, u, i, i, i)
+    a, i, u, x = flat_array(dtype), types.int64, types.uint64, from_dtype(dtype)
+    argtypes = (a, flat_array(np.int64), i, i, i, a, i, i, x, a, u, i, i, i)
     if not static:
         return entry(_runtime_plane, argtypes)
     return entry(_unit_plane if unit else _rows_plane, argtypes, kh * kw, kh, kw)
@@ -124,6 +124,6 @@ def _plane_entry(dtype, kh: int, kw: int, unit: bool, static: bool):
 
 @functools.lru_cache(maxsize=None)
 def _plane_adds_entry(dtype, taps: int, static: bool):
-    a, i, u = types.Array(from_dtype(dtype), 1, "C"), types.int64, types.uint64
-    argtypes = (a, types.Array(types.int64, 1, "C"), i, a, i, i, a, u, i, i, i)
+    a, i, u = flat_array(dtype), types.int64, types.uint64
+    argtypes = (a, flat_array(np.int64), i, a, i, i, a, u, i, i, i)
     return entry(_plane_adds, argtypes, taps) if static else entry(_runtime_plane_adds, argtypes)

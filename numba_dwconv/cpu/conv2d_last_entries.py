@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import from_dtype, types, uint64
+from numba import types, uint64
 
-from .._entries import entry, entry_kernel
+from .._entries import entry, entry_kernel, flat_array
 from .conv2d_last import _all_taps, _all_taps_strided, _strided_interior, _unit_interior
 from .conv2d_last_kgrad import _grad_interior, _unit_grad_interior
 
@@ -49,8 +49,8 @@ def _unit_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, 
                    s_step, d_step, kw_c, kh_c):
     """:func:`numba_dwconv.cpu.conv2d_last._all_taps` for one ``KH x KW`` (``sw``, ``dw``: 1, unread).
 
-    ``rows`` output rows, ``s_step`` and ``d_step`` elements apart in ``src`` and ``dst`` (a call costs ~45 ns of
-    set-up: two rows per call save half of it, 1-2 % of a 3x3 forward).
+    ``rows`` output rows, ``s_step`` and ``d_step`` elements apart in ``src`` and ``dst`` (a call's set-up costs
+    70-95 ns: the forward hands over up to ROWS_PER_CALL rows at once, see conv2d_last).
     """
     for r in range(uint64(rows)):
         _all_taps(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, ow_end, n, row_step,
@@ -69,17 +69,13 @@ def _strided_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, 
                           left, chunks, sw, dw, kw_c, kh_c)
 
 
-def _array(dtype):
-    return types.Array(from_dtype(np.dtype(dtype)), 1, "C")
-
-
 @functools.lru_cache(maxsize=None)
 def row_entry(dtype, kw: int, strided: bool):
     """A tap row's block columns for compile-time ``KW``, unit or strided (the caller's edge columns take the rest).
 
     Arguments ``(src, taps, dst, s_row, t0, d_row, n_out, sw, dw, left, lo, hi)``.
     """
-    a, i, u = _array(dtype), types.int64, types.uint64
+    a, i, u = flat_array(dtype), types.int64, types.uint64
     argtypes = (a, a, a, u, u, u, u, i, i, i, i, i)
     return entry(_strided_rows if strided else _unit_rows, argtypes, kw)
 
@@ -90,7 +86,7 @@ def grad_row_entry(dtype, kw: int, strided: bool):
 
     Arguments ``(x, grad, acc, s_row, g_row, a0, n_out, sw, dw, left, lo, hi)``.
     """
-    a, i, u = _array(dtype), types.int64, types.uint64
+    a, i, u = flat_array(dtype), types.int64, types.uint64
     argtypes = (a, a, a, u, u, u, u, i, i, i, i, i)
     return entry(_strided_grad_rows if strided else _unit_grad_rows, argtypes, kw)
 
@@ -102,6 +98,6 @@ def all_taps_entry(dtype, kh: int, kw: int, strided: bool):
     Arguments ``(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, sw, dw, rows,
     s_step, d_step)``: ``rows`` consecutive output rows.
     """
-    a, i, u = _array(dtype), types.int64, types.uint64
-    argtypes = (a, a, a, a, u, u, i, i, i, u, u, i, types.Array(types.uint64, 1, "C"), i, i, i, u, u)
+    a, i, u = flat_array(dtype), types.int64, types.uint64
+    argtypes = (a, a, a, a, u, u, i, i, i, u, u, i, flat_array(np.uint64), i, i, i, u, u)
     return entry(_strided_all_taps if strided else _unit_all_taps, argtypes, kw, kh)
