@@ -15,9 +15,9 @@ output run in order from the bias, as in the reference.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import uint64
 
+from .. import _memory
 from .._jit import launch, parallel_kernel, task_share
 from .._simd import VECTOR_BYTES, lanes_of, vfma, vload, vrepeat2, vstore, vstore_stream
 from .conv1d_last import tap_range
@@ -75,6 +75,6 @@ def forward(problem, inputs, kernel, bias, out):
     axis = problem.axis
     stream = (out.nbytes >= STREAM_BYTES and out.ctypes.data % VECTOR_BYTES == 0
               and (out.shape[-1] * out.itemsize) % VECTOR_BYTES == 0)
-    launch(_forward_pairs_last, inputs.reshape(-1), np.ascontiguousarray(kernel).reshape(-1), bias, out.reshape(-1),
+    launch(_forward_pairs_last, inputs.reshape(-1), _memory.aligned(kernel).reshape(-1), bias, out.reshape(-1),
            problem.batch, axis.length, problem.channels, axis.out_length, axis.stride, axis.dilation, axis.pad_left,
            axis.kernel_size, stream, lanes_of(problem.dtype))
