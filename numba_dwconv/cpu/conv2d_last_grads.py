@@ -67,8 +67,8 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
     ``flipped``, ``zeros``, ``in_rows_buf`` unused), ``kernel_partials`` None: no kernel gradient (``x``,
     ``bias_partials``, ``kg_rows_buf``, ``held``, ``consts`` unused).  ``strided``: None for unit column
     steps, else any int (the passes for any step; the input gradient has a unit column stride).  ``consts``:
-    None, or for kernels three columns wide a zeros-and-ones vector, and then where ``in_registers`` (a
-    run-time flag: one compiled kernel for problems that fit and those that do not) the rows in registers.
+    None (run-time sizes), or a zeros-and-ones vector, and then where ``in_registers`` (a run-time flag: one
+    compiled kernel for problems that fit and those that do not) the 3x3 rows in registers.
 
     ``rows_fn``, ``all_fn``, ``grad_rows_fn``: the size-specialised passes (:mod:`numba_dwconv.cpu.conv2d_last_entries`)
     of the input gradient's tap rows, its all-taps blocks (None unless a compile-time KH and unit row stride) and
@@ -82,11 +82,12 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
     if grad_in is not None:  # the input gradient: the flipped taps along output-gradient rows
         flipped_left = (kw - 1) * dw - left
         in_lo, in_hi = _block_columns(kw, rows_fn is not None, 1, dw, flipped_left, out_w, width, 1)
-        all_lo, all_hi = in_lo, in_lo
+        all_lo, all_hi, all_end = in_lo, in_lo, in_lo
         if all_fn is not None:
             if sh == 1:
                 if dw == 1:
                     all_hi = in_lo + (in_hi - in_lo) // BLOCK * BLOCK
+                    all_end = max(all_hi, in_hi)  # (the last columns too, as the forward's)
         dst = grad_in
         if in_rows_buf is not None:
             dst = in_rows_buf[part]
@@ -130,10 +131,10 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                     if all_fn is not None:  # (pruned unless compile-time sizes)
                         if in_rows_buf is None:  # (pruned while compiling the depth-multiplier kernel)
                             if all_hi > all_lo and q_first >= 0 and r + top < out_h:  # every tap row's output row
-                                done_lo, done_hi = all_lo, all_hi
+                                done_lo, done_hi = all_lo, all_end
                                 call_entry(all_fn, (grad, flipped, zeros, dst,
                                                     uint64(b * out_h + q_first) * grad_row_size, d_row, all_lo, all_hi,
-                                                    all_hi, uint64(channels), uint64(dh) * grad_row_size, flipped_left,
+                                                    all_end, uint64(channels), uint64(dh) * grad_row_size, flipped_left,
                                                     chunks, 1, dw, 1, uint64(0), uint64(0)))
                     _fill_row_outside(dst, d_row, width, channels, done_lo, done_hi, zeros)
                     for j in range(kh):  # tap rows last to first: output-gradient rows in increasing order
@@ -143,16 +144,18 @@ def _grads_last(part, parts, grad, x, flipped, zeros, grad_in, kernel_partials, 
                             s_row = uint64(b * out_h + q // sh) * grad_row_size
                             t0 = uint64((kh - 1 - i) * kw * channels)
                             first = max(in_lo, done_hi)
+                            end = first  # (as the forward's tap rows: fewer than four columns go with the edges)
                             if rows_fn is not None:  # (the other branch is pruned while compiling, and the other way)
-                                if first < in_hi:  # (not in a row whose interior took the all-taps blocks)
+                                if first + BLOCK <= in_hi:
                                     call_entry(rows_fn, (grad, flipped, dst, s_row, t0, d_row, uint64(channels), 1, dw,
                                                          flipped_left, first, in_hi))
+                                    end = _interior_end(first, in_hi, strided)
                             elif strided is None:  # (a run-time KW: eight taps at a time; with a dilation, no blocks)
                                 _unit_interior_runtime(grad, flipped, dst, s_row, t0, d_row, uint64(channels),
                                                        flipped_left, first, in_hi, kw)
+                                end = _interior_end(first, in_hi, strided)
                             _edge_columns(grad, flipped, dst, s_row, t0, d_row, out_w, width, channels, 1, 1, dw,
-                                          flipped_left, first, _interior_end(first, in_hi, strided), kw, done_lo,
-                                          done_hi)
+                                          flipped_left, first, end, kw, done_lo, done_hi)
                     if in_rows_buf is not None:
                         c_in = channels // rep
                         g_in = uint64(b * height + r) * uint64(width * c_in)
