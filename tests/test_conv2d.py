@@ -344,7 +344,7 @@ def test_forward_kernel_choice_by_alignment_is_invisible(kernel_size, padding, e
         assert covered.all()
     seen = []  # what the kernels' host functions see: the arrays as given
     real = conv2d._first_aligned_channel
-    monkeypatch.setattr(conv2d, "_first_aligned_channel", lambda a, c: seen.append(real(a, c)) or seen[-1])
+    monkeypatch.setattr(conv2d, "_first_aligned_channel", lambda a, i, c: seen.append(real(a, i, c)) or seen[-1])
     want = ref.conv2d_forward(x, kernel, bias, 1, padding, "channels_last", 1)
     if activation:
         want = ref.activation(activation, want)

@@ -87,8 +87,10 @@ def _last_dims(problem):
     return problem.batch, h.length, w.length, problem.channels
 
 
-def _all_taps_plan(problem, array):
+def _all_taps_plan(problem, array, address=None):
     """``(kh_t, chunks)`` of a channels_last forward or gathered input gradient reading ``array`` (m = 1).
+
+    ``address``: where ``array``'s data starts, if known (else asked of ``array`` only where it matters).
 
     ``kh_t``: KH, a compile-time count where all taps go at once (see ALL_TAPS_LIMIT); ``chunks``: the
     all-taps blocks' channel ranges (:func:`_all_taps_chunks`).  ``array`` is what the kernel slides its
@@ -109,28 +111,36 @@ def _all_taps_plan(problem, array):
     2.49 against 2.24, dilation 2 1.89 against 1.84, and their unrolled 100 multiply-adds took 0.9 s to compile.)
     """
     h, w = problem.height.kernel_size, problem.width.kernel_size
-    taps, start, unit = h * w, 0, _strided(problem.width) is None
-    small = taps <= ALL_TAPS_LIMIT or (taps <= ALL_TAPS_LIMIT_WIDE and problem.channels <= NARROW_CHANNELS and unit)
-    if not small and taps <= ALL_TAPS_LIMIT_WIDE and unit:
-        start = _first_aligned_channel(array, problem.channels)
+    taps, start = h * w, 0
+    small = taps <= ALL_TAPS_LIMIT or (taps <= ALL_TAPS_LIMIT_WIDE and problem.channels <= NARROW_CHANNELS
+                                       and _strided(problem.width) is None)
+    if all_taps_by_alignment(problem):
+        start = _first_aligned_channel(array.ctypes.data if address is None else address, problem.dtype.itemsize,
+                                       problem.channels)
         small = start is not None
     lanes = len(lanes_of(problem.dtype))
     return static_count(h, _static_last(problem) and small), _all_taps_chunks(problem.channels, start or 0, lanes)
 
 
-def _first_aligned_channel(array, channels: int):
-    """The first channel of each row of ``array`` (rows of ``channels``) on a 64-byte boundary, or None.
+def all_taps_by_alignment(problem) -> bool:
+    """Whether :func:`_all_taps_plan` chooses by where the array lies (10 to ALL_TAPS_LIMIT_WIDE taps, wide rows)."""
+    taps = problem.height.kernel_size * problem.width.kernel_size
+    return (ALL_TAPS_LIMIT < taps <= ALL_TAPS_LIMIT_WIDE and problem.channels > NARROW_CHANNELS
+            and _strided(problem.width) is None)
+
+
+def _first_aligned_channel(address: int, itemsize: int, channels: int):
+    """The first channel of each row (rows of ``channels`` from ``address``) on a 64-byte boundary, or None.
 
     0 for rows that start on one (PyTorch's tensors, this library's large outputs).  NumPy's large arrays
     start 16 bytes past a boundary: then 12 (float32) when a row is a multiple of 64 bytes long, None
     when it is not (the rows do not share one such channel).
     """
-    address = array.ctypes.data
     if address % VECTOR_BYTES == 0:
         return 0
-    if address % array.itemsize or (channels * array.itemsize) % VECTOR_BYTES:
+    if address % itemsize or (channels * itemsize) % VECTOR_BYTES:
         return None
-    return (-address) % VECTOR_BYTES // array.itemsize
+    return (-address) % VECTOR_BYTES // itemsize
 
 
 @functools.lru_cache(maxsize=64)
@@ -255,13 +265,11 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         if conv2d_wide.fits(problem, kh_t):
             conv2d_wide.forward(problem, rep, inputs, kernel, bias, out, act, grad)
             return out
-        rows = max(1, min(ROWS_PER_CALL, ROWS_PER_CALL_BYTES // (w.out_length * out.shape[-1] * out.itemsize)))
-        launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *_last_dims(problem),
-               _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride, w.stride, h.dilation,
-               w.dilation, h.pad_left, w.pad_left, w.kernel_size, act, grad, *_forward_row_args(problem, rep, kh_t),
-               _strided(problem.width), chunks, *stream_args(out, rows * w.out_length * out.shape[-1],
-                                                             h.kernel_size * w.kernel_size, max_taps=STREAM_TAPS_2D),
-               *_size_entries(problem, kh_t), rows)
+        rows = rows_per_call(problem)
+        stream = stream_args(out, rows * w.out_length * out.shape[-1], h.kernel_size * w.kernel_size,
+                             max_taps=STREAM_TAPS_2D)
+        mid, tail = forward_last_args(problem, rep, kh_t, chunks, act, stream, rows)
+        launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *mid, grad, *tail)
     elif large_first:  # the wide kernel on the planes
         conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:
@@ -271,6 +279,26 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
                w.dilation, phases.taps, act, grad, _phase_scratch(problem, phases), None if unit else 1,
                conv2d_first_entries.plane_entry(problem, unit))
     return out
+
+
+def rows_per_call(problem) -> int:
+    """Output rows of a channels_last forward task range that one all-taps call takes (see ROWS_PER_CALL)."""
+    row_bytes = problem.width.out_length * problem.channels * problem.multiplier * problem.dtype.itemsize
+    return max(1, min(ROWS_PER_CALL, ROWS_PER_CALL_BYTES // max(row_bytes, 1)))
+
+
+def forward_last_args(problem, rep: int, kh_t, chunks, act, stream, rows: int):
+    """``(mid, tail)``: :func:`_forward_last`'s arguments between ``out`` and ``grad``, and after ``grad``.
+
+    ``kh_t``, ``chunks``: :func:`_all_taps_plan`; ``act``: :func:`numba_dwconv.cpu.fused.activation`; ``stream``:
+    :func:`numba_dwconv.cpu.nontemporal.stream_args`; ``rows``: :func:`rows_per_call` (``problem``: m = 1, a
+    multiplier ``rep`` run as channels repeated, see :func:`_repeat_args`).
+    """
+    h, w = problem.height, problem.width
+    mid = (*_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,
+           w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left, w.kernel_size, act)
+    return mid, (*_forward_row_args(problem, rep, kh_t), _strided(w), chunks, *stream, *_size_entries(problem, kh_t),
+                 rows)
 
 
 def _large_first(problem) -> bool:

@@ -40,10 +40,19 @@ def stream_args(out, buffer_elements: int, taps: int, streamable: bool = True, m
     ``buffers``: per part ``buffer_elements`` values (:func:`numba_dwconv._jit.scratch`); ``shift``: the
     place of ``out``'s first element in its ``VECTOR_BYTES`` line, in elements (see :func:`stream_rows`).
     """
-    lanes_t = lanes_of(out.dtype)
-    if not streamable or out.nbytes < STREAM_BYTES or taps > max_taps or out.ctypes.data % out.itemsize:
-        return None, 0, lanes_t
-    return scratch(buffer_elements, out.dtype), (out.ctypes.data % VECTOR_BYTES) // out.itemsize, lanes_t
+    if not streamable or not streams(out.nbytes, taps, max_taps) or out.ctypes.data % out.itemsize:
+        return unstreamed(out.dtype)
+    return scratch(buffer_elements, out.dtype), (out.ctypes.data % VECTOR_BYTES) // out.itemsize, lanes_of(out.dtype)
+
+
+def streams(nbytes: int, taps: int, max_taps: int = STREAM_TAPS) -> bool:
+    """Whether a kernel of ``taps`` taps streams an output of ``nbytes`` (see STREAM_BYTES)."""
+    return nbytes >= STREAM_BYTES and taps <= max_taps
+
+
+def unstreamed(dtype):
+    """:func:`stream_args` of a kernel that does not stream (plain stores)."""
+    return None, 0, lanes_of(dtype)
 
 
 @serial_kernel

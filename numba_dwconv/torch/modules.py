@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import functional
+from . import _plain, functional
 
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2}
 
@@ -21,12 +21,31 @@ class _DepthwiseMixin:
     def _setup(self, padding, activation):
         self._keras_padding = padding  # what the kernels get: PyTorch's own value, or "causal"
         self.activation = activation
+        self._plain = None  # the prepared forward of the last plain call (numba_dwconv.torch._plain)
 
     def forward(self, input):
         """The depthwise convolution of ``input`` (see :func:`numba_dwconv.torch.dwconv1d`)."""
+        plain = self._plain
+        matched = plain is not None and not torch.compiler.is_compiling() and plain.matches(self, input)
+        if matched:
+            out = plain(self, input)
+            if out is not None:
+                return out
         conv = functional.dwconv1d if self._rank == 1 else functional.dwconv2d
-        return conv(input, self.weight, self.bias, self.stride, self._keras_padding, self.dilation,
-                    activation=self.activation)
+        out = conv(input, self.weight, self.bias, self.stride, self._keras_padding, self.dilation,
+                   activation=self.activation)
+        if not matched and self._rank == 2 and not torch.compiler.is_compiling():
+            self._plain = _plain.PlainForward.make(self, input)
+        return out
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_plain"] = None  # (prepared launches hold compiled entries: made again after loading)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("_plain", None)
 
     def extra_repr(self):
         text = super().extra_repr()

@@ -1,0 +1,119 @@
+"""Prepared channels_last 2D forwards: a problem's launch arguments computed once, then only the launch per call.
+
+:func:`numba_dwconv.cpu.conv2d.conv2d_forward` works out some twenty launch arguments on every call (the
+all-taps plan, the size entries, the stream buffers, the row buffers).  That is ~35 us of Python after a
+large call has swept the CPU caches, 3 % of a 1.1 ms B16 56x56 C128 forward.  A caller that repeats one
+problem (a module in a network) prepares it once with :func:`forward_plan` and calls the plan: it
+allocates the output and launches the same kernel with the same arguments, so its results are the
+forward's, bit for bit.
+
+Only the problems whose launch is all there is to a call are prepared: ``m = 1`` (multipliers repeat
+rows into per-call buffers), outputs below the streaming size (per-call stream buffers), no padded row
+copies (kernels at least PAD_ROWS_WIDTH wide), not the wide kernels, no activation.  Where the all-taps
+plan depends on the input's alignment (:func:`numba_dwconv.cpu.conv2d.all_taps_by_alignment`), the plan
+is for inputs at that address modulo 64 (:attr:`ForwardPlan.alignment`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _memory
+from .._jit import helper_kernel
+from .._simd import VECTOR_BYTES
+from .._workers import SERIAL_BYTES, launch, thread_count
+from . import conv2d, conv2d_wide
+from .conv2d_last import _forward_last
+from .fused import activation as _activation
+from .nontemporal import STREAM_TAPS_2D, streams, unstreamed
+
+
+class ForwardPlan:
+    """A channels_last forward of one problem, ready to launch: ``plan(inputs, kernel, bias)`` -> the outputs.
+
+    Attributes
+    ----------
+    output_shape : tuple
+        ``(batch, out_h, out_w, channels)`` of every result.
+    alignment : int or None
+        ``address % 64`` of the inputs this plan serves, None for any address.
+    """
+
+    __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial")
+
+    def __init__(self, problem, alignment, mid, tail, serial: bool):
+        self.output_shape, self.dtype, self.alignment = problem.output_shape, problem.dtype, alignment
+        self._zeros = np.zeros(problem.channels, problem.dtype)
+        self._zeros.flags.writeable = False
+        self._mid, self._tail, self._serial = mid, tail, serial
+
+    def __call__(self, inputs, kernel, bias=None):
+        """The forward of flat C-contiguous ``inputs`` (B*H*W*C) and ``kernel`` (KH*KW*C, on a 64-byte line).
+
+        ``bias``: flat (C), or None for zeros.  All of the problem's dtype; the caller checks the shapes.
+        """
+        out = _memory.empty(self.output_shape, self.dtype)
+        flat = out.reshape(-1)
+        launch(_forward_last, inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat,
+               *self._tail, parts=1 if self._serial else thread_count())
+        return out
+
+
+def forward_plan(problem, address: int):
+    """A :class:`ForwardPlan` of ``problem`` for inputs at ``address`` (modulo 64), or None (see the module).
+
+    ``problem``: a validated :class:`numba_dwconv._geometry.Conv2DProblem` with no taps to drop
+    (:func:`numba_dwconv._geometry.reduce_problem`).
+    """
+    h, w = problem.height, problem.width
+    out_bytes = math.prod(problem.output_shape) * problem.dtype.itemsize
+    if not problem.channels_last or problem.multiplier != 1 or out_bytes == 0:
+        return None
+    if streams(out_bytes, h.kernel_size * w.kernel_size, STREAM_TAPS_2D):
+        return None  # (stream buffers per call)
+    kh_t, chunks = conv2d._all_taps_plan(problem, None, address)
+    if conv2d_wide.fits(problem, kh_t):
+        return None
+    rows = conv2d.rows_per_call(problem)
+    mid, tail = conv2d.forward_last_args(problem, 1, kh_t, chunks, _activation(None, problem.dtype),
+                                         unstreamed(problem.dtype), rows)
+    if tail[0] is not None:  # rows copied with their padding: buffers per call
+        return None
+    in_bytes = math.prod(problem.input_shape) * problem.dtype.itemsize
+    serial = in_bytes + out_bytes < SERIAL_BYTES
+    alignment = address % VECTOR_BYTES if conv2d.all_taps_by_alignment(problem) else None
+    return ForwardPlan(problem, alignment, mid, tail, serial)
+
+
+@helper_kernel
+def _keras_taps(weight, buf):
+    """``(KH*KW, C*m)`` taps of a contiguous PyTorch weight ``(C*m, 1, KH, KW)`` in ``buf`` from its first 64-byte line.
+
+    Returns the offset of the taps in ``buf`` (``buf`` holds ``C*m*KH*KW`` values and one line more), or -1 when
+    a tap is not finite (then nothing is used: such kernels take the general path, which applies Keras'
+    padding rule).
+    """
+    rows, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
+    lanes = VECTOR_BYTES // buf.itemsize
+    offset = (-(buf.ctypes.data // buf.itemsize)) % lanes
+    finite = True
+    for o in range(rows):
+        for i in range(kh):
+            for k in range(kw):
+                value = weight[o, 0, i, k]
+                finite &= math.isfinite(value)
+                buf[offset + (i * kw + k) * rows + o] = value
+    return offset if finite else -1
+
+
+def keras_taps(weight: np.ndarray):
+    """A C-contiguous PyTorch depthwise weight ``(C*m, 1, KH, KW)`` as flat Keras taps on a 64-byte line, or None.
+
+    None when a tap is not finite (see :func:`_keras_taps`).
+    """
+    size = weight.size
+    buf = np.empty(size + VECTOR_BYTES // weight.itemsize, weight.dtype)
+    offset = _keras_taps(weight, buf)
+    return None if offset < 0 else buf[offset:offset + size]

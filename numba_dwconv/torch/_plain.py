@@ -1,0 +1,93 @@
+"""A module's repeated plain CPU forward, straight to a prepared launch.
+
+The general path of a module call (argument normalisation, the operator's body, the NumPy-level op,
+the kernels' host function) runs some hundred Python steps.  Right after a large call has swept the
+CPU caches each costs microseconds: 110-150 us on a 1.1 ms 2D forward, more than the gap to PyTorch's
+own convolution.  A :class:`PlainForward` remembers what a module's last such call was (the input's
+shape, strides and dtype, the weight's and bias', the module's options) and, while calls repeat it,
+runs the prepared launch of :mod:`numba_dwconv.cpu.conv2d_prepared` on views of the tensors: the
+same kernel with the same arguments, so the same bits as the general path.
+
+Used only where the general path would skip the operator's dispatch too (:func:`_ops.plain_call`: no
+autograd recording, not traced, plain tensors) and only for 2D channels_last memory, ``m = 1``, no
+activation, finite taps (others: the general path).  The weight is read on every call (never cached:
+it may change in place in ways PyTorch does not count, through ``.data`` or a NumPy view).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _geometry as geo
+from .. import _opcore
+from ..cpu import conv2d_prepared
+from . import _ops, functional
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+class PlainForward:
+    """A module's prepared forward for inputs like one it was made for (:meth:`make`)."""
+
+    __slots__ = ("shape", "strides", "dtype", "weight", "bias", "options", "plan")
+
+    @classmethod
+    def make(cls, module, x):
+        """The prepared forward of ``module`` for inputs like ``x``, or None where there is none (see the module)."""
+        weight, bias = module.weight, module.bias
+        if (module._rank != 2 or module.activation is not None or type(x) is not torch.Tensor or not x.is_cpu
+                or x.dtype not in _FLOATS or not _ops.channels_last_memory(x) or not weight.is_cpu
+                or weight.dtype != x.dtype or not weight.is_contiguous() or weight.shape[0] != x.shape[1]):
+            return None
+        if bias is not None and (not bias.is_cpu or bias.dtype != x.dtype or not bias.is_contiguous()):
+            return None
+        mode, pads = functional._padding(module._keras_padding, list(module.stride), 2)
+        n, c, h, w = x.shape
+        problem = _opcore._problem(_opcore.RANK2, (n, h, w, c), (*weight.shape[2:], c, 1), tuple(module.stride),
+                                   _ops._keras_padding(mode, pads), "channels_last", tuple(module.dilation),
+                                   np.dtype(str(x.dtype).removeprefix("torch.")))
+        if geo.reduce_problem(problem)[1] is not None:  # (taps dropped: the general path's reduction)
+            return None
+        plan = conv2d_prepared.forward_plan(problem, x.data_ptr())
+        if plan is None:
+            return None
+        self = cls()
+        self.shape, self.strides, self.dtype = x.shape, x.stride(), x.dtype
+        self.weight = (weight.shape, weight.stride())
+        self.bias = None if bias is None else (bias.shape, bias.stride())
+        self.options = _options(module)
+        self.plan = plan
+        return self
+
+    def matches(self, module, x) -> bool:
+        """Whether ``module(x)`` is a call this forward was prepared for (shapes, strides, dtypes, options)."""
+        weight, bias = module.weight, module.bias
+        return (x.shape == self.shape and x.stride() == self.strides and x.dtype == self.dtype and x.is_cpu
+                and (self.plan.alignment is None or x.data_ptr() % 64 == self.plan.alignment)
+                and weight.dtype == self.dtype and weight.is_cpu and (weight.shape, weight.stride()) == self.weight
+                and (bias is None if self.bias is None else (bias is not None and bias.dtype == self.dtype
+                                                             and bias.is_cpu
+                                                             and (bias.shape, bias.stride()) == self.bias))
+                and _options(module) == self.options)
+
+    def __call__(self, module, x):
+        """``module(x)`` for a call that :meth:`matches`; None when it must take the general path this time.
+
+        (Autograd recording or tracing: see :func:`_ops.plain_call`; a tap that is not finite.)
+        """
+        weight, bias = module.weight, module.bias
+        if not _ops.plain_call(x, weight, bias):
+            return None
+        taps = conv2d_prepared.keras_taps((weight.detach() if weight.requires_grad else weight).numpy())
+        if taps is None:
+            return None
+        array = (x.detach() if x.requires_grad else x).numpy()
+        if bias is not None:
+            bias = (bias.detach() if bias.requires_grad else bias).numpy()
+        out = self.plan(array.transpose(0, 2, 3, 1).reshape(-1), taps, bias)
+        return torch.from_numpy(out.transpose(0, 3, 1, 2))
+
+
+def _options(module) -> tuple:
+    return module.stride, module._keras_padding, module.dilation, module.activation
