@@ -23,7 +23,7 @@ from numba.extending import lower_builtin, models, register_model
 
 from . import _compile_log
 from ._pipeline import KernelCompiler
-from ._workers import SERIAL_BYTES, launch, thread_count  # noqa: F401 (the kernels' launcher)
+from ._workers import SERIAL_BYTES, launch, note_part_started, thread_count  # noqa: F401 (the kernels' launcher)
 
 _compile_log.install(_numba_event)  # say what compiles while it compiles
 
@@ -107,7 +107,13 @@ def scratch(size: int, dtype) -> np.ndarray:
 
 @serial_kernel
 def task_share(n_tasks, part, parts):
-    """Inside a kernel: the tasks ``[lo, hi)`` of ``part`` when ``n_tasks`` are split into ``parts`` in order."""
+    """Inside a kernel: the tasks ``[lo, hi)`` of ``part`` when ``n_tasks`` are split into ``parts`` in order.
+
+    Part 0 (the launching thread's) also counts its start: the launch's workers wait for it before they take
+    the GIL (see numba_dwconv._workers: HANDOVER_US).
+    """
+    if part == 0:
+        note_part_started()
     return n_tasks * part // parts, n_tasks * (part + 1) // parts
 
 

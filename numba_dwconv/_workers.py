@@ -27,10 +27,15 @@ through a post and every lock release is matched by one acquire.
 
 Neither side waits for the GIL while the other holds it: a thread blocked on the GIL sleeps on a
 futex, and waking it cost 40-50 us here (a 2-part launch of an empty kernel: 45-55 us, against
-3-6 us without).  So a worker that finds its part waits a few microseconds more (``HANDOVER_US``,
-spinning, without the GIL) before it takes the GIL, by which time the caller is inside its own
-part (compiled code runs without the GIL); and a worker posts its part's end from the same
-compiled call that then spins for the next part, so the caller, seeing the end, finds the GIL free.
+3-6 us without).  So a worker that finds its part keeps spinning, without the GIL, until the caller is
+inside its own part (compiled code runs without the GIL), and only then takes the GIL: every kernel's
+part 0 counts its start (:func:`note_part_started`, from ``task_share``) in a counter that compiled code
+reaches by a linked symbol, and the caller posts the count it read with the part (at most ``HANDOVER_US``).
+A fixed wait of 2 us served loops of small calls, where the caller reaches its part in ~1 us; after a
+large kernel has swept the caches it takes 10-50 us, and the worker, finding the GIL held, slept on it:
+parts 1 of a B16 56x56 C128 forward started 49 us after part 0, now 9 us (the 2D module forwards
+1.04-1.05x faster).  And a worker posts its part's end from the same compiled call that then spins for
+the next part, so the caller, seeing the end, finds the GIL free.
 
 A part may also be taken back.  Each part has a sequence number, and whoever claims it first runs it
 (a compare-and-swap on the worker's TAKEN slot): the worker, once it holds the GIL and is about to call the
@@ -62,6 +67,7 @@ import time
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
@@ -73,13 +79,16 @@ DEFAULT_SPIN_US = 200
 # Microseconds a caller spins for the parts of its launch still running before it sleeps (a caller
 # waits for work in progress, not for work that may never come: see the module on CPUs).
 JOIN_SPIN_US = 100_000
-# Microseconds a worker that found its part spins on before it takes the GIL: the caller's path from
-# its post to its own compiled part (dispatching its arguments) takes about 1 us.  A 2-part launch of
-# an empty kernel took 30 us with 0 (the two met at the GIL), 7.2 with 1, 8.2 with 2, 10.9 with 5.
-HANDOVER_US = 2
+# Microseconds a worker that found its part spins at most before it takes the GIL, waiting for its
+# caller's part to start (then the caller has released the GIL: see _PARTS_STARTED).  The caller's path
+# from its post to its compiled part (dispatching its arguments) takes ~1 us in a loop of small calls and
+# 10-50 us right after a large kernel has swept the caches: a worker that took the GIL after a fixed 2 us
+# found the caller still holding it and slept on the GIL's futex, waking 40-50 us late.
+HANDOVER_US = 100
 # Slots of a worker's flag array (int64, eight apart: one cache line each).
 JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS, TAKEN = 0, 8, 16, 24, 32
 POSTER_CPU = 1  # added to a slot: the CPU of the thread that last posted there
+STARTED_MARK = 2  # added to JOB: _PARTS_STARTED's count when the part was posted
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
@@ -195,6 +204,42 @@ def _current_cpu(typingctx):
     return types.int64(), codegen
 
 
+# The number of parts 0 that kernels have started (numba_dwconv._jit.task_share counts them, through the
+# symbol below: kernels cached on disk link it by name).  A worker that found its part waits until the
+# count moves past the one posted with the part: its caller is then inside its compiled part, without
+# the GIL, which the worker then takes at once.
+_PARTS_STARTED = np.zeros(8, np.int64)  # (a cache line; the count is its first element)
+_STARTED_SYMBOL = "numba_dwconv_parts_started"
+llvm_binding.add_symbol(_STARTED_SYMBOL, _PARTS_STARTED.ctypes.data)
+
+
+def _started_count(builder):
+    """The count's address in the module being built (an external global, linked to _PARTS_STARTED)."""
+    variable = builder.module.globals.get(_STARTED_SYMBOL)
+    if variable is None:
+        variable = ir.GlobalVariable(builder.module, ir.IntType(64), _STARTED_SYMBOL)
+        variable.linkage = "external"
+    return variable
+
+
+@intrinsic
+def note_part_started(typingctx):
+    """Inside a kernel's part 0: count its start (see _PARTS_STARTED)."""
+    def codegen(context, builder, signature, args):
+        builder.atomic_rmw("add", _started_count(builder), ir.Constant(ir.IntType(64), 1), "monotonic")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _parts_started(typingctx):
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_started_count(builder), "monotonic", 8)
+
+    return types.int64(), codegen
+
+
 _FLAG_OPTIONS = {"nogil": True, "cache": True}
 YIELD_EVERY = 8  # polls between two sched_yield calls while spinning
 
@@ -211,8 +256,9 @@ def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, v
        _WAKE at once if the thread waiting for it was asleep (``post_sleeper`` set: the caller of this
        releases that thread's lock), _POSTED if there is nothing to wait for (``slot < 0``).
     2. Spin until ``flags[slot] >= value`` (sequence numbers only grow), at most ``iterations`` polls,
-       yielding the CPU every YIELD_EVERY; found: ``handover`` pauses more, then _FOUND, or
-       _FOUND_ON_POSTER_CPU when the value's poster runs on this thread's CPU.
+       yielding the CPU every YIELD_EVERY; found: up to ``handover`` pauses more, until the count of
+       started parts 0 differs from the one posted beside the value (STARTED_MARK; -1: all the pauses),
+       then _FOUND, or _FOUND_ON_POSTER_CPU when the value's poster runs on this thread's CPU.
     3. Not found: announce sleep (``sleeper_slot``) and return _SLEEP (the caller of this then blocks on
        its lock), unless the value arrived meanwhile and the flag could be taken back (found, as above).
     """
@@ -235,7 +281,10 @@ def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, v
         _atomic_store(flags, sleeper_slot, 1)
         if _atomic_load(flags, slot) < value or _atomic_exchange(flags, sleeper_slot, 0) != 1:
             return _SLEEP  # (0 above: the poster took the flag back and releases the lock)
+    mark = _atomic_load(flags, slot + STARTED_MARK)
     for _ in range(handover):
+        if mark >= 0 and _parts_started() != mark:
+            break
         _cpu_relax()
     cpu = _atomic_load(flags, slot + POSTER_CPU)
     return _FOUND_ON_POSTER_CPU if cpu >= 0 and cpu == _current_cpu() else _FOUND
@@ -294,7 +343,7 @@ def _handover_polls() -> int:
     global _pauses_per_us
     if _pauses_per_us is None:  # (a spin that finds its value at once, then pauses)
         flags = np.zeros(32, np.int64)
-        flags[JOB] = 1
+        flags[JOB], flags[JOB + STARTED_MARK] = 1, -1
         _pauses_per_us = _rate_per_us(flags, -1, 0, 0, JOB, WORKER_SLEEPS, 1, 1, 20000)
     return int(HANDOVER_US * _pauses_per_us)
 
@@ -370,6 +419,7 @@ class _Worker:
         self._sequence += 1
         self._polls = polls
         self._job = (self._sequence, kernel, args)
+        self._flags[JOB + STARTED_MARK] = _PARTS_STARTED[0]
         _post(self._flags, JOB, WORKER_SLEEPS, self._sequence, self._job_lock)
 
     def take_back(self) -> bool:

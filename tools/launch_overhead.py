@@ -16,12 +16,14 @@ import time
 import numpy as np
 
 import numba_dwconv as nd
-from numba_dwconv._jit import launch, parallel_kernel
+from numba_dwconv._jit import launch, parallel_kernel, task_share
 
 
 @parallel_kernel
 def _empty(part, parts, flags):
-    flags[part] = 1.0
+    lo, hi = task_share(parts, part, parts)  # (as every kernel: part 0 counts its start, see HANDOVER_US)
+    for p in range(lo, hi):
+        flags[p] = 1.0
 
 
 def _cpu_of(thread_id: int) -> int:
