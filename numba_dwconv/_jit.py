@@ -42,7 +42,9 @@ def parallel_kernel(func):
     :func:`launch` calls it once per thread with ``part`` in ``range(parts)``; the kernel loops over its
     share of the tasks, ``tasks_lo, tasks_hi = task_share(n_tasks, part, parts)`` then ``for task in
     range(tasks_lo, tasks_hi)`` (contiguous, in order, so a task's result never depends on the thread
-    count).  Why not ``parallel=True``: numba's parfor
+    count).  Every kernel calls ``task_share`` early: its part 0 counts its start there, which the
+    launch's workers wait for before they take the GIL (a kernel that does not starts them up to
+    ``_workers.HANDOVER_US`` late).  Why not ``parallel=True``: numba's parfor
     passes re-type and re-lower the whole inlined loop body, tripling the compile time (measured:
     the 1D channels_last forward 17.7 s with ``prange``, 5.4 s as a plain function), for code that
     runs no faster.
