@@ -84,7 +84,7 @@ JOIN_SPIN_US = 100_000
 # from its post to its compiled part (dispatching its arguments) takes ~1 us in a loop of small calls and
 # 10-50 us right after a large kernel has swept the caches: a worker that took the GIL after a fixed 2 us
 # found the caller still holding it and slept on the GIL's futex, waking 40-50 us late.
-HANDOVER_US = 100
+HANDOVER_US = 60
 # Slots of a worker's flag array (int64, eight apart: one cache line each).
 JOB, WORKER_SLEEPS, DONE, CALLER_SLEEPS, TAKEN = 0, 8, 16, 24, 32
 POSTER_CPU = 1  # added to a slot: the CPU of the thread that last posted there
