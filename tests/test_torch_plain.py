@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 from numba_dwconv.cpu import conv2d_prepared  # noqa: E402
-from numba_dwconv.torch import DepthwiseConv2d  # noqa: E402
+from numba_dwconv.torch import DepthwiseConv2d, _plain  # noqa: E402
 
 
 @pytest.fixture
@@ -32,8 +32,6 @@ def _reference(module, x):
 
 def _general(module, x):
     """The module's general path (no prepared forward), for bit-for-bit comparisons."""
-    from numba_dwconv.torch import _plain
-
     make = _plain.PlainForward.__dict__["make"]
     _plain.PlainForward.make = classmethod(lambda cls, m, x: None)
     module._plain = None
@@ -90,12 +88,14 @@ def test_an_input_at_another_alignment_is_prepared_again_when_the_plan_depends_o
     x4 = _channels_last_at((1, 272, 8, 8), 4, torch.float32, gen)  # 16 bytes off a line
     with torch.no_grad():
         module(x0)
-        assert module._plain.matches(module, x0) and not module._plain.matches(module, x4)
+        plain, mismatch = module._plain, _plain.MISMATCH
+        assert plain.run(module, x4, module.weight, module.bias) is mismatch
+        assert plain.run(module, x0, module.weight, module.bias) is not mismatch
         y4 = module(x4)
         assert module._plain.plan.alignment == 16
         torch.testing.assert_close(y4, _reference(module, x4))
         y4_again = module(x4)
-    assert len(plan_calls) == 1 and torch.equal(y4_again, y4)
+    assert len(plan_calls) == 2 and torch.equal(y4_again, y4)
 
 
 def test_the_weight_is_read_on_every_call_however_it_changed(plan_calls):
@@ -215,3 +215,18 @@ def test_keras_taps_line_up_and_refuse_non_finite_values():
             spoiled = weight.copy()
             spoiled[7, 0, 2, 4] = bad
             assert conv2d_prepared.keras_taps(spoiled) is None
+
+
+def test_the_lean_plain_check_agrees_with_plain_call():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from numba_dwconv.torch import _ops
+
+    x, w, b = torch.randn(2, 4, 5, 5), torch.randn(4, 1, 3, 3), torch.randn(4)
+    fake = FakeTensorMode().from_tensor(x)
+    cases = [(x, w, b), (x, w, None), (x.requires_grad_(False), w.clone().requires_grad_(), b),
+             (x, torch.nn.Parameter(w), torch.nn.Parameter(b)), (fake, w, b), (x, w, b.clone().requires_grad_())]
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            for case in cases:
+                assert _ops.plain_tensors_without_grad(*case) == _ops.plain_call(*case)

@@ -143,6 +143,19 @@ def plain_call(x, weight, bias) -> bool:
     return not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
 
 
+def plain_tensors_without_grad(x, weight, bias) -> bool:
+    """:func:`plain_call` for a caller that has checked ``torch.compiler.is_compiling()`` already (fewer steps)."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return False
+    if type(x) is not Tensor or (type(weight) is not Tensor and type(weight) is not torch.nn.Parameter):
+        return False
+    if bias is not None and ((type(bias) is not Tensor and type(bias) is not torch.nn.Parameter)
+                             or _is_wrapped(bias)):
+        return False
+    return not (_is_wrapped(x) or _is_wrapped(weight))
+
+
 def _plain_tensors(*tensors) -> bool:
     """Not under ``torch.compile``, and every tensor given a plain tensor or parameter (None: skipped)."""
     if torch.compiler.is_compiling():

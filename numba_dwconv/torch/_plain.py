@@ -60,24 +60,23 @@ class PlainForward:
         self.plan = plan
         return self
 
-    def matches(self, module, x) -> bool:
-        """Whether ``module(x)`` is a call this forward was prepared for (shapes, strides, dtypes, options)."""
-        weight, bias = module.weight, module.bias
-        return (x.shape == self.shape and x.stride() == self.strides and x.dtype == self.dtype and x.is_cpu
+    def run(self, module, x, weight, bias):
+        """``module(x)`` (``weight``, ``bias``: the module's), or :data:`MISMATCH`, or None.
+
+        :data:`MISMATCH`: not a call this forward was prepared for (shapes, strides, dtypes, options);
+        None: it must take the general path this time (autograd recording, a tensor subclass or a functorch
+        wrapper, as :func:`_ops.plain_call` tells; a tap that is not finite).  The caller has checked that
+        nothing is being traced (``torch.compiler.is_compiling``).
+        """
+        if not (x.shape == self.shape and x.stride() == self.strides and x.dtype == self.dtype and x.is_cpu
                 and (self.plan.alignment is None or x.data_ptr() % 64 == self.plan.alignment)
                 and weight.dtype == self.dtype and weight.is_cpu and (weight.shape, weight.stride()) == self.weight
                 and (bias is None if self.bias is None else (bias is not None and bias.dtype == self.dtype
                                                              and bias.is_cpu
                                                              and (bias.shape, bias.stride()) == self.bias))
-                and _options(module) == self.options)
-
-    def __call__(self, module, x):
-        """``module(x)`` for a call that :meth:`matches`; None when it must take the general path this time.
-
-        (Autograd recording or tracing: see :func:`_ops.plain_call`; a tap that is not finite.)
-        """
-        weight, bias = module.weight, module.bias
-        if not _ops.plain_call(x, weight, bias):
+                and _options(module) == self.options):
+            return MISMATCH
+        if not _ops.plain_tensors_without_grad(x, weight, bias):
             return None
         taps = conv2d_prepared.keras_taps((weight.detach() if weight.requires_grad else weight).numpy())
         if taps is None:
@@ -87,6 +86,9 @@ class PlainForward:
             bias = (bias.detach() if bias.requires_grad else bias).numpy()
         out = self.plan(array.transpose(0, 2, 3, 1).reshape(-1), taps, bias)
         return torch.from_numpy(out.transpose(0, 3, 1, 2))
+
+
+MISMATCH = object()  # what PlainForward.run returns for a call it was not prepared for
 
 
 def _options(module) -> tuple:

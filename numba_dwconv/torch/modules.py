@@ -25,18 +25,17 @@ class _DepthwiseMixin:
 
     def forward(self, input):
         """The depthwise convolution of ``input`` (see :func:`numba_dwconv.torch.dwconv1d`)."""
-        plain = self._plain
-        matched = plain is not None and not torch.compiler.is_compiling() and plain.matches(self, input)
-        if matched:
-            out = plain(self, input)
-            if out is not None:
+        plain, weight, bias = self._plain, self.weight, self.bias
+        out = None
+        if plain is not None and not torch.compiler.is_compiling():
+            out = plain.run(self, input, weight, bias)
+            if out is not None and out is not _plain.MISMATCH:
                 return out
         conv = functional.dwconv1d if self._rank == 1 else functional.dwconv2d
-        out = conv(input, self.weight, self.bias, self.stride, self._keras_padding, self.dilation,
-                   activation=self.activation)
-        if not matched and self._rank == 2 and not torch.compiler.is_compiling():
+        result = conv(input, weight, bias, self.stride, self._keras_padding, self.dilation, activation=self.activation)
+        if (plain is None or out is _plain.MISMATCH) and self._rank == 2 and not torch.compiler.is_compiling():
             self._plain = _plain.PlainForward.make(self, input)
-        return out
+        return result
 
     def __getstate__(self):
         state = self.__dict__.copy()
