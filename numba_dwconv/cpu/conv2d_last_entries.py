@@ -16,7 +16,7 @@ import numpy as np
 from numba import types, uint64
 
 from .._entries import entry, entry_kernel, flat_array
-from .conv2d_last import _all_taps, _all_taps_strided, _strided_interior, _unit_interior
+from .conv2d_last import _all_taps, _all_taps_stride2_width3, _all_taps_strided, _strided_interior, _unit_interior
 from .conv2d_last_kgrad import _grad_interior, _unit_grad_interior
 
 
@@ -64,9 +64,14 @@ def _strided_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, 
 
     ``rows``: see :func:`_unit_all_taps`; ``ow_end``: ``ow_hi``, unread (the passes take the last columns).
     """
-    for r in range(uint64(rows)):
-        _all_taps_strided(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, n, row_step,
-                          left, chunks, sw, dw, kw_c, kh_c)
+    if len(kw_c) == 3 and sw == 2 and dw == 1:
+        for r in range(uint64(rows)):
+            _all_taps_stride2_width3(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, n,
+                                     row_step, left, chunks, kh_c)
+    else:
+        for r in range(uint64(rows)):
+            _all_taps_strided(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, n,
+                              row_step, left, chunks, sw, dw, kw_c, kh_c)
 
 
 @functools.lru_cache(maxsize=None)
