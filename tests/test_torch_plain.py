@@ -230,3 +230,20 @@ def test_the_lean_plain_check_agrees_with_plain_call():
         with torch.set_grad_enabled(grad):
             for case in cases:
                 assert _ops.plain_tensors_without_grad(*case) == _ops.plain_call(*case)
+
+
+def test_one_module_called_from_several_threads_gives_each_its_own_result(plan_calls):
+    from cases import assert_same_from_threads
+
+    gen = torch.Generator().manual_seed(7)
+    module = DepthwiseConv2d(32, 3, padding=1)
+    xs = [_channels_last_at((4, 32, 48, 48), 0, torch.float32, gen) for _ in range(3)]  # (2-part launches)
+
+    def call(x):
+        with torch.no_grad():
+            return module(x).numpy(), ()
+
+    assert_same_from_threads([lambda x=x: call(x) for x in xs], repeats=8)
+    assert len(plan_calls) >= 20
+    for x in xs:
+        torch.testing.assert_close(module(x).detach(), _reference(module, x))
