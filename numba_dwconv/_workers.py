@@ -72,6 +72,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from . import _cache  # noqa: F401 (before any cached function of the package: see its docstring)
+
 # Below this many bytes of array arguments a kernel runs on the calling thread alone (a 1D forward on
 # 2 MiB of arrays gains nothing from a second core: 111 us alone, 107 us on two, measured).
 SERIAL_BYTES = 1 << 20
