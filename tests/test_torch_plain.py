@@ -247,3 +247,16 @@ def test_one_module_called_from_several_threads_gives_each_its_own_result(plan_c
     assert len(plan_calls) >= 20
     for x in xs:
         torch.testing.assert_close(module(x).detach(), _reference(module, x))
+
+
+def test_inference_mode_and_inputs_requiring_grad_under_no_grad_take_the_prepared_launch(plan_calls):
+    gen = torch.Generator().manual_seed(8)
+    module = DepthwiseConv2d(16, 3, padding=1)
+    x = _channels_last_at((2, 16, 9, 9), 0, torch.float32, gen)
+    with torch.inference_mode():
+        first, second = module(x), module(x)
+    assert second.is_inference() and torch.equal(first, second)
+    with torch.no_grad():
+        third = module(x.clone().requires_grad_())
+    assert len(plan_calls) == 2 and not third.requires_grad and torch.equal(third, second)
+    torch.testing.assert_close(second, _reference(module, x))
