@@ -260,3 +260,15 @@ def test_inference_mode_and_inputs_requiring_grad_under_no_grad_take_the_prepare
         third = module(x.clone().requires_grad_())
     assert len(plan_calls) == 2 and not third.requires_grad and torch.equal(third, second)
     torch.testing.assert_close(second, _reference(module, x))
+
+
+def test_a_call_with_something_else_than_a_tensor_gets_the_general_paths_error():
+    gen = torch.Generator().manual_seed(9)
+    module = DepthwiseConv2d(8, 3, padding=1)
+    x = _channels_last_at((1, 8, 5, 5), 0, torch.float32, gen)
+    with torch.no_grad():
+        module(x)
+        assert module._plain is not None
+        with pytest.raises(TypeError, match="torch tensors"):
+            module(x.numpy())
+        assert module._plain is not None and torch.equal(module(x), module(x))

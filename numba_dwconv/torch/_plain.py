@@ -68,6 +68,8 @@ class PlainForward:
         wrapper, as :func:`_ops.plain_call` tells; a tap that is not finite).  The caller has checked that
         nothing is being traced (``torch.compiler.is_compiling``).
         """
+        if type(x) is not torch.Tensor:  # (a subclass, or not a tensor: the general path says what is wrong)
+            return None
         if not (x.shape == self.shape and x.stride() == self.strides and x.dtype == self.dtype and x.is_cpu
                 and (self.plan.alignment is None or x.data_ptr() % 64 == self.plan.alignment)
                 and weight.dtype == self.dtype and weight.is_cpu and (weight.shape, weight.stride()) == self.weight
