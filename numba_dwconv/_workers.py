@@ -59,6 +59,7 @@ was woken on its worker's CPU, and the two met again at the next launch (seen: 4
 from __future__ import annotations
 
 import _thread
+import hashlib
 import os
 import platform
 import sys
@@ -211,7 +212,9 @@ def _current_cpu(typingctx):
 # count moves past the one posted with the part: its caller is then inside its compiled part, without
 # the GIL, which the worker then takes at once.
 _PARTS_STARTED = np.zeros(8, np.int64)  # (a cache line; the count is its first element)
-_STARTED_SYMBOL = "numba_dwconv_parts_started"
+# (named after the package's folder: two copies imported in one process, as an A/B of two revisions does,
+# each link their own; a kernel's cache folder is per source folder too)
+_STARTED_SYMBOL = "numba_dwconv_parts_started_" + hashlib.sha1(os.path.dirname(__file__).encode()).hexdigest()[:16]
 llvm_binding.add_symbol(_STARTED_SYMBOL, _PARTS_STARTED.ctypes.data)
 
 
