@@ -52,3 +52,18 @@ def test_no_plan_where_a_call_needs_more_than_its_launch(case):
         shape = (0, 10, 13, 16)
     problem = nd._opcore.RANK2.problem(shape, kernel, 1, "same", fmt, 1, np.dtype(np.float32))
     assert conv2d_prepared.forward_plan(problem, 0) is None
+
+
+def test_after_its_first_call_a_plan_calls_the_compiled_kernel_directly_with_the_same_bits():
+    from numba_dwconv.cpu.conv2d_last import _forward_last
+
+    rng = np.random.default_rng(3)
+    x, k, b = make_case2d(rng, 2, 10, 13, 32, (3, 3), 1, "channels_last", np.float32)
+    problem = nd._opcore.RANK2.problem(x.shape, k.shape, 1, "same", "channels_last", 1, np.dtype(np.float32))
+    plan = conv2d_prepared.forward_plan(problem, x.ctypes.data)
+    taps = conv2d_prepared.keras_taps(np.ascontiguousarray(k[..., 0].transpose(2, 0, 1)[:, None]))
+    first = plan(x.reshape(-1), taps, b)
+    assert plan._kernel is not _forward_last and callable(plan._kernel)
+    np.testing.assert_array_equal(plan(x.reshape(-1), taps, b), first)
+    with pytest.raises(TypeError):  # another dtype: numba's unboxing refuses it
+        plan(x.reshape(-1).astype(np.float64), taps, b)

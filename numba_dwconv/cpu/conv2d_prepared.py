@@ -41,24 +41,44 @@ class ForwardPlan:
         ``address % 64`` of the inputs this plan serves, None for any address.
     """
 
-    __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial")
+    __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial", "_kernel")
 
     def __init__(self, problem, alignment, mid, tail, serial: bool):
         self.output_shape, self.dtype, self.alignment = problem.output_shape, problem.dtype, alignment
         self._zeros = np.zeros(problem.channels, problem.dtype)
         self._zeros.flags.writeable = False
         self._mid, self._tail, self._serial = mid, tail, serial
+        self._kernel = _forward_last
 
     def __call__(self, inputs, kernel, bias=None):
         """The forward of flat C-contiguous ``inputs`` (B*H*W*C) and ``kernel`` (KH*KW*C, on a 64-byte line).
 
-        ``bias``: flat (C), or None for zeros.  All of the problem's dtype; the caller checks the shapes.
+        ``bias``: flat (C), or None for zeros.  All of the problem's dtype, writable, aligned as NumPy aligns
+        (what a PyTorch tensor's ``numpy()`` gives); the caller checks the shapes.  After its first call a plan
+        calls the compiled kernel without the dispatcher's typing (:func:`_compiled`): every call must pass
+        arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).
         """
         out = _memory.empty(self.output_shape, self.dtype)
         flat = out.reshape(-1)
-        launch(_forward_last, inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat,
-               *self._tail, parts=1 if self._serial else thread_count())
+        args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
+        launch(self._kernel, *args, parts=1 if self._serial else thread_count())
+        if self._kernel is _forward_last:
+            self._kernel = _compiled(_forward_last, args)
         return out
+
+
+def _compiled(kernel, args):
+    """The compiled function that ``kernel(part, parts, *args)`` runs, called without the dispatcher's typing.
+
+    A parallel kernel's dispatcher types its ~36 arguments on every call: 1.6 us in a loop, 18-23 us right after
+    a large kernel has swept the caches (measured), for the caller and again for each worker.  A plan's
+    arguments have the same types on every call (the same arrays' kinds, the same constants), so after its
+    first launch it calls the overload those types chose directly (12.5 us cold).  ``kernel`` itself if that
+    overload cannot be found.
+    """
+    signature = tuple(kernel.typeof_pyval(a) for a in (0, 0, *args))
+    overload = kernel.overloads.get(signature)
+    return kernel if overload is None else overload.entry_point
 
 
 def forward_plan(problem, address: int):
