@@ -136,30 +136,24 @@ def plain_call(x, weight, bias) -> bool:
     requiring a gradient, not under ``torch.compile`` (which must see the operator), and plain
     tensors or parameters (fake, functorch-wrapped or other subclass tensors take the operator).
     """
-    if not _plain_tensors(x, weight, bias):
-        return False
-    if not torch.is_grad_enabled():
-        return True
-    return not (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+    return not torch.compiler.is_compiling() and plain_tensors_without_grad(x, weight, bias)
 
 
 def plain_tensors_without_grad(x, weight, bias) -> bool:
-    """:func:`plain_call` for a caller that has checked ``torch.compiler.is_compiling()`` already (fewer steps)."""
+    """:func:`plain_call` without its ``torch.compile`` test, for a caller that has made it."""
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return False
-    if type(x) is not Tensor or (type(weight) is not Tensor and type(weight) is not torch.nn.Parameter):
-        return False
-    if bias is not None and ((type(bias) is not Tensor and type(bias) is not torch.nn.Parameter)
-                             or _is_wrapped(bias)):
-        return False
-    return not (_is_wrapped(x) or _is_wrapped(weight))
+    return _plain_types(x, weight, bias)
 
 
 def _plain_tensors(*tensors) -> bool:
     """Not under ``torch.compile``, and every tensor given a plain tensor or parameter (None: skipped)."""
-    if torch.compiler.is_compiling():
-        return False
+    return not torch.compiler.is_compiling() and _plain_types(*tensors)
+
+
+def _plain_types(*tensors) -> bool:
+    """Every tensor given (None: skipped) a plain tensor or parameter, not wrapped by functorch."""
     for t in tensors:
         if t is not None and ((type(t) is not Tensor and type(t) is not torch.nn.Parameter) or _is_wrapped(t)):
             return False

@@ -26,14 +26,15 @@ class _DepthwiseMixin:
     def forward(self, input):
         """The depthwise convolution of ``input`` (see :func:`numba_dwconv.torch.dwconv1d`)."""
         plain, weight, bias = self._plain, self.weight, self.bias
+        compiling = torch.compiler.is_compiling()
         out = None
-        if plain is not None and not torch.compiler.is_compiling():
+        if plain is not None and not compiling:
             out = plain.run(self, input, weight, bias)
             if out is not None and out is not _plain.MISMATCH:
                 return out
         conv = functional.dwconv1d if self._rank == 1 else functional.dwconv2d
         result = conv(input, weight, bias, self.stride, self._keras_padding, self.dilation, activation=self.activation)
-        if (plain is None or out is _plain.MISMATCH) and self._rank == 2 and not torch.compiler.is_compiling():
+        if (plain is None or out is _plain.MISMATCH) and self._rank == 2 and not compiling:
             self._plain = _plain.PlainForward.make(self, input)
         return result
 
