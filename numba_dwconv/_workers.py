@@ -454,6 +454,15 @@ def _reset_workers_after_fork():
 os.register_at_fork(after_in_child=_reset_workers_after_fork)
 
 
+def serial_args(args) -> bool:
+    """Whether a launch with ``args`` runs on the calling thread alone: its arrays hold fewer than SERIAL_BYTES."""
+    nbytes = 0
+    for a in args:
+        if isinstance(a, np.ndarray):
+            nbytes += a.nbytes
+    return nbytes < SERIAL_BYTES
+
+
 def launch(kernel, *args, parts=None) -> None:
     """Run a :func:`numba_dwconv._jit.parallel_kernel` from the host, in ``parts`` parts on as many threads.
 
@@ -465,11 +474,7 @@ def launch(kernel, *args, parts=None) -> None:
     several Python threads at once (each call has its own workers).
     """
     if parts is None:
-        nbytes = 0
-        for a in args:
-            if isinstance(a, np.ndarray):
-                nbytes += a.nbytes
-        parts = 1 if nbytes < SERIAL_BYTES else thread_count()
+        parts = 1 if serial_args(args) else thread_count()
     if parts == 1:
         kernel(0, 1, *args)
         return

@@ -23,7 +23,7 @@ import numpy as np
 from .. import _memory
 from .._jit import helper_kernel
 from .._simd import VECTOR_BYTES
-from .._workers import SERIAL_BYTES, launch, thread_count
+from .._workers import launch, serial_args, thread_count
 from . import conv2d, conv2d_wide
 from .conv2d_last import _forward_last
 from .fused import activation as _activation
@@ -43,11 +43,12 @@ class ForwardPlan:
 
     __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial", "_kernel")
 
-    def __init__(self, problem, alignment, mid, tail, serial: bool):
+    def __init__(self, problem, alignment, mid, tail):
         self.output_shape, self.dtype, self.alignment = problem.output_shape, problem.dtype, alignment
         self._zeros = np.zeros(problem.channels, problem.dtype)
         self._zeros.flags.writeable = False
-        self._mid, self._tail, self._serial = mid, tail, serial
+        self._mid, self._tail = mid, tail
+        self._serial = None  # (launch's own rule, applied to the first call's arguments)
         self._kernel = _forward_last
 
     def __call__(self, inputs, kernel, bias=None):
@@ -61,6 +62,8 @@ class ForwardPlan:
         out = _memory.empty(self.output_shape, self.dtype)
         flat = out.reshape(-1)
         args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
+        if self._serial is None:
+            self._serial = serial_args(args)
         launch(self._kernel, *args, parts=1 if self._serial else thread_count())
         if self._kernel is _forward_last:
             self._kernel = _compiled(_forward_last, args)
@@ -101,10 +104,8 @@ def forward_plan(problem, address: int):
                                          unstreamed(problem.dtype), rows)
     if tail[0] is not None:  # rows copied with their padding: buffers per call
         return None
-    in_bytes = math.prod(problem.input_shape) * problem.dtype.itemsize
-    serial = in_bytes + out_bytes < SERIAL_BYTES
     alignment = address % VECTOR_BYTES if conv2d.all_taps_by_alignment(problem) else None
-    return ForwardPlan(problem, alignment, mid, tail, serial)
+    return ForwardPlan(problem, alignment, mid, tail)
 
 
 @helper_kernel
