@@ -67,3 +67,24 @@ def test_after_its_first_call_a_plan_calls_the_compiled_kernel_directly_with_the
     np.testing.assert_array_equal(plan(x.reshape(-1), taps, b), first)
     with pytest.raises(TypeError):  # another dtype: numba's unboxing refuses it
         plan(x.reshape(-1).astype(np.float64), taps, b)
+
+
+def test_a_plan_lays_out_a_torch_weight_in_its_own_buffer_each_call():
+    rng = np.random.default_rng(4)
+    x, k, b = make_case2d(rng, 2, 9, 11, 48, (5, 5), 1, "channels_last", np.float32)
+    problem = nd._opcore.RANK2.problem(x.shape, k.shape, 1, "same", "channels_last", 1, np.dtype(np.float32))
+    plan = conv2d_prepared.forward_plan(problem, x.ctypes.data)
+    weight = np.ascontiguousarray(k[..., 0].transpose(2, 0, 1)[:, None])  # PyTorch's (C, 1, KH, KW)
+    for step in range(3):  # the buffer of the call before holds the old taps: each call lays out its own
+        kernel = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0)[..., None])
+        got = plan.from_torch_weight(x.reshape(-1), weight, b)
+        np.testing.assert_array_equal(got, conv2d.conv2d_forward(problem, x, kernel, b))
+        np.testing.assert_allclose(got, ref.conv2d_forward(x, kernel, b, 1, "same", "channels_last", 1),
+                                   rtol=1e-5, atol=1e-5)
+        weight = weight * np.float32(1.5) - np.float32(step)
+    assert len(plan._spare) == 1
+    for bad in (np.nan, np.inf):
+        spoiled = weight.copy()
+        spoiled[47, 0, 4, 4] = bad
+        assert plan.from_torch_weight(x.reshape(-1), spoiled, b) is None
+    assert len(plan._spare) == 1  # (given back on the way out too)

@@ -80,14 +80,12 @@ class PlainForward:
             return MISMATCH
         if not _ops.plain_tensors_without_grad(x, weight, bias):
             return None
-        taps = conv2d_prepared.keras_taps((weight.detach() if weight.requires_grad else weight).numpy())
-        if taps is None:
-            return None
         array = (x.detach() if x.requires_grad else x).numpy()
         if bias is not None:
             bias = (bias.detach() if bias.requires_grad else bias).numpy()
-        out = self.plan(array.transpose(0, 2, 3, 1).reshape(-1), taps, bias)
-        return torch.from_numpy(out.transpose(0, 3, 1, 2))
+        out = self.plan.from_torch_weight(array.transpose(0, 2, 3, 1).reshape(-1),
+                                          (weight.detach() if weight.requires_grad else weight).numpy(), bias)
+        return None if out is None else torch.from_numpy(out.transpose(0, 3, 1, 2))
 
 
 MISMATCH = object()  # what PlainForward.run returns for a call it was not prepared for
