@@ -463,7 +463,7 @@ def serial_args(args) -> bool:
     return nbytes < SERIAL_BYTES
 
 
-def launch(kernel, *args, parts=None) -> None:
+def launch(kernel, *args, parts=None, meanwhile=None):
     """Run a :func:`numba_dwconv._jit.parallel_kernel` from the host, in ``parts`` parts on as many threads.
 
     ``parts`` defaults to :func:`thread_count`, or 1 when the array arguments hold fewer than
@@ -472,12 +472,16 @@ def launch(kernel, *args, parts=None) -> None:
     started when part 0 is done: the calling thread takes them back and runs them; the call returns
     when every part has finished, and raises the first error of a part, if any.  Safe to call from
     several Python threads at once (each call has its own workers).
+
+    ``meanwhile``: None, or a function of no arguments that the calling thread runs once its own part is
+    done, while the workers' parts may still run (it must not touch what the kernel writes: wrapping an
+    output that is not read yet is what it is for).  Returns its result, or None.
     """
     if parts is None:
         parts = 1 if serial_args(args) else thread_count()
     if parts == 1:
         kernel(0, 1, *args)
-        return
+        return None if meanwhile is None else meanwhile()
     polls = _spin_polls()
     with _idle_lock:
         workers = [_idle.pop() for _ in range(min(parts - 1, len(_idle)))]
@@ -485,8 +489,11 @@ def launch(kernel, *args, parts=None) -> None:
     for part, worker in enumerate(workers, start=1):
         worker.start(kernel, (part, parts, *args), polls)
     errors = []
+    result = None
     try:
         kernel(0, parts, *args)
+        if meanwhile is not None:  # (the workers' parts, started later, end later: 10-45 us measured)
+            result = meanwhile()
     finally:
         join_polls = polls and max(polls, int(JOIN_SPIN_US * _polls_per_us))
         for part, worker in enumerate(workers, start=1):
@@ -502,3 +509,4 @@ def launch(kernel, *args, parts=None) -> None:
     for error in errors:
         if error is not None:
             raise error
+    return result

@@ -46,6 +46,21 @@ def test_a_part_whose_worker_has_not_started_runs_on_the_caller_and_the_worker_c
     assert sorted(seen) == [0, 1, 2] and len({ident for _, ident in seen.values()}) == 3
 
 
+def test_meanwhile_runs_once_after_the_callers_part_and_its_result_is_returned():
+    for parts in (1, 3):
+        seen, calls = {}, []
+
+        def meanwhile():
+            calls.append(sorted(seen))
+            return "wrapped"
+
+        assert _jit.launch(_record_parts, seen, -1, parts=parts, meanwhile=meanwhile) == "wrapped"
+        assert len(calls) == 1 and 0 in calls[0] and sorted(seen) == list(range(parts))
+    assert _jit.launch(_record_parts, {}, -1, parts=2) is None
+    with pytest.raises(RuntimeError, match="part 1 failed"):  # a part's error wins over meanwhile's result
+        _jit.launch(_record_parts, {}, 1, True, parts=2, meanwhile=lambda: "lost")
+
+
 @pytest.mark.parametrize("fail_on", [0, 1])
 def test_an_error_in_any_part_is_raised_after_every_part_finished_and_the_workers_stay_usable(fail_on):
     seen = {}

@@ -54,7 +54,7 @@ class ForwardPlan:
         self._spare = []  # taps buffers between calls (one per thread calling at once)
         self._lay_taps = _keras_taps
 
-    def from_torch_weight(self, inputs, weight, bias=None):
+    def from_torch_weight(self, inputs, weight, bias=None, wrap=None):
         """The forward with the taps of a C-contiguous PyTorch weight ``(C, 1, KH, KW)``, or None.
 
         None when a tap is not finite (then nothing is launched: see :func:`_keras_taps`).  The taps are laid
@@ -70,27 +70,31 @@ class ForwardPlan:
                 return None
             if self._lay_taps is _keras_taps:
                 self._lay_taps = _compiled(_keras_taps, (weight, taps), ())
-            return self(inputs, taps, bias)
+            return self(inputs, taps, bias, wrap)
         finally:
             self._spare.append(taps)
 
-    def __call__(self, inputs, kernel, bias=None):
+    def __call__(self, inputs, kernel, bias=None, wrap=None):
         """The forward of flat C-contiguous ``inputs`` (B*H*W*C) and ``kernel`` (KH*KW*C, on a 64-byte line).
 
         ``bias``: flat (C), or None for zeros.  All of the problem's dtype, writable, aligned as NumPy aligns
         (what a PyTorch tensor's ``numpy()`` gives); the caller checks the shapes.  After its first call a plan
         calls the compiled kernel without the dispatcher's typing (:func:`_compiled`): every call must pass
         arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).
+
+        ``wrap``: None, or a function of the outputs whose result is returned instead, called while the
+        workers finish their parts (``launch``'s ``meanwhile``: it must not read the outputs).
         """
         out = _memory.empty(self.output_shape, self.dtype)
         flat = out.reshape(-1)
         args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
         if self._serial is None:
             self._serial = serial_args(args)
-        launch(self._kernel, *args, parts=1 if self._serial else thread_count())
+        wrapped = launch(self._kernel, *args, parts=1 if self._serial else thread_count(),
+                         meanwhile=None if wrap is None else lambda: wrap(out))
         if self._kernel is _forward_last:
             self._kernel = _compiled(_forward_last, args)
-        return out
+        return out if wrap is None else wrapped
 
 
 def _compiled(kernel, args, lead=(0, 0)):
