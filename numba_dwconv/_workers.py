@@ -124,7 +124,7 @@ def _slot_pointer(context, builder, array_type, array, index):
 
 
 @intrinsic
-def _atomic_load(typingctx, flags, index):
+def atomic_load(typingctx, flags, index):
     def codegen(context, builder, signature, args):
         return builder.load_atomic(_slot_pointer(context, builder, signature.args[0], *args), "seq_cst", 8)
 
@@ -142,9 +142,19 @@ def _atomic_store(typingctx, flags, index, value):
 
 
 @intrinsic
-def _atomic_exchange(typingctx, flags, index, value):
+def atomic_exchange(typingctx, flags, index, value):
     def codegen(context, builder, signature, args):
         return builder.atomic_rmw("xchg", _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
+                                  args[2], "seq_cst")
+
+    return types.int64(flags, index, types.int64), codegen
+
+
+@intrinsic
+def atomic_add(typingctx, flags, index, value):
+    """``flags[index] += value`` atomically; the value before."""
+    def codegen(context, builder, signature, args):
+        return builder.atomic_rmw("add", _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
                                   args[2], "seq_cst")
 
     return types.int64(flags, index, types.int64), codegen
@@ -162,7 +172,7 @@ def _atomic_compare_exchange(typingctx, flags, index, expected, value):
 
 
 @intrinsic
-def _cpu_relax(typingctx):
+def cpu_relax(typingctx):
     """x86 ``pause`` (lets a sibling hyperthread run and saves power while spinning); nothing elsewhere."""
     def codegen(context, builder, signature, args):
         if _X86:
@@ -246,6 +256,7 @@ def _parts_started(typingctx):
 
 
 _FLAG_OPTIONS = {"nogil": True, "cache": True}
+_NO_CLAIMS = np.zeros(2, np.int64)  # (what a hand-over without a launch's claims counts in: read by nobody)
 YIELD_EVERY = 8  # polls between two sched_yield calls while spinning
 
 
@@ -254,10 +265,13 @@ _POSTED, _FOUND, _FOUND_ON_POSTER_CPU, _WAKE, _SLEEP = 0, 1, 2, 3, 4
 
 
 @numba.njit(**_FLAG_OPTIONS)
-def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, value, iterations, handover):
+def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, value, iterations, handover,
+               returned):
     """Every step of a hand-over, in one compiled function (each compiled function adds ~0.1 s to a first call).
 
-    1. Unless ``post_slot < 0``: publish ``post_value`` there (this thread's CPU beside it, POSTER_CPU);
+    1. Unless ``post_slot < 0``: count a part returned in the last element of ``returned`` (a launch's claims,
+       :func:`numba_dwconv._jit.task_claims`: its part 0 waits for that count, see ``next_chunk``), publish
+       ``post_value`` in ``post_slot`` (this thread's CPU beside it, POSTER_CPU);
        _WAKE at once if the thread waiting for it was asleep (``post_sleeper`` set: the caller of this
        releases that thread's lock), _POSTED if there is nothing to wait for (``slot < 0``).
     2. Spin until ``flags[slot] >= value`` (sequence numbers only grow), at most ``iterations`` polls,
@@ -268,30 +282,31 @@ def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, v
        its lock), unless the value arrived meanwhile and the flag could be taken back (found, as above).
     """
     if post_slot >= 0:
+        atomic_add(returned, returned.shape[0] - 1, 1)
         _atomic_store(flags, post_slot + POSTER_CPU, _current_cpu())
         _atomic_store(flags, post_slot, post_value)
-        if _atomic_exchange(flags, post_sleeper, 0) == 1:
+        if atomic_exchange(flags, post_sleeper, 0) == 1:
             return _WAKE
         if slot < 0:
             return _POSTED
     found = False
     for i in range(iterations):
-        if _atomic_load(flags, slot) >= value:
+        if atomic_load(flags, slot) >= value:
             found = True
             break
-        _cpu_relax()
+        cpu_relax()
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             _yield_cpu()
-    if not found and _atomic_load(flags, slot) < value:
+    if not found and atomic_load(flags, slot) < value:
         _atomic_store(flags, sleeper_slot, 1)
-        if _atomic_load(flags, slot) < value or _atomic_exchange(flags, sleeper_slot, 0) != 1:
+        if atomic_load(flags, slot) < value or atomic_exchange(flags, sleeper_slot, 0) != 1:
             return _SLEEP  # (0 above: the poster took the flag back and releases the lock)
-    mark = _atomic_load(flags, slot + STARTED_MARK)
+    mark = atomic_load(flags, slot + STARTED_MARK)
     for _ in range(handover):
         if mark >= 0 and _parts_started() != mark:
             break
-        _cpu_relax()
-    cpu = _atomic_load(flags, slot + POSTER_CPU)
+        cpu_relax()
+    cpu = atomic_load(flags, slot + POSTER_CPU)
     return _FOUND_ON_POSTER_CPU if cpu >= 0 and cpu == _current_cpu() else _FOUND
 
 
@@ -299,7 +314,7 @@ def _hand_over(flags, post_slot, post_sleeper, post_value, slot, sleeper_slot, v
 def _claim(flags, sequence):
     """Take part ``sequence`` (its worker's or its caller's, whichever comes first): True for the one that did."""
     while True:
-        taken = _atomic_load(flags, TAKEN)
+        taken = atomic_load(flags, TAKEN)
         if taken >= sequence:
             return False
         if _atomic_compare_exchange(flags, TAKEN, taken, sequence):
@@ -322,9 +337,9 @@ def _leave_cpu(cpu: int) -> None:
 
 def _rate_per_us(flags, *args) -> float:
     """Iterations per microsecond of ``_hand_over(flags, *args)`` run with 20000 of them (``args[-2]``/``[-1]``)."""
-    _hand_over(flags, *args[:-2], 1, 1)
+    _hand_over(flags, *args[:-2], 1, 1, _NO_CLAIMS)
     start = time.perf_counter()
-    _hand_over(flags, *args)
+    _hand_over(flags, *args, _NO_CLAIMS)
     return max(1.0, 20000 / max((time.perf_counter() - start) * 1e6, 1e-3))
 
 
@@ -355,14 +370,14 @@ def _handover_polls() -> int:
 
 def _post(flags, slot, sleeper_slot, value, lock) -> None:
     """Publish ``value`` in ``slot``, waking its waiter if it sleeps on ``lock``."""
-    if _hand_over(flags, slot, sleeper_slot, value, -1, 0, 0, 0, 0) == _WAKE:
+    if _hand_over(flags, slot, sleeper_slot, value, -1, 0, 0, 0, 0, _NO_CLAIMS) == _WAKE:
         lock.release()
 
 
 def _wait(flags, slot, sleeper_slot, value, lock, polls) -> int:
     """Wait for ``value`` in ``slot``: spin ``polls`` polls, then sleep on ``lock``; the _FOUND code."""
-    return _sleep_if_told(_hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, polls, 0), flags, slot, sleeper_slot,
-                          value, lock)
+    return _sleep_if_told(_hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, polls, 0, _NO_CLAIMS), flags, slot,
+                          sleeper_slot, value, lock)
 
 
 def _sleep_if_told(found, flags, slot, sleeper_slot, value, lock) -> int:
@@ -370,7 +385,7 @@ def _sleep_if_told(found, flags, slot, sleeper_slot, value, lock) -> int:
     if found != _SLEEP:
         return found
     lock.acquire()
-    return _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, 1, 0)  # (there now: where is its poster)
+    return _hand_over(flags, -1, 0, 0, slot, sleeper_slot, value, 1, 0, _NO_CLAIMS)  # (there now: its poster)
 
 
 # ---------------------------------------------------------------------------- workers
@@ -396,34 +411,38 @@ class _Worker:
             if found == _FOUND_ON_POSTER_CPU:
                 _leave_cpu(int(self._flags[JOB + POSTER_CPU]))
             job = self._job  # the newest part posted (None: its caller took it back, see launch)
+            claims = _NO_CLAIMS  # (where this part's return is counted: its launch's claims, if it ran one)
             if job is None:
                 sequence = int(self._flags[JOB])
             else:
-                sequence, kernel, args = job
+                sequence, kernel, args, job_claims = job
                 if _claim(self._flags, sequence):
+                    claims = job_claims
                     try:
                         kernel(*args)
                     except BaseException as error:  # handed to the caller by join()
                         self._error = error
-                    self._job = None  # an idle worker keeps no array alive (outputs go back to the pool)
-                job = kernel = args = None
+                job = kernel = args = job_claims = None  # (the caller drops the job: see join)
             sequence += 1
-            found = self._finish_and_wait(sequence, self._polls)
+            found = self._finish_and_wait(sequence, self._polls, claims)
 
-    def _finish_and_wait(self, sequence: int, polls: int) -> int:
-        """Post the end of part ``sequence - 1`` and wait for part ``sequence`` (spinning, then asleep)."""
+    def _finish_and_wait(self, sequence: int, polls: int, claims) -> int:
+        """Post the end of part ``sequence - 1`` (counted in its launch's ``claims``) and wait for part ``sequence``."""
         found = _hand_over(self._flags, DONE, CALLER_SLEEPS, sequence - 1, JOB, WORKER_SLEEPS, sequence, polls,
-                           _handover_polls())
+                           _handover_polls(), claims)
         if found == _WAKE:
             self._done_lock.release()
             return _wait(self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock, polls)
         return _sleep_if_told(found, self._flags, JOB, WORKER_SLEEPS, sequence, self._job_lock)
 
-    def start(self, kernel, args, polls: int) -> None:
-        """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module)."""
+    def start(self, kernel, args, polls: int, claims=_NO_CLAIMS) -> None:
+        """Hand over ``kernel(*args)``; ``polls``: how long the caller, and then this thread, spin (see the module).
+
+        ``claims``: the launch's claims, if its kernel takes chunks (:func:`numba_dwconv._jit.task_claims`).
+        """
         self._sequence += 1
         self._polls = polls
-        self._job = (self._sequence, kernel, args)
+        self._job = (self._sequence, kernel, args, claims)
         self._flags[JOB + STARTED_MARK] = _PARTS_STARTED[0]
         _post(self._flags, JOB, WORKER_SLEEPS, self._sequence, self._job_lock)
 
@@ -435,9 +454,10 @@ class _Worker:
         return True
 
     def join(self, polls: int):
-        """Wait for the part; its error (or None)."""
+        """Wait for the part; its error (or None).  Drops the job: an idle worker keeps no array alive."""
         _wait(self._flags, DONE, CALLER_SLEEPS, self._sequence, self._done_lock, polls)
         error, self._error = self._error, None
+        self._job = None  # (here, not on the worker: a worker that posted its end may get its next job at once)
         return error
 
 
@@ -463,7 +483,7 @@ def serial_args(args) -> bool:
     return nbytes < SERIAL_BYTES
 
 
-def launch(kernel, *args, parts=None, meanwhile=None):
+def launch(kernel, *args, parts=None, claims=None) -> None:
     """Run a :func:`numba_dwconv._jit.parallel_kernel` from the host, in ``parts`` parts on as many threads.
 
     ``parts`` defaults to :func:`thread_count`, or 1 when the array arguments hold fewer than
@@ -473,27 +493,25 @@ def launch(kernel, *args, parts=None, meanwhile=None):
     when every part has finished, and raises the first error of a part, if any.  Safe to call from
     several Python threads at once (each call has its own workers).
 
-    ``meanwhile``: None, or a function of no arguments that the calling thread runs once its own part is
-    done, while the workers' parts may still run (it must not touch what the kernel writes: wrapping an
-    output that is not read yet is what it is for).  Returns its result, or None.
+    ``claims``: for a kernel whose parts take chunks of tasks from each other (its last argument, passed
+    after ``args``: :func:`numba_dwconv._jit.task_claims`); its workers count their return there.
     """
+    if claims is not None:
+        args = (*args, claims)
     if parts is None:
         parts = 1 if serial_args(args) else thread_count()
     if parts == 1:
         kernel(0, 1, *args)
-        return None if meanwhile is None else meanwhile()
+        return
     polls = _spin_polls()
     with _idle_lock:
         workers = [_idle.pop() for _ in range(min(parts - 1, len(_idle)))]
     workers += [_Worker() for _ in range(parts - 1 - len(workers))]
     for part, worker in enumerate(workers, start=1):
-        worker.start(kernel, (part, parts, *args), polls)
+        worker.start(kernel, (part, parts, *args), polls, _NO_CLAIMS if claims is None else claims)
     errors = []
-    result = None
     try:
         kernel(0, parts, *args)
-        if meanwhile is not None:  # (the workers' parts, started later, end later: 10-45 us measured)
-            result = meanwhile()
     finally:
         join_polls = polls and max(polls, int(JOIN_SPIN_US * _polls_per_us))
         for part, worker in enumerate(workers, start=1):
@@ -509,4 +527,3 @@ def launch(kernel, *args, parts=None, meanwhile=None):
     for error in errors:
         if error is not None:
             raise error
-    return result

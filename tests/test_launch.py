@@ -46,21 +46,6 @@ def test_a_part_whose_worker_has_not_started_runs_on_the_caller_and_the_worker_c
     assert sorted(seen) == [0, 1, 2] and len({ident for _, ident in seen.values()}) == 3
 
 
-def test_meanwhile_runs_once_after_the_callers_part_and_its_result_is_returned():
-    for parts in (1, 3):
-        seen, calls = {}, []
-
-        def meanwhile():
-            calls.append(sorted(seen))
-            return "wrapped"
-
-        assert _jit.launch(_record_parts, seen, -1, parts=parts, meanwhile=meanwhile) == "wrapped"
-        assert len(calls) == 1 and 0 in calls[0] and sorted(seen) == list(range(parts))
-    assert _jit.launch(_record_parts, {}, -1, parts=2) is None
-    with pytest.raises(RuntimeError, match="part 1 failed"):  # a part's error wins over meanwhile's result
-        _jit.launch(_record_parts, {}, 1, True, parts=2, meanwhile=lambda: "lost")
-
-
 @pytest.mark.parametrize("fail_on", [0, 1])
 def test_an_error_in_any_part_is_raised_after_every_part_finished_and_the_workers_stay_usable(fail_on):
     seen = {}
@@ -97,6 +82,52 @@ def test_a_kernel_gives_the_same_bits_in_any_number_of_parts(parts, mult):
         np.testing.assert_array_equal(outs[0], out)
     expected = reference.conv1d_forward(x, kernel.reshape(5, 24 // mult, mult), bias, 1, "same", "channels_last", 1)
     np.testing.assert_allclose(outs[1], expected, rtol=1e-5, atol=1e-5)
+
+
+@_jit.parallel_kernel
+def _chunk_owners(part, parts, owners, slow_part, claims):
+    """Each chunk records the part that ran it; ``slow_part`` spins ~50 us per chunk (a late, slow part; ``parts``:
+    every part)."""
+    c, own = _jit.first_chunk(claims, part, parts)
+    while True:
+        c, own = _jit.next_chunk(claims, c, own, part, parts)
+        if c < 0:
+            break
+        lo, hi = _jit.chunk_tasks(claims, c, owners.shape[0])
+        for t in range(lo, hi):
+            owners[t] = owners[t] * 10 + part + 1  # (a task run twice shows as two digits)
+        if part == slow_part or slow_part == parts:
+            x = 0.0
+            for i in range(200_000):
+                x += i * 1e-9
+            owners[lo] += x * 0.0
+
+
+@pytest.mark.parametrize("parts, slow_part", [(1, -1), (2, -1), (2, 1), (3, 2), (3, 0)])
+def test_parts_take_each_others_last_chunks_and_every_task_runs_once(parts, slow_part):
+    n_tasks = 7 * _jit.CHUNKS_PER_PART * parts + 3  # (chunks of 7 or 8 tasks)
+    owners = np.zeros(n_tasks, np.int64)
+    claims = _jit.task_claims(n_tasks)
+    chunks = claims.shape[0] - 2
+    _jit.launch(_chunk_owners, owners, slow_part, parts=parts, claims=claims)
+    assert set(owners.tolist()) <= set(range(1, parts + 1))  # every task once, by one of the parts
+    assert (claims[:chunks] == 1).all() and claims[chunks] >= 1  # every chunk taken; parts counted as started
+    if parts > 1 and slow_part >= 0:
+        lo, hi = chunks * slow_part // parts, chunks * (slow_part + 1) // parts  # the slow part's own chunks ...
+        first, last = _jit.chunk_tasks(claims, lo, n_tasks)[0], _jit.chunk_tasks(claims, hi - 1, n_tasks)[1]
+        assert (owners[first:last] != slow_part + 1).any()  # ... partly run by the others
+
+
+def test_a_launchs_workers_count_their_return_in_its_claims():
+    """Every part counts its start; a worker that ran one counts its return (part 0 waits for that)."""
+    returns = []
+    for _ in range(10):
+        claims = _jit.task_claims(4 * _jit.CHUNKS_PER_PART * 2)
+        _jit.launch(_chunk_owners, np.zeros(claims.shape[0] * 4, np.int64), 2, parts=2, claims=claims)  # (every
+        # part slow: the worker starts before the caller has taken every chunk)
+        assert claims[-2] == 2 and 0 <= claims[-1] <= 1  # (a part taken back by the caller: no return counted)
+        returns.append(claims[-1])
+    assert max(returns) == 1
 
 
 def test_large_calls_use_the_workers_and_match_the_reference():
@@ -189,10 +220,10 @@ def test_the_flag_hand_over_steps():
     flags = np.zeros(32, np.int64)
 
     def post(slot, sleeper, value):
-        return w._hand_over(flags, slot, sleeper, value, -1, 0, 0, 0, 0)
+        return w._hand_over(flags, slot, sleeper, value, -1, 0, 0, 0, 0, w._NO_CLAIMS)
 
     def wait(slot, sleeper, value, polls, handover=0):
-        return w._hand_over(flags, -1, 0, 0, slot, sleeper, value, polls, handover)
+        return w._hand_over(flags, -1, 0, 0, slot, sleeper, value, polls, handover, w._NO_CLAIMS)
 
     assert wait(w.JOB, w.WORKER_SLEEPS, 1, 100) == w._SLEEP  # nothing posted: the spin runs out ...
     assert flags[w.WORKER_SLEEPS] == 1  # ... and the waiter announced its sleep
@@ -203,15 +234,16 @@ def test_the_flag_hand_over_steps():
     flags[w.JOB] = 2  # posted before the waiter looked again: found at the last look, the flag taken back
     assert wait(w.JOB, w.WORKER_SLEEPS, 2, 0) in (w._FOUND, w._FOUND_ON_POSTER_CPU)
     assert flags[w.WORKER_SLEEPS] == 0
-    flags[:] = 0  # a worker's end of part 1 posted, then its spin for part 2
-    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 1, w.JOB, w.WORKER_SLEEPS, 2, 100, 5) == w._SLEEP
-    assert flags[w.DONE] == 1 and flags[w.WORKER_SLEEPS] == 1
+    flags[:] = 0  # a worker's end of part 1 posted (and counted in its launch's claims), then its spin for part 2
+    claims = np.zeros(5, np.int64)
+    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 1, w.JOB, w.WORKER_SLEEPS, 2, 100, 5, claims) == w._SLEEP
+    assert flags[w.DONE] == 1 and flags[w.WORKER_SLEEPS] == 1 and claims.tolist() == [0, 0, 0, 0, 1]
     flags[:] = 0
     flags[w.JOB], flags[w.JOB + w.POSTER_CPU] = 3, -1
-    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 2, w.JOB, w.WORKER_SLEEPS, 3, 100, 5) == w._FOUND
+    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 2, w.JOB, w.WORKER_SLEEPS, 3, 100, 5, w._NO_CLAIMS) == w._FOUND
     assert flags[w.DONE] == 2
     flags[w.CALLER_SLEEPS] = 1  # the caller sleeps: its lock is released before any wait
-    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 3, w.JOB, w.WORKER_SLEEPS, 4, 100, 5) == w._WAKE
+    assert w._hand_over(flags, w.DONE, w.CALLER_SLEEPS, 3, w.JOB, w.WORKER_SLEEPS, 4, 100, 5, w._NO_CLAIMS) == w._WAKE
     assert flags[w.DONE] == 3 and flags[w.CALLER_SLEEPS] == 0
     assert w._handover_polls() >= 1
 
@@ -242,8 +274,8 @@ def test_a_worker_on_its_callers_cpu_moves_to_another_and_keeps_its_cpu_set(monk
 
     def on_one_thread():
         for _ in range(100):  # as a caller, then as its own worker on the same CPU (unless moved in between)
-            w._hand_over(flags, w.JOB, w.WORKER_SLEEPS, 1, -1, 0, 0, 0, 0)
-            found = w._hand_over(flags, -1, 0, 0, w.JOB, w.WORKER_SLEEPS, 1, 10, 0)
+            w._hand_over(flags, w.JOB, w.WORKER_SLEEPS, 1, -1, 0, 0, 0, 0, w._NO_CLAIMS)
+            found = w._hand_over(flags, -1, 0, 0, w.JOB, w.WORKER_SLEEPS, 1, 10, 0, w._NO_CLAIMS)
             if found == w._FOUND_ON_POSTER_CPU:
                 break
         cpu = int(flags[w.JOB + w.POSTER_CPU])
@@ -262,7 +294,7 @@ def test_a_worker_on_its_callers_cpu_moves_to_another_and_keeps_its_cpu_set(monk
     assert masks[1][2] != cpu  # off that CPU when the set was restored
     assert cpus == allowed
     flags[w.JOB + w.POSTER_CPU] = -1  # (no CPU known: no move)
-    assert w._hand_over(flags, -1, 0, 0, w.JOB, w.WORKER_SLEEPS, 1, 10, 0) == w._FOUND
+    assert w._hand_over(flags, -1, 0, 0, w.JOB, w.WORKER_SLEEPS, 1, 10, 0, w._NO_CLAIMS) == w._FOUND
 
 
 def _touch(part, parts, array):

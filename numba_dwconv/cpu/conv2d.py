@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .. import _memory
-from .._jit import launch, scratch, static_count
+from .._jit import launch, scratch, static_count, task_claims
 from .._simd import VECTOR_BYTES, lanes_of
 from . import conv2d_first_entries, conv2d_last_entries, conv2d_last_kgrad, conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
@@ -269,7 +269,8 @@ def conv2d_forward(problem, inputs, kernel, bias, activation=None, grad_outputs=
         stream = stream_args(out, rows * w.out_length * out.shape[-1], h.kernel_size * w.kernel_size,
                              max_taps=STREAM_TAPS_2D)
         mid, tail = forward_last_args(problem, rep, kh_t, chunks, act, stream, rows)
-        launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *mid, grad, *tail)
+        launch(_forward_last, inputs.reshape(-1), kernel.reshape(-1), bias, out.reshape(-1), *mid, grad, *tail,
+               claims=task_claims(problem.batch * h.out_length))
     elif large_first:  # the wide kernel on the planes
         conv2d_wide.forward(problem, 1, inputs, kernel, bias, out, act, grad)
     else:

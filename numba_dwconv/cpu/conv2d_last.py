@@ -45,7 +45,7 @@ from __future__ import annotations
 from numba import uint64
 
 from .._entries import call_entry
-from .._jit import parallel_kernel, serial_kernel, task_share, trip_count
+from .._jit import chunk_tasks, first_chunk, next_chunk, parallel_kernel, serial_kernel, task_share, trip_count
 from .channels import repeat_rows
 from .conv2d_last_passes import (
     _block_pass,
@@ -360,7 +360,7 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw,
                   dh, dw, top, left, kw, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks, stream_buf,
-                  shift, lanes_t, rows_fn, all_fn, rows_per_call):
+                  shift, lanes_t, rows_fn, all_fn, rows_per_call, claims):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -381,7 +381,8 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (two output rows
     per part): each row is computed there, activated, and streamed out (large outputs).  Up to
     ``rows_per_call`` consecutive rows of a part that all take the all-taps blocks take them in one call (the
-    stream buffer holds as many rows).
+    stream buffer holds as many rows).  ``claims``: the launch's chunks of rows (:func:`numba_dwconv._jit.task_claims`),
+    which the parts take from each other at the end (:func:`numba_dwconv._jit.next_chunk`).
     """
     mult = trip_count(mult_t)
     n_out = channels * mult
@@ -401,60 +402,66 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
         src, slots = _part_rows(rows_buf, held, part)
     dst = out if stream_buf is None else stream_buf[part]
     row_len = uint64(out_w * n_out)
-    tasks_lo, tasks_hi = task_share(batch * out_h, part, parts)
-    task = tasks_lo
-    while task < tasks_hi:
-        b = task // out_h
-        oh = task - b * out_h
-        rows = 1
-        inside = False
-        if all_fn is not None:  # (pruned while compiling the kernel for run-time sizes)
-            if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel, which reads repeated rows)
-                ih0 = oh * sh - top
-                if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
-                    inside = True
-                    while (rows < rows_per_call and task + rows < tasks_hi and oh + rows < out_h
-                           and ih0 + rows * sh + (kh - 1) * dh < height):
-                        rows += 1  # (the next rows' too, in the same call: see _unit_all_taps)
-                    call_entry(all_fn, (src, taps, bias, dst, uint64(b * height + ih0) * row_size,
-                                        uint64(task) * row_len if stream_buf is None else uint64(0), all_lo, all_hi,
-                                        all_end, uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw, rows,
-                                        uint64(sh) * row_size, row_len))
-        for q in range(rows):  # each row's edge columns (or all its columns), activation, stream
-            out_row = uint64(task + q) * row_len
-            d_row = out_row if stream_buf is None else uint64(q) * row_len
-            done_lo, done_hi = 0, 0
-            if inside:
-                done_lo, done_hi = all_lo, all_end
-            ih0 = (oh + q) * sh - top
-            _fill_row_outside(dst, d_row, out_w, n_out, done_lo, done_hi, bias)
-            for i in range(kh):
-                ih = ih0 + i * dh
-                if 0 <= ih < height:
-                    s_row = uint64(b * height + ih) * row_size
-                    if rows_buf is not None:
-                        s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
-                                              uint64(b * height + ih) * uint64(width * (channels // rep)), width,
-                                              channels // rep, rep, pad_l, pad_r)
-                    first = max(lo, done_hi)
-                    t0 = uint64(i * kw * n_out)
-                    end = first  # (columns from here on, outside the done ones, take the column passes)
-                    if rows_fn is not None:  # (the other branch is pruned while compiling, and the other way round)
-                        if first + BLOCK <= hi:  # (fewer than four columns, as after the all-taps blocks without
-                            # their last columns: those go with the edges, not through a call)
-                            call_entry(rows_fn, (src, taps, dst, s_row, t0, d_row, uint64(n_out), sw, dw, left_s,
-                                                 first, hi))
+    task_share(0, part, parts)  # (part 0 counts its start)
+    chunk, own = first_chunk(claims, part, parts)
+    while True:
+        chunk, own = next_chunk(claims, chunk, own, part, parts)
+        if chunk < 0:
+            break
+        tasks_lo, tasks_hi = chunk_tasks(claims, chunk, batch * out_h)
+        task = tasks_lo
+        while task < tasks_hi:
+            b = task // out_h
+            oh = task - b * out_h
+            rows = 1
+            inside = False
+            if all_fn is not None:  # (pruned while compiling the kernel for run-time sizes)
+                if rows_buf is None:  # (pruned while compiling the depth-multiplier kernel, which reads repeated rows)
+                    ih0 = oh * sh - top
+                    if all_hi > all_lo and ih0 >= 0 and ih0 + (kh - 1) * dh < height:  # every tap row inside
+                        inside = True
+                        while (rows < rows_per_call and task + rows < tasks_hi and oh + rows < out_h
+                               and ih0 + rows * sh + (kh - 1) * dh < height):
+                            rows += 1  # (the next rows' too, in the same call: see _unit_all_taps)
+                        call_entry(all_fn, (src, taps, bias, dst, uint64(b * height + ih0) * row_size,
+                                            uint64(task) * row_len if stream_buf is None else uint64(0), all_lo, all_hi,
+                                            all_end, uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw, rows,
+                                            uint64(sh) * row_size, row_len))
+            for q in range(rows):  # each row's edge columns (or all its columns), activation, stream
+                out_row = uint64(task + q) * row_len
+                d_row = out_row if stream_buf is None else uint64(q) * row_len
+                done_lo, done_hi = 0, 0
+                if inside:
+                    done_lo, done_hi = all_lo, all_end
+                ih0 = (oh + q) * sh - top
+                _fill_row_outside(dst, d_row, out_w, n_out, done_lo, done_hi, bias)
+                for i in range(kh):
+                    ih = ih0 + i * dh
+                    if 0 <= ih < height:
+                        s_row = uint64(b * height + ih) * row_size
+                        if rows_buf is not None:
+                            s_row = _repeated_row(x, src, held[part], b * height + ih, ih % slots,
+                                                  uint64(b * height + ih) * uint64(width * (channels // rep)), width,
+                                                  channels // rep, rep, pad_l, pad_r)
+                        first = max(lo, done_hi)
+                        t0 = uint64(i * kw * n_out)
+                        end = first  # (columns from here on, outside the done ones, take the column passes)
+                        if rows_fn is not None:  # (the other branch is pruned while compiling, and the other way round)
+                            if first + BLOCK <= hi:  # (fewer than four columns, as after the all-taps blocks without
+                                # their last columns: those go with the edges, not through a call)
+                                call_entry(rows_fn, (src, taps, dst, s_row, t0, d_row, uint64(n_out), sw, dw, left_s,
+                                                     first, hi))
+                                end = _interior_end(first, hi, strided)
+                        elif strided is None:  # (a run-time KW: blocks eight taps at a time; with a column step none)
+                            _unit_interior_runtime(src, taps, dst, s_row, t0, d_row, uint64(n_out), left_s, first, hi,
+                                                   kw)
                             end = _interior_end(first, hi, strided)
-                    elif strided is None:  # (a run-time KW: blocks eight taps at a time; with a column step none)
-                        _unit_interior_runtime(src, taps, dst, s_row, t0, d_row, uint64(n_out), left_s, first, hi,
-                                               kw)
-                        end = _interior_end(first, hi, strided)
-                    _edge_columns(src, taps, dst, s_row, t0, d_row, width_s, out_w, channels, mult, sw, dw, left_s,
-                                  first, end, kw, done_lo, done_hi)
-            apply_activation(dst[d_row:d_row + row_len], grad[out_row:out_row + row_len], act)
-            if stream_buf is not None:
-                stream_rows(out, out_row, dst[d_row:d_row + row_len], row_len, shift, lanes_t)
-        task += rows
+                        _edge_columns(src, taps, dst, s_row, t0, d_row, width_s, out_w, channels, mult, sw, dw, left_s,
+                                      first, end, kw, done_lo, done_hi)
+                apply_activation(dst[d_row:d_row + row_len], grad[out_row:out_row + row_len], act)
+                if stream_buf is not None:
+                    stream_rows(out, out_row, dst[d_row:d_row + row_len], row_len, shift, lanes_t)
+            task += rows
 
 
 @parallel_kernel

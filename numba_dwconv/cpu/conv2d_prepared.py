@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .. import _memory
-from .._jit import helper_kernel
+from .._jit import helper_kernel, task_claims
 from .._simd import VECTOR_BYTES
 from .._workers import launch, serial_args, thread_count
 from . import conv2d, conv2d_wide
@@ -42,19 +42,20 @@ class ForwardPlan:
     """
 
     __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial", "_kernel", "_spare",
-                 "_lay_taps")
+                 "_lay_taps", "_tasks")
 
     def __init__(self, problem, alignment, mid, tail):
         self.output_shape, self.dtype, self.alignment = problem.output_shape, problem.dtype, alignment
         self._zeros = np.zeros(problem.channels, problem.dtype)
         self._zeros.flags.writeable = False
         self._mid, self._tail = mid, tail
+        self._tasks = problem.batch * problem.height.out_length  # (output rows)
         self._serial = None  # (launch's own rule, applied to the first call's arguments)
         self._kernel = _forward_last
         self._spare = []  # taps buffers between calls (one per thread calling at once)
         self._lay_taps = _keras_taps
 
-    def from_torch_weight(self, inputs, weight, bias=None, wrap=None):
+    def from_torch_weight(self, inputs, weight, bias=None):
         """The forward with the taps of a C-contiguous PyTorch weight ``(C, 1, KH, KW)``, or None.
 
         None when a tap is not finite (then nothing is launched: see :func:`_keras_taps`).  The taps are laid
@@ -70,31 +71,28 @@ class ForwardPlan:
                 return None
             if self._lay_taps is _keras_taps:
                 self._lay_taps = _compiled(_keras_taps, (weight, taps), ())
-            return self(inputs, taps, bias, wrap)
+            return self(inputs, taps, bias)
         finally:
             self._spare.append(taps)
 
-    def __call__(self, inputs, kernel, bias=None, wrap=None):
+    def __call__(self, inputs, kernel, bias=None):
         """The forward of flat C-contiguous ``inputs`` (B*H*W*C) and ``kernel`` (KH*KW*C, on a 64-byte line).
 
         ``bias``: flat (C), or None for zeros.  All of the problem's dtype, writable, aligned as NumPy aligns
         (what a PyTorch tensor's ``numpy()`` gives); the caller checks the shapes.  After its first call a plan
         calls the compiled kernel without the dispatcher's typing (:func:`_compiled`): every call must pass
         arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).
-
-        ``wrap``: None, or a function of the outputs whose result is returned instead, called while the
-        workers finish their parts (``launch``'s ``meanwhile``: it must not read the outputs).
         """
         out = _memory.empty(self.output_shape, self.dtype)
         flat = out.reshape(-1)
         args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
+        claims = task_claims(self._tasks)
         if self._serial is None:
             self._serial = serial_args(args)
-        wrapped = launch(self._kernel, *args, parts=1 if self._serial else thread_count(),
-                         meanwhile=None if wrap is None else lambda: wrap(out))
+        launch(self._kernel, *args, parts=1 if self._serial else thread_count(), claims=claims)
         if self._kernel is _forward_last:
-            self._kernel = _compiled(_forward_last, args)
-        return out if wrap is None else wrapped
+            self._kernel = _compiled(_forward_last, (*args, claims))
+        return out
 
 
 def _compiled(kernel, args, lead=(0, 0)):

@@ -83,17 +83,12 @@ class PlainForward:
         array = (x.detach() if x.requires_grad else x).numpy()
         if bias is not None:
             bias = (bias.detach() if bias.requires_grad else bias).numpy()
-        return self.plan.from_torch_weight(array.transpose(0, 2, 3, 1).reshape(-1),
-                                           (weight.detach() if weight.requires_grad else weight).numpy(), bias,
-                                           _as_tensor)
+        out = self.plan.from_torch_weight(array.transpose(0, 2, 3, 1).reshape(-1),
+                                          (weight.detach() if weight.requires_grad else weight).numpy(), bias)
+        return None if out is None else torch.from_numpy(out.transpose(0, 3, 1, 2))
 
 
 MISMATCH = object()  # what PlainForward.run returns for a call it was not prepared for
-
-
-def _as_tensor(out):
-    """The NCHW tensor (channels_last memory) on a plan's ``(B, H, W, C)`` outputs."""
-    return torch.from_numpy(out.transpose(0, 3, 1, 2))
 
 
 def _options(module) -> tuple:
