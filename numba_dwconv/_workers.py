@@ -453,9 +453,13 @@ class _Worker:
         self._job = None  # (nothing of the launch stays referenced here)
         return True
 
-    def join(self, polls: int):
-        """Wait for the part; its error (or None).  Drops the job: an idle worker keeps no array alive."""
-        _wait(self._flags, DONE, CALLER_SLEEPS, self._sequence, self._done_lock, polls)
+    def join(self, polls: int, returned: bool = False):
+        """Wait for the part (unless ``returned``: it was counted as returned); its error (or None).
+
+        Drops the job: an idle worker keeps no array alive.
+        """
+        if not returned:
+            _wait(self._flags, DONE, CALLER_SLEEPS, self._sequence, self._done_lock, polls)
         error, self._error = self._error, None
         self._job = None  # (here, not on the worker: a worker that posted its end may get its next job at once)
         return error
@@ -514,6 +518,7 @@ def launch(kernel, *args, parts=None, claims=None) -> None:
         kernel(0, parts, *args)
     finally:
         join_polls = polls and max(polls, int(JOIN_SPIN_US * _polls_per_us))
+        running = []
         for part, worker in enumerate(workers, start=1):
             if worker.take_back():  # not started yet (its thread waits for a CPU): run it here
                 try:
@@ -521,7 +526,9 @@ def launch(kernel, *args, parts=None, claims=None) -> None:
                 except BaseException as error:
                     errors.append(error)
             else:
-                errors.append(worker.join(join_polls))
+                running.append(worker)
+        returned = claims is not None and claims[-1] >= len(running)  # (counted once each, after its error)
+        errors += [worker.join(join_polls, returned) for worker in running]
         with _idle_lock:
             _idle.extend(workers)
     for error in errors:

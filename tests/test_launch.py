@@ -106,16 +106,21 @@ def _chunk_owners(part, parts, owners, slow_part, claims):
 @pytest.mark.parametrize("parts, slow_part", [(1, -1), (2, -1), (2, 1), (3, 2), (3, 0)])
 def test_parts_take_each_others_last_chunks_and_every_task_runs_once(parts, slow_part):
     n_tasks = 7 * _jit.CHUNKS_PER_PART * parts + 3  # (chunks of 7 or 8 tasks)
-    owners = np.zeros(n_tasks, np.int64)
-    claims = _jit.task_claims(n_tasks)
-    chunks = claims.shape[0] - 2
-    _jit.launch(_chunk_owners, owners, slow_part, parts=parts, claims=claims)
-    assert set(owners.tolist()) <= set(range(1, parts + 1))  # every task once, by one of the parts
-    assert (claims[:chunks] == 1).all() and claims[chunks] >= 1  # every chunk taken; parts counted as started
-    if parts > 1 and slow_part >= 0:
+    for _ in range(20):  # (until the other parts ran beside the slow one: on a busy machine a worker may
+        owners = np.zeros(n_tasks, np.int64)  # start only after the caller has taken every chunk)
+        claims = _jit.task_claims(n_tasks)
+        chunks = claims.shape[0] - 2
+        _jit.launch(_chunk_owners, owners, slow_part, parts=parts, claims=claims)
+        assert set(owners.tolist()) <= set(range(1, parts + 1))  # every task once, by one of the parts
+        assert (claims[:chunks] == 1).all() and claims[chunks] == parts  # every chunk taken; every part started
+        if parts == 1 or slow_part < 0:
+            return
         lo, hi = chunks * slow_part // parts, chunks * (slow_part + 1) // parts  # the slow part's own chunks ...
         first, last = _jit.chunk_tasks(claims, lo, n_tasks)[0], _jit.chunk_tasks(claims, hi - 1, n_tasks)[1]
-        assert (owners[first:last] != slow_part + 1).any()  # ... partly run by the others
+        if (owners[:first] != slow_part + 1).all() and (owners[last:] != slow_part + 1).all():  # (the others ran)
+            assert (owners[first:last] != slow_part + 1).any()  # ... partly run by the others
+            return
+    pytest.fail("the other parts never ran beside the slow one")
 
 
 def test_a_launchs_workers_count_their_return_in_its_claims():

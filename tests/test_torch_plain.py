@@ -111,7 +111,12 @@ def test_the_weight_is_read_on_every_call_however_it_changed(plan_calls):
         torch.testing.assert_close(module(x), _reference(module, x))
         module.weight = torch.nn.Parameter(torch.randn(16, 1, 3, 3, generator=gen))  # a new parameter
         torch.testing.assert_close(module(x), _reference(module, x))
-    assert len(plan_calls) == 3
+        module.weight.data = torch.randn(16, 1, 3, 3, generator=gen)  # the same parameter on new memory
+        module.bias.data = torch.randn(16, generator=gen)
+        torch.testing.assert_close(module(x), _reference(module, x))
+        module.weight.set_(torch.randn(16, 1, 3, 3, generator=gen))  # (set_: new memory too)
+        torch.testing.assert_close(module(x), _reference(module, x))
+    assert len(plan_calls) == 5
 
 
 def test_changed_options_shapes_or_dtypes_take_the_general_path_and_prepare_again(plan_calls):
