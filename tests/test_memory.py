@@ -55,6 +55,25 @@ def test_pool_can_be_disabled(monkeypatch):
     assert a.flags.owndata
 
 
+def test_a_known_size_shares_the_pool_and_keeps_nothing_when_it_is_disabled(monkeypatch):
+    nbytes = int(np.prod(SHAPE)) * 4
+    a = _memory.empty(SHAPE, np.float32)
+    address = a.ctypes.data
+    del a
+    gc.collect()
+    b = _memory.pooled(nbytes, SHAPE, np.dtype(np.float32).str)  # (a block freed by empty: reused)
+    assert b.ctypes.data == address and b.shape == SHAPE and b.dtype == np.float32 and b.flags.writeable
+    del b
+    gc.collect()
+    monkeypatch.setenv("NUMBA_DWCONV_POOL_BYTES", "0")
+    _memory.release_pool()
+    c = _memory.pooled(nbytes, SHAPE, np.dtype(np.float32).str)
+    assert c.ctypes.data % _memory.ALIGNMENT == 0
+    del c
+    gc.collect()
+    assert _memory.release_pool() == 0  # (freed, not kept)
+
+
 def test_pool_respects_its_idle_limit(monkeypatch):
     monkeypatch.setenv("NUMBA_DWCONV_POOL_BYTES", str(3 << 20))
     arrays = [_memory.empty(SHAPE, np.float32) for _ in range(3)]  # 2 MiB each

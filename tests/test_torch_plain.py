@@ -277,3 +277,30 @@ def test_a_call_with_something_else_than_a_tensor_gets_the_general_paths_error()
         with pytest.raises(TypeError, match="torch tensors"):
             module(x.numpy())
         assert module._plain is not None and torch.equal(module(x), module(x))
+
+
+def test_hooks_tracing_and_keyword_calls_go_through_module_call(plan_calls):
+    gen = torch.Generator().manual_seed(9)
+    module = DepthwiseConv2d(16, 3, padding=1)
+    x = _channels_last_at((2, 16, 8, 8), 0, torch.float32, gen)
+    with torch.no_grad():
+        want = _reference(module, x)
+        module(x)
+        torch.testing.assert_close(module(x), want)  # (the prepared forward, straight from __call__)
+        assert len(plan_calls) == 1
+        seen = []
+        handle = module.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+        torch.testing.assert_close(module(x), want)
+        handle.remove()
+        pre = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: seen.append("pre"))
+        try:
+            torch.testing.assert_close(module(x), want)
+        finally:
+            pre.remove()
+        assert seen == [want.shape, "pre"]
+        torch.testing.assert_close(module(input=x), want)
+        tracer = torch.fx.Tracer()
+        tracer.is_leaf_module = lambda m, name: True  # (torch.fx patches nn.Module.__call__: it must see ours)
+        graph = tracer.trace(torch.nn.Sequential(module, torch.nn.ReLU()))
+        assert [n.op for n in graph.nodes] == ["placeholder", "call_module", "call_module", "output"]
+    assert len(plan_calls) == 4  # (hooked and keyword calls run forward: its own prepared launch)

@@ -42,7 +42,7 @@ class ForwardPlan:
     """
 
     __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial", "_kernel", "_spare",
-                 "_lay_taps", "_tasks")
+                 "_lay_taps", "_tasks", "_pooled")
 
     def __init__(self, problem, alignment, mid, tail):
         self.output_shape, self.dtype, self.alignment = problem.output_shape, problem.dtype, alignment
@@ -50,6 +50,9 @@ class ForwardPlan:
         self._zeros.flags.writeable = False
         self._mid, self._tail = mid, tail
         self._tasks = problem.batch * problem.height.out_length  # (output rows)
+        nbytes = math.prod(self.output_shape) * self.dtype.itemsize
+        pooled = nbytes >= _memory.MIN_POOLED_BYTES  # (the outputs' spec for _memory.pooled, or None: small)
+        self._pooled = (nbytes, tuple(self.output_shape), self.dtype.str) if pooled else None
         self._serial = None  # (launch's own rule, applied to the first call's arguments)
         self._kernel = _forward_last
         self._spare = []  # taps buffers between calls (one per thread calling at once)
@@ -83,7 +86,7 @@ class ForwardPlan:
         calls the compiled kernel without the dispatcher's typing (:func:`_compiled`): every call must pass
         arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).
         """
-        out = _memory.empty(self.output_shape, self.dtype)
+        out = _memory.empty(self.output_shape, self.dtype) if self._pooled is None else _memory.pooled(*self._pooled)
         flat = out.reshape(-1)
         args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
         claims = task_claims(self._tasks)
