@@ -389,3 +389,22 @@ def test_strided_all_taps_blocks(kernel_size, strides, dilation, padding, channe
     assert_close(ys[0], want, dtype)
     for y in ys[1:]:
         np.testing.assert_array_equal(ys[0], y)
+
+
+@pytest.mark.parametrize("width", [3, 4, 5, 6, 7, 9, 13])
+@pytest.mark.parametrize("kernel_size, padding", [((3, 3), "same"), ((3, 5), "same"), ((3, 3), "valid")])
+def test_all_taps_blocks_end_rows_the_way_the_passes_do(width, kernel_size, padding, monkeypatch):
+    """The all-taps blocks take a row's last columns in a block that overlaps the one before (or one by one when
+    the row has fewer than four): the bits of the tap-row passes either way."""
+    from numba_dwconv.cpu import conv2d
+
+    rng = np.random.default_rng(width)
+    x, kernel, bias = make_case2d(rng, 2, 6, width + 4, 24, kernel_size, 1, "channels_last", np.float32)
+    x = x[:, :, :width + (0 if padding == "same" else kernel_size[1] - 1)].copy()
+    blocks = nd.depthwise_conv2d(x, kernel, bias, 1, padding, "channels_last")
+    monkeypatch.setattr(conv2d, "ALL_TAPS_LIMIT", 0)  # (every row by the tap-row passes)
+    monkeypatch.setattr(conv2d, "ALL_TAPS_LIMIT_WIDE", 0)
+    assert not isinstance(conv2d._all_taps_plan(
+        nd._opcore.RANK2.problem(x.shape, kernel.shape, 1, padding, "channels_last", 1, np.float32), x)[0], tuple)
+    np.testing.assert_array_equal(blocks, nd.depthwise_conv2d(x, kernel, bias, 1, padding, "channels_last"))
+    assert_close(blocks, ref.conv2d_forward(x, kernel, bias, 1, padding, "channels_last", 1), np.float32)

@@ -72,6 +72,8 @@ BLOCK = 4
 @serial_kernel
 def _valid_range(offset, stride, length, out_length):
     """Output positions ``o`` in ``[lo, hi)`` whose input position ``o * stride + offset`` lies in ``[0, length)``."""
+    if stride == 1:  # (the edge columns ask once per tap row of every row: no divisions)
+        return max(0, -offset), max(max(0, -offset), min(length - offset, out_length))
     lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
     hi = (length - offset + stride - 1) // stride if length > offset else 0
     return lo, max(lo, min(hi, out_length))
@@ -180,8 +182,9 @@ def _unit_interior_runtime(src, taps, dst, s_row, t0, d_row, n_out, left, lo, hi
 def _all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, kw_t, kh_t):
     """Output columns ``[ow_lo, ow_end)`` complete: ``bias + sum_{i,k} src[...] * taps[i, k]``.
 
-    ``[ow_lo, ow_hi)`` in blocks of four, then ``[ow_hi, ow_end)`` one column at a time (the sum in one
-    register, taps in the same order as the tap-row passes': the same bits as theirs).
+    ``[ow_lo, ow_hi)`` in blocks of four, then ``[ow_hi, ow_end)`` in one more block ending at ``ow_end`` (it
+    computes some columns again, the same way) or, with fewer than four columns in all, one column at a time
+    (the sum in one register); taps in the same order as the tap-row passes': the same bits as theirs.
 
     Unit column stride and dilation, every tap inside the rows; ``s_top``: the first tap row, ``row_step``:
     elements from one tap row to the next.  Four outputs stay in registers over all ``KH x KW`` taps (both
@@ -190,9 +193,13 @@ def _all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_s
     ``chunks``: ``[lo, hi)`` channel ranges, flat pairs covering ``[0, n)``, taken one after another
     (a block's rows stay in L1; they may overlap: each output is computed whole, so twice is harmless).
     """
+    blocks = (ow_hi - ow_lo) // BLOCK
+    again = ow_end > ow_hi and ow_end - ow_lo >= BLOCK  # (the last columns in a block that overlaps the one before)
+    singles_lo = ow_end if again else ow_hi
     for j in range(0, chunks.shape[0], 2):
         c_lo, c_hi = chunks[j], chunks[j + 1]
-        for ow in range(ow_lo, ow_hi, BLOCK):
+        for q in range(blocks + (1 if again else 0)):
+            ow = ow_lo + q * BLOCK if q < blocks else ow_end - BLOCK
             s0 = s_top + uint64(ow - left) * n
             d0 = d_row + uint64(ow) * n
             d1, d2, d3 = d0 + n, d0 + uint64(2) * n, d0 + uint64(3) * n
@@ -217,7 +224,7 @@ def _all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_s
                 dst[d1 + c] = a1
                 dst[d2 + c] = a2
                 dst[d3 + c] = a3
-        for ow in range(ow_hi, ow_end):
+        for ow in range(singles_lo, ow_end):
             s0 = s_top + uint64(ow - left) * n
             d0 = d_row + uint64(ow) * n
             for c in range(c_lo, c_hi):
