@@ -62,15 +62,15 @@ def _strided_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, 
                       rows, s_step, d_step, kw_c, kh_c):
     """:func:`numba_dwconv.cpu.conv2d_last._all_taps_strided` for one ``KH x KW``.
 
-    ``rows``: see :func:`_unit_all_taps`; ``ow_end``: ``ow_hi``, unread (the passes take the last columns).
+    ``rows``: see :func:`_unit_all_taps`.
     """
     if len(kw_c) == 3 and sw == 2 and dw == 1:
         for r in range(uint64(rows)):
-            _all_taps_stride2_width3(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, n,
-                                     row_step, left, chunks, kh_c)
+            _all_taps_stride2_width3(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi,
+                                     ow_end, n, row_step, left, chunks, kh_c)
     else:
         for r in range(uint64(rows)):
-            _all_taps_strided(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, n,
+            _all_taps_strided(src, taps, bias, dst, s_top + r * s_step, d_row + r * d_step, ow_lo, ow_hi, ow_end, n,
                               row_step, left, chunks, sw, dw, kw_c, kh_c)
 
 
