@@ -182,6 +182,37 @@ def _size_entries(problem, kh_t):
     return rows_fn, conv2d_last_entries.all_taps_entry(dtype, len(kh_t), problem.width.kernel_size, strided)
 
 
+PART_SLOTS = 8  # entries of part_entries (tap-row counts up to 7; rows with more inside take the passes)
+
+
+def part_entries(problem, kh_t):
+    """The forward's all-taps blocks for the rows with only some tap rows inside, by count: a tuple of PART_SLOTS.
+
+    None where the forward has no all-taps blocks (``kh_t`` a run-time count: :func:`_size_entries`).  Element
+    ``j`` runs the blocks over ``j`` tap rows; only the counts some output row needs are compiled (a 'same'
+    padding's first and last rows: one more entry at 3x3, two at 5x5), the others hold the full blocks and are
+    never called.  The rows that took the tap-row passes read and wrote their output row once per tap row:
+    2 of every 56 rows at 3x3 and 56x56, 4 of 28 at 5x5 (the same sums in the same order: the same bits).
+    """
+    if not _static_last(problem) or not isinstance(kh_t, tuple):
+        return None
+    h, w = problem.height, problem.width
+    strided = _strided(w) is not None
+    full = conv2d_last_entries.all_taps_entry(problem.dtype, h.kernel_size, w.kernel_size, strided)
+    counts = set()
+    reach = (h.kernel_size - 1) * h.dilation
+    edge_rows = [oh for oh in range(min(h.out_length, h.kernel_size * h.dilation + 1))]  # (from the top ...)
+    edge_rows += [h.out_length - 1 - oh for oh in range(min(h.out_length, h.kernel_size * h.dilation + 1))]  # (end)
+    for oh in edge_rows:
+        ih0 = oh * h.stride - h.pad_left
+        if ih0 < 0 or ih0 + reach >= h.length:
+            inside = sum(1 for i in range(h.kernel_size) if 0 <= ih0 + i * h.dilation < h.length)
+            if 0 < inside < min(h.kernel_size, PART_SLOTS):
+                counts.add(inside)
+    return tuple(conv2d_last_entries.all_taps_entry(problem.dtype, j, w.kernel_size, strided) if j in counts else full
+                 for j in range(PART_SLOTS))
+
+
 def _grad_row_entry(problem):
     """The kernel gradient's size-specialised tap-row passes (see :func:`_size_entries`), None for a run-time KW."""
     if not _static_last(problem):
@@ -299,7 +330,7 @@ def forward_last_args(problem, rep: int, kh_t, chunks, act, stream, rows: int):
     mid = (*_last_dims(problem), _multiplier_t(problem), h.out_length, w.out_length, h.kernel_size, h.stride,
            w.stride, h.dilation, w.dilation, h.pad_left, w.pad_left, w.kernel_size, act)
     return mid, (*_forward_row_args(problem, rep, kh_t), _strided(w), chunks, *stream, *_size_entries(problem, kh_t),
-                 rows)
+                 part_entries(problem, kh_t), rows)
 
 
 def _large_first(problem) -> bool:

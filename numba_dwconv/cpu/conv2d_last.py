@@ -377,7 +377,7 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 @parallel_kernel
 def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channels, mult_t, out_h, out_w, kh, sh, sw,
                   dh, dw, top, left, kw, act, grad, rows_buf, held, rep, pad_l, pad_r, strided, chunks, stream_buf,
-                  shift, lanes_t, rows_fn, all_fn, rows_per_call, claims):
+                  shift, lanes_t, rows_fn, all_fn, part_fns, rows_per_call, claims):
     """One task per output row ``(b, oh)``: the bias, then one pass along the row per tap row in range.
 
     ``act`` and ``grad`` (flat like ``out``): see :mod:`numba_dwconv.cpu.fused` (applied to each row).
@@ -394,7 +394,9 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     ``rows_fn``: None for a run-time ``KW`` (the passes here, with run-time counts), else the passes for its
     ``KW`` (:func:`numba_dwconv.cpu.conv2d_last_entries.row_entry`).  ``all_fn``: None, or (small kernels,
     ``m = 1``) the all-taps blocks for its ``KH x KW`` (:func:`_all_taps`), which the interior blocks of
-    the rows whose tap rows are all inside take; the rest goes tap row by tap row.
+    the rows whose tap rows are all inside take; the rest goes tap row by tap row.  ``part_fns``: None with
+    ``all_fn`` None, else the all-taps blocks by count of tap rows (:func:`numba_dwconv.cpu.conv2d.part_entries`),
+    which the rows with only some tap rows inside (the first and last of a 'same' padding) take for those.
     ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (two output rows
     per part): each row is computed there, activated, and streamed out (large outputs).  Up to
     ``rows_per_call`` consecutive rows of a part that all take the all-taps blocks take them in one call (the
@@ -444,6 +446,16 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                                             uint64(task) * row_len if stream_buf is None else uint64(0), all_lo, all_hi,
                                             all_end, uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw, rows,
                                             uint64(sh) * row_size, row_len))
+                    elif all_hi > all_lo:  # (some tap rows inside: the blocks of that many, from the first inside)
+                        i_lo, i_hi = _valid_range(ih0, dh, height, kh)
+                        if 0 < i_hi - i_lo < len(part_fns):
+                            inside = True
+                            call_entry(part_fns[i_hi - i_lo], (
+                                src, taps[uint64(i_lo * kw) * uint64(n_out):], bias, dst,
+                                uint64(b * height + ih0 + i_lo * dh) * row_size,
+                                uint64(task) * row_len if stream_buf is None else uint64(0), all_lo, all_hi, all_end,
+                                uint64(n_out), uint64(dh) * row_size, left, chunks, sw, dw, 1, uint64(sh) * row_size,
+                                row_len))
             for q in range(rows):  # each row's edge columns (or all its columns), activation, stream
                 out_row = uint64(task + q) * row_len
                 d_row = out_row if stream_buf is None else uint64(q) * row_len
