@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .. import _memory
-from .._jit import launch, scratch, static_count, task_claims
+from .._jit import SERIAL_BYTES, launch, scratch, static_count, task_claims
 from .._simd import VECTOR_BYTES, lanes_of
 from . import conv2d_first_entries, conv2d_last_entries, conv2d_last_kgrad, conv2d_wide
 from .channels import single_multiplier, sum_channel_groups, swap_layout
@@ -186,19 +186,24 @@ PART_SLOTS = 8  # entries of part_entries (tap-row counts up to 7; rows with mor
 
 
 def part_entries(problem, kh_t):
-    """The forward's all-taps blocks for the rows with only some tap rows inside, by count: a tuple of PART_SLOTS.
+    """``(entries, limit)``: the forward's all-taps blocks for the rows with only some tap rows inside, by count.
 
     None where the forward has no all-taps blocks (``kh_t`` a run-time count: :func:`_size_entries`).  Element
-    ``j`` runs the blocks over ``j`` tap rows; only the counts some output row needs are compiled (a 'same'
-    padding's first and last rows: one more entry at 3x3, two at 5x5), the others hold the full blocks and are
-    never called.  The rows that took the tap-row passes read and wrote their output row once per tap row:
-    2 of every 56 rows at 3x3 and 56x56, 4 of 28 at 5x5 (the same sums in the same order: the same bits).
+    ``j`` of the PART_SLOTS ``entries`` runs the blocks over ``j`` tap rows, for ``j < limit``; only the counts
+    some output row needs are compiled (a 'same' padding's first and last rows: one more entry at 3x3, two at
+    5x5), the others hold the full blocks and are never called.  The rows that took the tap-row passes read and
+    wrote their output row once per tap row: 2 of every 56 rows at 3x3 and 56x56, 4 of 28 at 5x5 (the same sums
+    in the same order: the same bits; the module forwards 1.02-1.08x).  Each entry compiles in ~0.45 s once per
+    machine, so outputs under SERIAL_BYTES (one thread; the first calls of small problems) keep the passes
+    (``limit`` 0).
     """
     if not _static_last(problem) or not isinstance(kh_t, tuple):
         return None
     h, w = problem.height, problem.width
     strided = _strided(w) is not None
     full = conv2d_last_entries.all_taps_entry(problem.dtype, h.kernel_size, w.kernel_size, strided)
+    if math.prod(problem.output_shape) * problem.dtype.itemsize < SERIAL_BYTES:
+        return (full,) * PART_SLOTS, 0
     counts = set()
     reach = (h.kernel_size - 1) * h.dilation
     edge_rows = [oh for oh in range(min(h.out_length, h.kernel_size * h.dilation + 1))]  # (from the top ...)
@@ -210,7 +215,7 @@ def part_entries(problem, kh_t):
             if 0 < inside < min(h.kernel_size, PART_SLOTS):
                 counts.add(inside)
     return tuple(conv2d_last_entries.all_taps_entry(problem.dtype, j, w.kernel_size, strided) if j in counts else full
-                 for j in range(PART_SLOTS))
+                 for j in range(PART_SLOTS)), PART_SLOTS
 
 
 def _grad_row_entry(problem):

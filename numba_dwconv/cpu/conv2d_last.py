@@ -395,8 +395,9 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     ``KW`` (:func:`numba_dwconv.cpu.conv2d_last_entries.row_entry`).  ``all_fn``: None, or (small kernels,
     ``m = 1``) the all-taps blocks for its ``KH x KW`` (:func:`_all_taps`), which the interior blocks of
     the rows whose tap rows are all inside take; the rest goes tap row by tap row.  ``part_fns``: None with
-    ``all_fn`` None, else the all-taps blocks by count of tap rows (:func:`numba_dwconv.cpu.conv2d.part_entries`),
-    which the rows with only some tap rows inside (the first and last of a 'same' padding) take for those.
+    ``all_fn`` None, else ``(entries, limit)``: the all-taps blocks by count of tap rows
+    (:func:`numba_dwconv.cpu.conv2d.part_entries`), which the rows with fewer than ``limit`` but some tap rows inside
+    (the first and last of a 'same' padding) take for those.
     ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (two output rows
     per part): each row is computed there, activated, and streamed out (large outputs).  Up to
     ``rows_per_call`` consecutive rows of a part that all take the all-taps blocks take them in one call (the
@@ -448,9 +449,9 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                                             uint64(sh) * row_size, row_len))
                     elif all_hi > all_lo:  # (some tap rows inside: the blocks of that many, from the first inside)
                         i_lo, i_hi = _valid_range(ih0, dh, height, kh)
-                        if 0 < i_hi - i_lo < len(part_fns):
+                        if 0 < i_hi - i_lo < part_fns[1]:
                             inside = True
-                            call_entry(part_fns[i_hi - i_lo], (
+                            call_entry(part_fns[0][i_hi - i_lo], (
                                 src, taps[uint64(i_lo * kw) * uint64(n_out):], bias, dst,
                                 uint64(b * height + ih0 + i_lo * dh) * row_size,
                                 uint64(task) * row_len if stream_buf is None else uint64(0), all_lo, all_hi, all_end,
