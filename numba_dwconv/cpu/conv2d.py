@@ -182,20 +182,22 @@ def _size_entries(problem, kh_t):
     return rows_fn, conv2d_last_entries.all_taps_entry(dtype, len(kh_t), problem.width.kernel_size, strided)
 
 
-PART_SLOTS = 8  # entries of part_entries (tap-row counts up to 7; rows with more inside take the passes)
+PART_SLOTS = 8  # entries of each half of part_entries (counts up to 7; rows or columns with more take the passes)
 
 
 def part_entries(problem, kh_t):
-    """``(entries, limit)``: the forward's all-taps blocks for the rows with only some tap rows inside, by count.
+    """``(entries, row_limit, column_limit)``: the forward's all-taps blocks for the rows and columns at the edges.
 
     None where the forward has no all-taps blocks (``kh_t`` a run-time count: :func:`_size_entries`).  Element
-    ``j`` of the PART_SLOTS ``entries`` runs the blocks over ``j`` tap rows, for ``j < limit``; only the counts
-    some output row needs are compiled (a 'same' padding's first and last rows: one more entry at 3x3, two at
-    5x5), the others hold the full blocks and are never called.  The rows that took the tap-row passes read and
-    wrote their output row once per tap row: 2 of every 56 rows at 3x3 and 56x56, 4 of 28 at 5x5 (the same sums
-    in the same order: the same bits; the module forwards 1.02-1.08x).  Each entry compiles in ~0.45 s once per
-    machine, so outputs under SERIAL_BYTES (one thread; the first calls of small problems) keep the passes
-    (``limit`` 0).
+    ``j < PART_SLOTS`` of ``entries`` runs the blocks over ``j`` tap rows (the rows with only some tap rows
+    inside, for ``j < row_limit``: a 'same' padding's first and last), element ``PART_SLOTS + j`` computes an edge
+    column over ``j`` taps of each row (unit steps, the rows whose tap rows are all inside, every edge column of
+    a row having fewer than ``column_limit`` taps and some).  Only the counts the problem needs are compiled, the
+    other elements hold the full blocks and are never called.  The rows and columns that took the tap-row passes
+    read and wrote their outputs once per tap row: 2 of every 56 rows and columns at 3x3 and 56x56, 4 of 28 at
+    5x5 (the same sums in the same order: the same bits; the module forwards 1.02-1.08x with the rows').  Each
+    entry compiles in ~0.45 s once per machine, so outputs under SERIAL_BYTES (one thread; the first calls of
+    small problems) keep the passes (the limits 0).
     """
     if not _static_last(problem) or not isinstance(kh_t, tuple):
         return None
@@ -203,19 +205,30 @@ def part_entries(problem, kh_t):
     strided = _strided(w) is not None
     full = conv2d_last_entries.all_taps_entry(problem.dtype, h.kernel_size, w.kernel_size, strided)
     if math.prod(problem.output_shape) * problem.dtype.itemsize < SERIAL_BYTES:
-        return (full,) * PART_SLOTS, 0
+        return (full,) * (2 * PART_SLOTS), 0, 0
+    rows = _edge_counts(h, min(h.kernel_size, PART_SLOTS))
+    columns = set() if strided else _edge_counts(w, PART_SLOTS)
+    if not columns or len(columns) < len(_edge_counts(w, 1 << 30)):  # (a column beyond the slots: the passes, all)
+        columns = set()
+    entries = [conv2d_last_entries.all_taps_entry(problem.dtype, j, w.kernel_size, strided) if j in rows else full
+               for j in range(PART_SLOTS)]
+    entries += [conv2d_last_entries.edge_column_entry(problem.dtype, h.kernel_size, j) if j in columns else full
+                for j in range(PART_SLOTS)]
+    return tuple(entries), PART_SLOTS, (PART_SLOTS if columns else 0)
+
+
+def _edge_counts(axis, limit: int) -> set:
+    """The counts of taps inside the input of the outputs along ``axis`` that have some but not all, under ``limit``."""
     counts = set()
-    reach = (h.kernel_size - 1) * h.dilation
-    edge_rows = [oh for oh in range(min(h.out_length, h.kernel_size * h.dilation + 1))]  # (from the top ...)
-    edge_rows += [h.out_length - 1 - oh for oh in range(min(h.out_length, h.kernel_size * h.dilation + 1))]  # (end)
-    for oh in edge_rows:
-        ih0 = oh * h.stride - h.pad_left
-        if ih0 < 0 or ih0 + reach >= h.length:
-            inside = sum(1 for i in range(h.kernel_size) if 0 <= ih0 + i * h.dilation < h.length)
-            if 0 < inside < min(h.kernel_size, PART_SLOTS):
+    reach = (axis.kernel_size - 1) * axis.dilation
+    ends = range(min(axis.out_length, axis.kernel_size * axis.dilation + 1))
+    for o in [*ends, *(axis.out_length - 1 - e for e in ends)]:
+        i0 = o * axis.stride - axis.pad_left
+        if i0 < 0 or i0 + reach >= axis.length:
+            inside = sum(1 for i in range(axis.kernel_size) if 0 <= i0 + i * axis.dilation < axis.length)
+            if 0 < inside < min(axis.kernel_size, limit):
                 counts.add(inside)
-    return tuple(conv2d_last_entries.all_taps_entry(problem.dtype, j, w.kernel_size, strided) if j in counts else full
-                 for j in range(PART_SLOTS)), PART_SLOTS
+    return counts
 
 
 def _grad_row_entry(problem):

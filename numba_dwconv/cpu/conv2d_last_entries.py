@@ -16,7 +16,14 @@ import numpy as np
 from numba import types, uint64
 
 from .._entries import entry, entry_kernel, flat_array
-from .conv2d_last import _all_taps, _all_taps_stride2_width3, _all_taps_strided, _strided_interior, _unit_interior
+from .conv2d_last import (
+    _all_taps,
+    _all_taps_stride2_width3,
+    _all_taps_strided,
+    _column_all_taps,
+    _strided_interior,
+    _unit_interior,
+)
 from .conv2d_last_kgrad import _grad_interior, _unit_grad_interior
 
 
@@ -74,6 +81,21 @@ def _strided_all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, 
                               row_step, left, chunks, sw, dw, kw_c, kh_c)
 
 
+@entry_kernel
+def _edge_column(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, sw, dw, rows,
+                 s_step, d_step, kw_c, kh_c):
+    """:func:`numba_dwconv.cpu.conv2d_last._column_all_taps` for one ``KH x KW'``, called as the all-taps blocks are.
+
+    Output column ``ow_lo`` of ``rows`` rows (unit steps) over the taps ``[ow_hi, ow_hi + KW')`` of kernel rows
+    ``ow_end`` (the kernel's ``KW``) long; ``chunks``, ``sw``, ``dw``: unread.  (The blocks' arguments, so that the
+    forward keeps these entries with the blocks' in one tuple of one type.)
+    """
+    col0 = uint64(ow_lo - left + ow_hi)
+    for r in range(uint64(rows)):
+        _column_all_taps(src, taps, bias, dst, s_top + r * s_step + col0 * n, d_row + r * d_step + uint64(ow_lo) * n,
+                         uint64(ow_hi) * n, n, row_step, uint64(ow_end) * n, kw_c, kh_c)
+
+
 @functools.lru_cache(maxsize=None)
 def row_entry(dtype, kw: int, strided: bool):
     """A tap row's block columns for compile-time ``KW``, unit or strided (the caller's edge columns take the rest).
@@ -103,6 +125,15 @@ def all_taps_entry(dtype, kh: int, kw: int, strided: bool):
     Arguments ``(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_step, left, chunks, sw, dw, rows,
     s_step, d_step)``: ``rows`` consecutive output rows.
     """
+    return entry(_strided_all_taps if strided else _unit_all_taps, _all_taps_argtypes(dtype), kw, kh)
+
+
+@functools.lru_cache(maxsize=None)
+def edge_column_entry(dtype, kh: int, kw: int):
+    """An edge column over compile-time ``KH x KW'`` taps (:func:`_edge_column`): the all-taps blocks' arguments."""
+    return entry(_edge_column, _all_taps_argtypes(dtype), kw, kh)
+
+
+def _all_taps_argtypes(dtype):
     a, i, u = flat_array(dtype), types.int64, types.uint64
-    argtypes = (a, a, a, a, u, u, i, i, i, u, u, i, flat_array(np.uint64), i, i, i, u, u)
-    return entry(_strided_all_taps if strided else _unit_all_taps, argtypes, kw, kh)
+    return (a, a, a, a, u, u, i, i, i, u, u, i, flat_array(np.uint64), i, i, i, u, u)
