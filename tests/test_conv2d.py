@@ -415,7 +415,7 @@ def test_all_taps_blocks_end_rows_the_way_the_passes_do(width, kernel_size, padd
 def test_rows_with_some_tap_rows_inside_take_blocks_of_that_many_with_the_passes_bits(kernel_size, strides, dilation,
                                                                                        monkeypatch):
     """Above SERIAL_BYTES of outputs, the first and last rows of a 'same' padding take the all-taps blocks compiled
-    for the tap rows inside, and (unit steps) the edge columns of the other rows sums over their taps inside
+    for the tap rows inside, and the edge columns of the other rows sums over their taps inside
     (conv2d.part_entries): the bits of the tap-row passes."""
     from numba_dwconv.cpu import conv2d
 
@@ -424,8 +424,7 @@ def test_rows_with_some_tap_rows_inside_take_blocks_of_that_many_with_the_passes
     problem = nd._opcore.RANK2.problem(x.shape, kernel.shape, strides, "same", "channels_last", dilation, np.float32)
     entries, row_limit, column_limit = conv2d.part_entries(problem, conv2d._all_taps_plan(problem, x)[0])
     assert row_limit == conv2d.PART_SLOTS and len(set(map(id, entries[:conv2d.PART_SLOTS]))) > 1  # (rows' compiled)
-    unit_columns = strides == 1 and np.broadcast_to(dilation, 2)[1] == 1
-    assert column_limit == (conv2d.PART_SLOTS if unit_columns else 0)  # (and the edge columns')
+    assert column_limit == conv2d.PART_SLOTS  # (and the edge columns')
     blocks = nd.depthwise_conv2d(x, kernel, bias, strides, "same", "channels_last", dilation)
     monkeypatch.setattr(conv2d, "ALL_TAPS_LIMIT", 0)  # (every row by the tap-row passes)
     monkeypatch.setattr(conv2d, "ALL_TAPS_LIMIT_WIDE", 0)

@@ -191,8 +191,8 @@ def part_entries(problem, kh_t):
     None where the forward has no all-taps blocks (``kh_t`` a run-time count: :func:`_size_entries`).  Element
     ``j < PART_SLOTS`` of ``entries`` runs the blocks over ``j`` tap rows (the rows with only some tap rows
     inside, for ``j < row_limit``: a 'same' padding's first and last), element ``PART_SLOTS + j`` computes an edge
-    column over ``j`` taps of each row (unit steps, the rows whose tap rows are all inside, every edge column of
-    a row having fewer than ``column_limit`` taps and some).  Only the counts the problem needs are compiled, the
+    column over ``j`` taps of each row (the rows whose tap rows are all inside, every edge column of a row having
+    fewer than ``column_limit`` taps and some).  Only the counts the problem needs are compiled, the
     other elements hold the full blocks and are never called.  The rows and columns that took the tap-row passes
     read and wrote their outputs once per tap row: 2 of every 56 rows and columns at 3x3 and 56x56, 4 of 28 at
     5x5 (the same sums in the same order: the same bits; the module forwards 1.02-1.08x with the rows').  Each
@@ -207,7 +207,7 @@ def part_entries(problem, kh_t):
     if math.prod(problem.output_shape) * problem.dtype.itemsize < SERIAL_BYTES:
         return (full,) * (2 * PART_SLOTS), 0, 0
     rows = _edge_counts(h, min(h.kernel_size, PART_SLOTS))
-    columns = set() if strided else _edge_counts(w, PART_SLOTS)
+    columns = _edge_counts(w, PART_SLOTS)
     if not columns or len(columns) < len(_edge_counts(w, 1 << 30)):  # (a column beyond the slots: the passes, all)
         columns = set()
     entries = [conv2d_last_entries.all_taps_entry(problem.dtype, j, w.kernel_size, strided) if j in rows else full

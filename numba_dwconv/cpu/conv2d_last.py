@@ -243,19 +243,19 @@ def _all_taps(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, row_s
 
 
 @serial_kernel
-def _column_all_taps(src, taps, bias, dst, s0, d0, t0, n, row_step, t_row, kw_t, kh_t):
-    """``dst[d0 + c] = bias[c] + sum_{i,k} src[s0 + i*row_step + k*n + c] * taps[t0 + i*t_row + k*n + c]``.
+def _column_all_taps(src, taps, bias, dst, s0, d0, t0, n, row_step, t_row, k_step, kw_t, kh_t):
+    """``dst[d0 + c] = bias[c] + sum_{i,k} src[s0 + i*row_step + k*k_step + c] * taps[t0 + i*t_row + k*n + c]``.
 
     One output column over ``KH x KW'`` taps (compile-time counts), the sum in one register: an edge column
     of the rows whose tap rows are all inside, its taps clipped to those inside the row (``s0``: the input
-    column of the first, ``t0``: its tap column, ``t_row``: a tap row's length).  The multiply-adds of the
-    tap-row passes in their order (the bias, then the taps row by row): the same bits.
+    column of the first, ``k_step``: from one tap's column to the next, ``t0``: its tap column, ``t_row``: a tap
+    row's length).  The multiply-adds of the tap-row passes in their order (the bias, then the taps row by row).
     """
     for c in range(n):
         a = bias[c]
         for i in range(len(kh_t)):
             for k in range(len(kw_t)):
-                a += (src[s0 + uint64(i) * row_step + uint64(k) * n + c]
+                a += (src[s0 + uint64(i) * row_step + uint64(k) * k_step + c]
                       * taps[t0 + uint64(i) * t_row + uint64(k) * n + c])
         dst[d0 + c] = a
 
@@ -393,22 +393,22 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 
 
 @serial_kernel
-def _edge_counts_fit(limit, all_lo, all_end, out_w, left, width, kw):
+def _edge_counts_fit(limit, all_lo, all_end, out_w, sw, dw, left, width, kw):
     """Whether each column outside ``[all_lo, all_end)`` has some but fewer than ``limit`` taps in its row."""
     for col in range(all_lo):
-        k_lo, k_hi = _valid_range(col - left, 1, width, kw)
+        k_lo, k_hi = _valid_range(col * sw - left, dw, width, kw)
         if not 0 < k_hi - k_lo < limit:
             return False
     for col in range(all_end, out_w):
-        k_lo, k_hi = _valid_range(col - left, 1, width, kw)
+        k_lo, k_hi = _valid_range(col * sw - left, dw, width, kw)
         if not 0 < k_hi - k_lo < limit:
             return False
     return True
 
 
 @serial_kernel
-def _edge_columns_all_taps(entries, src, taps, bias, dst, s_top, d_row, all_lo, all_end, out_w, n, row_step, left,
-                           width, kw, chunks, rows, s_step, d_step):
+def _edge_columns_all_taps(entries, src, taps, bias, dst, s_top, d_row, all_lo, all_end, out_w, n, row_step, sw, dw,
+                           left, width, kw, chunks, rows, s_step, d_step):
     """The columns outside ``[all_lo, all_end)`` of ``rows`` all-taps rows, each over the taps inside its row.
 
     ``entries``: the forward's part entries, whose second half holds the edge columns by tap count
@@ -419,9 +419,9 @@ def _edge_columns_all_taps(entries, src, taps, bias, dst, s_top, d_row, all_lo, 
     for side in range(2):
         lo, hi = (0, all_lo) if side == 0 else (all_end, out_w)
         for col in range(lo, hi):
-            k_lo, k_hi = _valid_range(col - left, 1, width, kw)
+            k_lo, k_hi = _valid_range(col * sw - left, dw, width, kw)
             call_entry(entries[half + k_hi - k_lo], (src, taps, bias, dst, s_top, d_row, col, k_lo, kw, n, row_step,
-                                                     left, chunks, 1, 1, rows, s_step, d_step))
+                                                     left, chunks, sw, dw, rows, s_step, d_step))
 
 
 @parallel_kernel
@@ -474,7 +474,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     row_len = uint64(out_w * n_out)
     edges_fit = False  # (the edge columns of the all-taps rows by the part entries: see part_fns)
     if all_fn is not None:
-        edges_fit = strided is None and _edge_counts_fit(part_fns[2], all_lo, all_end, out_w, left, width, kw)
+        edges_fit = _edge_counts_fit(part_fns[2], all_lo, all_end, out_w, sw, dw, left, width, kw)
     task_share(0, part, parts)  # (part 0 counts its start)
     chunk, own = first_chunk(claims, part, parts)
     while True:
@@ -506,7 +506,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
                             _edge_columns_all_taps(
                                 part_fns[0], src, taps, bias, dst, uint64(b * height + ih0) * row_size,
                                 uint64(task) * row_len if stream_buf is None else uint64(0), all_lo, all_end, out_w,
-                                uint64(n_out), uint64(dh) * row_size, left, width, kw, chunks, rows,
+                                uint64(n_out), uint64(dh) * row_size, sw, dw, left, width, kw, chunks, rows,
                                 uint64(sh) * row_size, row_len)
                     elif all_hi > all_lo:  # (some tap rows inside: the blocks of that many, from the first inside)
                         i_lo, i_hi = _valid_range(ih0, dh, height, kh)

@@ -86,14 +86,14 @@ def _edge_column(src, taps, bias, dst, s_top, d_row, ow_lo, ow_hi, ow_end, n, ro
                  s_step, d_step, kw_c, kh_c):
     """:func:`numba_dwconv.cpu.conv2d_last._column_all_taps` for one ``KH x KW'``, called as the all-taps blocks are.
 
-    Output column ``ow_lo`` of ``rows`` rows (unit steps) over the taps ``[ow_hi, ow_hi + KW')`` of kernel rows
-    ``ow_end`` (the kernel's ``KW``) long; ``chunks``, ``sw``, ``dw``: unread.  (The blocks' arguments, so that the
-    forward keeps these entries with the blocks' in one tuple of one type.)
+    Output column ``ow_lo`` of ``rows`` rows over the taps ``[ow_hi, ow_hi + KW')`` of kernel rows ``ow_end`` (the
+    kernel's ``KW``) long, at column stride ``sw`` and dilation ``dw``; ``chunks``: unread.  (The blocks' arguments,
+    so that the forward keeps these entries with the blocks' in one tuple of one type.)
     """
-    col0 = uint64(ow_lo - left + ow_hi)
+    col0 = uint64(ow_lo * sw - left + ow_hi * dw)
     for r in range(uint64(rows)):
         _column_all_taps(src, taps, bias, dst, s_top + r * s_step + col0 * n, d_row + r * d_step + uint64(ow_lo) * n,
-                         uint64(ow_hi) * n, n, row_step, uint64(ow_end) * n, kw_c, kh_c)
+                         uint64(ow_hi) * n, n, row_step, uint64(ow_end) * n, uint64(dw) * n, kw_c, kh_c)
 
 
 @functools.lru_cache(maxsize=None)
