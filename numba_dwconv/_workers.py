@@ -141,23 +141,22 @@ def _atomic_store(typingctx, flags, index, value):
     return types.void(flags, index, types.int64), codegen
 
 
-@intrinsic
-def atomic_exchange(typingctx, flags, index, value):
-    def codegen(context, builder, signature, args):
-        return builder.atomic_rmw("xchg", _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
-                                  args[2], "seq_cst")
+def _read_modify_write(operation: str, doc: str):
+    """An intrinsic ``(flags, index, value) -> the value before`` that applies LLVM's ``atomicrmw operation``."""
+    def typer(typingctx, flags, index, value):
+        def codegen(context, builder, signature, args):
+            return builder.atomic_rmw(operation, _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
+                                      args[2], "seq_cst")
 
-    return types.int64(flags, index, types.int64), codegen
+        return types.int64(flags, index, types.int64), codegen
+
+    typer.__doc__ = doc
+    typer.__name__ = typer.__qualname__ = f"atomic_{operation}"
+    return intrinsic(typer)
 
 
-@intrinsic
-def atomic_add(typingctx, flags, index, value):
-    """``flags[index] += value`` atomically; the value before."""
-    def codegen(context, builder, signature, args):
-        return builder.atomic_rmw("add", _slot_pointer(context, builder, signature.args[0], args[0], args[1]),
-                                  args[2], "seq_cst")
-
-    return types.int64(flags, index, types.int64), codegen
+atomic_exchange = _read_modify_write("xchg", "``flags[index] = value`` atomically; the value before.")
+atomic_add = _read_modify_write("add", "``flags[index] += value`` atomically; the value before.")
 
 
 @intrinsic
