@@ -208,13 +208,19 @@ def part_entries(problem, kh_t):
         return (full,) * (2 * PART_SLOTS), 0, 0
     rows = _edge_counts(h, min(h.kernel_size, PART_SLOTS))
     columns = _edge_counts(w, PART_SLOTS)
-    if not columns or len(columns) < len(_edge_counts(w, 1 << 30)):  # (a column beyond the slots: the passes, all)
-        columns = set()
+    if not columns or columns != _edge_counts(w, 1 << 30) or _outside(w):  # (every edge column with its entry, or
+        columns = set()  # none: the kernel does not test them one by one)
     entries = [conv2d_last_entries.all_taps_entry(problem.dtype, j, w.kernel_size, strided) if j in rows else full
                for j in range(PART_SLOTS)]
     entries += [conv2d_last_entries.edge_column_entry(problem.dtype, h.kernel_size, j) if j in columns else full
                 for j in range(PART_SLOTS)]
     return tuple(entries), PART_SLOTS, (PART_SLOTS if columns else 0)
+
+
+def _outside(axis) -> bool:
+    """Whether an output along ``axis`` has no tap inside the input (paddings wider than the kernel's reach)."""
+    reach = (axis.kernel_size - 1) * axis.dilation
+    return axis.pad_left > reach or (axis.out_length - 1) * axis.stride - axis.pad_left >= axis.length
 
 
 def _edge_counts(axis, limit: int) -> set:

@@ -72,8 +72,6 @@ BLOCK = 4
 @serial_kernel
 def _valid_range(offset, stride, length, out_length):
     """Output positions ``o`` in ``[lo, hi)`` whose input position ``o * stride + offset`` lies in ``[0, length)``."""
-    if stride == 1:  # (the edge columns ask once per tap row of every row: no divisions)
-        return max(0, -offset), max(max(0, -offset), min(length - offset, out_length))
     lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
     hi = (length - offset + stride - 1) // stride if length > offset else 0
     return lo, max(lo, min(hi, out_length))
@@ -393,26 +391,12 @@ def _repeated_row(x, buf, held, key, slot, x_row, width, channels, mult, pad_l=0
 
 
 @serial_kernel
-def _edge_counts_fit(limit, all_lo, all_end, out_w, sw, dw, left, width, kw):
-    """Whether each column outside ``[all_lo, all_end)`` has some but fewer than ``limit`` taps in its row."""
-    for col in range(all_lo):
-        k_lo, k_hi = _valid_range(col * sw - left, dw, width, kw)
-        if not 0 < k_hi - k_lo < limit:
-            return False
-    for col in range(all_end, out_w):
-        k_lo, k_hi = _valid_range(col * sw - left, dw, width, kw)
-        if not 0 < k_hi - k_lo < limit:
-            return False
-    return True
-
-
-@serial_kernel
 def _edge_columns_all_taps(entries, src, taps, bias, dst, s_top, d_row, all_lo, all_end, out_w, n, row_step, sw, dw,
                            left, width, kw, chunks, rows, s_step, d_step):
     """The columns outside ``[all_lo, all_end)`` of ``rows`` all-taps rows, each over the taps inside its row.
 
     ``entries``: the forward's part entries, whose second half holds the edge columns by tap count
-    (:func:`numba_dwconv.cpu.conv2d.part_entries`; :func:`_edge_counts_fit` said every count has one).
+    (:func:`numba_dwconv.cpu.conv2d.part_entries`, which made sure that every edge column's count has one).
     The tap-row passes read and wrote each edge column once per tap row: 4 of 28 columns at 5x5.
     """
     half = len(entries) // 2
@@ -447,7 +431,8 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     the rows whose tap rows are all inside take; the rest goes tap row by tap row.  ``part_fns``: None with
     ``all_fn`` None, else ``(entries, limit)``: the all-taps blocks by count of tap rows
     (:func:`numba_dwconv.cpu.conv2d.part_entries`), which the rows with fewer than ``limit`` but some tap rows inside
-    (the first and last of a 'same' padding) take for those.
+    (the first and last of a 'same' padding) take for those; and the edge columns of the other rows, when its
+    third element is not 0.
     ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (two output rows
     per part): each row is computed there, activated, and streamed out (large outputs).  Up to
     ``rows_per_call`` consecutive rows of a part that all take the all-taps blocks take them in one call (the
@@ -474,7 +459,7 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     row_len = uint64(out_w * n_out)
     edges_fit = False  # (the edge columns of the all-taps rows by the part entries: see part_fns)
     if all_fn is not None:
-        edges_fit = _edge_counts_fit(part_fns[2], all_lo, all_end, out_w, sw, dw, left, width, kw)
+        edges_fit = part_fns[2] > 0
     task_share(0, part, parts)  # (part 0 counts its start)
     chunk, own = first_chunk(claims, part, parts)
     while True:
