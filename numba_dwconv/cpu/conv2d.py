@@ -185,6 +185,7 @@ def _size_entries(problem, kh_t):
 PART_SLOTS = 8  # entries of each half of part_entries (counts up to 7; rows or columns with more take the passes)
 
 
+@functools.lru_cache(maxsize=64)
 def part_entries(problem, kh_t):
     """``(entries, row_limit, column_limit)``: the forward's all-taps blocks for the rows and columns at the edges.
 
@@ -197,7 +198,8 @@ def part_entries(problem, kh_t):
     read and wrote their outputs once per tap row: 2 of every 56 rows and columns at 3x3 and 56x56, 4 of 28 at
     5x5 (the same sums in the same order: the same bits; the module forwards 1.02-1.08x with the rows').  Each
     entry compiles in ~0.45 s once per machine, so outputs under SERIAL_BYTES (one thread; the first calls of
-    small problems) keep the passes (the limits 0).
+    small problems) keep the passes (the limits 0).  Kept per problem: working the counts out took 10-17 us of
+    every forward call's host time (measured).
     """
     if not _static_last(problem) or not isinstance(kh_t, tuple):
         return None
