@@ -51,7 +51,7 @@ def parallel_kernel(func):
     :func:`launch` calls it once per thread with ``part`` in ``range(parts)``; the kernel loops over its
     share of the tasks, ``tasks_lo, tasks_hi = task_share(n_tasks, part, parts)`` then ``for task in
     range(tasks_lo, tasks_hi)`` (contiguous, in order, so a task's result never depends on the thread
-    count).  Every kernel calls ``task_share`` early: its part 0 counts its start there, which the
+    count).  Every kernel calls ``task_share`` (or ``first_chunk``) early: its part 0 counts its start there, which the
     launch's workers wait for before they take the GIL (a kernel that does not starts them up to
     ``_workers.HANDOVER_US`` late).  Why not ``parallel=True``: numba's parfor
     passes re-type and re-lower the whole inlined loop body, tripling the compile time (measured:
@@ -150,7 +150,12 @@ def _claim(claims, c):
 
 @serial_kernel
 def first_chunk(claims, part, parts):
-    """Inside a kernel, first: the cursor :func:`next_chunk` starts from (this part counted as started)."""
+    """Inside a kernel, first: the cursor :func:`next_chunk` starts from (this part counted as started).
+
+    What :func:`task_share` is to a kernel that splits its tasks in order: part 0 counts its start there too.
+    """
+    if part == 0:
+        note_part_started()
     atomic_add(claims, claims.shape[0] - 2, 1)
     return (claims.shape[0] - 2) * part // parts - 1, True
 

@@ -429,10 +429,10 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     ``KW`` (:func:`numba_dwconv.cpu.conv2d_last_entries.row_entry`).  ``all_fn``: None, or (small kernels,
     ``m = 1``) the all-taps blocks for its ``KH x KW`` (:func:`_all_taps`), which the interior blocks of
     the rows whose tap rows are all inside take; the rest goes tap row by tap row.  ``part_fns``: None with
-    ``all_fn`` None, else ``(entries, limit)``: the all-taps blocks by count of tap rows
-    (:func:`numba_dwconv.cpu.conv2d.part_entries`), which the rows with fewer than ``limit`` but some tap rows inside
-    (the first and last of a 'same' padding) take for those; and the edge columns of the other rows, when its
-    third element is not 0.
+    ``all_fn`` None, else ``(entries, row_limit, column_limit)`` (:func:`numba_dwconv.cpu.conv2d.part_entries`):
+    the all-taps blocks by count of tap rows, which the rows with some but fewer than ``row_limit`` tap rows
+    inside (the first and last of a 'same' padding) take for those, and, when ``column_limit`` is not 0, the
+    edge columns of the other rows.
     ``stream_buf``, ``shift``, ``lanes_t``: :func:`numba_dwconv.cpu.nontemporal.stream_args` (two output rows
     per part): each row is computed there, activated, and streamed out (large outputs).  Up to
     ``rows_per_call`` consecutive rows of a part that all take the all-taps blocks take them in one call (the
@@ -460,7 +460,6 @@ def _forward_last(part, parts, x, taps, bias, out, batch, height, width, channel
     edges_fit = False  # (the edge columns of the all-taps rows by the part entries: see part_fns)
     if all_fn is not None:
         edges_fit = part_fns[2] > 0
-    task_share(0, part, parts)  # (part 0 counts its start)
     chunk, own = first_chunk(claims, part, parts)
     while True:
         chunk, own = next_chunk(claims, chunk, own, part, parts)
