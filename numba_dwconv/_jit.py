@@ -132,14 +132,19 @@ CHUNKS_PER_PART = 64  # task chunks per part of a launch whose parts take each o
 RETURN_WAIT_PAUSES = 1 << 13  # most pauses part 0 waits for the workers' return (~0.4 ms at 140 cycles each)
 
 
-def task_claims(n_tasks: int) -> np.ndarray:
+def claims_size(n_tasks: int, parts: int) -> int:
+    """The length of :func:`task_claims`' array for ``n_tasks`` tasks and ``parts`` parts."""
+    return max(1, min(int(n_tasks), CHUNKS_PER_PART * parts)) + 2
+
+
+def task_claims(n_tasks: int, parts: int | None = None) -> np.ndarray:
     """Zeroed claims for :func:`next_chunk`: one launch's tasks in ``min(n_tasks, CHUNKS_PER_PART * parts)`` chunks.
 
-    One int64 per chunk (taken or not), then the count of parts that started, then of workers that returned
-    (counted by :func:`numba_dwconv._workers.launch`'s workers).
+    ``parts``: the launch's part count (default :func:`thread_count`).  One int64 per chunk (taken or not),
+    then the count of parts that started, then of workers that returned (counted by
+    :func:`numba_dwconv._workers.launch`'s workers).
     """
-    chunks = max(1, min(int(n_tasks), CHUNKS_PER_PART * thread_count()))
-    return np.zeros(chunks + 2, np.int64)
+    return np.zeros(claims_size(n_tasks, thread_count() if parts is None else parts), np.int64)
 
 
 @serial_kernel

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .. import _memory
-from .._jit import helper_kernel, task_claims
+from .._jit import claims_size, helper_kernel, task_claims
 from .._simd import VECTOR_BYTES
 from .._workers import launch, serial_args, thread_count
 from . import conv2d, conv2d_wide
@@ -42,7 +42,7 @@ class ForwardPlan:
     """
 
     __slots__ = ("output_shape", "dtype", "alignment", "_zeros", "_mid", "_tail", "_serial", "_kernel", "_spare",
-                 "_lay_taps", "_tasks", "_pooled")
+                 "_lay_out", "_tasks", "_pooled")
 
     def __init__(self, problem, alignment, mid, tail):
         self.output_shape, self.dtype, self.alignment = problem.output_shape, problem.dtype, alignment
@@ -56,43 +56,51 @@ class ForwardPlan:
         self._serial = None  # (launch's own rule, applied to the first call's arguments)
         self._kernel = _forward_last
         self._spare = []  # taps buffers between calls (one per thread calling at once)
-        self._lay_taps = _keras_taps
+        self._lay_out = _lay_out
 
     def from_torch_weight(self, inputs, weight, bias=None):
         """The forward with the taps of a C-contiguous PyTorch weight ``(C, 1, KH, KW)``, or None.
 
-        None when a tap is not finite (then nothing is launched: see :func:`_keras_taps`).  The taps are laid
-        out in a buffer the plan keeps between calls: a fresh 51 KB array (5x5 taps of 512 channels) cost
-        11 us of page faults after a large call, its layout another 12 us through the dispatcher (measured).
+        None when a tap is not finite (then nothing is launched: see :func:`_lay_out`).  The taps and the
+        launch's claims (:func:`numba_dwconv._jit.task_claims`) are buffers the plan keeps between calls, laid
+        out and zeroed by one compiled call: a fresh 51 KB array (5x5 taps of 512 channels) cost 11 us of page
+        faults after a large call, its layout another 12 us through the dispatcher, and fresh claims
+        10-18 us (measured).
         """
+        parts = 1 if self._serial else thread_count()
         try:
-            taps = self._spare.pop()
+            taps, claims = self._spare.pop()
         except IndexError:
-            taps = _line_aligned(weight.size, weight.dtype)
+            taps, claims = _line_aligned(weight.size, weight.dtype), None
+        if claims is None or claims.shape[0] != claims_size(self._tasks, parts):
+            claims = task_claims(self._tasks, parts)
         try:
-            if self._lay_taps(weight, taps) < 0:
+            if self._lay_out(weight, taps, claims) < 0:
                 return None
-            if self._lay_taps is _keras_taps:
-                self._lay_taps = _compiled(_keras_taps, (weight, taps), ())
-            return self(inputs, taps, bias)
+            if self._lay_out is _lay_out:
+                self._lay_out = _compiled(_lay_out, (weight, taps, claims), ())
+            return self(inputs, taps, bias, claims)
         finally:
-            self._spare.append(taps)
+            self._spare.append((taps, claims))
 
-    def __call__(self, inputs, kernel, bias=None):
+    def __call__(self, inputs, kernel, bias=None, claims=None):
         """The forward of flat C-contiguous ``inputs`` (B*H*W*C) and ``kernel`` (KH*KW*C, on a 64-byte line).
 
         ``bias``: flat (C), or None for zeros.  All of the problem's dtype, writable, aligned as NumPy aligns
         (what a PyTorch tensor's ``numpy()`` gives); the caller checks the shapes.  After its first call a plan
         calls the compiled kernel without the dispatcher's typing (:func:`_compiled`): every call must pass
-        arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).
+        arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).  ``claims``:
+        zeroed claims for this call's part count (:func:`numba_dwconv._jit.task_claims`), None for new ones.
         """
         out = _memory.empty(self.output_shape, self.dtype) if self._pooled is None else _memory.pooled(*self._pooled)
         flat = out.reshape(-1)
         args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
-        claims = task_claims(self._tasks)
         if self._serial is None:
             self._serial = serial_args(args)
-        launch(self._kernel, *args, parts=1 if self._serial else thread_count(), claims=claims)
+        parts = 1 if self._serial else thread_count()
+        if claims is None:
+            claims = task_claims(self._tasks, parts)
+        launch(self._kernel, *args, parts=parts, claims=claims)
         if self._kernel is _forward_last:
             self._kernel = _compiled(_forward_last, (*args, claims))
         return out
@@ -155,6 +163,17 @@ def _keras_taps(weight, taps):
             check += value * 0.0  # (NaN once a value is not finite)
             row[o] = value
     return 0 if check == 0.0 else -1
+
+
+@helper_kernel
+def _lay_out(weight, taps, claims):
+    """What a prepared call does before its launch, in one compiled call: ``claims`` zeroed and the taps laid out.
+
+    Returns :func:`_keras_taps`'s result.
+    """
+    for i in range(claims.shape[0]):
+        claims[i] = 0
+    return _keras_taps(weight, taps)
 
 
 def _line_aligned(size: int, dtype) -> np.ndarray:

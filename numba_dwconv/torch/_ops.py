@@ -136,13 +136,8 @@ def plain_call(x, weight, bias) -> bool:
     requiring a gradient, not under ``torch.compile`` (which must see the operator), and plain
     tensors or parameters (fake, functorch-wrapped or other subclass tensors take the operator).
     """
-    return not torch.compiler.is_compiling() and plain_tensors_without_grad(x, weight, bias)
-
-
-def plain_tensors_without_grad(x, weight, bias) -> bool:
-    """:func:`plain_call` without its ``torch.compile`` test, for a caller that has made it."""
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and (
+            x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))):
         return False
     return _plain_types(x, weight, bias)
 

@@ -25,6 +25,9 @@ from ..cpu import conv2d_prepared
 from . import _ops, functional
 
 _FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+# (None outside every functorch transform)
+_functorch_level = getattr(getattr(torch._C, "_functorch", None), "maybe_current_level", lambda: None)
 
 
 class PlainForward:
@@ -53,58 +56,78 @@ class PlainForward:
         if plan is None:
             return None
         self = cls()
-        self.shape, self.strides, self.dtype = x.shape, x.stride(), x.dtype
-        self.weight = (weight.shape, weight.stride())
-        self.bias = None if bias is None else (bias.shape, bias.stride())
+        dtype = problem.dtype
+        self.shape, self.strides, self.dtype = tuple(x.shape), tuple(s * dtype.itemsize for s in x.stride()), dtype
+        self.weight = _layout(weight)
+        self.bias = None if bias is None else _layout(bias)
         self.options = _options(module)
         self.plan = plan
-        self._arrays = None  # (weight, its address, its NumPy view, bias, address, view) of the last call
+        self._arrays = None  # (weight, bias, their addresses and layouts, their NumPy views) of the last call
         return self
 
-    def run(self, module, x, weight, bias):
-        """``module(x)`` (``weight``, ``bias``: the module's), or :data:`MISMATCH`, or None.
+    def run(self, module, x):
+        """``module(x)``, or :data:`MISMATCH`, or None.
 
         :data:`MISMATCH`: not a call this forward was prepared for (shapes, strides, dtypes, options);
-        None: it must take the general path this time (autograd recording, a tensor subclass or a functorch
-        wrapper, as :func:`_ops.plain_call` tells; a tap that is not finite).  The caller has checked that
-        nothing is being traced (``torch.compiler.is_compiling``).
+        None: it must take the general path this time (autograd recording, a tensor subclass, a functorch
+        transform or wrapper, a tensor NumPy cannot view; a tap that is not finite).  The caller has checked
+        that nothing is being traced (``torch.compiler.is_compiling``).
+
+        Every check reads as little as it can: after a large call has swept the CPU caches each call into
+        PyTorch costs 2-8 us (measured), so the input is checked on its NumPy view (one call into PyTorch, then
+        NumPy's own fields) and ``torch.is_grad_enabled`` is asked once.
         """
-        if type(x) is not torch.Tensor:  # (a subclass, or not a tensor: the general path says what is wrong)
+        params = module._parameters
+        weight, bias = params["weight"], params["bias"]
+        if type(x) is not torch.Tensor or _functorch_level() is not None:
+            return None  # (a subclass, or not a tensor: the general path says what is wrong)
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad)):
             return None
-        if not (x.shape == self.shape and x.stride() == self.strides and x.dtype == self.dtype and x.is_cpu
+        try:
+            array = (x.detach() if x.requires_grad else x).numpy()
+        except (RuntimeError, TypeError):  # (another device, a conjugate or negative view, no storage)
+            return MISMATCH if not x.is_cpu else None
+        if not (array.shape == self.shape and array.strides == self.strides and array.dtype is self.dtype
                 and (self.plan.alignment is None or x.data_ptr() % 64 == self.plan.alignment)
-                and weight.dtype == self.dtype and weight.is_cpu and (weight.shape, weight.stride()) == self.weight
-                and (bias is None if self.bias is None else (bias is not None and bias.dtype == self.dtype
-                                                             and bias.is_cpu
-                                                             and (bias.shape, bias.stride()) == self.bias))
                 and _options(module) == self.options):
             return MISMATCH
-        if not _ops.plain_tensors_without_grad(x, weight, bias):
-            return None
-        array = (x.detach() if x.requires_grad else x).numpy()
-        w_array, b_array = self._parameter_arrays(weight, bias)
-        out = self.plan.from_torch_weight(array.transpose(0, 2, 3, 1).reshape(-1), w_array, b_array)
+        arrays = self._parameter_arrays(weight, bias)
+        if arrays is None:
+            return MISMATCH
+        out = self.plan.from_torch_weight(array.transpose(0, 2, 3, 1).reshape(-1), *arrays)
         return None if out is None else torch.from_numpy(out.transpose(0, 3, 1, 2))
 
     def _parameter_arrays(self, weight, bias):
-        """NumPy views of ``weight`` and ``bias`` (None: None), kept while the same tensors hold the same memory.
+        """NumPy views ``(weight, bias)`` (bias None: None), or None where they differ from the prepared ones.
 
-        A view reads what the tensor holds now, so only a tensor whose data moved (``.data`` replaced, ``set_``)
-        needs a new one: the address tells (the kept view holds the old memory, so no new data can start
-        there).  The shapes, strides and dtypes were checked by the caller.  Detaching and viewing the two
-        parameters cost ~5 us after a large call (measured).
+        The views are kept while the same tensors hold the same memory with the same layout: a view reads what
+        the tensor holds now, so only a tensor whose data moved (``.data`` replaced, ``set_``) needs a new one,
+        and the address tells (the kept view holds the old memory, so no new data can start there).  Detaching
+        and viewing the two parameters cost ~5 us after a large call (measured).
         """
-        w_ptr, b_ptr = weight.data_ptr(), (None if bias is None else bias.data_ptr())
+        meta = (weight.data_ptr(), *_layout(weight), None if bias is None else (bias.data_ptr(), *_layout(bias)))
         kept = self._arrays
-        if kept is not None and kept[0] is weight and kept[1] == w_ptr and kept[3] is bias and kept[4] == b_ptr:
-            return kept[2], kept[5]
-        w_array = (weight.detach() if weight.requires_grad else weight).numpy()
-        b_array = None if bias is None else (bias.detach() if bias.requires_grad else bias).numpy()
-        self._arrays = (weight, w_ptr, w_array, bias, b_ptr, b_array)
-        return w_array, b_array
+        if kept is not None and kept[0] is weight and kept[1] is bias and kept[2] == meta:
+            return kept[3]
+        if (meta[1:4] != self.weight or (bias is None) != (self.bias is None)
+                or (bias is not None and meta[4][1:] != self.bias)
+                or type(weight) not in _PLAIN or (bias is not None and type(bias) not in _PLAIN)
+                or not weight.is_cpu or (bias is not None and not bias.is_cpu)
+                or _ops._is_wrapped(weight) or (bias is not None and _ops._is_wrapped(bias))):
+            return None
+        arrays = ((weight.detach() if weight.requires_grad else weight).numpy(),
+                  None if bias is None else (bias.detach() if bias.requires_grad else bias).numpy())
+        self._arrays = (weight, bias, meta, arrays)
+        return arrays
 
 
 MISMATCH = object()  # what PlainForward.run returns for a call it was not prepared for
+
+
+def _layout(tensor) -> tuple:
+    """What a parameter's NumPy view depends on besides its address: shape, strides, dtype (on the CPU)."""
+    return tensor.shape, tensor.stride(), tensor.dtype
 
 
 def _options(module) -> tuple:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_globals  # (the global hooks)
 
 from . import _plain, functional
 
@@ -32,25 +33,27 @@ class _DepthwiseMixin:
         recording autograd for its weight, runs it at once; every other call goes through
         ``nn.Module.__call__`` (which ``torch.fx`` patches and ``torch.compile`` traces as usual).
         """
-        if (not kwargs and len(args) == 1 and not torch.compiler.is_compiling() and self._plain is not None
-                and not (torch.is_grad_enabled() and self._parameters["weight"].requires_grad)
-                and not _hooked(self) and self._compiled_call_impl is None and not torch._C._get_tracing_state()):
-            out = self._plain.run(self, args[0], self._parameters["weight"], self._parameters.get("bias"))
+        plain = self._plain
+        if (plain is not None and not kwargs and len(args) == 1 and not _hooked(self)
+                and self._compiled_call_impl is None and not torch.compiler.is_compiling()
+                and not torch._C._get_tracing_state()):
+            out = plain.run(self, args[0])
             if out is not None and out is not _plain.MISMATCH:
                 return out
         return super().__call__(*args, **kwargs)
 
     def forward(self, input):
         """The depthwise convolution of ``input`` (see :func:`numba_dwconv.torch.dwconv1d`)."""
-        plain, weight, bias = self._plain, self.weight, self.bias
+        plain = self._plain
         compiling = torch.compiler.is_compiling()
         out = None
         if plain is not None and not compiling:
-            out = plain.run(self, input, weight, bias)
+            out = plain.run(self, input)
             if out is not None and out is not _plain.MISMATCH:
                 return out
         conv = functional.dwconv1d if self._rank == 1 else functional.dwconv2d
-        result = conv(input, weight, bias, self.stride, self._keras_padding, self.dilation, activation=self.activation)
+        result = conv(input, self.weight, self.bias, self.stride, self._keras_padding, self.dilation,
+                      activation=self.activation)
         if (plain is None or out is _plain.MISMATCH) and self._rank == 2 and not compiling:
             self._plain = _plain.PlainForward.make(self, input)
         return result
@@ -97,7 +100,7 @@ class _DepthwiseMixin:
 
 def _hooked(module) -> bool:
     """Whether ``nn.Module.__call__`` would run hooks around ``module``'s forward (the test of its fast path)."""
-    hooks = torch.nn.modules.module
+    hooks = _module_globals
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                 or module._backward_pre_hooks or hooks._global_forward_hooks or hooks._global_forward_pre_hooks
                 or hooks._global_backward_hooks or hooks._global_backward_pre_hooks)
