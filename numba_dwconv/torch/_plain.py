@@ -25,7 +25,6 @@ from ..cpu import conv2d_prepared
 from . import _ops, functional
 
 _FLOATS = (torch.float32, torch.float64)
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 # (None outside every functorch transform)
 _functorch_level = getattr(getattr(torch._C, "_functorch", None), "maybe_current_level", lambda: None)
 
@@ -112,9 +111,8 @@ class PlainForward:
             return kept[3]
         if (meta[1:4] != self.weight or (bias is None) != (self.bias is None)
                 or (bias is not None and meta[4][1:] != self.bias)
-                or type(weight) not in _PLAIN or (bias is not None and type(bias) not in _PLAIN)
-                or not weight.is_cpu or (bias is not None and not bias.is_cpu)
-                or _ops._is_wrapped(weight) or (bias is not None and _ops._is_wrapped(bias))):
+                or not _ops._plain_types(weight, bias)
+                or not weight.is_cpu or (bias is not None and not bias.is_cpu)):
             return None
         arrays = ((weight.detach() if weight.requires_grad else weight).numpy(),
                   None if bias is None else (bias.detach() if bias.requires_grad else bias).numpy())
