@@ -79,25 +79,29 @@ class ForwardPlan:
                 return None
             if self._lay_out is _lay_out:
                 self._lay_out = _compiled(_lay_out, (weight, taps, claims), ())
-            return self(inputs, taps, bias, claims)
+            return self(inputs, taps, bias, claims, parts)
         finally:
             self._spare.append((taps, claims))
 
-    def __call__(self, inputs, kernel, bias=None, claims=None):
+    def __call__(self, inputs, kernel, bias=None, claims=None, parts=None):
         """The forward of flat C-contiguous ``inputs`` (B*H*W*C) and ``kernel`` (KH*KW*C, on a 64-byte line).
 
         ``bias``: flat (C), or None for zeros.  All of the problem's dtype, writable, aligned as NumPy aligns
         (what a PyTorch tensor's ``numpy()`` gives); the caller checks the shapes.  After its first call a plan
         calls the compiled kernel without the dispatcher's typing (:func:`_compiled`): every call must pass
         arrays of those kinds (numba's unboxing still refuses another dtype, not another rank).  ``claims``:
-        zeroed claims for this call's part count (:func:`numba_dwconv._jit.task_claims`), None for new ones.
+        zeroed claims (:func:`numba_dwconv._jit.task_claims`), None for new ones; ``parts``: the part count
+        they were made for, None to ask :func:`thread_count` (a problem that runs serially takes one part).
         """
         out = _memory.empty(self.output_shape, self.dtype) if self._pooled is None else _memory.pooled(*self._pooled)
         flat = out.reshape(-1)
         args = (inputs, kernel, self._zeros if bias is None else bias, flat, *self._mid, flat, *self._tail)
         if self._serial is None:
             self._serial = serial_args(args)
-        parts = 1 if self._serial else thread_count()
+        if self._serial:
+            parts = 1
+        elif parts is None:
+            parts = thread_count()
         if claims is None:
             claims = task_claims(self._tasks, parts)
         launch(self._kernel, *args, parts=parts, claims=claims)
